@@ -1,0 +1,25 @@
+# livedepth: two commands on a fresh Debian/Ubuntu machine.
+#   make demo   the main job (installs what is missing first)
+#   make test   the test suite, clippy and the format check (installs what is missing first)
+SHELL := /bin/bash
+CARGO ?= cargo
+OUT ?= out/demo
+
+.PHONY: setup demo test fmt lint bench
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(CARGO) run --release -- demo --out $(OUT)
+
+test: setup
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) test --all-targets -- --nocapture 2>&1 | tee target/test.log; exit $${PIPESTATUS[0]}
+
+fmt:
+	$(CARGO) fmt
+
+bench: setup
+	$(CARGO) run --release -- bench all

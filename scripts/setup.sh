@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Installs what livedepth needs on a fresh Debian/Ubuntu machine, skipping what is already there:
+#   * GStreamer 1.x development files, plugins and tools (apt);
+#   * a Python venv with torch==2.11.0 (provides libtorch for tch, and the PyTorch peer for
+#     benchmarks and parity tests) in a per-user cache, shared by every clone;
+#   * the NVRTC wheel (libnvrtc) so CUDA kernels compile without a CUDA toolkit.
+# Then writes .cargo/config.toml (ignored by git) pointing cargo at that libtorch.
+set -euo pipefail
+
+TORCH_VERSION="${LIVEDEPTH_TORCH_VERSION:-2.11.0}"
+VENV="${LIVEDEPTH_TORCH_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/livedepth/torch-${TORCH_VERSION%.*}}"
+
+APT_PACKAGES=(
+  pkg-config
+  libgstreamer1.0-dev
+  libgstreamer-plugins-base1.0-dev
+  gstreamer1.0-plugins-base
+  gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly
+  gstreamer1.0-libav
+  gstreamer1.0-tools
+  python3-venv
+)
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "installing apt packages: ${missing[*]}"
+  SUDO=""
+  [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  log "apt packages present"
+fi
+
+if [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('$TORCH_VERSION') else 1)" 2>/dev/null; then
+  log "torch $TORCH_VERSION present in $VENV"
+else
+  log "creating $VENV with torch==$TORCH_VERSION (a one-time download of several GB)"
+  mkdir -p "$(dirname "$VENV")"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+  "$VENV/bin/pip" install -q "torch==$TORCH_VERSION" numpy
+fi
+if ! "$VENV/bin/python" -c "import nvidia.cuda_nvrtc" 2>/dev/null && ! ls "$VENV"/lib/python3*/site-packages/nvidia/cu*/lib/libnvrtc.so* >/dev/null 2>&1 && ! ls "$VENV"/lib/python3*/site-packages/nvidia/cuda_nvrtc/lib/libnvrtc.so* >/dev/null 2>&1; then
+  log "installing the NVRTC wheel"
+  "$VENV/bin/pip" install -q nvidia-cuda-nvrtc
+fi
+# Point cargo (for this clone) at the venv's libtorch and Python, so that plain `cargo build`,
+# `cargo test` and `cargo run` work without hand-set environment variables.
+TORCH_DIR=$("$VENV/bin/python" -c "import torch, os; print(os.path.dirname(torch.__file__))")
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+mkdir -p "$repo_root/.cargo"
+want=$(cat <<CFG
+# Written by scripts/setup.sh for this machine; not committed.
+[env]
+LIBTORCH = "$TORCH_DIR"
+LIBTORCH_CXX11_ABI = "1"
+LIVEDEPTH_PYTHON = "$VENV/bin/python"
+CFG
+)
+if [[ "$(cat "$repo_root/.cargo/config.toml" 2>/dev/null)" != "$want" ]]; then
+  printf '%s\n' "$want" > "$repo_root/.cargo/config.toml"
+  log "wrote .cargo/config.toml (libtorch at $TORCH_DIR)"
+fi
+log "done"

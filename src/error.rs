@@ -1,0 +1,34 @@
+//! The crate-wide error: one variant per module, each module keeping its own typed error enum.
+
+use std::path::PathBuf;
+
+/// Any error livedepth reports. Every message names the file, field or URI involved and what
+/// was expected, so that the user knows what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
+    #[error(transparent)]
+    Sink(#[from] crate::sink::SinkError),
+    #[error(transparent)]
+    Pipeline(#[from] crate::pipeline::PipelineError),
+    #[error(transparent)]
+    Synth(#[from] crate::synth::SynthError),
+    #[error(transparent)]
+    Eval(#[from] crate::eval::EvalError),
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An I/O error that names the file it happened on.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io { path: path.into(), source }
+    }
+}

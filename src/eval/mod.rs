@@ -1,0 +1,8 @@
+//! Placeholder: this module is being written.
+
+/// Errors of this module.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("{0}")]
+    Other(String),
+}

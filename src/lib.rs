@@ -1,0 +1,19 @@
+//! livedepth: real-time monocular depth from a live camera stream, with on-device
+//! self-supervised adaptation of the depth network.
+//!
+//! Data flows one way: a [`source`] yields timestamped frames, the [`pipeline`] runs them through
+//! stages on their own threads, and [`sink`]s write depth maps, colourised video and metrics.
+//! [`eval`] holds the standard depth metrics; [`synth`] renders synthetic drives with exact
+//! ground truth.
+
+pub mod camera;
+pub mod config;
+pub mod error;
+pub mod eval;
+pub mod frame;
+pub mod pipeline;
+pub mod sink;
+pub mod source;
+pub mod synth;
+
+pub use error::{Error, Result};
