@@ -25,8 +25,10 @@
 //! * Statistics: per node items, fps, processing-time p50/p99, queue depth and drops, plus
 //!   capture-to-sink latency; printed live to stderr (or as a progress bar for replays of known
 //!   length) and returned as a serialisable [`RunReport`].
-//! * Shutdown: end of stream, a [`StopHandle`], Ctrl-C (graceful: frames already read drain to
-//!   the sink), or the first error or panic of any node (abort: every thread stops at once).
+//! * Shutdown: end of stream, a [`StopHandle`], Ctrl-C or a source error or panic (graceful:
+//!   the source stops reading and the frames already read drain to the sink), or the first
+//!   error or panic of a stage or the sink (abort: every thread stops at once). The first
+//!   error is returned.
 //!   `run` returns only after every thread it started has been joined.
 
 mod queue;
@@ -273,13 +275,19 @@ impl RunContext {
         self.interrupts.is_some_and(|watch| watch.interrupted())
     }
 
-    /// Records `error` if it is the first, and makes every thread stop.
+    /// Records `error` if it is the first, and makes every thread stop at once.
     fn fail(&self, error: PipelineError) {
+        self.record_error(error);
+        self.abort.store(true, Ordering::SeqCst);
+    }
+
+    /// Records `error` if it is the first, without aborting: used when the source fails, so
+    /// that the frames it read before drain to the sink (no data lost) before `run` fails.
+    fn record_error(&self, error: PipelineError) {
         let mut first = lock(&self.first_error);
         if first.is_none() {
             *first = Some(error);
         }
-        self.abort.store(true, Ordering::SeqCst);
     }
 }
 
@@ -530,13 +538,13 @@ fn run_source(
             }
             Ok(Err(error)) => {
                 let description = description.to_string();
-                ctx.fail(PipelineError::Source { description, frames_read, error });
+                ctx.record_error(PipelineError::Source { description, frames_read, error });
                 return;
             }
             Err(payload) => {
                 let description = description.to_string();
                 let message = panic_message(&*payload);
-                ctx.fail(PipelineError::SourcePanic { description, frames_read, message });
+                ctx.record_error(PipelineError::SourcePanic { description, frames_read, message });
                 return;
             }
         }
@@ -748,7 +756,7 @@ impl IntervalStats {
     fn table(&self, elapsed: Duration) -> String {
         let mut text = String::new();
         for row in &self.rows {
-            text.push_str(&format!("[{:>7.1}s] {row}\n", elapsed.as_secs_f64()));
+            text.push_str(&format!("[{:>8.2}s] {}\n", elapsed.as_secs_f64(), row.trim_end()));
         }
         text
     }

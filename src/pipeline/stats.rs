@@ -326,11 +326,21 @@ impl RunReport {
     }
 }
 
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::EndOfStream => "ended (end of stream)",
+            Self::Stopped => "stopped",
+            Self::Interrupted => "interrupted (Ctrl-C)",
+        })
+    }
+}
+
 impl fmt::Display for RunReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "pipeline {:?} after {:.2} s ({}): read {}, delivered {}, dropped {}, {:.1} fps; \
+            "pipeline {} after {:.2} s ({}): read {}, delivered {}, dropped {}, {:.1} fps; \
              end-to-end p50 {:.1} ms p99 {:.1} ms",
             self.stop_reason,
             self.wall_seconds,
