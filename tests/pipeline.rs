@@ -7,7 +7,8 @@ mod common;
 
 use livedepth::frame::{Frame, RgbImage};
 use livedepth::pipeline::{
-    Pipeline, PipelineError, PipelineOptions, QueuePolicy, RunReport, Sink, StageError, StopReason,
+    Pipeline, PipelineError, PipelineOptions, QueuePolicy, RunReport, Sink, Stage, StageError,
+    StopReason,
 };
 use livedepth::source::{Source, SourceError};
 use rand::{RngExt, SeedableRng};
@@ -99,6 +100,23 @@ impl Source for SyntheticSource {
     }
 }
 
+/// A stage (a struct, not a closure) checking that frames arrive complete and in order.
+struct IndexCheck {
+    expected_next: u64,
+}
+
+impl Stage<Frame> for IndexCheck {
+    type Out = Frame;
+
+    fn process(&mut self, frame: Frame) -> Result<Frame, StageError> {
+        if decode_index(&frame.rgb) != frame.index || frame.index != self.expected_next {
+            return Err(format!("frame {} out of order or corrupted", frame.index).into());
+        }
+        self.expected_next += 1;
+        Ok(frame)
+    }
+}
+
 /// A sink recording the indices it receives.
 #[derive(Clone, Default)]
 struct RecordingSink {
@@ -177,13 +195,7 @@ fn replay_delivers_every_frame_in_order_without_drops() {
     let mut rng = rand_pcg::Pcg64::seed_from_u64(7);
     let pipeline = Pipeline::new(Box::new(source), quiet(2, QueuePolicy::Auto))
         .unwrap()
-        .stage("check", |frame: Frame| {
-            if decode_index(&frame.rgb) == frame.index {
-                Ok(frame)
-            } else {
-                Err(format!("frame {} corrupted", frame.index))
-            }
-        })
+        .stage("check", IndexCheck { expected_next: 0 })
         .stage("jitter", move |frame: Frame| {
             thread::sleep(Duration::from_micros(rng.random_range(0..300)));
             Ok::<_, StageError>(frame)

@@ -36,7 +36,7 @@ mod stats;
 mod stop;
 
 pub use stats::{LatencySummary, NodeReport, QueueReport, RunReport, StopReason};
-pub use stop::{StopHandle, install_ctrl_c_handler};
+pub use stop::{StopHandle, ctrl_c_count, install_ctrl_c_handler};
 
 use crate::frame::Frame;
 use crate::source::{Source, SourceError};

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 /// How often a blocked queue end re-checks the abort flag.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
-/// One item in flight: the payload plus the frame index and the instant it was captured, for
+/// One item in flight: the payload plus the frame index and its capture instant (when the
+/// source's `next_frame` returned it, the earliest instant the pipeline can know), for
 /// end-to-end latency.
 pub(crate) struct Item<T> {
     pub(crate) index: u64,

@@ -34,6 +34,12 @@ pub fn install_ctrl_c_handler() -> Result<(), PipelineError> {
         .map_err(PipelineError::CtrlC)
 }
 
+/// Ctrl-C presses seen since [`install_ctrl_c_handler`] succeeded. Code that runs outside a
+/// pipeline (a training loop) can compare it with the value it saw when it started.
+pub fn ctrl_c_count() -> u64 {
+    INTERRUPTS.load(Ordering::SeqCst)
+}
+
 /// A snapshot of the Ctrl-C count taken when a pipeline starts; tells whether Ctrl-C was
 /// pressed since.
 #[derive(Clone, Copy, Debug)]
