@@ -356,7 +356,7 @@ fn sink_panic_becomes_an_error() {
     let pipeline =
         Pipeline::new(Box::new(SyntheticSource::new(Some(20), false)), PipelineOptions::quiet())
             .unwrap()
-            .sink("fragile", |frame: Frame| {
+            .sink("frag\0ile", |frame: Frame| {
                 assert!(frame.index < 5, "sink cannot take frame {}", frame.index);
                 Ok::<_, StageError>(())
             });

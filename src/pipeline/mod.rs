@@ -494,7 +494,9 @@ fn spawn_node(
     ctx: Arc<RunContext>,
     body: impl FnOnce(&RunContext) + Send + 'static,
 ) -> std::io::Result<JoinHandle<()>> {
-    thread::Builder::new().name(format!("ld-{name}")).spawn(move || body(&ctx))
+    // Thread names cannot hold NUL bytes (spawning would panic).
+    let thread_name = format!("ld-{}", name.replace('\0', "?"));
+    thread::Builder::new().name(thread_name).spawn(move || body(&ctx))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
