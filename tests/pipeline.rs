@@ -362,7 +362,7 @@ fn sink_panic_becomes_an_error() {
             });
     let error = run_with_watchdog(move || pipeline.run()).unwrap_err();
     assert!(
-        matches!(&error, PipelineError::StagePanic { stage, frame: 5, .. } if stage == "fragile")
+        matches!(&error, PipelineError::StagePanic { stage, frame: 5, .. } if stage == "frag\0ile")
     );
 }
 
