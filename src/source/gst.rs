@@ -3,8 +3,8 @@
 //! with gstreamer-video (respecting the row stride) and time-stamped with the buffer PTS.
 //!
 //! Pipelines built here:
-//! - `file://`, `v4l2://`, `rtsp://`: `uridecodebin` (any container and codec installed;
-//!   rtspsrc with a small latency) → tail;
+//! - `file://`: `filesrc ! queue ! decodebin` (any container and codec installed) → tail;
+//! - `v4l2://`, `rtsp://`: `uridecodebin` (rtspsrc with a small latency) → tail;
 //! - `csi://N`: `nvarguscamerasrc sensor-id=N ! nvvidconv` → tail (Jetson only);
 //! - `test://`: `videotestsrc` → tail;
 //! - `gst://DESC`: the description as given; its `appsink name=sink` gets RGB caps.
@@ -465,9 +465,7 @@ fn build_pipeline(
     match parsed {
         SourceUri::File(path) => {
             let path = existing_file(path)?;
-            let file_uri = gst::glib::filename_to_uri(&path, None)
-                .map_err(|e| pipeline_error(uri, format!("{}: {e}", path.display())))?;
-            add_uridecodebin(uri, &pipeline, &file_uri, &convert)?;
+            add_file_decoder(uri, &pipeline, &path, &convert)?;
         }
         SourceUri::V4l2(device) => {
             require_elements(uri, &[("v4l2src", "part of gst-plugins-good (video4linux2)")])?;
@@ -526,8 +524,32 @@ fn existing_file(path: &Path) -> Result<std::path::PathBuf, SourceError> {
     }
 }
 
-/// Decode `media_uri` with uridecodebin, linking its first video pad to `tail_sink`. A stream
-/// without video posts an error on the bus instead of stalling.
+/// Decode a file with `filesrc ! queue ! decodebin`. The queue makes the demuxer work in push
+/// mode: in pull mode an error the demuxer raises while decodebin is still activating it (a
+/// truncated MP4 without its index) is swallowed by decodebin, and the pipeline would stall.
+fn add_file_decoder(
+    uri: &str,
+    pipeline: &gst::Pipeline,
+    path: &Path,
+    tail_sink: &gst::Element,
+) -> Result<(), SourceError> {
+    require_elements(
+        uri,
+        &[("filesrc", "part of GStreamer core"), ("queue", "part of GStreamer core"), ("decodebin", BASE_HINT)],
+    )?;
+    let filesrc = gst::ElementFactory::make("filesrc")
+        .property("location", path.to_string_lossy().as_ref())
+        .build()
+        .map_err(|e| pipeline_error(uri, e.to_string()))?;
+    let queue = make_element(uri, "queue")?;
+    let decode = make_element(uri, "decodebin")?;
+    pipeline.add_many([&filesrc, &queue]).map_err(|e| pipeline_error(uri, e.to_string()))?;
+    filesrc.link(&queue).map_err(|e| pipeline_error(uri, e.to_string()))?;
+    link_decoder(uri, pipeline, &decode, tail_sink)?;
+    queue.link(&decode).map_err(|e| pipeline_error(uri, e.to_string()))
+}
+
+/// Decode `media_uri` (a camera or network stream) with uridecodebin.
 fn add_uridecodebin(
     uri: &str,
     pipeline: &gst::Pipeline,
@@ -548,6 +570,17 @@ fn add_uridecodebin(
         }
         None
     });
+    link_decoder(uri, pipeline, &decode, tail_sink)
+}
+
+/// Add a decodebin-like element to the pipeline and link its first video pad to `tail_sink`
+/// when it appears. A stream without video posts an error on the bus instead of stalling.
+fn link_decoder(
+    uri: &str,
+    pipeline: &gst::Pipeline,
+    decode: &gst::Element,
+    tail_sink: &gst::Element,
+) -> Result<(), SourceError> {
     let sink_pad = tail_sink
         .static_pad("sink")
         .ok_or_else(|| pipeline_error(uri, "videoconvert has no sink pad"))?;
@@ -575,7 +608,7 @@ fn add_uridecodebin(
             );
         }
     });
-    pipeline.add(&decode).map_err(|e| pipeline_error(uri, e.to_string()))?;
+    pipeline.add(decode).map_err(|e| pipeline_error(uri, e.to_string()))?;
     Ok(())
 }
 
