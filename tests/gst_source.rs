@@ -44,8 +44,8 @@ fn pattern_frame(index: usize, width: u32, height: u32) -> RgbImage {
                 rgb = [30.0, 30.0, 40.0];
             }
             let i = (y as usize * width as usize + x as usize) * 3;
-            for c in 0..3 {
-                image.data[i + c] = rgb[c].round().clamp(0.0, 255.0) as u8;
+            for (channel, value) in image.data[i..i + 3].iter_mut().zip(rgb) {
+                *channel = value.round().clamp(0.0, 255.0) as u8;
             }
         }
     }
@@ -54,7 +54,12 @@ fn pattern_frame(index: usize, width: u32, height: u32) -> RgbImage {
 
 fn psnr(a: &RgbImage, b: &RgbImage) -> f64 {
     assert_eq!((a.width, a.height), (b.width, b.height));
-    let mse = a.data.iter().zip(&b.data).map(|(&p, &q)| (f64::from(p) - f64::from(q)).powi(2)).sum::<f64>()
+    let mse = a
+        .data
+        .iter()
+        .zip(&b.data)
+        .map(|(&p, &q)| (f64::from(p) - f64::from(q)).powi(2))
+        .sum::<f64>()
         / a.data.len() as f64;
     if mse == 0.0 { f64::INFINITY } else { 10.0 * (255.0f64 * 255.0 / mse).log10() }
 }
@@ -82,7 +87,11 @@ struct ReadResult {
 
 /// Open `uri` and read every frame on a worker thread; fail the test if that takes longer than
 /// `bound` (a hang).
-fn read_all_within(uri: &str, options: GstOptions, bound: Duration) -> Result<ReadResult, SourceError> {
+fn read_all_within(
+    uri: &str,
+    options: GstOptions,
+    bound: Duration,
+) -> Result<ReadResult, SourceError> {
     let (tx, rx) = mpsc::channel();
     let uri_owned = uri.to_string();
     std::thread::spawn(move || {
@@ -138,7 +147,10 @@ fn mp4_round_trip_is_lossless_in_count_and_order() {
         for j in [i.wrapping_sub(1), i + 1] {
             if let Some(other) = originals.get(j) {
                 let neighbour = psnr(&frame.rgb, other);
-                assert!(own > neighbour + 3.0, "frame {i} ({own:.1} dB) vs original {j} ({neighbour:.1} dB)");
+                assert!(
+                    own > neighbour + 3.0,
+                    "frame {i} ({own:.1} dB) vs original {j} ({neighbour:.1} dB)"
+                );
             }
         }
         let expected = i as f64 / FPS;
@@ -169,7 +181,9 @@ fn file_source_scales_to_the_requested_size() {
         assert_eq!(frame.rgb.data.len(), 160 * 96 * 3);
     }
     // The scaled frame still resembles the (box-downsampled) original: mean colours agree.
-    let mean = |img: &RgbImage| img.data.iter().map(|&v| f64::from(v)).sum::<f64>() / img.data.len() as f64;
+    let mean = |img: &RgbImage| {
+        img.data.iter().map(|&v| f64::from(v)).sum::<f64>() / img.data.len() as f64
+    };
     let (a, b) = (mean(&read.frames[0].rgb), mean(&originals[0]));
     assert!((a - b).abs() < 4.0, "mean intensity {a} vs {b}");
 }
@@ -241,7 +255,8 @@ fn broken_files_give_typed_errors_without_hanging() {
     let bytes = std::fs::read(&valid).unwrap();
     let truncated = dir.path().join("truncated.mp4");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
-    let result = read_all_within(&format!("file://{}", truncated.display()), quick_options(), BOUND);
+    let result =
+        read_all_within(&format!("file://{}", truncated.display()), quick_options(), BOUND);
     assert_stream_error(result, "truncated.mp4");
 
     let random = dir.path().join("random.mp4");
@@ -272,7 +287,9 @@ fn broken_files_give_typed_errors_without_hanging() {
     }
     // A directory is not a video file either.
     match read_all_within(&format!("file://{}", dir.path().display()), quick_options(), BOUND) {
-        Err(SourceError::MissingFile { path }) => assert!(path.ends_with(dir.path().file_name().unwrap())),
+        Err(SourceError::MissingFile { path }) => {
+            assert!(path.ends_with(dir.path().file_name().unwrap()))
+        }
         other => panic!("directory: expected MissingFile, got {:?}", other.err()),
     }
 }
@@ -289,7 +306,9 @@ fn bad_uris_give_invalid_uri_naming_them() {
         }
     }
     match read_all_within("gst://nosuchelement ! appsink name=sink", quick_options(), BOUND) {
-        Err(SourceError::MissingElement { element, .. }) => assert!(element.contains("nosuchelement")),
+        Err(SourceError::MissingElement { element, .. }) => {
+            assert!(element.contains("nosuchelement"))
+        }
         other => panic!("expected MissingElement, got {:?}", other.err()),
     }
     // CSI cameras need the Jetson-only nvarguscamerasrc: a clear error where it is absent.

@@ -8,7 +8,8 @@ use livedepth::camera::Intrinsics;
 use livedepth::frame::{DepthMap, RgbImage};
 use livedepth::sink::SinkError;
 use livedepth::sink::colourise::{
-    INVALID_COLOUR, colour_at, colourise_depth, colourise_disparity, luminance, write_colourised_depth_png,
+    INVALID_COLOUR, colour_at, colourise_depth, colourise_disparity, luminance,
+    write_colourised_depth_png,
 };
 use livedepth::sink::depth_png::{read_depth_png, write_depth_png};
 use livedepth::sink::metrics::{MetricsCsvWriter, read_summary_json, write_summary_json};
@@ -81,7 +82,10 @@ fn real_kitchen_depth_round_trip() {
     let depth = DepthMap {
         width,
         height,
-        data: raw.pixels().map(|p| if p[0] == 65535 { 0.0 } else { f32::from(p[0]) / 1000.0 }).collect(),
+        data: raw
+            .pixels()
+            .map(|p| if p[0] == 65535 { 0.0 } else { f32::from(p[0]) / 1000.0 })
+            .collect(),
     };
     let valid = depth.data.iter().filter(|&&d| d > 0.0).count();
     assert!(valid > (width * height / 2) as usize, "the kitchen frame has mostly valid depth");
@@ -89,7 +93,8 @@ fn real_kitchen_depth_round_trip() {
     let path = dir.path().join("kitchen.png");
     write_depth_png(&path, &depth).unwrap();
     let back = read_depth_png(&path).unwrap();
-    let worst = depth.data.iter().zip(&back.data).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    let worst =
+        depth.data.iter().zip(&back.data).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(worst <= 0.5 / 256.0 + 1e-6, "worst error {worst} m");
     assert_eq!(back.data.iter().filter(|&&d| d > 0.0).count(), valid);
 
@@ -159,7 +164,9 @@ fn metrics_csv_and_summary_json_parse_back() {
         assert_eq!(lines as u64, csv.rows_written() + 1);
     }
     match csv.write_row(&[1.0, 2.0]) {
-        Err(e @ SinkError::InvalidInput { .. }) => assert!(e.to_string().contains("metrics.csv"), "{e}"),
+        Err(e @ SinkError::InvalidInput { .. }) => {
+            assert!(e.to_string().contains("metrics.csv"), "{e}")
+        }
         other => panic!("expected InvalidInput, got {other:?}"),
     }
     assert_eq!(csv.finish().unwrap(), csv_path);
@@ -187,7 +194,8 @@ fn metrics_csv_and_summary_json_parse_back() {
     write_summary_json(&json_path, &summary).unwrap();
     let back: Summary = read_summary_json(&json_path).unwrap();
     assert_eq!(back, summary);
-    let value: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
     assert_eq!(value["frames"], 3);
     // Wrong shape: a typed JSON error naming the file.
     match read_summary_json::<Vec<u32>>(&json_path) {
@@ -196,12 +204,16 @@ fn metrics_csv_and_summary_json_parse_back() {
     }
 }
 
+/// One PLY vertex: position and colour.
+type Vertex = ([f32; 3], [u8; 3]);
+
 /// Parse a binary PLY written by `write_ply`: header lines and the vertices.
-fn read_ply(path: &Path) -> (Vec<String>, Vec<([f32; 3], [u8; 3])>) {
+fn read_ply(path: &Path) -> (Vec<String>, Vec<Vertex>) {
     let bytes = std::fs::read(path).unwrap();
     let marker = b"end_header\n";
     let end = bytes.windows(marker.len()).position(|w| w == marker).unwrap() + marker.len();
-    let header: Vec<String> = std::str::from_utf8(&bytes[..end]).unwrap().lines().map(String::from).collect();
+    let header: Vec<String> =
+        std::str::from_utf8(&bytes[..end]).unwrap().lines().map(String::from).collect();
     let body = &bytes[end..];
     assert_eq!(body.len() % PLY_VERTEX_BYTES, 0);
     let vertices = body
@@ -256,7 +268,9 @@ fn ply_header_count_and_back_projection() {
     // A mismatched colour image is refused, naming the file, and nothing is written.
     let other = dir.path().join("bad.ply");
     match write_ply(&other, &depth, &intrinsics, Some(&RgbImage::new(4, 4))) {
-        Err(e @ SinkError::InvalidInput { .. }) => assert!(e.to_string().contains("bad.ply"), "{e}"),
+        Err(e @ SinkError::InvalidInput { .. }) => {
+            assert!(e.to_string().contains("bad.ply"), "{e}")
+        }
         other => panic!("expected InvalidInput, got {other:?}"),
     }
     assert!(!other.exists());

@@ -57,7 +57,11 @@ pub fn luminance(rgb: [u8; 3]) -> f32 {
 
 /// The `low` and `high` percentiles (in %) of the finite values of `values`, from a strided
 /// subsample of at most [`MAX_PERCENTILE_SAMPLES`]; `None` when there is none.
-pub fn percentile_range(values: impl Iterator<Item = f32> + Clone, low: f32, high: f32) -> Option<(f32, f32)> {
+pub fn percentile_range(
+    values: impl Iterator<Item = f32> + Clone,
+    low: f32,
+    high: f32,
+) -> Option<(f32, f32)> {
     let count = values.clone().filter(|v| v.is_finite()).count();
     if count == 0 {
         return None;
@@ -119,8 +123,9 @@ pub fn colourise_depth_with(depth: &DepthMap, percentiles: (f32, f32)) -> RgbIma
 /// pixels missing from a too-short slice.
 pub fn colourise_disparity(width: u32, height: u32, disparity: &[f32]) -> RgbImage {
     let n = width as usize * height as usize;
-    let closeness =
-        disparity[..n.min(disparity.len())].iter().map(|&d| (d.is_finite() && d > 0.0).then_some(d));
+    let closeness = disparity[..n.min(disparity.len())]
+        .iter()
+        .map(|&d| (d.is_finite() && d > 0.0).then_some(d));
     colourise_closeness(width, height, closeness, DEFAULT_PERCENTILES)
 }
 
@@ -131,7 +136,12 @@ pub fn write_rgb_png(path: &Path, image: &RgbImage) -> Result<(), SinkError> {
         return Err(SinkError::invalid(
             path,
             "RGB image",
-            format!("{}x{} needs {expected} bytes, got {}", image.width, image.height, image.data.len()),
+            format!(
+                "{}x{} needs {expected} bytes, got {}",
+                image.width,
+                image.height,
+                image.data.len()
+            ),
         ));
     }
     write_atomic(path, |w| {

@@ -56,10 +56,7 @@ pub fn read_depth_png(path: &Path) -> Result<DepthMap, SinkError> {
     let image::DynamicImage::ImageLuma16(gray) = image else {
         return Err(SinkError::Format {
             path: path.to_path_buf(),
-            reason: format!(
-                "expected a 16-bit grayscale depth PNG, found {:?}",
-                image.color()
-            ),
+            reason: format!("expected a 16-bit grayscale depth PNG, found {:?}", image.color()),
         });
     };
     let (width, height) = gray.dimensions();

@@ -62,7 +62,12 @@ impl MetricsCsvWriter {
             return Err(SinkError::invalid(
                 &self.path,
                 "CSV row",
-                format!("expected {} values ({}), got {}", self.columns.len(), self.columns.join(","), values.len()),
+                format!(
+                    "expected {} values ({}), got {}",
+                    self.columns.len(),
+                    self.columns.join(","),
+                    values.len()
+                ),
             ));
         }
         self.line.clear();
@@ -102,7 +107,10 @@ impl MetricsCsvWriter {
 }
 
 /// Write `summary` as pretty-printed JSON to `path`, atomically.
-pub fn write_summary_json<T: Serialize + ?Sized>(path: &Path, summary: &T) -> Result<(), SinkError> {
+pub fn write_summary_json<T: Serialize + ?Sized>(
+    path: &Path,
+    summary: &T,
+) -> Result<(), SinkError> {
     write_atomic(path, |w| {
         serde_json::to_writer_pretty(&mut *w, summary)
             .map_err(|source| SinkError::Json { path: path.to_path_buf(), source })?;

@@ -53,7 +53,11 @@ impl SinkError {
 
     /// An invalid argument for the file at `path`.
     pub fn invalid(path: &Path, what: &str, reason: impl Into<String>) -> Self {
-        Self::InvalidInput { path: path.to_path_buf(), what: what.to_string(), reason: reason.into() }
+        Self::InvalidInput {
+            path: path.to_path_buf(),
+            what: what.to_string(),
+            reason: reason.into(),
+        }
     }
 }
 

@@ -49,10 +49,13 @@ pub fn write_ply(
     } else {
         intrinsics.scaled(depth.width, depth.height)
     };
-    if !(k.fx.is_finite() && k.fy.is_finite() && k.fx != 0.0 && k.fy != 0.0)
-        || !(k.cx.is_finite() && k.cy.is_finite())
-    {
-        return Err(SinkError::invalid(path, "intrinsics", format!("fx, fy must be finite and non-zero, cx, cy finite: {k:?}")));
+    let finite = [k.fx, k.fy, k.cx, k.cy].iter().all(|v| v.is_finite());
+    if !finite || k.fx == 0.0 || k.fy == 0.0 {
+        return Err(SinkError::invalid(
+            path,
+            "intrinsics",
+            format!("fx, fy must be finite and non-zero, cx, cy finite: {k:?}"),
+        ));
     }
     let count = depth.data.iter().filter(|&&d| valid_depth(d)).count();
     write_atomic(path, |w| {

@@ -41,15 +41,21 @@ impl Mp4Writer {
     /// Start writing `path` (a temporary file beside it until [`Mp4Writer::finish`]) for frames
     /// of `width` x `height` (both even) at a nominal `fps`.
     pub fn create(path: &Path, width: u32, height: u32, fps: f64) -> Result<Self, SinkError> {
-        if width == 0 || height == 0 || width % 2 != 0 || height % 2 != 0 {
+        if width == 0 || height == 0 || !width.is_multiple_of(2) || !height.is_multiple_of(2) {
             return Err(SinkError::invalid(
                 path,
                 "video size",
-                format!("{width}x{height}: width and height must be positive and even (H.264 4:2:0)"),
+                format!(
+                    "{width}x{height}: width and height must be positive and even (H.264 4:2:0)"
+                ),
             ));
         }
         if !(fps.is_finite() && fps > 0.0 && fps <= 1000.0) {
-            return Err(SinkError::invalid(path, "frame rate", format!("{fps} is not in (0, 1000]")));
+            return Err(SinkError::invalid(
+                path,
+                "frame rate",
+                format!("{fps} is not in (0, 1000]"),
+            ));
         }
         let missing = |element: &str, reason: String| SinkError::MissingElement {
             path: path.to_path_buf(),
@@ -69,13 +75,15 @@ impl Mp4Writer {
                 return Err(missing(element, format!("not installed; it is part of {package}")));
             }
         }
-        let framerate = gst::Fraction::approximate_f64(fps)
-            .ok_or_else(|| SinkError::invalid(path, "frame rate", format!("{fps} has no fraction")))?;
+        let framerate = gst::Fraction::approximate_f64(fps).ok_or_else(|| {
+            SinkError::invalid(path, "frame rate", format!("{fps} has no fraction"))
+        })?;
         let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, width, height)
             .fps(framerate)
             .build()
             .map_err(|e| SinkError::invalid(path, "video size", e.to_string()))?;
-        let caps = info.to_caps().map_err(|e| SinkError::invalid(path, "video caps", e.to_string()))?;
+        let caps =
+            info.to_caps().map_err(|e| SinkError::invalid(path, "video caps", e.to_string()))?;
         let temp = temp_path_for(path);
 
         let make = |factory: &str| {
@@ -83,14 +91,14 @@ impl Mp4Writer {
                 .build()
                 .map_err(|e| missing(factory, format!("could not be created: {e}")))
         };
-        let appsrc = gst_app::AppSrc::builder()
-            .caps(&caps)
-            .format(gst::Format::Time)
-            .is_live(false)
-            .build();
+        let appsrc =
+            gst_app::AppSrc::builder().caps(&caps).format(gst::Format::Time).is_live(false).build();
         let convert = make("videoconvert")?;
         let filter = make("capsfilter")?;
-        filter.set_property("caps", gst::Caps::builder("video/x-raw").field("format", "I420").build());
+        filter.set_property(
+            "caps",
+            gst::Caps::builder("video/x-raw").field("format", "I420").build(),
+        );
         let encoder = make("x264enc")?;
         encoder.set_property_from_str("speed-preset", "ultrafast");
         encoder.set_property_from_str("pass", "qual");
@@ -101,7 +109,8 @@ impl Mp4Writer {
         filesink.set_property("location", temp.to_string_lossy().as_ref());
 
         let pipeline = gst::Pipeline::new();
-        let chain = [appsrc.upcast_ref::<gst::Element>(), &convert, &filter, &encoder, &muxer, &filesink];
+        let chain =
+            [appsrc.upcast_ref::<gst::Element>(), &convert, &filter, &encoder, &muxer, &filesink];
         let link_error = |e: gst::glib::BoolError| SinkError::Gst {
             path: path.to_path_buf(),
             element: "pipeline".into(),
@@ -248,8 +257,9 @@ impl Mp4Writer {
         buffer_mut.set_pts(gst::ClockTime::from_nseconds((pts_seconds * 1e9).round() as u64));
         buffer_mut.set_duration(self.frame_duration);
         {
-            let mut frame = gst_video::VideoFrameRef::from_buffer_ref_writable(buffer_mut, &self.info)
-                .map_err(|e| gst_error(format!("could not map a frame: {e}")))?;
+            let mut frame =
+                gst_video::VideoFrameRef::from_buffer_ref_writable(buffer_mut, &self.info)
+                    .map_err(|e| gst_error(format!("could not map a frame: {e}")))?;
             let stride = frame.plane_stride()[0] as usize;
             let row_bytes = image.width as usize * 3;
             let plane = frame

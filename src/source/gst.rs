@@ -171,7 +171,10 @@ impl GstSource {
                     self.handle_message(&msg)?;
                 }
             }
-            return Err(SourceError::StateChange { uri: self.uri.clone(), state: "PLAYING".into() });
+            return Err(SourceError::StateChange {
+                uri: self.uri.clone(),
+                state: "PLAYING".into(),
+            });
         }
         let first = self.pull_sample()?;
         match &first {
@@ -482,7 +485,10 @@ fn build_pipeline(
             require_elements(
                 uri,
                 &[
-                    ("nvarguscamerasrc", "CSI cameras need NVIDIA's Argus plugin (JetPack on Jetson)"),
+                    (
+                        "nvarguscamerasrc",
+                        "CSI cameras need NVIDIA's Argus plugin (JetPack on Jetson)",
+                    ),
                     ("nvvidconv", "CSI cameras need NVIDIA's nvvidconv (JetPack on Jetson)"),
                 ],
             )?;
@@ -535,7 +541,11 @@ fn add_file_decoder(
 ) -> Result<(), SourceError> {
     require_elements(
         uri,
-        &[("filesrc", "part of GStreamer core"), ("queue", "part of GStreamer core"), ("decodebin", BASE_HINT)],
+        &[
+            ("filesrc", "part of GStreamer core"),
+            ("queue", "part of GStreamer core"),
+            ("decodebin", BASE_HINT),
+        ],
     )?;
     let filesrc = gst::ElementFactory::make("filesrc")
         .property("location", path.to_string_lossy().as_ref())
@@ -633,16 +643,15 @@ fn build_described_pipeline(
     options: &GstOptions,
     live: bool,
 ) -> Result<(gst::Pipeline, gst_app::AppSink, Option<gst::Element>), SourceError> {
-    let element = gst::parse::launch(description).map_err(|e| {
-        match e.kind::<gst::ParseError>() {
+    let element =
+        gst::parse::launch(description).map_err(|e| match e.kind::<gst::ParseError>() {
             Some(gst::ParseError::NoSuchElement) => SourceError::MissingElement {
                 uri: uri.to_string(),
                 element: e.message().to_string(),
                 hint: "check the element names with gst-inspect-1.0".into(),
             },
             _ => pipeline_error(uri, e.to_string()),
-        }
-    })?;
+        })?;
     let no_appsink = || SourceError::InvalidUri {
         uri: uri.to_string(),
         reason: format!(

@@ -79,9 +79,9 @@ pub fn parse_source_uri(uri: &str) -> Result<SourceUri, SourceError> {
             if rest.is_empty() {
                 return Ok(SourceUri::Csi(0));
             }
-            rest.parse::<u32>()
-                .map(SourceUri::Csi)
-                .map_err(|_| invalid(uri, format!("expected a sensor number after `csi://`, got `{rest}`")))
+            rest.parse::<u32>().map(SourceUri::Csi).map_err(|_| {
+                invalid(uri, format!("expected a sensor number after `csi://`, got `{rest}`"))
+            })
         }
         "test" => parse_test(uri, rest),
         "gst" => {
@@ -137,7 +137,10 @@ mod tests {
             parse_source_uri("file:///a/b.mp4").unwrap(),
             SourceUri::File("/a/b.mp4".into())
         );
-        assert_eq!(parse_source_uri("file://rel/b.mp4").unwrap(), SourceUri::File("rel/b.mp4".into()));
+        assert_eq!(
+            parse_source_uri("file://rel/b.mp4").unwrap(),
+            SourceUri::File("rel/b.mp4".into())
+        );
         assert_eq!(parse_source_uri("clip.mkv").unwrap(), SourceUri::File("clip.mkv".into()));
         assert_eq!(
             parse_source_uri("v4l2:///dev/video2").unwrap(),
