@@ -336,3 +336,58 @@ fn mp4_writer_rejects_bad_arguments() {
     // An unfinished writer leaves nothing behind: neither the target nor its temporary file.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+/// Run a gst-launch description to completion (to make test media), or `None` after printing
+/// why the calling test skips (one of `elements` is not installed).
+fn make_media(description: &str, elements: &[&str]) -> Option<()> {
+    use gstreamer as gst;
+    use gstreamer::prelude::*;
+    gst::init().unwrap();
+    if let Some(missing) = elements.iter().find(|e| gst::ElementFactory::find(e).is_none()) {
+        eprintln!("SKIP: GStreamer element {missing} is not installed");
+        return None;
+    }
+    let pipeline = gst::parse::launch(description).unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    let msg = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(20),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("making test media timed out");
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(matches!(msg.view(), gst::MessageView::Eos(_)), "making test media failed: {msg:?}");
+    Some(())
+}
+
+#[test]
+fn audio_tracks_are_ignored_and_audio_only_files_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let av = dir.path().join("av.mkv");
+    let description = format!(
+        "matroskamux name=mux ! filesink location={} \
+         videotestsrc num-buffers=12 ! video/x-raw,width=96,height=64 ! vp8enc deadline=1 ! mux. \
+         audiotestsrc num-buffers=12 ! vorbisenc ! mux.",
+        av.display()
+    );
+    let elements = ["matroskamux", "videotestsrc", "vp8enc", "audiotestsrc", "vorbisenc"];
+    if make_media(&description, &elements).is_none() {
+        return;
+    }
+    let read = read_all_within(&av.display().to_string(), quick_options(), BOUND).unwrap();
+    assert_eq!(read.frames.len(), 12, "every video frame of a file with audio");
+    assert_eq!(read.native_size, Some((96, 64)));
+
+    let wav = dir.path().join("tone.wav");
+    let description =
+        format!("audiotestsrc num-buffers=12 ! wavenc ! filesink location={}", wav.display());
+    if make_media(&description, &["audiotestsrc", "wavenc"]).is_none() {
+        return;
+    }
+    let result = read_all_within(&format!("file://{}", wav.display()), quick_options(), BOUND);
+    if let Err(SourceError::Stream { message, .. }) = &result {
+        assert!(message.contains("no video"), "{message}");
+    }
+    assert_stream_error(result, "tone.wav");
+}
