@@ -391,3 +391,12 @@ fn audio_tracks_are_ignored_and_audio_only_files_rejected() {
     }
     assert_stream_error(result, "tone.wav");
 }
+
+/// The pipeline moves sources and writers onto their own threads.
+#[test]
+fn sources_and_writers_are_send() {
+    fn assert_send<T: Send>() {}
+    assert_send::<GstSource>();
+    assert_send::<Mp4Writer>();
+    assert_send::<livedepth::sink::metrics::MetricsCsvWriter>();
+}

@@ -332,15 +332,23 @@ impl GstSource {
         let stride = usize::try_from(mapped.plane_stride()[0]).unwrap_or(0);
         let plane =
             mapped.plane_data(0).map_err(|e| format_error(format!("unreadable plane: {e}")))?;
-        if stride < row_bytes || plane.len() < stride * (height as usize - 1) + row_bytes {
+        if width == 0
+            || height == 0
+            || stride < row_bytes
+            || plane.len() < stride * (height as usize - 1) + row_bytes
+        {
             return Err(format_error(format!(
                 "a {width}x{height} RGB frame with stride {stride} in {} bytes",
                 plane.len()
             )));
         }
         let mut data = Vec::with_capacity(row_bytes * height as usize);
-        for row in plane.chunks(stride).take(height as usize) {
-            data.extend_from_slice(&row[..row_bytes]);
+        if stride == row_bytes {
+            data.extend_from_slice(&plane[..row_bytes * height as usize]);
+        } else {
+            for row in plane.chunks(stride).take(height as usize) {
+                data.extend_from_slice(&row[..row_bytes]);
+            }
         }
         let timestamp = match buffer.pts() {
             Some(pts) => pts.nseconds() as f64 * 1e-9,
