@@ -1,5 +1,7 @@
 //! Command-line verbs. Each verb lives in its own file with its clap `Args` and a `run`.
 
+pub mod probe;
+
 use clap::{Parser, Subcommand};
 
 /// Real-time monocular depth from a live camera stream, with on-device adaptation.
@@ -11,8 +13,14 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {}
+pub enum Command {
+    /// Open a source (camera, stream, file, test pattern), print its caps, size and framerate,
+    /// and optionally save its first frames as PNGs.
+    Probe(probe::Args),
+}
 
 pub fn dispatch(cli: Cli) -> livedepth::Result<()> {
-    match cli.command {}
+    match cli.command {
+        Command::Probe(args) => probe::run(args),
+    }
 }
