@@ -1,5 +1,7 @@
 //! Frame sources. Every source yields timestamped RGB [`Frame`]s through the [`Source`] trait.
 
+pub mod dataset;
+
 use crate::frame::Frame;
 
 /// Errors of frame sources.
@@ -7,6 +9,8 @@ use crate::frame::Frame;
 pub enum SourceError {
     #[error("{0}")]
     Other(String),
+    #[error(transparent)]
+    Dataset(#[from] dataset::DatasetError),
 }
 
 /// A stream of frames: a camera, a video file, or a recorded dataset.
