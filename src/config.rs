@@ -373,6 +373,35 @@ impl Config {
         Ok(())
     }
 
+    /// Checks that the paths the config names exist (relative to the current directory): the
+    /// folder of a dataset `source.uri`, the file of a `file://` URI and `network.model`.
+    /// Separate from [`Config::load`] so that a config can be checked before its data or
+    /// weights are in place; call it just before running.
+    pub fn check_paths(&self, file: &Path) -> Result<(), ConfigError> {
+        let missing = |field: &str, expected: &str, path: &Path| ConfigError::Invalid {
+            file: file.to_path_buf(),
+            field: field.to_string(),
+            expected: expected.to_string(),
+            found: format!("{} (does not exist)", path.display()),
+        };
+        let uri = self.source.uri.trim();
+        if let Some((_, dir)) = uri.split_once(':').filter(|_| self.source.is_dataset()) {
+            if !Path::new(dir).is_dir() {
+                return Err(missing("source.uri", "an existing dataset folder", Path::new(dir)));
+            }
+        } else if let Some(path) = self.source.resolved_uri().strip_prefix("file://")
+            && !Path::new(path).is_file()
+        {
+            return Err(missing("source.uri", "an existing video file", Path::new(path)));
+        }
+        if let Some(model) = &self.network.model
+            && !model.exists()
+        {
+            return Err(missing("network.model", "an existing weights file or folder", model));
+        }
+        Ok(())
+    }
+
     /// The camera calibration as [`Intrinsics`], where the config has a `[camera]` section.
     pub fn intrinsics(&self) -> Option<Intrinsics> {
         self.camera.as_ref().map(CameraConfig::intrinsics)

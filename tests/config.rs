@@ -250,3 +250,32 @@ fn all_shipped_configs_load() {
         (1242, 375)
     );
 }
+
+#[test]
+fn check_paths_names_missing_data_and_weights() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let weights = tmp.path().join("weights.pth");
+    std::fs::write(&weights, b"w").expect("write");
+    let with = |uri: &str, model: &Path| {
+        let text = mutate("source", "uri", Some(&format!("{uri:?}")));
+        let mut config = Config::from_toml_str(&text, FILE).expect("valid");
+        config.network.model = Some(model.to_path_buf());
+        config
+    };
+    let dataset = format!("kitchen:{}", tmp.path().display());
+    with(&dataset, &weights).check_paths(Path::new(FILE)).expect("all present");
+    let err = with("kitchen:/no/such/dir", &weights).check_paths(Path::new(FILE)).unwrap_err();
+    assert!(matches!(&err, ConfigError::Invalid { field, .. } if field == "source.uri"), "{err}");
+    assert!(err.to_string().contains("/no/such/dir"));
+    let err = with("file:///no/such/video.mp4", &weights).check_paths(Path::new(FILE)).unwrap_err();
+    assert!(err.to_string().contains("video.mp4"), "{err}");
+    let err =
+        with(&dataset, &tmp.path().join("nope.pth")).check_paths(Path::new(FILE)).unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::Invalid { field, .. } if field == "network.model"),
+        "{err}"
+    );
+    with("v4l2:///dev/video0", &weights)
+        .check_paths(Path::new(FILE))
+        .expect("devices are not checked");
+}
