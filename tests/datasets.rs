@@ -10,7 +10,7 @@ use livedepth::frame::Frame;
 use livedepth::source::Source;
 use livedepth::source::dataset::{
     Dataset, DatasetError, DatasetKind, DatasetSource, FrameSelection, KitchenDataset,
-    KittiDataset, TumDataset, open_dataset,
+    KittiDataset, PoseSource, TumDataset, open_dataset,
 };
 use nalgebra::{Isometry3, Matrix3, Vector3};
 use std::path::Path;
@@ -257,23 +257,46 @@ fn kitti_poses_are_camera_to_world_moving_forward() {
         return;
     };
     let dataset = KittiDataset::open(&dir).unwrap();
+    assert_eq!(dataset.pose_source(), PoseSource::Oxts);
     let (p0, p1) =
         (dataset.frame(0).unwrap().gt_pose.unwrap(), dataset.frame(1).unwrap().gt_pose.unwrap());
+    assert!(
+        p0.translation.vector.norm() < 1e-9 && p0.rotation.angle() < 1e-9,
+        "first frame is the origin"
+    );
     assert_rigid(&p1);
-    // Camera 1 expressed in camera 0's frame: forward (+z) by about half a metre per frame.
+    // Camera 1 expressed in camera 0's frame: about 1 m forward (+z) at 8.7 m/s and 10 Hz.
     let motion: Vector3<f64> = (p0.inverse() * p1).translation.vector;
     eprintln!("KITTI frame 0 -> 1 camera motion {motion:?} ({:.3} m)", motion.norm());
-    assert!(motion.z > 0.3 && motion.z < 1.5, "forward motion {}", motion.z);
-    assert!(motion.x.abs() < 0.2 * motion.z && motion.y.abs() < 0.2 * motion.z);
+    assert!(motion.z > 0.8 && motion.z < 1.2, "forward motion {}", motion.z);
+    assert!(motion.x.abs() < 0.1 * motion.z && motion.y.abs() < 0.1 * motion.z);
     // Sparse Velodyne depth (one scan per frame, different scan lines in each frame): compare
-    // with the nearest valid point within 1 pixel, hence a looser bound than indoors. Over one
-    // frame (0.46 m) the error is small; over two frames (0.98 m) the wrong convention is
-    // clearly distinguishable.
-    let (a, b) = (dataset.frame(0).unwrap(), dataset.frame(1).unwrap());
-    let (err, n) = reprojection_error(&a, &b, &(p1.inverse() * p0), 1, 1);
-    assert!(err < 0.05 && n > 1000, "median error {err} over {n} points");
-    check_pose_convention(&dataset, 0, 2, 1, 1, 0.08);
-    check_pose_convention(&dataset, 1, 3, 1, 1, 0.08);
+    // with the nearest valid point within 1 pixel.
+    check_pose_convention(&dataset, 0, 1, 1, 1, 0.03);
+    check_pose_convention(&dataset, 1, 3, 1, 1, 0.03);
+    check_pose_convention(&dataset, 3, 6, 1, 1, 0.03);
+}
+
+#[test]
+fn kitti_gps_imu_poses_fit_the_velodyne_better_than_poses_txt() {
+    let Some(dir) = common::shared("data/kitti_tiny") else { return };
+    let dataset = KittiDataset::open(&dir).unwrap();
+    let file_poses = dataset.poses_file_poses().unwrap().expect("kitti_tiny ships poses.txt");
+    let (a, b) = (dataset.frame(3).unwrap(), dataset.frame(6).unwrap());
+    let oxts = b.gt_pose.unwrap().inverse() * a.gt_pose.unwrap();
+    let from_file = file_poses[6].inverse() * file_poses[3];
+    let (oxts_err, _) = reprojection_error(&a, &b, &oxts, 1, 0);
+    let (file_err, _) = reprojection_error(&a, &b, &from_file, 1, 0);
+    eprintln!(
+        "frames 3->6: GPS/IMU moves {:.3} m ({:.2} % depth error), poses.txt {:.3} m ({:.2} %)",
+        oxts.translation.vector.norm(),
+        oxts_err * 100.0,
+        from_file.translation.vector.norm(),
+        file_err * 100.0
+    );
+    assert!(oxts_err < 0.02 && oxts_err < 0.5 * file_err);
+    // Both agree on the direction: forward along +z.
+    assert!(oxts.translation.vector.z < -1.0 && from_file.translation.vector.z < -0.5);
 }
 
 #[cfg(unix)]
@@ -291,6 +314,7 @@ fn kitti_falls_back_to_p_rect_02_without_cam_txt() {
     let dataset = KittiDataset::open(tmp.path()).unwrap();
     let k = dataset.intrinsics();
     assert_eq!((k.fx, k.fy, k.cx, k.cy), (721.5377, 721.5377, 609.5593, 172.854));
+    assert_eq!(dataset.pose_source(), PoseSource::None);
     let frame = dataset.frame(6).unwrap();
     assert!(frame.gt_depth.is_none() && frame.gt_pose.is_none());
     assert!((frame.timestamp - 0.6).abs() < 1e-9, "index / 10 Hz");
@@ -336,6 +360,7 @@ fn write_synthetic_drive(out: &Path) {
 fn synthetic_kitti_layout_reads_png_ground_truth() {
     let tmp = tempfile::tempdir().unwrap();
     write_synthetic_drive(tmp.path());
+    assert_eq!(KittiDataset::open(tmp.path()).unwrap().pose_source(), PoseSource::PosesFile);
     let dataset = open_dataset(&format!("kitti:{}", tmp.path().display())).unwrap();
     assert_eq!(dataset.len(), 2);
     let frame = dataset.frame(1).unwrap();

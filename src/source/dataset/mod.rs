@@ -8,7 +8,7 @@ mod kitti;
 mod tum;
 
 pub use kitchen::KitchenDataset;
-pub use kitti::KittiDataset;
+pub use kitti::{KittiDataset, PoseSource};
 pub use tum::TumDataset;
 
 use crate::frame::Frame;
