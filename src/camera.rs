@@ -187,3 +187,72 @@ impl UndistortMap {
         Some(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{DepthMap, RgbImage};
+
+    fn tum() -> Intrinsics {
+        Intrinsics {
+            fx: 517.3,
+            fy: 516.5,
+            cx: 318.6,
+            cy: 255.3,
+            width: 640,
+            height: 480,
+            distortion: Some(Distortion {
+                k1: 0.2624,
+                k2: -0.9531,
+                p1: -0.0054,
+                p2: 0.0026,
+                k3: 1.1633,
+            }),
+        }
+    }
+
+    #[test]
+    fn unproject_inverts_project_through_the_distortion() {
+        let k = tum();
+        for (u, v) in [(0.0, 0.0), (639.0, 479.0), (320.0, 240.0), (100.0, 400.0)] {
+            let ray = k.unproject(u, v);
+            let (pu, pv) = k.project(&(ray * 2.5)).unwrap();
+            assert!((pu - u).abs() < 1e-6 && (pv - v).abs() < 1e-6, "({u}, {v}) -> ({pu}, {pv})");
+        }
+        // The corner moves visibly under this distortion.
+        let pinhole = Intrinsics { distortion: None, ..k };
+        assert!((pinhole.unproject(0.0, 0.0) - k.unproject(0.0, 0.0)).norm() > 0.01);
+        assert!(k.project(&nalgebra::Vector3::new(0.0, 0.0, -1.0)).is_none());
+    }
+
+    #[test]
+    fn undistort_map_is_the_identity_without_distortion() {
+        let k = Intrinsics { distortion: None, width: 8, height: 4, ..tum() }.scaled(8, 4);
+        let map = UndistortMap::new(&k);
+        let mut rgb = RgbImage::new(8, 4);
+        rgb.data.iter_mut().enumerate().for_each(|(i, v)| *v = (i * 7 % 251) as u8);
+        assert_eq!(map.remap_rgb(&rgb).unwrap(), rgb);
+        let depth = DepthMap { width: 8, height: 4, data: (0..32).map(|i| i as f32).collect() };
+        assert_eq!(map.remap_depth(&depth).unwrap(), depth);
+        assert!(map.remap_rgb(&RgbImage::new(4, 4)).is_none(), "size mismatch");
+    }
+
+    #[test]
+    fn undistort_map_samples_where_the_lens_images_each_ray() {
+        let k = tum();
+        let map = UndistortMap::new(&k);
+        // A depth map whose value encodes its pixel: after remapping, output pixel (u, v) holds
+        // the source pixel nearest to project(unproject_pinhole(u, v)).
+        let depth = DepthMap {
+            width: 640,
+            height: 480,
+            data: (0..640 * 480).map(|i| i as f32 + 1.0).collect(),
+        };
+        let out = map.remap_depth(&depth).unwrap();
+        let pinhole = Intrinsics { distortion: None, ..k };
+        let (su, sv) = k.project(&pinhole.unproject(600.0, 50.0)).unwrap();
+        let expected = (sv.round() * 640.0 + su.round()) as f32 + 1.0;
+        assert_eq!(out.at(600, 50), expected);
+        assert_eq!(out.at(319, 255), depth.at(319, 255), "near the principal point: unmoved");
+    }
+}
