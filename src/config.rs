@@ -126,29 +126,42 @@ fn default_max_depth() -> f64 {
     100.0
 }
 
-/// How the pipeline queues treat a full queue.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum QueuePolicy {
-    /// `keep-latest` for live sources, `lossless` for recordings.
-    #[default]
-    Auto,
-    /// Drop the oldest queued frame to make room (bounded latency).
-    KeepLatest,
-    /// Block the producer (no frame is ever dropped).
-    Lossless,
+/// How the pipeline queues treat a full queue (the pipeline's own type; configs spell it
+/// `auto`, `keep-latest` or `lossless`, and also accept `keep_latest`).
+pub use crate::pipeline::QueuePolicy;
+
+fn deserialize_policy<'de, D: serde::Deserializer<'de>>(d: D) -> Result<QueuePolicy, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "unknown queue policy {text:?}, expected one of `auto`, `keep-latest`, `lossless`"
+        ))
+    })
 }
+
+fn serialize_policy<S: serde::Serializer>(policy: &QueuePolicy, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(match policy {
+        QueuePolicy::Auto => "auto",
+        QueuePolicy::KeepLatest => "keep-latest",
+        QueuePolicy::Lossless => "lossless",
+    })
+}
+
+/// Largest queue the pipeline accepts.
+pub const MAX_QUEUE_SIZE: usize = 1 << 16;
+/// Shortest statistics interval the pipeline accepts, seconds.
+pub const MIN_STATS_INTERVAL_S: f64 = 0.01;
 
 /// `[pipeline]`: queueing between stages and statistics.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
-    /// Capacity of each inter-stage queue (at least 1).
+    /// Capacity of each inter-stage queue (1 ..= 65536).
     #[serde(default = "default_queue_size")]
     pub queue_size: usize,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "deserialize_policy", serialize_with = "serialize_policy")]
     pub policy: QueuePolicy,
-    /// Seconds between statistics lines.
+    /// Seconds between statistics lines (at least 0.01).
     #[serde(default = "default_stats_interval")]
     pub stats_interval_s: f64,
 }
@@ -354,14 +367,18 @@ impl Config {
         }
 
         // [pipeline]
-        if self.pipeline.queue_size == 0 {
-            return Err(invalid("pipeline.queue_size", "at least 1", "0".into()));
+        if !(1..=MAX_QUEUE_SIZE).contains(&self.pipeline.queue_size) {
+            return Err(invalid(
+                "pipeline.queue_size",
+                "a queue size from 1 to 65536",
+                self.pipeline.queue_size.to_string(),
+            ));
         }
         let interval = self.pipeline.stats_interval_s;
-        if !(interval.is_finite() && interval > 0.0) {
+        if !(interval.is_finite() && (MIN_STATS_INTERVAL_S..=86_400.0).contains(&interval)) {
             return Err(invalid(
                 "pipeline.stats_interval_s",
-                "a positive number of seconds",
+                "a number of seconds from 0.01 to 86400",
                 interval.to_string(),
             ));
         }
@@ -425,6 +442,20 @@ impl CameraConfig {
                 p2,
                 k3,
             }),
+        }
+    }
+}
+
+impl PipelineConfig {
+    /// The pipeline options these settings select (other options at their defaults).
+    pub fn options(&self) -> crate::pipeline::PipelineOptions {
+        crate::pipeline::PipelineOptions {
+            queue_size: self.queue_size,
+            policy: self.policy,
+            stats_interval: std::time::Duration::from_secs_f64(
+                self.stats_interval_s.clamp(MIN_STATS_INTERVAL_S, 86_400.0),
+            ),
+            ..crate::pipeline::PipelineOptions::default()
         }
     }
 }

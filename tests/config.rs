@@ -69,6 +69,14 @@ fn valid_config_parses_with_every_field() {
     assert_eq!(config.network.arch, Arch::RtMonoDepthS);
     assert_eq!(config.pipeline.policy, QueuePolicy::KeepLatest);
     assert_eq!(config.outputs.pointcloud_every, 10);
+    let options = config.pipeline.options();
+    assert_eq!((options.queue_size, options.policy), (4, QueuePolicy::KeepLatest));
+    assert_eq!(options.stats_interval, std::time::Duration::from_secs(1));
+    let snake = VALID.replace("keep-latest", "keep_latest");
+    assert_eq!(
+        Config::from_toml_str(&snake, FILE).unwrap().pipeline.policy,
+        QueuePolicy::KeepLatest
+    );
     let k = config.intrinsics().expect("has [camera]");
     assert_eq!((k.fx, k.cx, k.width, k.height), (585.0, 320.0, 640, 480));
     assert_eq!(k.distortion.expect("has distortion").k3, 0.05);
@@ -119,8 +127,10 @@ fn every_out_of_range_field_is_named() {
         ("network", "max_depth", "0.05", "network.max_depth"),
         ("network", "max_depth", "nan", "network.max_depth"),
         ("pipeline", "queue_size", "0", "pipeline.queue_size"),
+        ("pipeline", "queue_size", "100000", "pipeline.queue_size"),
         ("pipeline", "stats_interval_s", "0.0", "pipeline.stats_interval_s"),
         ("pipeline", "stats_interval_s", "-1.0", "pipeline.stats_interval_s"),
+        ("pipeline", "stats_interval_s", "0.001", "pipeline.stats_interval_s"),
         ("outputs", "dir", "\"\"", "outputs.dir"),
     ];
     for &(section, key, value, field) in cases {
