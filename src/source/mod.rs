@@ -6,6 +6,8 @@
 pub mod gst;
 pub mod gst_uri;
 
+pub mod dataset;
+
 use crate::frame::Frame;
 use std::path::PathBuf;
 
@@ -40,6 +42,9 @@ pub enum SourceError {
     /// The negotiated frames are not what was expected.
     #[error("{uri}: unexpected video format: {reason}")]
     Format { uri: String, reason: String },
+    /// A recorded dataset could not be read.
+    #[error(transparent)]
+    Dataset(#[from] dataset::DatasetError),
 }
 
 /// A stream of frames: a camera, a video file, or a recorded dataset.
