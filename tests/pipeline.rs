@@ -76,7 +76,10 @@ impl Source for SyntheticSource {
             return Ok(None);
         }
         if self.fail_at == Some(self.next) {
-            return Err(SourceError::Other(format!("synthetic read failure at {}", self.next)));
+            return Err(SourceError::Format {
+                uri: "test-source".into(),
+                reason: format!("synthetic read failure at {}", self.next),
+            });
         }
         if !self.frame_period.is_zero() {
             thread::sleep(self.frame_period);
