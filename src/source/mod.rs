@@ -64,3 +64,23 @@ pub trait Source: Send {
     /// A one-line human description (URI, caps, size).
     fn describe(&self) -> String;
 }
+
+/// Whether `uri` names a recorded dataset (`kitti:DIR`, `kitchen:DIR`, `tum:DIR`) rather than a
+/// GStreamer URI.
+pub fn is_dataset_spec(uri: &str) -> bool {
+    ["kitti:", "kitchen:", "tum:"].iter().any(|p| uri.trim_start().starts_with(p))
+}
+
+/// Opens any source livedepth knows: a dataset spec (with `selection`) or a GStreamer URI (with
+/// `gst_options`).
+pub fn open(
+    uri: &str,
+    gst_options: &gst::GstOptions,
+    selection: dataset::FrameSelection,
+) -> Result<Box<dyn Source>, SourceError> {
+    if is_dataset_spec(uri) {
+        Ok(Box::new(dataset::DatasetSource::open(uri, selection)?))
+    } else {
+        Ok(Box::new(gst::GstSource::open(uri, gst_options)?))
+    }
+}
