@@ -155,10 +155,10 @@ fn check_finite_in(
 impl RenderConfig {
     /// Checks every field, naming the first bad one and what it should be.
     pub fn validate(&self) -> Result<(), SynthError> {
-        if self.width == 0 || self.width % 2 != 0 || self.width > 16384 {
+        if self.width == 0 || !self.width.is_multiple_of(2) || self.width > 16384 {
             return Err(invalid("width", "an even number of pixels in 2..=16384", self.width));
         }
-        if self.height == 0 || self.height % 2 != 0 || self.height > 16384 {
+        if self.height == 0 || !self.height.is_multiple_of(2) || self.height > 16384 {
             return Err(invalid("height", "an even number of pixels in 2..=16384", self.height));
         }
         if self.frames == 0 || self.frames > 10_000_000 {

@@ -38,7 +38,7 @@ impl OrientedBox {
     }
 
     #[inline]
-    fn to_local(&self, v: Vector3<f64>) -> Vector3<f64> {
+    fn world_to_local(&self, v: Vector3<f64>) -> Vector3<f64> {
         Vector3::new(
             self.cos_yaw * v.x + self.sin_yaw * v.y,
             -self.sin_yaw * v.x + self.cos_yaw * v.y,
@@ -47,7 +47,7 @@ impl OrientedBox {
     }
 
     #[inline]
-    fn to_world(&self, v: Vector3<f64>) -> Vector3<f64> {
+    fn local_to_world(&self, v: Vector3<f64>) -> Vector3<f64> {
         Vector3::new(
             self.cos_yaw * v.x - self.sin_yaw * v.y,
             self.sin_yaw * v.x + self.cos_yaw * v.y,
@@ -66,7 +66,7 @@ impl OrientedBox {
 
     /// Whether a world point is inside (or on) the box.
     pub fn contains(&self, p: Vector3<f64>) -> bool {
-        let l = self.to_local(p - self.center);
+        let l = self.world_to_local(p - self.center);
         l.x.abs() <= self.half_extents.x
             && l.y.abs() <= self.half_extents.y
             && l.z.abs() <= self.half_extents.z
@@ -82,8 +82,8 @@ impl OrientedBox {
         t_min: f64,
         t_max: f64,
     ) -> Option<SurfaceHit> {
-        let o = self.to_local(origin - self.center);
-        let d = self.to_local(*dir);
+        let o = self.world_to_local(origin - self.center);
+        let d = self.world_to_local(*dir);
         let h = self.half_extents;
         let mut t_near = f64::NEG_INFINITY;
         let mut t_far = f64::INFINITY;
@@ -123,7 +123,7 @@ impl OrientedBox {
             1 => ([p.x + h.x, p.z + h.z], if sign > 0.0 { 2 } else { 3 }),
             _ => ([p.x + h.x, p.y + h.y], if sign > 0.0 { 4 } else { 5 }),
         };
-        Some(SurfaceHit { t: t_near, normal: self.to_world(local_normal), uv, face })
+        Some(SurfaceHit { t: t_near, normal: self.local_to_world(local_normal), uv, face })
     }
 }
 

@@ -159,7 +159,7 @@ pub fn object_albedo(
             )
         }
         Material::Crate => {
-            if variant % 2 == 0 {
+            if variant.is_multiple_of(2) {
                 // Wooden planks 0.18 m wide with grain along them.
                 let plank = hash1((v / 0.18).floor() as i64, s);
                 let wood = vary([0.60, 0.42, 0.25], plank, 0.35);

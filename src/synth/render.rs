@@ -87,15 +87,14 @@ impl ViewContext<'_> {
         };
         let lighting = &self.scene.lighting;
         let sun_cos = normal.dot(&lighting.sun_direction);
-        let direct = if sun_cos <= 0.0 {
-            0.0
-        } else if lighting.shadows
-            && self.scene.occluded(&(point + normal * 1e-5), &lighting.sun_direction, self.dynamic)
-        {
-            0.0
-        } else {
-            sun_cos as f32
-        };
+        let lit_by_sun = sun_cos > 0.0
+            && !(lighting.shadows
+                && self.scene.occluded(
+                    &(point + normal * 1e-5),
+                    &lighting.sun_direction,
+                    self.dynamic,
+                ));
+        let direct = if lit_by_sun { sun_cos as f32 } else { 0.0 };
         let ambient = lighting.ambient;
         let sky_light = scale([0.92, 0.97, 1.08], ambient);
         let sun_light = scale([1.08, 1.03, 0.95], (1.0 - ambient) * 1.2 * direct);

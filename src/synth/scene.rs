@@ -496,7 +496,7 @@ impl Scene {
         camera_s_range: (f64, f64),
         duration_s: f64,
     ) -> Self {
-        let mut rng = Pcg64Mcg::seed_from_u64(seed ^ 0x5eed_0f_57_8ee7);
+        let mut rng = Pcg64Mcg::seed_from_u64(seed ^ 0x5eed_0f57_8ee7);
         let curviness = cfg.curviness;
         let bends = [
             (
