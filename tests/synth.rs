@@ -509,3 +509,44 @@ fn bad_configs_are_rejected_naming_the_field() {
         serde_json::from_str::<RenderConfig>(r#"{"trajectory": "boat"}"#).expect_err("bad variant");
     assert!(err.to_string().contains("boat"));
 }
+
+/// Whether a world point is inside a solid, with a margin in metres.
+fn inside(shape: &Shape, p: Vector3<f64>, margin: f64) -> bool {
+    match shape {
+        Shape::Box(b) => {
+            let grown = OrientedBox::new(b.center, b.half_extents.add_scalar(margin), b.yaw());
+            grown.contains(p)
+        }
+        Shape::Cylinder(c) => {
+            let r = c.radius + margin;
+            (p.x - c.x).powi(2) + (p.y - c.y).powi(2) <= r * r
+                && p.z >= c.z_bottom - margin
+                && p.z <= c.z_top + margin
+        }
+    }
+}
+
+#[test]
+fn cameras_never_enter_geometry() {
+    for trajectory in [TrajectoryKind::Car, TrajectoryKind::Drone] {
+        let config = RenderConfig {
+            frames: 1500,
+            stops: true,
+            scene: livedepth::synth::SceneConfig { moving_objects: 20, ..Default::default() },
+            ..small_config(13, trajectory)
+        };
+        let renderer = Renderer::new(&config).expect("valid");
+        let scene = renderer.scene();
+        assert!(scene.objects().len() > 100, "a 1.2 km street has many objects");
+        for (pose, &time) in renderer.poses().iter().zip(renderer.timestamps()) {
+            let p = pose.translation.vector;
+            assert!(p.z > 1.0, "{trajectory} camera below 1 m at t={time}");
+            for object in scene.objects().iter().chain(&scene.moving_objects_at(time)) {
+                assert!(
+                    !inside(&object.shape, p, 0.3),
+                    "{trajectory} camera inside {object:?} at t={time}"
+                );
+            }
+        }
+    }
+}

@@ -295,7 +295,8 @@ impl Grid {
         t_end: f64,
         mut visit: impl FnMut(&[u32], f64) -> bool,
     ) {
-        if self.items.is_empty() {
+        let finite = origin.iter().chain(dir.iter()).all(|v| v.is_finite());
+        if self.items.is_empty() || !finite || !(t_start <= t_end) {
             return;
         }
         // Clip to the grid's box: x, y bounds and 0 <= z <= z_max.
