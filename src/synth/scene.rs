@@ -296,7 +296,8 @@ impl Grid {
         mut visit: impl FnMut(&[u32], f64) -> bool,
     ) {
         let finite = origin.iter().chain(dir.iter()).all(|v| v.is_finite());
-        if self.items.is_empty() || !finite || !(t_start <= t_end) {
+        if self.items.is_empty() || !finite || t_start.is_nan() || t_end.is_nan() || t_start > t_end
+        {
             return;
         }
         // Clip to the grid's box: x, y bounds and 0 <= z <= z_max.
