@@ -550,3 +550,33 @@ fn cameras_never_enter_geometry() {
         }
     }
 }
+
+#[test]
+fn stopping_car_stands_still_and_timestamps_follow_fps() {
+    let config = RenderConfig {
+        frames: 120,
+        fps: 20.0,
+        stops: true,
+        ..small_config(17, TrajectoryKind::Car)
+    };
+    let renderer = Renderer::new(&config).expect("valid");
+    let poses = renderer.poses();
+    let still = poses.windows(2).filter(|w| w[0] == w[1]).count();
+    let moving = poses
+        .windows(2)
+        .filter(|w| (w[1].translation.vector - w[0].translation.vector).norm() > 0.3)
+        .count();
+    assert!(still >= 4, "a stop holds the pose for several frames ({still})");
+    assert!(moving > 40, "the car cruises at 8 m/s = 0.4 m/frame most of the time ({moving})");
+    for (i, t) in renderer.timestamps().iter().enumerate() {
+        assert!((t - i as f64 / 20.0).abs() < 1e-12);
+    }
+    // Without stops the car never stands still.
+    let cruising = Renderer::new(&RenderConfig { stops: false, ..config }).expect("valid");
+    assert!(
+        cruising
+            .poses()
+            .windows(2)
+            .all(|w| (w[1].translation.vector - w[0].translation.vector).norm() > 0.3)
+    );
+}

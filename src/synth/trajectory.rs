@@ -84,7 +84,15 @@ impl Trajectory {
             if i > 0 {
                 s += cfg.speed_mps * f / cfg.fps;
             }
-            let wave = |period: f64, phase: usize| (TAU * t / period + phases[phase]).sin();
+            // The car's sway follows the distance driven, so a stopped car stands still; the
+            // drone's follows time, so a hovering drone keeps swaying.
+            let clock = match cfg.trajectory {
+                TrajectoryKind::Car if cfg.speed_mps > 0.0 => {
+                    (s - START_ARC_LENGTH_M) / cfg.speed_mps
+                }
+                _ => t,
+            };
+            let wave = |period: f64, phase: usize| (TAU * clock / period + phases[phase]).sin();
             let (lateral, height, yaw_offset, pitch, roll) = match cfg.trajectory {
                 TrajectoryKind::Car => (
                     -0.5 * hw + 0.15 * wave(9.0, 0),
