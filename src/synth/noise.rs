@@ -36,11 +36,18 @@ fn quintic(t: f32) -> f32 {
     t * t * t * (t * (t * 6.0 - 15.0) + 10.0)
 }
 
+/// `x.floor()` as an integer without a libm call (exact for |x| < 2^62; saturates beyond).
+#[inline]
+fn floor_to_int(x: f64) -> i64 {
+    let truncated = x as i64;
+    if (truncated as f64) > x { truncated - 1 } else { truncated }
+}
+
 /// Value noise in [0, 1] with unit lattice spacing, C2-smooth.
 #[inline]
 pub fn value_noise(x: f64, y: f64, seed: u32) -> f32 {
-    let (xf, yf) = (x.floor(), y.floor());
-    let (xi, yi) = (xf as i64, yf as i64);
+    let (xi, yi) = (floor_to_int(x), floor_to_int(y));
+    let (xf, yf) = (xi as f64, yi as f64);
     let (tx, ty) = (quintic((x - xf) as f32), quintic((y - yf) as f32));
     let v00 = unit(hash2(xi, yi, seed));
     let v10 = unit(hash2(xi + 1, yi, seed));
@@ -141,6 +148,13 @@ mod tests {
         assert_eq!(fbm(12.3, 4.5, 1.0, 5, 100.0, 3), 0.5);
         let fine = fbm(12.3, 4.5, 1.0, 5, 1e-4, 3);
         assert!((0.0..=1.0).contains(&fine));
+    }
+
+    #[test]
+    fn floor_to_int_matches_floor() {
+        for x in [-2.5, -2.0, -0.1, -0.0, 0.0, 0.3, 1.0, 7.9, 1e12 + 0.5, -1e12 - 0.5] {
+            assert_eq!(floor_to_int(x), x.floor() as i64, "{x}");
+        }
     }
 
     #[test]

@@ -366,6 +366,30 @@ impl Grid {
     }
 }
 
+/// The last few objects a ray was tested against: objects spanning several grid cells are
+/// tested once per ray (a miss stays a miss as the search interval only shrinks, and a hit is
+/// already the best).
+#[derive(Default)]
+struct RecentlyTested {
+    ids: [u32; 16],
+    len: usize,
+    next: usize,
+}
+
+impl RecentlyTested {
+    /// Records `id`; false if it was among the recent ones.
+    #[inline]
+    fn insert(&mut self, id: u32) -> bool {
+        if self.ids[..self.len].contains(&id) {
+            return false;
+        }
+        self.ids[self.next] = id;
+        self.next = (self.next + 1) % self.ids.len();
+        self.len = (self.len + 1).min(self.ids.len());
+        true
+    }
+}
+
 /// The whole synthetic world.
 #[derive(Clone, Debug)]
 pub struct Scene {
@@ -453,8 +477,12 @@ impl Scene {
             }
         }
         let objects = &self.objects;
+        let mut tested = RecentlyTested::default();
         self.grid.walk(origin, dir, RAY_EPSILON, best_t, |items, t_exit| {
             for &i in items {
+                if !tested.insert(i) {
+                    continue;
+                }
                 let object = &objects[i as usize];
                 if let Some(hit) = object.shape.intersect(origin, dir, RAY_EPSILON, best_t) {
                     best_t = hit.t;
@@ -479,9 +507,11 @@ impl Scene {
         }
         let mut blocked = false;
         let objects = &self.objects;
+        let mut tested = RecentlyTested::default();
         self.grid.walk(origin, dir, RAY_EPSILON, far, |items, _| {
             blocked = items.iter().any(|&i| {
-                objects[i as usize].shape.intersect(origin, dir, RAY_EPSILON, far).is_some()
+                tested.insert(i)
+                    && objects[i as usize].shape.intersect(origin, dir, RAY_EPSILON, far).is_some()
             });
             blocked
         });
