@@ -580,3 +580,39 @@ fn stopping_car_stands_still_and_timestamps_follow_fps() {
             .all(|w| (w[1].translation.vector - w[0].translation.vector).norm() > 0.3)
     );
 }
+
+#[test]
+fn surfaces_are_textured_everywhere() {
+    // Self-supervised photometric losses need image gradients on every surface: almost every
+    // pixel with depth must see its colour change within its 3x3 neighbourhood.
+    for trajectory in [TrajectoryKind::Car, TrajectoryKind::Drone] {
+        let renderer = Renderer::new(&small_config(23, trajectory)).expect("valid");
+        let frame = renderer.render_frame(1).expect("in range");
+        let (w, h) = (frame.rgb.width, frame.rgb.height);
+        let luma = |u: u32, v: u32| {
+            let [r, g, b] = frame.rgb.pixel(u, v);
+            r as i32 + g as i32 + b as i32
+        };
+        let (mut valid, mut textured) = (0, 0);
+        for v in 1..h - 1 {
+            for u in 1..w - 1 {
+                if frame.depth.at(u, v) <= 0.0 {
+                    continue;
+                }
+                valid += 1;
+                let centre = luma(u, v);
+                let spread = (0..3)
+                    .flat_map(|dv| (0..3).map(move |du| (u + du - 1, v + dv - 1)))
+                    .map(|(x, y)| (luma(x, y) - centre).abs())
+                    .max()
+                    .unwrap_or(0);
+                if spread >= 3 {
+                    textured += 1;
+                }
+            }
+        }
+        let fraction = textured as f64 / valid as f64;
+        eprintln!("{trajectory}: {:.1}% of {valid} depth pixels textured", 100.0 * fraction);
+        assert!(fraction > 0.95, "{trajectory}: only {:.1}% textured", 100.0 * fraction);
+    }
+}

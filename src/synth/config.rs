@@ -84,7 +84,7 @@ impl Default for SceneConfig {
             moving_objects: 0,
             sun_azimuth_deg: 135.0,
             sun_elevation_deg: 50.0,
-            ambient: 0.4,
+            ambient: 0.45,
             shadows: true,
         }
     }

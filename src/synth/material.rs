@@ -26,10 +26,10 @@ pub fn ground_albedo(road: &Road, x: f64, y: f64, footprint: f64, seed: u32) -> 
     let lateral = road.lateral(x, y);
     let side = lateral.abs();
     let hw = road.half_width;
-    let fine = fbm(x, y, 3.0, 6, footprint, seed ^ 0x11);
+    let fine = fbm(x, y, 1.0, 8, footprint, seed ^ 0x11);
     let coarse = fbm(x, y, 0.12, 5, footprint, seed ^ 0x22);
     if side < hw {
-        let grey = 0.20 + 0.16 * coarse + 0.20 * (fine - 0.5);
+        let grey = 0.22 + 0.16 * coarse + 0.36 * (fine - 0.5);
         let asphalt = [grey, grey * 1.01, grey * 1.06];
         // Dashed centre line (3 m dash, 6 m gap) and solid edge lines.
         let dash = soft_band(x.rem_euclid(9.0) - 1.5, 1.5, footprint);
@@ -186,8 +186,8 @@ pub fn object_albedo(
         }
         Material::Foliage => {
             let leaves = fbm(u, v, 1.5, 7, footprint, s);
-            let hue = vary([0.16, 0.38, 0.10], variant, 0.4);
-            scale(hue, 0.3 + 1.3 * leaves)
+            let hue = vary([0.18, 0.42, 0.12], variant, 0.4);
+            scale(hue, 0.35 + 1.5 * leaves)
         }
         Material::Vehicle => {
             let paint = vary(PAINT_PALETTE[(variant % 6) as usize], variant.rotate_left(9), 0.15);
