@@ -616,3 +616,93 @@ fn surfaces_are_textured_everywhere() {
         assert!(fraction > 0.95, "{trajectory}: only {:.1}% textured", 100.0 * fraction);
     }
 }
+
+fn livedepth_render(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_livedepth"))
+        .arg("render")
+        .args(args)
+        .output()
+        .expect("the livedepth binary runs")
+}
+
+#[test]
+fn render_verb_writes_a_dataset_and_reports_bad_options() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("cli");
+    let out_str = out.to_str().expect("utf-8 temp path");
+    let ok = livedepth_render(&[
+        "--out",
+        out_str,
+        "--frames",
+        "2",
+        "--width",
+        "64",
+        "--height",
+        "32",
+        "--seed",
+        "3",
+        "--trajectory",
+        "drone",
+        "--supersample",
+        "1",
+        "--quiet",
+    ]);
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "stderr: {}", String::from_utf8_lossy(&ok.stderr));
+    assert!(stdout.contains("wrote 2 frames of 64x32"), "stdout: {stdout}");
+    assert!(out.join("image_02/data/0000000001.png").is_file());
+    assert!(out.join("proj_depth/groundtruth/image_02/0000000001.png").is_file());
+
+    // The written render.json reproduces the drive; options override it.
+    let config_path = out.join("render.json");
+    let written = RenderConfig::from_json_file(&config_path).expect("valid render.json");
+    assert_eq!((written.seed, written.trajectory, written.frames), (3, TrajectoryKind::Drone, 2));
+    let again = dir.path().join("again");
+    let rerun = livedepth_render(&[
+        "--out",
+        again.to_str().expect("utf-8"),
+        "--config",
+        config_path.to_str().expect("utf-8"),
+        "--frames",
+        "1",
+        "--quiet",
+    ]);
+    assert!(rerun.status.success(), "stderr: {}", String::from_utf8_lossy(&rerun.stderr));
+    let first = std::fs::read(out.join("image_02/data/0000000000.png")).expect("png");
+    let second = std::fs::read(again.join("image_02/data/0000000000.png")).expect("png");
+    assert_eq!(first, second, "same config, same bytes");
+
+    let bad = livedepth_render(&["--out", out_str, "--width", "63", "--quiet"]);
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(stderr.contains("`width`") && stderr.contains("even"), "stderr: {stderr}");
+
+    std::fs::write(dir.path().join("broken.json"), "{\"fps\": \"fast\"}").expect("write");
+    let broken = livedepth_render(&[
+        "--out",
+        out_str,
+        "--config",
+        dir.path().join("broken.json").to_str().expect("utf-8"),
+    ]);
+    let stderr = String::from_utf8_lossy(&broken.stderr);
+    assert!(!broken.status.success());
+    assert!(
+        stderr.contains("broken.json") && stderr.contains("not a valid render config"),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+fn a_longer_drive_extends_the_same_street() {
+    // Frames of a short drive are bit-identical to the same frames of a longer one (static
+    // scene, stops included), so datasets of different lengths share their prefix.
+    let short = RenderConfig { frames: 3, stops: true, ..small_config(31, TrajectoryKind::Car) };
+    let long = RenderConfig { frames: 400, ..short.clone() };
+    let (short, long) =
+        (Renderer::new(&short).expect("valid"), Renderer::new(&long).expect("valid"));
+    assert_eq!(short.poses(), &long.poses()[..3]);
+    let a = short.render_frame(2).expect("in range");
+    let b = long.render_frame(2).expect("in range");
+    assert_eq!(a.rgb, b.rgb);
+    assert_eq!(a.depth, b.depth);
+}

@@ -11,63 +11,69 @@ pub struct Args {
     /// Output folder (created if missing).
     #[arg(long)]
     pub out: PathBuf,
-    /// Number of frames.
-    #[arg(long, default_value_t = 200)]
-    pub frames: usize,
-    /// Image width in pixels (even).
-    #[arg(long, default_value_t = 640)]
-    pub width: u32,
-    /// Image height in pixels (even).
-    #[arg(long, default_value_t = 192)]
-    pub height: u32,
-    /// Frames per second.
-    #[arg(long, default_value_t = 10.0, allow_negative_numbers = true)]
-    pub fps: f64,
-    /// Seed of the scene and trajectory.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Camera trajectory: car or drone.
-    #[arg(long, default_value_t = TrajectoryKind::Car)]
-    pub trajectory: TrajectoryKind,
-    /// Number of independently moving vehicles.
-    #[arg(long, default_value_t = 0)]
-    pub moving_objects: usize,
+    /// Start from this JSON render config (e.g. a dataset's render.json); the options below
+    /// override its fields.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Number of frames [default: 200].
+    #[arg(long)]
+    pub frames: Option<usize>,
+    /// Image width in pixels, even [default: 640].
+    #[arg(long)]
+    pub width: Option<u32>,
+    /// Image height in pixels, even [default: 192].
+    #[arg(long)]
+    pub height: Option<u32>,
+    /// Frames per second [default: 10].
+    #[arg(long, allow_negative_numbers = true)]
+    pub fps: Option<f64>,
+    /// Seed of the scene and trajectory [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Camera trajectory: car or drone [default: car].
+    #[arg(long)]
+    pub trajectory: Option<TrajectoryKind>,
+    /// Number of independently moving vehicles [default: 0].
+    #[arg(long)]
+    pub moving_objects: Option<usize>,
     /// Stop for a few frames now and then.
     #[arg(long)]
     pub stops: bool,
-    /// Supersampling factor per axis (K x K samples per pixel).
-    #[arg(long, default_value_t = 2)]
-    pub supersample: u32,
-    /// Speed along the road in metres per second.
-    #[arg(long, default_value_t = 8.0, allow_negative_numbers = true)]
-    pub speed: f64,
+    /// Supersampling factor per axis, K x K samples per pixel [default: 2].
+    #[arg(long)]
+    pub supersample: Option<u32>,
+    /// Speed along the road in metres per second [default: 8].
+    #[arg(long, allow_negative_numbers = true)]
+    pub speed: Option<f64>,
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
 }
 
 impl Args {
-    /// The render configuration these options describe.
-    pub fn to_config(&self) -> RenderConfig {
-        let mut config = RenderConfig {
-            width: self.width,
-            height: self.height,
-            frames: self.frames,
-            fps: self.fps,
-            seed: self.seed,
-            supersample: self.supersample,
-            trajectory: self.trajectory,
-            speed_mps: self.speed,
-            stops: self.stops,
-            ..RenderConfig::default()
+    /// The render configuration these options describe: the `--config` file or the defaults,
+    /// with every given option applied on top.
+    pub fn to_config(&self) -> livedepth::Result<RenderConfig> {
+        let mut config = match &self.config {
+            Some(path) => RenderConfig::from_json_file(path)?,
+            None => RenderConfig::default(),
         };
-        config.scene.moving_objects = self.moving_objects;
-        config
+        config.frames = self.frames.unwrap_or(config.frames);
+        config.width = self.width.unwrap_or(config.width);
+        config.height = self.height.unwrap_or(config.height);
+        config.fps = self.fps.unwrap_or(config.fps);
+        config.seed = self.seed.unwrap_or(config.seed);
+        config.trajectory = self.trajectory.unwrap_or(config.trajectory);
+        config.supersample = self.supersample.unwrap_or(config.supersample);
+        config.speed_mps = self.speed.unwrap_or(config.speed_mps);
+        config.stops |= self.stops;
+        config.scene.moving_objects = self.moving_objects.unwrap_or(config.scene.moving_objects);
+        Ok(config)
     }
 }
 
 pub fn run(args: Args) -> livedepth::Result<()> {
-    let config = args.to_config();
+    let config = args.to_config()?;
     let renderer = Renderer::new(&config)?;
     let summary = write_dataset(&renderer, &args.out, !args.quiet)?;
     let k = renderer.intrinsics();

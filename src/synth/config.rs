@@ -153,6 +153,19 @@ fn check_finite_in(
 }
 
 impl RenderConfig {
+    /// Reads a JSON render config (such as a dataset's render.json; missing fields take their
+    /// defaults) and validates it.
+    pub fn from_json_file(path: &std::path::Path) -> Result<Self, SynthError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| SynthError::Io { path: path.to_path_buf(), source })?;
+        let config: Self = serde_json::from_str(&text).map_err(|e| SynthError::ConfigFile {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Checks every field, naming the first bad one and what it should be.
     pub fn validate(&self) -> Result<(), SynthError> {
         if self.width == 0 || !self.width.is_multiple_of(2) || self.width > 16384 {

@@ -39,6 +39,8 @@ use std::path::PathBuf;
 pub enum SynthError {
     #[error("render config field `{field}`: expected {expected}, got {got}")]
     InvalidConfig { field: &'static str, expected: &'static str, got: String },
+    #[error("{}: not a valid render config: {reason}", path.display())]
+    ConfigFile { path: PathBuf, reason: String },
     #[error("frame index {index} is out of range: the drive has {len} frames")]
     FrameOutOfRange { index: usize, len: usize },
     #[error("{}: {source}", path.display())]

@@ -402,6 +402,11 @@ pub struct Scene {
     grid: Grid,
 }
 
+/// An independent random stream for one purpose of one seed.
+pub(crate) fn random_stream(seed: u64, purpose: u64) -> Pcg64Mcg {
+    Pcg64Mcg::seed_from_u64(seed ^ purpose.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+}
+
 /// Smallest ray parameter that counts as a hit (avoids self-intersection), metres.
 pub const RAY_EPSILON: f64 = 1e-6;
 
@@ -528,7 +533,7 @@ impl Scene {
         camera_s_range: (f64, f64),
         duration_s: f64,
     ) -> Self {
-        let mut rng = Pcg64Mcg::seed_from_u64(seed ^ 0x5eed_0f57_8ee7);
+        let mut rng = random_stream(seed, 1);
         let curviness = cfg.curviness;
         let bends = [
             (
@@ -546,13 +551,11 @@ impl Scene {
         let hw = cfg.road_half_width_m;
         let x_begin = -60.0;
         let mut objects = Vec::new();
-        let mut next_variant = 0u32;
-        let mut new_variant = |rng: &mut Pcg64Mcg| {
-            next_variant = next_variant.wrapping_add(1);
-            rng.random::<u32>() ^ next_variant
-        };
 
-        for side in [1.0f64, -1.0] {
+        // Each kind of object on each side draws from its own random stream and is placed
+        // front to back, so a longer drive extends the same street instead of reshuffling it.
+        for (side_index, side) in [1.0f64, -1.0].into_iter().enumerate() {
+            let mut rng = random_stream(seed, 10 + side_index as u64);
             let mut cursor = x_begin + rng.random_range(0.0..5.0);
             while cursor < x_end {
                 if rng.random_bool(cfg.building_fraction) {
@@ -570,7 +573,7 @@ impl Scene {
                             heading,
                         )),
                         material: Material::Facade,
-                        variant: new_variant(&mut rng),
+                        variant: rng.random::<u32>(),
                     });
                     let gap = if rng.random_bool(0.25) {
                         rng.random_range(4.0..10.0)
@@ -582,7 +585,7 @@ impl Scene {
                     // An open stretch: a low wall with trees behind it.
                     let length = rng.random_range(10.0..30.0);
                     let wall_height = rng.random_range(0.6..2.0);
-                    let wall_variant = new_variant(&mut rng);
+                    let wall_variant = rng.random::<u32>();
                     let mut x = cursor;
                     while x < cursor + length - 0.5 {
                         let segment = (cursor + length - x).min(8.0);
@@ -605,7 +608,7 @@ impl Scene {
                         let (p, _) = road.point_at_x(tree_x, lat);
                         let trunk_top = rng.random_range(2.5..4.0);
                         let canopy_radius = rng.random_range(1.2..2.0);
-                        let tree_variant = new_variant(&mut rng);
+                        let tree_variant = rng.random::<u32>();
                         objects.push(SceneObject {
                             shape: Shape::Cylinder(VerticalCylinder {
                                 x: p.x,
@@ -635,12 +638,13 @@ impl Scene {
             }
 
             // Lamp posts with a head reaching over the sidewalk towards the road.
+            let mut rng = random_stream(seed, 20 + side_index as u64);
             let mut x = x_begin + rng.random_range(0.0..cfg.pole_spacing_m);
             while x < x_end {
                 let pole_lat = side * (hw + 0.7);
                 let (p, heading) = road.point_at_x(x, pole_lat);
                 let height = 6.5;
-                let pole_variant = new_variant(&mut rng);
+                let pole_variant = rng.random::<u32>();
                 objects.push(SceneObject {
                     shape: Shape::Cylinder(VerticalCylinder {
                         x: p.x,
@@ -666,32 +670,43 @@ impl Scene {
             }
         }
 
-        // Boxes on the sidewalk, never reaching onto the asphalt.
-        let box_count = (cfg.boxes_per_100m * (x_end - x_begin) / 100.0).round() as usize;
-        for _ in 0..box_count {
-            let side = if rng.random_bool(0.5) { 1.0 } else { -1.0 };
-            let x = rng.random_range(x_begin..x_end.max(x_begin + 1.0));
-            let length = rng.random_range(0.6..4.5);
-            let width = rng.random_range(0.6..1.9);
-            let height = rng.random_range(0.5..1.8);
-            let dyaw: f64 = rng.random_range(-0.3..0.3);
-            let extent = dyaw.sin().abs() * 0.5 * length + dyaw.cos().abs() * 0.5 * width;
-            let lat = side * (hw + 0.3 + extent + rng.random_range(0.0..1.0));
-            let (p, heading) = road.point_at_x(x, lat);
-            objects.push(SceneObject {
-                shape: Shape::Box(OrientedBox::new(
-                    Vector3::new(p.x, p.y, 0.5 * height),
-                    Vector3::new(0.5 * length, 0.5 * width, 0.5 * height),
-                    heading + dyaw,
-                )),
-                material: Material::Crate,
-                variant: new_variant(&mut rng),
-            });
+        // Boxes on the sidewalks, never reaching onto the asphalt: a Poisson process along x
+        // on each side.
+        if cfg.boxes_per_100m > 0.0 {
+            let mean_gap = 200.0 / cfg.boxes_per_100m;
+            for (side_index, side) in [1.0f64, -1.0].into_iter().enumerate() {
+                let mut rng = random_stream(seed, 30 + side_index as u64);
+                let mut x = x_begin;
+                loop {
+                    x += -mean_gap * (1.0 - rng.random::<f64>()).ln();
+                    if x >= x_end {
+                        break;
+                    }
+                    let length = rng.random_range(0.6..4.5);
+                    let width = rng.random_range(0.6..1.9);
+                    let height = rng.random_range(0.5..1.8);
+                    let dyaw: f64 = rng.random_range(-0.3..0.3);
+                    let extent = dyaw.sin().abs() * 0.5 * length + dyaw.cos().abs() * 0.5 * width;
+                    let lat = side * (hw + 0.3 + extent + rng.random_range(0.0..1.0));
+                    let (p, heading) = road.point_at_x(x, lat);
+                    objects.push(SceneObject {
+                        shape: Shape::Box(OrientedBox::new(
+                            Vector3::new(p.x, p.y, 0.5 * height),
+                            Vector3::new(0.5 * length, 0.5 * width, 0.5 * height),
+                            heading + dyaw,
+                        )),
+                        material: Material::Crate,
+                        variant: rng.random::<u32>(),
+                    });
+                }
+            }
         }
 
-        // Oncoming vehicles, one common speed so they never overlap each other.
+        // Oncoming vehicles (their spacing depends on the drive's duration), one common speed
+        // so they never overlap each other.
         let mut moving = Vec::with_capacity(cfg.moving_objects);
         if cfg.moving_objects > 0 {
+            let mut rng = random_stream(seed, 40);
             let speed: f64 = -rng.random_range(6.0..12.0);
             let s_first = camera_s_range.0 + 15.0;
             let s_last = camera_s_range.1 + speed.abs() * duration_s + 60.0;
@@ -714,7 +729,7 @@ impl Scene {
                             rng.random_range(0.7..0.85)
                         },
                     ),
-                    variant: new_variant(&mut rng),
+                    variant: rng.random::<u32>(),
                 });
             }
         }

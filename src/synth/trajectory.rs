@@ -3,9 +3,9 @@
 //! lateral offset. Poses are camera-to-world with the camera frame x right, y down, z forward.
 
 use super::config::{RenderConfig, TrajectoryKind};
-use super::scene::Road;
+use super::scene::{Road, random_stream};
 use nalgebra::{Isometry3, Matrix3, Rotation3, Translation3, UnitQuaternion, Vector3};
-use rand::{RngExt, SeedableRng};
+use rand::RngExt;
 use rand_pcg::Pcg64Mcg;
 use std::f64::consts::TAU;
 
@@ -72,9 +72,10 @@ impl Trajectory {
 
     /// The trajectory of `cfg` along `road`.
     pub fn generate(cfg: &RenderConfig, road: &Road) -> Self {
-        let mut rng = Pcg64Mcg::seed_from_u64(cfg.seed ^ 0x7a1e_c70a);
-        let factor = speed_profile(cfg.frames, cfg.fps, cfg.stops, &mut rng);
-        let phases: [f64; 6] = std::array::from_fn(|_| rng.random_range(0.0..TAU));
+        let mut phase_rng = random_stream(cfg.seed, 50);
+        let phases: [f64; 6] = std::array::from_fn(|_| phase_rng.random_range(0.0..TAU));
+        let factor =
+            speed_profile(cfg.frames, cfg.fps, cfg.stops, &mut random_stream(cfg.seed, 51));
         let hw = road.half_width;
         let mut poses = Vec::with_capacity(cfg.frames);
         let mut timestamps = Vec::with_capacity(cfg.frames);
@@ -124,6 +125,7 @@ impl Trajectory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
 
     #[test]
     fn level_camera_axes() {
