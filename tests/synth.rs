@@ -706,3 +706,43 @@ fn a_longer_drive_extends_the_same_street() {
     assert_eq!(a.rgb, b.rgb);
     assert_eq!(a.depth, b.depth);
 }
+
+#[test]
+fn dataset_writer_hands_frames_on_and_reports_io_errors_with_the_path() {
+    let config = RenderConfig {
+        width: 32,
+        height: 16,
+        frames: 3,
+        supersample: 1,
+        ..RenderConfig::default()
+    };
+    let renderer = Renderer::new(&config).expect("valid");
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // Every frame reaches the callback in order; a callback error stops the writing.
+    let mut seen = Vec::new();
+    livedepth::synth::write_dataset_with(&renderer, &dir.path().join("ok"), false, |frame| {
+        seen.push(frame.index);
+        Ok::<(), SynthError>(())
+    })
+    .expect("writes");
+    assert_eq!(seen, vec![0, 1, 2]);
+    let stopped =
+        livedepth::synth::write_dataset_with(&renderer, &dir.path().join("stop"), false, |frame| {
+            if frame.index == 1 {
+                Err(livedepth::Error::Other("encoder full".into()))
+            } else {
+                Ok(())
+            }
+        });
+    assert!(matches!(stopped, Err(livedepth::Error::Other(ref m)) if m == "encoder full"));
+    assert!(!dir.path().join("stop/image_02/data/0000000002.png").exists());
+
+    // An output path below a regular file cannot be created: typed error naming the path.
+    let file = dir.path().join("a_file");
+    std::fs::write(&file, b"x").expect("write");
+    let err = livedepth::synth::write_dataset(&renderer, &file.join("out"), false)
+        .expect_err("not a dir");
+    assert!(matches!(err, SynthError::Io { .. }));
+    assert!(err.to_string().contains("a_file"), "{err}");
+}

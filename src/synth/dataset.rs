@@ -160,6 +160,18 @@ pub fn write_dataset(
     out_dir: &Path,
     progress: bool,
 ) -> Result<DatasetSummary, SynthError> {
+    write_dataset_with(renderer, out_dir, progress, |_| Ok::<(), SynthError>(()))
+}
+
+/// [`write_dataset`], also handing each frame, once written, to `each_frame` (e.g. a video
+/// encoder). An error from `each_frame` stops the writing and is returned; `E` is any error
+/// type that a [`SynthError`] converts into (such as `livedepth::Error`).
+pub fn write_dataset_with<E: From<SynthError>>(
+    renderer: &Renderer,
+    out_dir: &Path,
+    progress: bool,
+    mut each_frame: impl FnMut(&RenderedFrame) -> Result<(), E>,
+) -> Result<DatasetSummary, E> {
     let started = std::time::Instant::now();
     let image_dir = out_dir.join("image_02");
     for dir in
@@ -204,6 +216,7 @@ pub fn write_dataset(
         valid += frame.depth.data.iter().filter(|&&d| d > 0.0).count();
         total += frame.depth.data.len();
         write_frame(out_dir, &frame)?;
+        each_frame(&frame)?;
         bar.inc(1);
     }
     bar.finish_and_clear();

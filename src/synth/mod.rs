@@ -23,8 +23,8 @@ mod trajectory;
 
 pub use config::{PinholeConfig, RenderConfig, SceneConfig, TrajectoryKind};
 pub use dataset::{
-    DatasetSummary, depth_path, pose_line, rgb_path, write_dataset, write_depth_png, write_frame,
-    write_rgb_png,
+    DatasetSummary, depth_path, pose_line, rgb_path, write_dataset, write_dataset_with,
+    write_depth_png, write_frame, write_rgb_png,
 };
 pub use geometry::{OrientedBox, SurfaceHit, VerticalCylinder};
 pub use render::{RenderedFrame, Renderer, ViewOptions, render_view};
