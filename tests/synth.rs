@@ -491,6 +491,7 @@ fn bad_configs_are_rejected_naming_the_field() {
     assert_eq!(rejected_field(RenderConfig { fps: -10.0, ..good.clone() }), "fps");
     assert_eq!(rejected_field(RenderConfig { fps: f64::NAN, ..good.clone() }), "fps");
     assert_eq!(rejected_field(RenderConfig { frames: 0, ..good.clone() }), "frames");
+    assert_eq!(rejected_field(RenderConfig { frames: 2_000_000, ..good.clone() }), "frames");
     assert_eq!(rejected_field(RenderConfig { supersample: 0, ..good.clone() }), "supersample");
     assert_eq!(rejected_field(RenderConfig { speed_mps: -1.0, ..good.clone() }), "speed_mps");
     assert_eq!(rejected_field(RenderConfig { far_clip_m: 300.0, ..good.clone() }), "far_clip_m");

@@ -174,8 +174,8 @@ impl RenderConfig {
         if self.height == 0 || !self.height.is_multiple_of(2) || self.height > 16384 {
             return Err(invalid("height", "an even number of pixels in 2..=16384", self.height));
         }
-        if self.frames == 0 || self.frames > 10_000_000 {
-            return Err(invalid("frames", "at least 1 frame (at most 10 million)", self.frames));
+        if self.frames == 0 || self.frames > 1_000_000 {
+            return Err(invalid("frames", "at least 1 frame (at most 1 million)", self.frames));
         }
         check_finite_in("fps", self.fps, |v| v > 0.0 && v <= 1000.0, "a frame rate in (0, 1000]")?;
         if self.supersample == 0 || self.supersample > 8 {

@@ -5,7 +5,8 @@
 //!
 //! Entry points: [`RenderConfig`] → [`Renderer::new`] → [`Renderer::render_frame`] (one
 //! [`RenderedFrame`] at a time, e.g. for an encoder), [`SyntheticSource`] (a frame
-//! [`crate::source::Source`]) and [`write_dataset`] (the KITTI-like layout on disk).
+//! [`crate::source::Source`]) and [`write_dataset`] / [`write_dataset_with`] (the KITTI-like
+//! layout on disk, optionally handing each frame to a callback such as a video encoder).
 //! [`render_view`] renders any [`Scene`] from any pose.
 //!
 //! Conventions: world frame z up (the road lies on z = 0 and starts along +x); camera frame x
