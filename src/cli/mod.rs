@@ -1,6 +1,7 @@
 //! Command-line verbs. Each verb lives in its own file with its clap `Args` and a `run`.
 
-pub mod probe;
+mod probe;
+mod render;
 
 use clap::{Parser, Subcommand};
 
@@ -17,10 +18,13 @@ pub enum Command {
     /// Open a source (camera, stream, file, test pattern), print its caps, size and framerate,
     /// and optionally save its first frames as PNGs.
     Probe(probe::Args),
+    /// Render a synthetic drive with exact ground-truth depth and poses.
+    Render(render::Args),
 }
 
 pub fn dispatch(cli: Cli) -> livedepth::Result<()> {
     match cli.command {
         Command::Probe(args) => probe::run(args),
+        Command::Render(args) => render::run(args),
     }
 }
