@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::psnr;
+
 use livedepth::frame::RgbImage;
 use livedepth::sink::video::Mp4Writer;
 use livedepth::source::gst::{GstOptions, GstSource};
@@ -50,18 +52,6 @@ fn pattern_frame(index: usize, width: u32, height: u32) -> RgbImage {
         }
     }
     image
-}
-
-fn psnr(a: &RgbImage, b: &RgbImage) -> f64 {
-    assert_eq!((a.width, a.height), (b.width, b.height));
-    let mse = a
-        .data
-        .iter()
-        .zip(&b.data)
-        .map(|(&p, &q)| (f64::from(p) - f64::from(q)).powi(2))
-        .sum::<f64>()
-        / a.data.len() as f64;
-    if mse == 0.0 { f64::INFINITY } else { 10.0 * (255.0f64 * 255.0 / mse).log10() }
 }
 
 /// Encode the pattern to `dir/name` and return the frames and the path.

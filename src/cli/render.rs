@@ -2,7 +2,8 @@
 //! layout (see `livedepth::synth`), and prints what it wrote.
 
 use clap::Args as ClapArgs;
-use livedepth::synth::{RenderConfig, Renderer, TrajectoryKind, write_dataset};
+use livedepth::sink::video::Mp4Writer;
+use livedepth::synth::{RenderConfig, Renderer, TrajectoryKind, write_dataset_with};
 use std::path::PathBuf;
 
 /// Render a synthetic drive (RGB, ground-truth depth, poses) to a KITTI-like folder.
@@ -45,6 +46,9 @@ pub struct Args {
     /// Speed along the road in metres per second [default: 8].
     #[arg(long, allow_negative_numbers = true)]
     pub speed: Option<f64>,
+    /// Also encode the frames to this mp4 (H.264 through GStreamer) at the drive's fps.
+    #[arg(long)]
+    pub mp4: Option<PathBuf>,
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -75,7 +79,21 @@ impl Args {
 pub fn run(args: Args) -> livedepth::Result<()> {
     let config = args.to_config()?;
     let renderer = Renderer::new(&config)?;
-    let summary = write_dataset(&renderer, &args.out, !args.quiet)?;
+    let mut video = match &args.mp4 {
+        Some(path) => Some(Mp4Writer::create(path, config.width, config.height, config.fps)?),
+        None => None,
+    };
+    let summary = write_dataset_with(&renderer, &args.out, !args.quiet, |frame| {
+        if let Some(video) = video.as_mut() {
+            video.push(&frame.rgb, frame.timestamp)?;
+        }
+        Ok::<(), livedepth::Error>(())
+    })?;
+    if let Some(video) = video {
+        let frames = video.frames_written();
+        let path = video.finish()?;
+        println!("encoded {frames} frames to {}", path.display());
+    }
     let k = renderer.intrinsics();
     println!(
         "wrote {} frames of {}x{} ({} drive, seed {}) to {}",

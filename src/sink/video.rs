@@ -57,6 +57,9 @@ impl Mp4Writer {
                 format!("{fps} is not in (0, 1000]"),
             ));
         }
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| SinkError::io(parent, e))?;
+        }
         let missing = |element: &str, reason: String| SinkError::MissingElement {
             path: path.to_path_buf(),
             element: element.to_string(),

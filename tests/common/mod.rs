@@ -38,3 +38,16 @@ pub fn python() -> Option<PathBuf> {
         None
     }
 }
+
+/// Peak signal-to-noise ratio of two same-size 8-bit RGB images, in dB (infinite when equal).
+pub fn psnr(a: &livedepth::frame::RgbImage, b: &livedepth::frame::RgbImage) -> f64 {
+    assert_eq!((a.width, a.height), (b.width, b.height));
+    let mse = a
+        .data
+        .iter()
+        .zip(&b.data)
+        .map(|(&p, &q)| (f64::from(p) - f64::from(q)).powi(2))
+        .sum::<f64>()
+        / a.data.len() as f64;
+    if mse == 0.0 { f64::INFINITY } else { 10.0 * (255.0f64 * 255.0 / mse).log10() }
+}
