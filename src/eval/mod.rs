@@ -36,6 +36,12 @@ pub enum EvalError {
         "evaluation protocol: expected 0 <= min_depth < max_depth, found {min_depth}..{max_depth}"
     )]
     BadProtocol { min_depth: f64, max_depth: f64 },
+    /// A frame to evaluate came without ground-truth depth.
+    #[error("frame {frame}: the source has no ground-truth depth for it; evaluation needs a dataset with depth (kitti:, kitchen:, tum:)")]
+    NoGroundTruth { frame: u64 },
+    /// Nothing was evaluated.
+    #[error("no frame was evaluated: the frame selection is empty")]
+    NoFrames,
 }
 
 impl EvalError {
@@ -47,7 +53,9 @@ impl EvalError {
             | EvalError::BadSize { context, .. }
             | EvalError::NonFinitePrediction { context, .. }
             | EvalError::DegeneratePrediction { context, .. } => context.insert_str(0, &prefix),
-            EvalError::BadProtocol { .. } => {}
+            EvalError::BadProtocol { .. }
+            | EvalError::NoGroundTruth { .. }
+            | EvalError::NoFrames => {}
         }
         self
     }

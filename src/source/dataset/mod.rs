@@ -198,6 +198,11 @@ impl DatasetSource {
         self.dataset.as_ref()
     }
 
+    /// The dataset indices played, in order.
+    pub fn indices(&self) -> &[usize] {
+        &self.indices
+    }
+
     /// The dataset index of stream position `position`.
     pub fn dataset_index(&self, position: usize) -> Option<usize> {
         self.indices.get(position).copied()
