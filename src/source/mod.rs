@@ -68,7 +68,7 @@ pub trait Source: Send {
 /// Whether `uri` names a recorded dataset (`kitti:DIR`, `kitchen:DIR`, `tum:DIR`) rather than a
 /// GStreamer URI.
 pub fn is_dataset_spec(uri: &str) -> bool {
-    ["kitti:", "kitchen:", "tum:"].iter().any(|p| uri.trim_start().starts_with(p))
+    dataset::DatasetKind::from_spec(uri).is_some()
 }
 
 /// Opens any source livedepth knows: a dataset spec (with `selection`) or a GStreamer URI (with
@@ -82,5 +82,39 @@ pub fn open(
         Ok(Box::new(dataset::DatasetSource::open(uri, selection)?))
     } else {
         Ok(Box::new(gst::GstSource::open(uri, gst_options)?))
+    }
+}
+
+/// A source that ends after at most `limit` frames of the source it wraps.
+pub struct Limited {
+    inner: Box<dyn Source>,
+    remaining: usize,
+}
+
+impl Limited {
+    pub fn new(inner: Box<dyn Source>, limit: usize) -> Self {
+        Self { inner, remaining: limit }
+    }
+}
+
+impl Source for Limited {
+    fn next_frame(&mut self) -> Result<Option<Frame>, SourceError> {
+        if self.remaining == 0 {
+            return Ok(None);
+        }
+        self.remaining -= 1;
+        self.inner.next_frame()
+    }
+
+    fn len_hint(&self) -> Option<usize> {
+        Some(self.inner.len_hint().map_or(self.remaining, |n| n.min(self.remaining)))
+    }
+
+    fn is_live(&self) -> bool {
+        self.inner.is_live()
+    }
+
+    fn describe(&self) -> String {
+        format!("{} (first {} frames)", self.inner.describe(), self.remaining)
     }
 }

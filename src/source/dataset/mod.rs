@@ -63,6 +63,18 @@ pub enum DatasetKind {
     Tum,
 }
 
+impl DatasetKind {
+    /// The kind a dataset spec (`kitti:DIR`, `kitchen:DIR`, `tum:DIR`) names, if any.
+    pub fn from_spec(spec: &str) -> Option<Self> {
+        match spec.trim_start().split_once(':')?.0 {
+            "kitti" => Some(Self::Kitti),
+            "kitchen" => Some(Self::Kitchen),
+            "tum" => Some(Self::Tum),
+            _ => None,
+        }
+    }
+}
+
 /// A recording with ground truth, read frame by frame in any order.
 pub trait Dataset: Send + Sync {
     /// A short human name (kind and folder).
