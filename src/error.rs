@@ -18,6 +18,10 @@ pub enum Error {
     Synth(#[from] crate::synth::SynthError),
     #[error(transparent)]
     Eval(#[from] crate::eval::EvalError),
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
