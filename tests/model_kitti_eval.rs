@@ -13,7 +13,8 @@ use model_support::*;
 /// abs_rel and a1 of one frame under the Monodepth2 KITTI protocol (Garg crop, GT in
 /// (1e-3, 80), median scaling, clamp).
 fn frame_metrics(pred: &[f32], gt: &[f32], width: usize, height: usize) -> (f64, f64) {
-    let (y0, y1) = ((0.408_108_11 * height as f64) as usize, (0.991_891_89 * height as f64) as usize);
+    let (y0, y1) =
+        ((0.408_108_11 * height as f64) as usize, (0.991_891_89 * height as f64) as usize);
     let (x0, x1) = ((0.035_947_71 * width as f64) as usize, (0.964_052_29 * width as f64) as usize);
     let mut pairs: Vec<(f64, f64)> = Vec::new();
     for y in y0..y1 {
@@ -29,7 +30,8 @@ fn frame_metrics(pred: &[f32], gt: &[f32], width: usize, height: usize) -> (f64,
         let n = v.len();
         if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
     };
-    let ratio = median(pairs.iter().map(|p| p.1).collect()) / median(pairs.iter().map(|p| p.0).collect());
+    let ratio =
+        median(pairs.iter().map(|p| p.1).collect()) / median(pairs.iter().map(|p| p.0).collect());
     let (mut abs_rel, mut a1) = (0.0, 0.0);
     for &(p, g) in &pairs {
         let p = (p * ratio).clamp(1e-3, 80.0);
@@ -44,7 +46,8 @@ fn rtmonodepth_s_on_kitti_tiny_reproduces_published_accuracy() {
     let Some(model) = common::shared("models/rtmonodepth_s/m_640x192") else { return };
     let Some(kitti) = common::shared("data/kitti_tiny") else { return };
     let drive = kitti.join("2011_09_26/2011_09_26_drive_0023_sync");
-    let mut engine = TorchDepthEngine::load(&model, Arch::RtMonoDepthS, 640, 192, tch::Device::Cpu).unwrap();
+    let mut engine =
+        TorchDepthEngine::load(&model, Arch::RtMonoDepthS, 640, 192, tch::Device::Cpu).unwrap();
     let mut per_frame = Vec::new();
     for i in 0..7 {
         let image = load_rgb(&drive.join(format!("image_02/data/{i:010}.png")));
@@ -76,7 +79,9 @@ fn rtmonodepth_s_on_kitti_tiny_reproduces_published_accuracy() {
         reference["abs_rel"].as_f64().unwrap(),
         reference["a1"].as_f64().unwrap()
     );
-    for (i, (ours, theirs)) in per_frame.iter().zip(reference["per_frame"].as_array().unwrap()).enumerate() {
+    for (i, (ours, theirs)) in
+        per_frame.iter().zip(reference["per_frame"].as_array().unwrap()).enumerate()
+    {
         let (r_abs, r_a1) = (theirs["abs_rel"].as_f64().unwrap(), theirs["a1"].as_f64().unwrap());
         assert!((ours.0 - r_abs).abs() < 2e-4, "frame {i}: abs_rel {} vs {r_abs}", ours.0);
         assert!((ours.1 - r_a1).abs() < 2e-3, "frame {i}: a1 {} vs {r_a1}", ours.1);

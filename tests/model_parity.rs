@@ -34,7 +34,11 @@ fn rt_input(width: u32, height: u32) -> Vec<f32> {
         let mut img = livedepth::frame::RgbImage::new(300, 100);
         for (i, px) in img.data.chunks_exact_mut(3).enumerate() {
             let (x, y) = (i % 300, i / 300);
-            px.copy_from_slice(&[(x * 255 / 300) as u8, (y * 255 / 100) as u8, ((x + y) % 256) as u8]);
+            px.copy_from_slice(&[
+                (x * 255 / 300) as u8,
+                (y * 255 / 100) as u8,
+                ((x + y) % 256) as u8,
+            ]);
         }
         img
     };
@@ -105,7 +109,8 @@ fn monodepth2_r18_depth_and_pose_from_torch_save_match() {
     let (rot, trans) = tch::no_grad(|| pose.try_forward_t(&tensor(&pshape, &pair), false)).unwrap();
     let (_, ref_rot) = read_npy(&dir.path().join("axisangle.npy"));
     let (_, ref_trans) = read_npy(&dir.path().join("translation.npy"));
-    let (dr, dt) = (max_abs_diff(&values(&rot), &ref_rot), max_abs_diff(&values(&trans), &ref_trans));
+    let (dr, dt) =
+        (max_abs_diff(&values(&rot), &ref_rot), max_abs_diff(&values(&trans), &ref_trans));
     println!("Monodepth2-R18 pose: max |Δ| axis-angle {dr:.3e}, translation {dt:.3e}");
     assert!(dr < 1e-4 && dt < 1e-4);
     // The outputs are not trivially zero (a broken load would give the same zeros on both sides).

@@ -39,15 +39,18 @@ fn lanczos_resize_matches_pillow() {
     let dir = tempfile::tempdir().unwrap();
     // (source image path, target width, target height)
     let mut cases: Vec<(PathBuf, u32, u32)> = Vec::new();
-    for (i, (w, h, tw, th)) in [(97, 61, 320, 96), (300, 200, 64, 64), (640, 480, 640, 192), (50, 40, 50, 96)]
-        .into_iter()
-        .enumerate()
+    for (i, (w, h, tw, th)) in
+        [(97, 61, 320, 96), (300, 200, 64, 64), (640, 480, 640, 192), (50, 40, 50, 96)]
+            .into_iter()
+            .enumerate()
     {
         let path = dir.path().join(format!("noise{i}.png"));
         save_png(&noise_image(w, h, i as u32 + 1), &path);
         cases.push((path, tw, th));
     }
-    if let Some(kitti) = common::shared("data/kitti_tiny/2011_09_26/2011_09_26_drive_0023_sync/image_02/data") {
+    if let Some(kitti) =
+        common::shared("data/kitti_tiny/2011_09_26/2011_09_26_drive_0023_sync/image_02/data")
+    {
         cases.push((kitti.join("0000000000.png"), 640, 192));
         cases.push((kitti.join("0000000003.png"), 320, 96));
     }
@@ -74,10 +77,15 @@ fn lanczos_resize_matches_pillow() {
         let ours = resize_lanczos(&source, *w, *h).unwrap();
         let pil = read_u8_npy(&pil_path);
         assert_eq!(ours.data.len(), pil.len());
-        let diffs: Vec<i32> = ours.data.iter().zip(&pil).map(|(&a, &b)| (a as i32 - b as i32).abs()).collect();
+        let diffs: Vec<i32> =
+            ours.data.iter().zip(&pil).map(|(&a, &b)| (a as i32 - b as i32).abs()).collect();
         let max = diffs.iter().copied().max().unwrap_or(0);
         let off = diffs.iter().filter(|&&d| d > 0).count();
-        println!("{} -> {w}x{h}: max |Δ| {max}, {off} of {} values differ", src.display(), diffs.len());
+        println!(
+            "{} -> {w}x{h}: max |Δ| {max}, {off} of {} values differ",
+            src.display(),
+            diffs.len()
+        );
         assert!(max <= 1, "{}: max difference {max}", src.display());
         assert!(off * 1000 <= diffs.len(), "{}: {off} values differ", src.display());
     }

@@ -677,7 +677,10 @@ impl<'a> Unpickler<'a> {
                             }
                         }
                         other => {
-                            return Err(format!("SETITEMS on {} at offset {at}", other.kind_name()));
+                            return Err(format!(
+                                "SETITEMS on {} at offset {at}",
+                                other.kind_name()
+                            ));
                         }
                     }
                 }

@@ -18,7 +18,12 @@ pub fn write_npy(path: &Path, shape: &[usize], values: &[f32]) {
     use npyz::WriterBuilder;
     let mut file = std::io::BufWriter::new(std::fs::File::create(path).expect("create npy"));
     let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
-    let mut w = npyz::WriteOptions::new().default_dtype().shape(&shape).writer(&mut file).begin_nd().unwrap();
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&shape)
+        .writer(&mut file)
+        .begin_nd()
+        .unwrap();
     w.extend(values.iter().copied()).unwrap();
     w.finish().unwrap();
 }
@@ -30,7 +35,8 @@ pub fn script(name: &str) -> PathBuf {
 
 /// Runs `python script args…`, panicking with its output when it fails; returns stdout.
 pub fn run_python(python: &Path, script_name: &str, args: &[&str]) -> String {
-    let out = Command::new(python).arg(script(script_name)).args(args).output().expect("spawn python");
+    let out =
+        Command::new(python).arg(script(script_name)).args(args).output().expect("spawn python");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
