@@ -1,5 +1,8 @@
 //! Command-line verbs. Each verb lives in its own file with its clap `Args` and a `run`.
 
+#[cfg(feature = "torch")]
+pub mod bench;
+
 use clap::{Parser, Subcommand};
 
 /// Real-time monocular depth from a live camera stream, with on-device adaptation.
@@ -11,8 +14,15 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {}
+pub enum Command {
+    /// Benchmarks (`bench infer`: depth inference, Rust/libtorch vs PyTorch eager).
+    #[cfg(feature = "torch")]
+    Bench(bench::Args),
+}
 
 pub fn dispatch(cli: Cli) -> livedepth::Result<()> {
-    match cli.command {}
+    match cli.command {
+        #[cfg(feature = "torch")]
+        Command::Bench(args) => bench::run(args),
+    }
 }

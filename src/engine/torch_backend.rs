@@ -109,6 +109,11 @@ impl TorchDepthEngine {
         &mut self.network
     }
 
+    /// Gives the network back (e.g. to build an engine of another input size).
+    pub fn into_network(self) -> DepthNetwork {
+        self.network
+    }
+
     /// The preprocessing stage (to reuse its resize for evaluation or display).
     pub fn preprocessor_mut(&mut self) -> &mut Preprocessor {
         &mut self.preprocessor
