@@ -4,9 +4,10 @@ thread count as the Rust/libtorch engine, timed the same way (warm-up, then per-
 time under torch.no_grad / eval mode).
 
 Usage: infer_peer.py --input IN.npy --iters N --warmup W --threads T [--model DIR]
-                     [--out-disp OUT.npy] [--profile]
+                     [--out-disp OUT.npy] [--profile] [--channels-last]
 Prints one JSON object: median/mean/min ms of the full forward, the encoder and the decoder,
-and, with --profile, the ATen operators taking the most self CPU time."""
+and, with --profile, the ATen operators taking the most self CPU time. --channels-last converts
+weights and input to torch.channels_last (the layout the Rust engine uses)."""
 
 import argparse
 import json
@@ -101,6 +102,7 @@ def main():
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--out-disp")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--channels-last", action="store_true")
     a = ap.parse_args()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
@@ -111,7 +113,12 @@ def main():
         dec.load_state_dict(torch.load(os.path.join(a.model, "depth.pth"), map_location="cpu",
                                        weights_only=True))
     x = torch.from_numpy(np.load(a.input))
-    result = {"threads": torch.get_num_threads(), "torch": torch.__version__}
+    if a.channels_last:
+        enc = enc.to(memory_format=torch.channels_last)
+        dec = dec.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    result = {"threads": torch.get_num_threads(), "torch": torch.__version__,
+              "channels_last": a.channels_last}
     with torch.no_grad():
         feats = enc(x)
         result["total"] = timed(lambda: dec(enc(x)), a.warmup, a.iters)

@@ -178,6 +178,7 @@ fn run_peer(
     args: &InferArgs,
     threads: usize,
     profile: bool,
+    channels_last: bool,
     rust_disp: &[f32],
 ) -> livedepth::Result<PeerResult> {
     let script = repo_root().join("scripts/bench/infer_peer.py");
@@ -194,6 +195,9 @@ fn run_peer(
     }
     if profile {
         cmd.arg("--profile");
+    }
+    if channels_last {
+        cmd.arg("--channels-last");
     }
     let out = cmd.output().map_err(|e| Error::io(python, e))?;
     if !out.status.success() {
@@ -280,16 +284,24 @@ fn run_infer(args: InferArgs) -> livedepth::Result<()> {
     );
     println!();
     println!(
-        "{:>9} | {:>10} {:>8} {:>8} | {:>10} {:>8} {:>8} | {:>11} | {:>10} | {:>9}",
+        "median ms per forward; torch = PyTorch eager (NCHW, its default), torch-cl = PyTorch eager"
+    );
+    println!(
+        "with channels_last (the engine's layout); ratio = torch time / rust time (> 1: engine faster)"
+    );
+    println!(
+        "{:>9} | {:>9} {:>8} {:>8} | {:>9} {:>8} {:>8} | {:>9} | {:>6} {:>6} | {:>8} | {:>8}",
         "size",
-        "rust ms",
+        "rust",
         "enc",
         "dec",
-        "torch ms",
+        "torch",
         "enc",
         "dec",
-        "torch/rust",
-        "preproc ms",
+        "torch-cl",
+        "ratio",
+        "r(cl)",
+        "preproc",
         "max|Δd|"
     );
     let mut network = Some(network);
@@ -326,43 +338,58 @@ fn run_infer(args: InferArgs) -> livedepth::Result<()> {
             let input_path = tmp.join(format!("input_{w}x{h}.npy"));
             write_npy(&input_path, &[1, 3, h as u64, w as u64], &input)?;
             let disp_path = tmp.join(format!("disp_{w}x{h}.npy"));
-            let r = run_peer(
-                &python,
-                model.as_deref(),
+            let model = model.as_deref();
+            let (py, a) = (&python, &args);
+            let eager = run_peer(
+                py,
+                model,
                 &input_path,
                 &disp_path,
-                &args,
+                a,
                 threads,
                 index == 0,
+                false,
                 &rust_disp,
             )?;
-            Some(r)
+            let eager_cl =
+                run_peer(py, model, &input_path, &disp_path, a, threads, false, true, &rust_disp)?;
+            Some((eager, eager_cl))
         };
         let fmt = |s: Option<Stats>| s.map_or("-".to_owned(), |s| format!("{:.2}", s.median_ms));
+        let ratio = |s: Option<Stats>| {
+            s.map_or("-".to_owned(), |s| format!("{:.2}", s.median_ms / total.median_ms))
+        };
+        let eager = peer.as_ref().map(|p| &p.0);
+        let eager_cl = peer.as_ref().map(|p| &p.1);
         println!(
-            "{:>9} | {:>10.2} {:>8.2} {:>8.2} | {:>10} {:>8} {:>8} | {:>11} | {:>10.2} | {:>9}",
+            "{:>9} | {:>9.2} {:>8.2} {:>8.2} | {:>9} {:>8} {:>8} | {:>9} | {:>6} {:>6} | {:>8.2} | {:>8}",
             format!("{w}x{h}"),
             total.median_ms,
             encoder.median_ms,
             decoder.median_ms,
-            fmt(peer.as_ref().map(|p| p.total)),
-            fmt(peer.as_ref().map(|p| p.encoder)),
-            fmt(peer.as_ref().map(|p| p.decoder)),
-            peer.as_ref()
-                .map_or("-".to_owned(), |p| format!("{:.3}", p.total.median_ms / total.median_ms)),
+            fmt(eager.map(|p| p.total)),
+            fmt(eager.map(|p| p.encoder)),
+            fmt(eager.map(|p| p.decoder)),
+            fmt(eager_cl.map(|p| p.total)),
+            ratio(eager.map(|p| p.total)),
+            ratio(eager_cl.map(|p| p.total)),
             preprocess.median_ms,
-            peer.as_ref()
-                .and_then(|p| p.max_disp_diff)
-                .map_or("-".to_owned(), |d| format!("{d:.1e}")),
+            eager.and_then(|p| p.max_disp_diff).map_or("-".to_owned(), |d| format!("{d:.1e}")),
         );
-        if let Some(p) = peer {
+        if let Some((p, cl)) = peer {
+            println!(
+                "{:>9}   min: rust {:.2}, torch {:.2}, torch-cl {:.2}; mean: rust {:.2}, torch {:.2}, torch-cl {:.2}",
+                "",
+                total.min_ms,
+                p.total.min_ms,
+                cl.total.min_ms,
+                total.mean_ms,
+                p.total.mean_ms,
+                cl.total.mean_ms
+            );
             if !p.ops.is_empty() {
                 peer_ops = p.ops;
             }
-            println!(
-                "{:>9}   rust mean {:.2} min {:.2}; torch mean {:.2} min {:.2}",
-                "", total.mean_ms, total.min_ms, p.total.mean_ms, p.total.min_ms
-            );
         }
         network = Some(engine.into_network());
     }

@@ -14,6 +14,19 @@ pub fn default_device() -> Device {
     Device::cuda_if_available()
 }
 
+/// A zero `[batch, channels, height, width]` tensor with channels-last strides.
+fn channels_last_zeros(
+    batch: i64,
+    channels: i64,
+    height: u32,
+    width: u32,
+    device: Device,
+) -> Result<Tensor, EngineError> {
+    let nhwc =
+        Tensor::f_zeros([batch, height as i64, width as i64, channels], (Kind::Float, device))?;
+    Ok(nhwc.f_permute([0, 3, 1, 2])?)
+}
+
 /// Copies `host` (the first `len` values) into the first `batch` entries of `input`.
 fn upload(
     input: &mut Tensor,
@@ -58,22 +71,21 @@ pub struct TorchDepthEngine {
 
 impl TorchDepthEngine {
     /// An engine running `network` at `width` x `height` (multiples of 32) on batches of up to
-    /// `max_batch` frames, on the network's device.
+    /// `max_batch` frames, on the network's device. The weights are switched to channels-last
+    /// strides, the faster layout for convolutions (same values, same outputs).
     pub fn new(
-        network: DepthNetwork,
+        mut network: DepthNetwork,
         width: u32,
         height: u32,
         max_batch: usize,
     ) -> Result<Self, EngineError> {
         check_input_size(width as i64, height as i64)?;
+        network.use_channels_last();
         let max_batch = max_batch.max(1);
         let (mean, std) = network.arch().normalisation();
         let preprocessor = Preprocessor::new(width, height, mean, std)?;
         let item = preprocessor.output_len();
-        let input = Tensor::f_zeros(
-            [max_batch as i64, 3, height as i64, width as i64],
-            (Kind::Float, network.device()),
-        )?;
+        let input = channels_last_zeros(max_batch as i64, 3, height, width, network.device())?;
         Ok(Self {
             network,
             preprocessor,
@@ -146,6 +158,7 @@ impl TorchDepthEngine {
         upload(&mut self.input, &self.staging, batch, [3, h, w])?;
         let x = self.input.f_narrow(0, 0, batch as i64)?;
         let disp = tch::no_grad(|| self.network.try_forward_t(&x, false))?;
+        // One output channel: channels-last and NCHW layouts coincide.
         let full = disp[0].f_to_device(Device::Cpu)?.f_contiguous()?;
         let n = batch * (w * h) as usize;
         full.f_copy_data(&mut self.host_output[..n], n)?;
@@ -218,12 +231,12 @@ pub struct TorchPoseEngine {
 
 impl TorchPoseEngine {
     /// An engine running `network` at `width` x `height` (multiples of 32).
-    pub fn new(network: PoseNetwork, width: u32, height: u32) -> Result<Self, EngineError> {
+    pub fn new(mut network: PoseNetwork, width: u32, height: u32) -> Result<Self, EngineError> {
         check_input_size(width as i64, height as i64)?;
+        network.use_channels_last();
         let (mean, std) = Arch::RtMonoDepthS.normalisation();
         let preprocessor = Preprocessor::new(width, height, mean, std)?;
-        let input =
-            Tensor::f_zeros([1, 6, height as i64, width as i64], (Kind::Float, network.device()))?;
+        let input = channels_last_zeros(1, 6, height, width, network.device())?;
         Ok(Self {
             network,
             staging: vec![0.0; 2 * preprocessor.output_len()],

@@ -100,9 +100,35 @@ impl BatchNorm2d {
     }
 }
 
-/// Leaky ReLU with the given negative slope (< 1).
-pub fn leaky_relu(x: &Tensor, slope: f64) -> Tensor {
-    x.maximum(&(x * slope))
+/// Leaky ReLU whose negative slope is the one-element tensor `slope` (PReLU with a constant
+/// weight: a single fused kernel, unlike `maximum(x, slope·x)`; tch exposes no slope argument
+/// for `leaky_relu`).
+pub fn leaky_relu(x: &Tensor, slope: &Tensor) -> Tensor {
+    x.prelu(slope)
+}
+
+/// A constant one-element slope tensor for [`leaky_relu`] on `device`.
+pub fn leaky_slope(value: f32, device: tch::Device) -> Tensor {
+    Tensor::from_slice(&[value]).to_device(device)
+}
+
+/// Converts every 4-D variable of `vs` to channels-last (NHWC) strides in place, keeping its
+/// logical NCHW shape, so oneDNN/cuDNN convolutions avoid per-call layout reorders. Loading,
+/// copying and saving weights work unchanged (they go through strided copies).
+pub fn vars_to_channels_last(vs: &nn::VarStore) {
+    tch::no_grad(|| {
+        for (_, mut var) in vs.variables() {
+            if var.dim() == 4 {
+                let nhwc = to_channels_last(&var);
+                var.set_data(&nhwc);
+            }
+        }
+    });
+}
+
+/// `x` (NCHW) with channels-last strides.
+pub fn to_channels_last(x: &Tensor) -> Tensor {
+    x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }
 
 /// Nearest-neighbour 2x upsampling.

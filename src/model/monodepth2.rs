@@ -70,13 +70,13 @@ impl DepthDecoder {
         let mut disps = Vec::with_capacity(4);
         for (n, i) in (0..5usize).rev().enumerate() {
             let (c0, c1) = &self.upconvs[n];
-            x = upsample_nearest_2x(&c0.forward(&x).elu());
+            x = upsample_nearest_2x(&c0.forward(&x).elu_());
             if i > 0 {
                 x = Tensor::cat(&[&x, &features[i - 1]], 1);
             }
-            x = c1.forward(&x).elu();
+            x = c1.forward(&x).elu_();
             if i <= 3 {
-                disps.push(self.disp_convs[i].forward(&x).sigmoid());
+                disps.push(self.disp_convs[i].forward(&x).sigmoid_());
             }
         }
         disps.reverse();
@@ -105,9 +105,9 @@ impl PoseDecoder {
 
     /// `(axis_angle [B,3], translation [B,3])` of the first frame pair.
     pub fn forward(&self, last_feature: &Tensor) -> (Tensor, Tensor) {
-        let mut x = self.convs[0].forward(last_feature).relu();
-        x = self.convs[1].forward(&x).relu();
-        x = self.convs[2].forward(&x).relu();
+        let mut x = self.convs[0].forward(last_feature).relu_();
+        x = self.convs[1].forward(&x).relu_();
+        x = self.convs[2].forward(&x).relu_();
         let x = self.convs[3].forward(&x).mean_dim([2i64, 3].as_slice(), false, None) * 0.01;
         (x.narrow(1, 0, 3), x.narrow(1, 3, 3))
     }

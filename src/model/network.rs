@@ -118,6 +118,13 @@ impl DepthNetwork {
         Ok(())
     }
 
+    /// Switches all convolution weights to channels-last strides (faster oneDNN/cuDNN
+    /// convolutions; feed channels-last inputs too, see [`super::layers::to_channels_last`]).
+    /// Numerically the same network.
+    pub fn use_channels_last(&mut self) {
+        super::layers::vars_to_channels_last(&self.vs);
+    }
+
     /// Encoder features of a normalised `[B,3,H,W]` input (BatchNorm in training mode when
     /// `train`).
     pub fn encode(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
@@ -245,6 +252,12 @@ impl PoseNetwork {
         }
         self.vs.copy(&other.vs)?;
         Ok(())
+    }
+
+    /// Switches all convolution weights to channels-last strides (see
+    /// [`DepthNetwork::use_channels_last`]).
+    pub fn use_channels_last(&mut self) {
+        super::layers::vars_to_channels_last(&self.vs);
     }
 
     /// `(axis_angle [B,3], translation [B,3])` for a `[B,6,H,W]` normalised frame pair.

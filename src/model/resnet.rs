@@ -83,14 +83,14 @@ impl Block {
         for (j, (conv, bn)) in self.convs.iter().enumerate() {
             y = bn.forward_t(&conv.forward(&y), train);
             if j != last {
-                y = y.relu();
+                y = y.relu_();
             }
         }
         let identity = match &self.downsample {
             Some(d) => d.bn.forward_t(&d.conv.forward(x), train),
             None => x.shallow_clone(),
         };
-        (y + identity).relu()
+        (y + identity).relu_()
     }
 }
 
@@ -137,7 +137,7 @@ impl ResnetEncoder {
     /// Features f0..f4 of a normalised input.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
         let mut features = Vec::with_capacity(5);
-        let f0 = self.bn1.forward_t(&self.conv1.forward(x), train).relu();
+        let f0 = self.bn1.forward_t(&self.conv1.forward(x), train).relu_();
         let mut y = f0.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
         features.push(f0);
         for layer in &self.layers {

@@ -3,7 +3,7 @@
 //! back to the input size and outputs sigmoid disparities at 3 scales, and a light pose network
 //! built from the same encoder design over two stacked frames.
 
-use super::layers::{Conv2d, Padding, leaky_relu, upsample_nearest_2x};
+use super::layers::{Conv2d, Padding, leaky_relu, leaky_slope, upsample_nearest_2x};
 use tch::{Tensor, nn};
 
 /// Encoder channels of f0..f3.
@@ -17,6 +17,7 @@ const DECODER_CHANNELS: [i64; 4] = [16, 32, 64, 96];
 pub struct RtEncoder {
     conv1: Conv2d,
     convs: Vec<(Conv2d, Conv2d)>,
+    slope: Tensor,
 }
 
 impl RtEncoder {
@@ -33,16 +34,19 @@ impl RtEncoder {
                 )
             })
             .collect();
-        Self { conv1, convs }
+        Self { conv1, convs, slope: leaky_slope(0.1, path.device()) }
     }
 
     /// Features f0..f3 of a normalised input.
     pub fn forward(&self, x: &Tensor) -> Vec<Tensor> {
         let mut features = Vec::with_capacity(4);
-        features.push(self.conv1.forward(x).relu());
+        features.push(self.conv1.forward(x).relu_());
         for (down, same) in &self.convs {
             let prev = &features[features.len() - 1];
-            let y = leaky_relu(&same.forward(&leaky_relu(&down.forward(prev), 0.1)), 0.1);
+            let y = leaky_relu(
+                &same.forward(&leaky_relu(&down.forward(prev), &self.slope)),
+                &self.slope,
+            );
             features.push(y);
         }
         features
@@ -104,10 +108,10 @@ impl RtDecoder {
         let mut x = features[3].shallow_clone();
         let mut disps = Vec::with_capacity(3);
         for (k, i) in [3usize, 2, 1, 0].into_iter().enumerate() {
-            x = upsample_nearest_2x(&self.blocks[2 * k].forward(&x).elu());
-            x = self.blocks[2 * k + 1].forward(&x).elu();
+            x = upsample_nearest_2x(&self.blocks[2 * k].forward(&x).elu_());
+            x = self.blocks[2 * k + 1].forward(&x).elu_();
             if i <= 2 {
-                disps.push(self.disp_convs[i].forward(&x).sigmoid());
+                disps.push(self.disp_convs[i].forward(&x).sigmoid_());
             }
         }
         disps.reverse();
@@ -137,8 +141,8 @@ impl LightPoseDecoder {
 
     /// `(axis_angle [B,3], translation [B,3])` from the last encoder feature.
     pub fn forward(&self, last_feature: &Tensor) -> (Tensor, Tensor) {
-        let x = self.squeeze.forward(last_feature).relu();
-        let x = self.conv.forward(&x).relu();
+        let x = self.squeeze.forward(last_feature).relu_();
+        let x = self.conv.forward(&x).relu_();
         let x = self.out.forward(&x).mean_dim([2i64, 3].as_slice(), false, None) * 0.01;
         (x.narrow(1, 0, 3), x.narrow(1, 3, 3))
     }
