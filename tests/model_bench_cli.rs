@@ -1,6 +1,7 @@
 //! `livedepth bench infer` end to end on a tiny size: it prints a timing row with the PyTorch
 //! peer's figures and their ratio, the two runtimes agree on the disparity when they share the
 //! shared checkpoint, and a bad `--sizes` value is a clear error.
+#![cfg(feature = "torch")]
 
 mod common;
 
@@ -14,7 +15,18 @@ fn livedepth() -> Command {
 fn bench_infer_prints_rust_and_peer_timings() {
     let Some(python) = common::python() else { return };
     let out = livedepth()
-        .args(["bench", "infer", "--sizes", "64x32", "--iters", "2", "--warmup", "1", "--threads", "1"])
+        .args([
+            "bench",
+            "infer",
+            "--sizes",
+            "64x32",
+            "--iters",
+            "2",
+            "--warmup",
+            "1",
+            "--threads",
+            "1",
+        ])
         .arg("--python")
         .arg(&python)
         .output()
@@ -39,8 +51,12 @@ fn bench_infer_prints_rust_and_peer_timings() {
 
 #[test]
 fn bench_infer_rejects_bad_sizes() {
-    let out = livedepth().args(["bench", "infer", "--sizes", "65x32", "--no-peer"]).output().unwrap();
+    let out =
+        livedepth().args(["bench", "infer", "--sizes", "65x32", "--no-peer"]).output().unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("--sizes") && stderr.contains("65x32") && stderr.contains("32"), "{stderr}");
+    assert!(
+        stderr.contains("--sizes") && stderr.contains("65x32") && stderr.contains("32"),
+        "{stderr}"
+    );
 }

@@ -2,6 +2,7 @@
 //! strided / half / double tensors from torch.save; safetensors round trips for every
 //! architecture; and clear typed errors for missing, corrupt, foreign, legacy, mismatched and
 //! NaN checkpoints.
+#![cfg(feature = "torch")]
 
 mod common;
 mod model_support;

@@ -2,6 +2,7 @@
 //! engine (Preprocessor → libtorch forward → disparity resized bilinearly to GT size → depth),
 //! scored with the Monodepth2 protocol, must give abs_rel 0.128 ± 0.003 and a1 0.871 ± 0.005,
 //! and agree per frame with the independent Python evaluation (tests/python).
+#![cfg(feature = "torch")]
 
 mod common;
 mod model_support;

@@ -2,6 +2,7 @@
 //! (tests/python/refnets.py, torch.nn.functional only): the real RT-MonoDepth-S checkpoint at
 //! its training size and a smaller one, and random Monodepth2 ResNet-18 depth + pose weights
 //! saved with torch.save at test time. Disparities and poses must agree to 1e-4.
+#![cfg(feature = "torch")]
 
 mod common;
 mod model_support;

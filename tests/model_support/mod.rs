@@ -53,6 +53,7 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// A tensor's values on the host.
+#[cfg(feature = "torch")]
 pub fn values(t: &tch::Tensor) -> Vec<f32> {
     let t = t.to_device(tch::Device::Cpu).contiguous();
     let n = t.numel();
