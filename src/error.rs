@@ -18,6 +18,11 @@ pub enum Error {
     Synth(#[from] crate::synth::SynthError),
     #[error(transparent)]
     Eval(#[from] crate::eval::EvalError),
+    /// Boxed (as `Engine`) to keep `Error` small; `?` converts from the unboxed error.
+    #[error(transparent)]
+    Model(#[from] Box<crate::model::ModelError>),
+    #[error(transparent)]
+    Engine(#[from] Box<crate::engine::EngineError>),
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
@@ -25,6 +30,18 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<crate::model::ModelError> for Error {
+    fn from(e: crate::model::ModelError) -> Self {
+        Error::Model(Box::new(e))
+    }
+}
+
+impl From<crate::engine::EngineError> for Error {
+    fn from(e: crate::engine::EngineError) -> Self {
+        Error::Engine(Box::new(e))
+    }
+}
 
 impl Error {
     /// An I/O error that names the file it happened on.

@@ -8,9 +8,11 @@
 
 pub mod camera;
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod frame;
+pub mod model;
 pub mod pipeline;
 pub mod sink;
 pub mod source;

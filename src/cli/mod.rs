@@ -2,6 +2,8 @@
 
 mod probe;
 mod render;
+#[cfg(feature = "torch")]
+mod bench;
 
 use clap::{Parser, Subcommand};
 
@@ -20,11 +22,16 @@ pub enum Command {
     Probe(probe::Args),
     /// Render a synthetic drive with exact ground-truth depth and poses.
     Render(render::Args),
+    /// Benchmarks (`bench infer`: depth inference, Rust/libtorch vs PyTorch eager).
+    #[cfg(feature = "torch")]
+    Bench(bench::Args),
 }
 
 pub fn dispatch(cli: Cli) -> livedepth::Result<()> {
     match cli.command {
         Command::Probe(args) => probe::run(args),
         Command::Render(args) => render::run(args),
+        #[cfg(feature = "torch")]
+        Command::Bench(args) => bench::run(args),
     }
 }

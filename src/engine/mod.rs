@@ -1,0 +1,205 @@
+//! The inference engine: [`DepthEngine`] / [`PoseEngine`] traits, their libtorch backend
+//! ([`TorchDepthEngine`], [`TorchPoseEngine`]: CPU, or CUDA where libtorch sees a GPU; batched,
+//! `no_grad`, preallocated input tensor), the [`preprocess`] stage, and the disparity
+//! post-processing helpers (bilinear resize to the ground-truth size, disparity → depth).
+
+pub mod preprocess;
+#[cfg(feature = "torch")]
+mod torch_backend;
+
+pub use preprocess::{Preprocessor, resize_lanczos};
+#[cfg(feature = "torch")]
+pub use torch_backend::{TorchDepthEngine, TorchPoseEngine, default_device};
+
+use crate::frame::{DepthMap, RgbImage};
+use crate::model::ModelError;
+use nalgebra::{Isometry3, Translation3, UnitQuaternion, Vector3};
+
+/// Monodepth2's default minimum depth in metres for disparity → depth.
+pub const MIN_DEPTH: f32 = 0.1;
+/// Monodepth2's default maximum depth in metres for disparity → depth.
+pub const MAX_DEPTH: f32 = 100.0;
+
+/// Errors of the inference engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("{what} size {width}x{height} is invalid")]
+    InvalidSize { what: &'static str, width: u32, height: u32 },
+    #[error("RGB image buffer holds {found} bytes, but {width}x{height} RGB8 needs {expected}")]
+    ImageBuffer { width: u32, height: u32, expected: usize, found: usize },
+    #[error("batch of {found} images exceeds the engine's batch capacity {capacity}")]
+    BatchTooLarge { found: usize, capacity: usize },
+    #[error("libtorch: {0}")]
+    Torch(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+#[cfg(feature = "torch")]
+impl From<tch::TchError> for EngineError {
+    fn from(e: tch::TchError) -> Self {
+        EngineError::Torch(e.to_string())
+    }
+}
+
+/// A dense disparity map (network sigmoid output in \[0, 1\]), row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Disparity {
+    pub width: u32,
+    pub height: u32,
+    pub data: Vec<f32>,
+}
+
+impl Disparity {
+    /// An all-zero map.
+    pub fn new(width: u32, height: u32) -> Self {
+        Self { width, height, data: vec![0.0; width as usize * height as usize] }
+    }
+
+    /// Bilinear resize with half-pixel centres (as `cv2.resize(INTER_LINEAR)` and
+    /// `F.interpolate(mode="bilinear", align_corners=False)` when upsampling), e.g. to the
+    /// ground-truth size for evaluation.
+    pub fn resized_bilinear(&self, width: u32, height: u32) -> Disparity {
+        let mut out = Disparity::new(width, height);
+        if self.width == 0 || self.height == 0 || width == 0 || height == 0 {
+            return out;
+        }
+        let axis = |in_size: u32, out_size: u32| -> Vec<(usize, usize, f32)> {
+            let scale = in_size as f64 / out_size as f64;
+            (0..out_size)
+                .map(|o| {
+                    let src = ((o as f64 + 0.5) * scale - 0.5).max(0.0);
+                    let i0 = (src.floor() as usize).min(in_size as usize - 1);
+                    let i1 = (i0 + 1).min(in_size as usize - 1);
+                    (i0, i1, (src - i0 as f64) as f32)
+                })
+                .collect()
+        };
+        let xs = axis(self.width, width);
+        let ys = axis(self.height, height);
+        let w = self.width as usize;
+        for (oy, &(y0, y1, fy)) in ys.iter().enumerate() {
+            let (r0, r1) = (&self.data[y0 * w..(y0 + 1) * w], &self.data[y1 * w..(y1 + 1) * w]);
+            let row = &mut out.data[oy * width as usize..(oy + 1) * width as usize];
+            for (o, &(x0, x1, fx)) in row.iter_mut().zip(&xs) {
+                let top = r0[x0] + (r0[x1] - r0[x0]) * fx;
+                let bottom = r1[x0] + (r1[x1] - r1[x0]) * fx;
+                *o = top + (bottom - top) * fy;
+            }
+        }
+        out
+    }
+
+    /// Depth in metres per pixel with Monodepth2's conversion (see [`disparity_to_depth`]).
+    pub fn to_depth(&self, min_depth: f32, max_depth: f32) -> DepthMap {
+        DepthMap {
+            width: self.width,
+            height: self.height,
+            data: self.data.iter().map(|&d| disparity_to_depth(d, min_depth, max_depth)).collect(),
+        }
+    }
+}
+
+/// Monodepth2's disparity → depth: `1 / (1/max + (1/min − 1/max) · disp)`.
+#[inline]
+pub fn disparity_to_depth(disparity: f32, min_depth: f32, max_depth: f32) -> f32 {
+    let (min_disp, max_disp) = (1.0 / max_depth, 1.0 / min_depth);
+    1.0 / (min_disp + (max_disp - min_disp) * disparity)
+}
+
+/// Relative camera motion predicted by a pose network, as Monodepth2 parameterises it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RelativePose {
+    /// Rotation as axis × angle (radians).
+    pub axis_angle: [f32; 3],
+    pub translation: [f32; 3],
+}
+
+impl RelativePose {
+    /// The rigid transform R(axis_angle) then + translation.
+    pub fn to_isometry(&self) -> Isometry3<f64> {
+        let [ax, ay, az] = self.axis_angle.map(f64::from);
+        let [tx, ty, tz] = self.translation.map(f64::from);
+        Isometry3::from_parts(
+            Translation3::new(tx, ty, tz),
+            UnitQuaternion::from_scaled_axis(Vector3::new(ax, ay, az)),
+        )
+    }
+}
+
+/// Monocular depth inference: RGB frames in, disparity at the network resolution out.
+pub trait DepthEngine {
+    /// Network input (and disparity output) width and height.
+    fn input_size(&self) -> (u32, u32);
+
+    /// Largest batch [`Self::predict_disparity_batch`] accepts.
+    fn max_batch(&self) -> usize;
+
+    /// Disparity of one frame into `out` (resized to the network size if needed).
+    fn predict_disparity_into(
+        &mut self,
+        image: &RgbImage,
+        out: &mut Disparity,
+    ) -> Result<(), EngineError>;
+
+    /// Disparities of up to [`Self::max_batch`] frames in one forward pass.
+    fn predict_disparity_batch(
+        &mut self,
+        images: &[&RgbImage],
+    ) -> Result<Vec<Disparity>, EngineError>;
+
+    /// Disparity of one frame at the network resolution.
+    fn predict_disparity(&mut self, image: &RgbImage) -> Result<Disparity, EngineError> {
+        let (w, h) = self.input_size();
+        let mut out = Disparity::new(w, h);
+        self.predict_disparity_into(image, &mut out)?;
+        Ok(out)
+    }
+}
+
+/// Relative pose inference between two frames.
+pub trait PoseEngine {
+    /// Network input width and height.
+    fn input_size(&self) -> (u32, u32);
+
+    /// Motion predicted for the pair (`first`, `second`) stacked in that channel order.
+    fn predict_pose(
+        &mut self,
+        first: &RgbImage,
+        second: &RgbImage,
+    ) -> Result<RelativePose, EngineError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disparity_to_depth_spans_min_and_max() {
+        assert!((disparity_to_depth(1.0, 0.1, 100.0) - 0.1).abs() < 1e-6);
+        assert!((disparity_to_depth(0.0, 0.1, 100.0) - 100.0).abs() < 1e-3);
+    }
+
+    #[test]
+    fn bilinear_resize_matches_half_pixel_convention() {
+        let d = Disparity { width: 2, height: 1, data: vec![0.0, 1.0] };
+        let r = d.resized_bilinear(4, 1);
+        // Output centres at input coords -0.25, 0.25, 0.75, 1.25 → clamp, 0.25, 0.75, clamp.
+        assert_eq!(r.data, vec![0.0, 0.25, 0.75, 1.0]);
+        let same = d.resized_bilinear(2, 1);
+        assert_eq!(same.data, d.data);
+    }
+
+    #[test]
+    fn pose_to_isometry_rotates_about_axis() {
+        let p = RelativePose {
+            axis_angle: [0.0, 0.0, std::f32::consts::FRAC_PI_2],
+            translation: [1.0, 2.0, 3.0],
+        };
+        let iso = p.to_isometry();
+        let v = iso * nalgebra::Point3::new(1.0, 0.0, 0.0);
+        assert!((v - nalgebra::Point3::new(1.0, 3.0, 3.0)).norm() < 1e-6);
+    }
+}

@@ -1,0 +1,62 @@
+//! `livedepth bench infer` end to end on a tiny size: it prints a timing row with the PyTorch
+//! peer's figures and their ratio, the two runtimes agree on the disparity when they share the
+//! shared checkpoint, and a bad `--sizes` value is a clear error.
+#![cfg(feature = "torch")]
+
+mod common;
+
+use std::process::Command;
+
+fn livedepth() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_livedepth"))
+}
+
+#[test]
+fn bench_infer_prints_rust_and_peer_timings() {
+    let Some(python) = common::python() else { return };
+    let out = livedepth()
+        .args([
+            "bench",
+            "infer",
+            "--sizes",
+            "64x32",
+            "--iters",
+            "2",
+            "--warmup",
+            "1",
+            "--threads",
+            "1",
+        ])
+        .arg("--python")
+        .arg(&python)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success());
+    let row = stdout.lines().find(|l| l.trim_start().starts_with("64x32 |")).expect("a 64x32 row");
+    let cols: Vec<&str> = row.split_whitespace().filter(|c| *c != "|").collect();
+    // size, rust, enc, dec, torch, enc, dec, torch-cl, ratio, r(cl), preproc, max|Δd|
+    assert_eq!(cols.len(), 12, "{row}");
+    for c in &cols[1..11] {
+        let v: f64 = c.parse().unwrap_or_else(|_| panic!("`{c}` in {row}"));
+        assert!(v > 0.0 && v.is_finite(), "{row}");
+    }
+    if common::shared("models/rtmonodepth_s/m_640x192").is_some() {
+        let diff: f64 = cols[11].parse().unwrap();
+        assert!(diff < 1e-4, "disparity mismatch {diff}");
+    }
+    assert!(stdout.contains("where the time goes"));
+}
+
+#[test]
+fn bench_infer_rejects_bad_sizes() {
+    let out =
+        livedepth().args(["bench", "infer", "--sizes", "65x32", "--no-peer"]).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--sizes") && stderr.contains("65x32") && stderr.contains("32"),
+        "{stderr}"
+    );
+}
