@@ -8,6 +8,7 @@
 
 pub mod camera;
 pub mod config;
+pub mod cuda;
 pub mod error;
 pub mod eval;
 pub mod frame;

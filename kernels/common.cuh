@@ -1,0 +1,163 @@
+// livedepth CUDA prelude, prepended to every kernels/*.cu file before NVRTC compiles it.
+// NVRTC ships none of the toolkit headers, so everything here is self-contained: small
+// index helpers, bilinear coordinates, the SSIM + L1 photometric error and its adjoint, and
+// block reductions that end in double-precision atomics.
+//
+// Conventions shared with the Rust twins in src/cuda/twin/: images are planar float
+// 3 x H x W, pixel centres at integer coordinates, row-major, channel-major.
+
+typedef unsigned char u8;
+
+#define LD_MAX_SOURCES 4
+#define LD_MAX_SCALES 4
+#define LD_SSIM_C1 1.0e-4f
+#define LD_SSIM_C2 9.0e-4f
+#define LD_PROJ_EPS 1.0e-7f
+#define LD_SMOOTH_EPS 1.0e-7f
+
+// Reflection padding by one pixel (PyTorch ReflectionPad2d(1)): -1 -> 1, n -> n - 2.
+__device__ __forceinline__ int ld_reflect(int i, int n) {
+    if (i < 0) i = -i;
+    if (i >= n) i = 2 * n - 2 - i;
+    return i;
+}
+
+// How many offsets o in {-1, 0, 1} give ld_reflect(p + o, n) == q: the multiplicity with which
+// pixel q enters the 3x3 SSIM window of pixel p (2 at the border, where reflection repeats it).
+__device__ __forceinline__ int ld_window_count(int p, int q, int n) {
+    int c = 0;
+    for (int o = -1; o <= 1; ++o) c += (ld_reflect(p + o, n) == q) ? 1 : 0;
+    return c;
+}
+
+__device__ __forceinline__ float ld_sign(float v) { return (v > 0.f) ? 1.f : ((v < 0.f) ? -1.f : 0.f); }
+
+// Source coordinate of bilinear resampling with align_corners=false (PyTorch's upsample_bilinear2d):
+// src = (o + 0.5) * in/out - 0.5, clamped at 0; neighbours i0, i1 = min(i0 + 1, in - 1).
+__device__ __forceinline__ void ld_linear_coord(int o, float scale, int in_size, int* i0, int* i1,
+                                                float* lambda1) {
+    float src = ((float)o + 0.5f) * scale - 0.5f;
+    if (src < 0.f) src = 0.f;
+    int a = (int)src;
+    if (a > in_size - 1) a = in_size - 1;
+    *i0 = a;
+    *i1 = a + ((a < in_size - 1) ? 1 : 0);
+    *lambda1 = src - (float)a;
+}
+
+// Per-channel photometric error of one pixel from its 3x3 window sums (x = prediction,
+// y = target): SSIM loss clamp((1 - ssim) / 2, 0, 1) with 3x3 mean statistics.
+// Returns the loss; *unclamped tells whether the clamp was inactive (gradient flows).
+__device__ __forceinline__ float ld_ssim_loss(float sx, float sy, float sxx, float syy, float sxy,
+                                              bool* unclamped) {
+    const float inv9 = 1.0f / 9.0f;
+    float mx = sx * inv9, my = sy * inv9;
+    float vx = sxx * inv9 - mx * mx;
+    float vy = syy * inv9 - my * my;
+    float cxy = sxy * inv9 - mx * my;
+    float n = (2.f * mx * my + LD_SSIM_C1) * (2.f * cxy + LD_SSIM_C2);
+    float d = (mx * mx + my * my + LD_SSIM_C1) * (vx + vy + LD_SSIM_C2);
+    float l = (1.f - n / d) * 0.5f;
+    *unclamped = (l > 0.f) && (l < 1.f);
+    return fminf(fmaxf(l, 0.f), 1.f);
+}
+
+// Adjoint of ld_ssim_loss w.r.t. the prediction: with upstream gradient g on the loss, returns
+// coefficients so that d loss / d x_q = k_mu + k_xx * x_q + k_xy * y_q for every x_q in the
+// window (weighted by its multiplicity).
+__device__ __forceinline__ void ld_ssim_adjoint(float sx, float sy, float sxx, float syy, float sxy,
+                                                float g, float* k_mu, float* k_xx, float* k_xy) {
+    const float inv9 = 1.0f / 9.0f;
+    float mx = sx * inv9, my = sy * inv9;
+    float a = sxx * inv9, b = sxy * inv9;
+    float vy = syy * inv9 - my * my;
+    float n1 = 2.f * mx * my + LD_SSIM_C1;
+    float n2 = 2.f * (b - mx * my) + LD_SSIM_C2;
+    float d1 = mx * mx + my * my + LD_SSIM_C1;
+    float d2 = a - mx * mx + vy + LD_SSIM_C2;
+    float n = n1 * n2, d = d1 * d2;
+    float l = (1.f - n / d) * 0.5f;
+    if (!(l > 0.f && l < 1.f)) {
+        *k_mu = 0.f; *k_xx = 0.f; *k_xy = 0.f;
+        return;
+    }
+    float inv_d = 1.f / d;
+    float n_dd = n * inv_d * inv_d;
+    float ds_dmx = 2.f * my * (n2 - n1) * inv_d - n_dd * 2.f * mx * (d2 - d1);
+    float ds_da = -n_dd * d1;
+    float ds_db = 2.f * n1 * inv_d;
+    float gs = -0.5f * g;  // d loss / d ssim
+    *k_mu = gs * ds_dmx * inv9;
+    *k_xx = gs * ds_da * 2.f * inv9;
+    *k_xy = gs * ds_db * inv9;
+}
+
+// Sum of a float over the block (any blockDim up to 1024), added atomically in double to *acc.
+__device__ __forceinline__ void ld_block_sum_atomic(float v, double* acc) {
+    __shared__ float ld_partials[32];
+    int lane = (threadIdx.x + threadIdx.y * blockDim.x) & 31;
+    int warp = (threadIdx.x + threadIdx.y * blockDim.x) >> 5;
+    int nwarps = (blockDim.x * blockDim.y + 31) >> 5;
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
+    __syncthreads();
+    if (lane == 0) ld_partials[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        v = (lane < nwarps) ? ld_partials[lane] : 0.f;
+        for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
+        if (lane == 0 && v != 0.f) atomicAdd(acc, (double)v);
+    }
+}
+
+// Weight of input index i in bilinear output o (align_corners=false); both neighbours may be i
+// at the border, where their weights add.
+__device__ __forceinline__ float ld_linear_weight(int o, int i, float scale, int in_size) {
+    int i0, i1;
+    float l1;
+    ld_linear_coord(o, scale, in_size, &i0, &i1, &l1);
+    return ((i0 == i) ? 1.f - l1 : 0.f) + ((i1 == i) ? l1 : 0.f);
+}
+
+// Range of output indices whose bilinear footprint can include input index i.
+__device__ __forceinline__ void ld_adjoint_range(int i, float scale, int out_size, int* first,
+                                                 int* last) {
+    int f = (int)floorf(((float)i - 0.5f) / scale - 0.5f) - 1;
+    int l = (int)ceilf(((float)i + 1.5f) / scale - 0.5f) + 1;
+    *first = (f < 0) ? 0 : f;
+    *last = (l > out_size - 1) ? out_size - 1 : l;
+}
+
+// Adjoint of bilinear upsampling at input pixel (x, y) of a lw x lh grid: the sum over the hw x hh
+// output gradient of each output's weight on this input (a gather, so no atomics are needed).
+__device__ __forceinline__ float ld_upsample_adjoint_at(const float* g_hi, int hw, int hh, int lw,
+                                                        int lh, int x, int y) {
+    float sx = (float)lw / (float)hw, sy = (float)lh / (float)hh;
+    int oy0, oy1, ox0, ox1;
+    ld_adjoint_range(y, sy, hh, &oy0, &oy1);
+    ld_adjoint_range(x, sx, hw, &ox0, &ox1);
+    float acc = 0.f;
+    for (int oy = oy0; oy <= oy1; ++oy) {
+        float wy = ld_linear_weight(oy, y, sy, lh);
+        if (wy == 0.f) continue;
+        float row = 0.f;
+        for (int ox = ox0; ox <= ox1; ++ox) {
+            float wx = ld_linear_weight(ox, x, sx, lw);
+            if (wx != 0.f) row += wx * g_hi[oy * hw + ox];
+        }
+        acc += wy * row;
+    }
+    return acc;
+}
+
+// Bilinear sample (align_corners=false) of a lw x lh map at output pixel (x, y) of hw x hh.
+__device__ __forceinline__ float ld_upsample_at(const float* lo, int lw, int lh, int hw, int hh,
+                                                int x, int y) {
+    float sx = (float)lw / (float)hw, sy = (float)lh / (float)hh;
+    int x0, x1, y0, y1;
+    float lx, ly;
+    ld_linear_coord(x, sx, lw, &x0, &x1, &lx);
+    ld_linear_coord(y, sy, lh, &y0, &y1, &ly);
+    float top = (1.f - lx) * lo[y0 * lw + x0] + lx * lo[y0 * lw + x1];
+    float bot = (1.f - lx) * lo[y1 * lw + x0] + lx * lo[y1 * lw + x1];
+    return (1.f - ly) * top + ly * bot;
+}
