@@ -27,7 +27,10 @@ fn every_kernel_compiles_for_orin_and_hopper() {
                 Err(e) => panic!("{e}"),
             };
             eprintln!("{arch} kernels/{}.cu: {} bytes of PTX", module.name, ptx.len());
-            let target = format!(".target sm_{}", arch.trim_start_matches("compute_").trim_start_matches("sm_"));
+            let target = format!(
+                ".target sm_{}",
+                arch.trim_start_matches("compute_").trim_start_matches("sm_")
+            );
             assert!(ptx.contains(&target), "{} PTX lacks `{target}`", module.name);
             for function in module.functions {
                 assert!(
@@ -61,14 +64,17 @@ fn ptx_cache_round_trips_and_keys_on_architecture() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let (first, hit) = nvrtc::cached_ptx(&sources::UPSAMPLE, "compute_87", dir.path()).expect("compile");
+    let (first, hit) =
+        nvrtc::cached_ptx(&sources::UPSAMPLE, "compute_87", dir.path()).expect("compile");
     assert!(!hit, "an empty cache cannot hit");
-    let (second, hit) = nvrtc::cached_ptx(&sources::UPSAMPLE, "compute_87", dir.path()).expect("cache");
+    let (second, hit) =
+        nvrtc::cached_ptx(&sources::UPSAMPLE, "compute_87", dir.path()).expect("cache");
     assert!(hit, "the second lookup must come from the cache");
     assert_eq!(first, second);
     let files = std::fs::read_dir(dir.path()).expect("read cache").count();
     assert_eq!(files, 1, "one file, no temporary left behind");
-    let (_, hit) = nvrtc::cached_ptx(&sources::UPSAMPLE, "compute_90", dir.path()).expect("compile");
+    let (_, hit) =
+        nvrtc::cached_ptx(&sources::UPSAMPLE, "compute_90", dir.path()).expect("compile");
     assert!(!hit, "another architecture is another key");
     let v = (12, 6);
     assert_ne!(

@@ -177,7 +177,10 @@ pub fn cache_dir() -> PathBuf {
         return PathBuf::from(dir);
     }
     let base = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir).join(".cache")
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir)
+            .join(".cache")
     });
     base.join("livedepth").join("ptx")
 }
@@ -196,7 +199,11 @@ pub fn cache_key(module: &KernelModule, arch: &str, nvrtc_version: (i32, i32)) -
 
 /// PTX of `module` for `arch`, from the cache in `dir` or compiled (and then cached atomically).
 /// Returns the PTX and whether it came from the cache.
-pub fn cached_ptx(module: &KernelModule, arch: &str, dir: &Path) -> Result<(String, bool), CudaError> {
+pub fn cached_ptx(
+    module: &KernelModule,
+    arch: &str,
+    dir: &Path,
+) -> Result<(String, bool), CudaError> {
     let info = load_nvrtc()?;
     let path = dir.join(format!("{}-{}.ptx", module.name, cache_key(module, arch, info.version)));
     if let Ok(text) = std::fs::read_to_string(&path)
