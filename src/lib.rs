@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod eval;
 pub mod frame;
+pub mod loss;
 pub mod pipeline;
 pub mod sink;
 pub mod source;
