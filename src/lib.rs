@@ -12,6 +12,7 @@ pub mod cuda;
 pub mod error;
 pub mod eval;
 pub mod frame;
+pub mod loss;
 pub mod pipeline;
 pub mod sink;
 pub mod source;
