@@ -20,6 +20,7 @@ pub enum Error {
     Eval(#[from] crate::eval::EvalError),
     #[error(transparent)]
     Cuda(#[from] crate::cuda::CudaError),
+    #[error(transparent)]
     Loss(#[from] crate::loss::LossError),
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
