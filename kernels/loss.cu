@@ -68,7 +68,7 @@ struct LdLossParams {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Pose: Rodrigues (axis = v / (|v| + 1e-7)) and the optional inverse, generic over a dual number
+// Pose: Rodrigues' rotation and the optional inverse, generic over a dual number
 // so that the gradient chain in ld_finalize is exact forward-mode differentiation.
 
 struct LdDual {
@@ -102,16 +102,31 @@ __device__ __forceinline__ float ld_const<float>(float v) { return v; }
 template <>
 __device__ __forceinline__ LdDual ld_const<LdDual>(float v) { return {v, 0.f}; }
 
+__device__ __forceinline__ float ld_value(float v) { return v; }
+__device__ __forceinline__ float ld_value(LdDual v) { return v.v; }
+
 // out = R (row-major 9) then t (3) of x' = R x + t; with invert, the inverse transform.
+// Rodrigues: R = I + a [w]x + b [w]x^2 = (1 - b t2) I + a [w]x + b w w^T with t2 = |w|^2,
+// a = sin(th) / th, b = (1 - cos th) / th^2 = 2 (sin(th / 2) / th)^2 (no cancellation in f32),
+// and their Taylor series for t2 < 1e-6.
 template <typename T>
 __device__ void ld_pose_transform(const T aa[3], const T tr[3], bool invert, T out[12]) {
-    T angle = ld_sqrt(aa[0] * aa[0] + aa[1] * aa[1] + aa[2] * aa[2]);
-    T denom = angle + ld_const<T>(1e-7f);
-    T x = aa[0] / denom, y = aa[1] / denom, z = aa[2] / denom;
-    T ca = ld_cos(angle), sa = ld_sin(angle), c1 = ld_const<T>(1.f) - ca;
-    T r[9] = {x * x * c1 + ca,     x * y * c1 - z * sa, z * x * c1 + y * sa,
-              x * y * c1 + z * sa, y * y * c1 + ca,     y * z * c1 - x * sa,
-              z * x * c1 - y * sa, y * z * c1 + x * sa, z * z * c1 + ca};
+    T t2 = aa[0] * aa[0] + aa[1] * aa[1] + aa[2] * aa[2];
+    T a, b;
+    if (ld_value(t2) < 1e-6f) {
+        a = ld_const<T>(1.f) - t2 / ld_const<T>(6.f) + t2 * t2 / ld_const<T>(120.f);
+        b = ld_const<T>(0.5f) - t2 / ld_const<T>(24.f) + t2 * t2 / ld_const<T>(720.f);
+    } else {
+        T th = ld_sqrt(t2);
+        a = ld_sin(th) / th;
+        T h = ld_sin(th * ld_const<T>(0.5f)) / th;
+        b = ld_const<T>(2.f) * h * h;
+    }
+    T x = aa[0], y = aa[1], z = aa[2];
+    T diag = ld_const<T>(1.f) - b * t2;
+    T r[9] = {diag + b * x * x,  b * x * y - a * z,  b * x * z + a * y,
+              b * x * y + a * z, diag + b * y * y,   b * y * z - a * x,
+              b * x * z - a * y, b * y * z + a * x,  diag + b * z * z};
     if (!invert) {
         for (int k = 0; k < 9; ++k) out[k] = r[k];
         for (int k = 0; k < 3; ++k) out[9 + k] = tr[k];

@@ -1,6 +1,6 @@
-//! CPU twin of the pose part of kernels/loss.cu: Rodrigues rotation (axis = v / (|v| + 1e-7)),
-//! the optional inverse, and the exact forward-mode derivative used to chain the reduced
-//! d loss / d (R, t) back to the six pose parameters.
+//! CPU twin of the pose part of kernels/loss.cu: Rodrigues' rotation, the optional inverse,
+//! and the exact forward-mode derivative used to chain the reduced d loss / d (R, t) back to
+//! the six pose parameters.
 
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
@@ -14,6 +14,7 @@ pub trait PoseScalar:
     + Neg<Output = Self>
 {
     fn constant(v: f32) -> Self;
+    fn value(self) -> f32;
     fn sqrt(self) -> Self;
     fn sin(self) -> Self;
     fn cos(self) -> Self;
@@ -22,6 +23,9 @@ pub trait PoseScalar:
 impl PoseScalar for f32 {
     fn constant(v: f32) -> Self {
         v
+    }
+    fn value(self) -> f32 {
+        self
     }
     fn sqrt(self) -> Self {
         f32::sqrt(self)
@@ -76,6 +80,9 @@ impl PoseScalar for Dual {
     fn constant(v: f32) -> Self {
         Dual { v, d: 0.0 }
     }
+    fn value(self) -> f32 {
+        self.v
+    }
     fn sqrt(self) -> Self {
         let s = self.v.sqrt();
         Dual { v: s, d: if s > 0.0 { self.d / (2.0 * s) } else { 0.0 } }
@@ -89,23 +96,30 @@ impl PoseScalar for Dual {
 }
 
 /// R (row-major 3x3) then t of x' = R x + t for axis-angle `aa` and translation `tr`; with
-/// `invert`, the inverse transform (twin of `ld_pose_transform`).
+/// `invert`, the inverse transform (twin of `ld_pose_transform`): R = (1 - b t2) I + a [w]x +
+/// b w w^T, a = sin(th) / th, b = 2 (sin(th / 2) / th)^2, Taylor series for t2 < 1e-6.
 pub fn pose_transform<T: PoseScalar>(aa: [T; 3], tr: [T; 3], invert: bool) -> [T; 12] {
-    let angle = (aa[0] * aa[0] + aa[1] * aa[1] + aa[2] * aa[2]).sqrt();
-    let denom = angle + T::constant(1e-7);
-    let (x, y, z) = (aa[0] / denom, aa[1] / denom, aa[2] / denom);
-    let (ca, sa) = (angle.cos(), angle.sin());
-    let c1 = T::constant(1.0) - ca;
+    let c = T::constant;
+    let t2 = aa[0] * aa[0] + aa[1] * aa[1] + aa[2] * aa[2];
+    let (a, b) = if t2.value() < 1e-6 {
+        (c(1.0) - t2 / c(6.0) + t2 * t2 / c(120.0), c(0.5) - t2 / c(24.0) + t2 * t2 / c(720.0))
+    } else {
+        let th = t2.sqrt();
+        let h = (th * c(0.5)).sin() / th;
+        (th.sin() / th, c(2.0) * h * h)
+    };
+    let (x, y, z) = (aa[0], aa[1], aa[2]);
+    let diag = c(1.0) - b * t2;
     let r = [
-        x * x * c1 + ca,
-        x * y * c1 - z * sa,
-        z * x * c1 + y * sa,
-        x * y * c1 + z * sa,
-        y * y * c1 + ca,
-        y * z * c1 - x * sa,
-        z * x * c1 - y * sa,
-        y * z * c1 + x * sa,
-        z * z * c1 + ca,
+        diag + b * x * x,
+        b * x * y - a * z,
+        b * x * z + a * y,
+        b * x * y + a * z,
+        diag + b * y * y,
+        b * y * z - a * x,
+        b * x * z - a * y,
+        b * y * z + a * x,
+        diag + b * z * z,
     ];
     let mut out = [T::constant(0.0); 12];
     if !invert {
