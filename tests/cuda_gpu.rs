@@ -217,3 +217,32 @@ fn bad_device_inputs_are_typed_errors() {
     let err = unsafe { loss.forward(&inputs) }.unwrap_err();
     assert!(matches!(err, CudaError::InvalidInput { .. }), "{err}");
 }
+
+#[test]
+fn bench_loss_runs_or_says_there_is_no_gpu() {
+    use livedepth::cuda::bench::{BenchLossOptions, bench_loss, modelled_bytes};
+    // The byte model grows with sources and scales.
+    assert!(modelled_bytes(640, 192, 2, 4, true) > modelled_bytes(640, 192, 1, 4, true));
+    assert!(modelled_bytes(640, 192, 2, 4, true) > modelled_bytes(640, 192, 2, 1, true));
+    let options = BenchLossOptions {
+        sizes: vec![(128, 64)],
+        iterations: 3,
+        warmup: 1,
+        python: None,
+        ..Default::default()
+    };
+    match bench_loss(&options) {
+        Ok(report) => {
+            eprintln!("{report}");
+            let row = &report.rows[0];
+            assert!(row.fused_ms > 0.0 && row.fused_ms.is_finite());
+            assert!(row.torch_ms.is_none() && row.torch_note.is_some());
+        }
+        Err(e @ (CudaError::NoDriver { .. } | CudaError::NoDevice { .. })) => {
+            let msg = e.to_string();
+            assert!(msg.contains("no CUDA"), "{msg}");
+            eprintln!("SKIP (as expected without a GPU): {msg}");
+        }
+        Err(e) => panic!("{e}"),
+    }
+}

@@ -13,6 +13,8 @@ pub mod sources;
 pub mod twin;
 
 #[cfg(feature = "cuda")]
+pub mod bench;
+#[cfg(feature = "cuda")]
 pub mod device;
 #[cfg(feature = "cuda")]
 pub mod nvrtc;
