@@ -18,5 +18,7 @@ pub mod bench;
 pub mod device;
 #[cfg(feature = "cuda")]
 pub mod nvrtc;
+#[cfg(all(feature = "cuda", feature = "torch"))]
+pub mod torch;
 
 pub use error::CudaError;
