@@ -188,31 +188,25 @@ fn preprocess_nv12_converts_bt601() {
     // Odd sizes and short buffers are typed errors naming the problem.
     let odd = PackedFrame { width: 7, ..frame };
     assert!(
-        twin::preprocess(&odd, 4, 4, Resize::Area, &Normalization::default(), &mut vec![0.0; 48])
+        twin::preprocess(&odd, 4, 4, Resize::Area, &Normalization::default(), &mut [0.0; 48])
             .unwrap_err()
             .to_string()
             .contains("even")
     );
     let short = PackedFrame { data: &data[..50], ..frame };
     let err =
-        twin::preprocess(&short, 4, 4, Resize::Area, &Normalization::default(), &mut vec![0.0; 48])
+        twin::preprocess(&short, 4, 4, Resize::Area, &Normalization::default(), &mut [0.0; 48])
             .unwrap_err();
     assert!(err.to_string().contains("frame buffer"), "{err}");
     let bad_pitch =
         PackedFrame { data: &data, width: w, height: h, pitch: 10, format: PixelFormat::Rgb };
-    let err = twin::preprocess(
-        &bad_pitch,
-        4,
-        4,
-        Resize::Area,
-        &Normalization::default(),
-        &mut vec![0.0; 48],
-    )
-    .unwrap_err();
+    let err =
+        twin::preprocess(&bad_pitch, 4, 4, Resize::Area, &Normalization::default(), &mut [0.0; 48])
+            .unwrap_err();
     assert!(err.to_string().contains("pitch"), "{err}");
     let bad_norm = Normalization { mean: [0.0; 3], std: [1.0, 0.0, 1.0] };
     assert!(matches!(
-        twin::preprocess(&frame, 4, 4, Resize::Area, &bad_norm, &mut vec![0.0; 48]),
+        twin::preprocess(&frame, 4, 4, Resize::Area, &bad_norm, &mut [0.0; 48]),
         Err(CudaError::InvalidInput { .. })
     ));
 }

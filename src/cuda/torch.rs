@@ -190,7 +190,7 @@ impl TorchFusedLoss {
         })?;
         let mut surrogate = (inputs.poses * grad_poses.detach()).sum(Kind::Float);
         for (d, g) in inputs.disparities.iter().zip(&grad_disparities) {
-            surrogate = surrogate + (d * g.detach()).sum(Kind::Float);
+            surrogate += (d * g.detach()).sum(Kind::Float);
         }
         Ok(TorchLossStep { surrogate, scalars, grad_disparities, grad_poses })
     }

@@ -2,6 +2,9 @@
 //! arithmetic, so that the GPU tests can compare the kernels against them, and each is tested
 //! here (without a GPU) against the straightforward definition of what it computes.
 
+// The twins index pixels and channels exactly as the kernels do, so index loops are kept.
+#![allow(clippy::needless_range_loop)]
+
 pub mod common;
 pub mod loss;
 pub mod pose;

@@ -45,7 +45,7 @@ impl Normalization {
         let mut out = [0.0; 3];
         for c in 0..3 {
             let s = self.std[c];
-            if !(s.is_finite() && s != 0.0) || !self.mean[c].is_finite() {
+            if !(s.is_finite() && s != 0.0 && self.mean[c].is_finite()) {
                 return Err(CudaError::invalid(
                     format!("normalization channel {c}"),
                     format!("mean {} std {}: need finite values and std != 0", self.mean[c], s),
@@ -82,7 +82,7 @@ impl PackedFrame<'_> {
             PixelFormat::Rgb => (3, 0, 0),
             PixelFormat::Rgba => (4, 0, 0),
             PixelFormat::Nv12 { uv_pitch } => {
-                if self.width % 2 != 0 || self.height % 2 != 0 {
+                if !self.width.is_multiple_of(2) || !self.height.is_multiple_of(2) {
                     return Err(CudaError::invalid(
                         "NV12 frame size",
                         format!("{}x{}: NV12 needs even width and height", self.width, self.height),
