@@ -246,3 +246,32 @@ fn bench_loss_runs_or_says_there_is_no_gpu() {
         Err(e) => panic!("{e}"),
     }
 }
+
+#[test]
+fn frame_preprocessor_uploads_and_matches_twin_on_a_real_frame() {
+    use livedepth::cuda::device::FramePreprocessor;
+    let Some(k) = kernels_or_skip() else { return };
+    let Some(dir) = common::shared("data/kitchen") else { return };
+    let path = dir.join("frame-000000.color.jpg");
+    let img = image::open(&path).expect("kitchen frame").to_rgb8();
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let frame = PackedFrame {
+        data: img.as_raw(),
+        width: w,
+        height: h,
+        pitch: w * 3,
+        format: PixelFormat::Rgb,
+    };
+    let mut pre = FramePreprocessor::new(k.clone());
+    for resize in [Resize::Bilinear, Resize::Area] {
+        let mut expected = vec![0.0; 3 * 640 * 192];
+        twin::preprocess(&frame, 640, 192, resize, &Normalization::default(), &mut expected)
+            .expect("twin");
+        let out = k.zeros::<f32>(3 * 640 * 192).expect("alloc");
+        // SAFETY: `out` holds 3 x 192 x 640 floats.
+        unsafe { pre.run(&frame, k.ptr(&out), 640, 192, resize, &Normalization::default()) }
+            .expect("run");
+        let d = max_abs_diff(&k.download(&out).expect("download"), &expected);
+        assert!(d < 1e-5, "{resize:?}: {d}");
+    }
+}

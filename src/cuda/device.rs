@@ -666,3 +666,65 @@ impl FusedLossGpu {
         Ok((self.kernels.download(m)?, winners))
     }
 }
+
+/// Live-path preprocessing of host frames (what a system-memory appsink hands over): one
+/// host-to-device copy into a reused staging buffer, then [`CudaKernels::preprocess`] straight
+/// into the network's input buffer (e.g. a libtorch tensor's `data_ptr`).
+pub struct FramePreprocessor {
+    kernels: Arc<CudaKernels>,
+    staging: Option<CudaSlice<u8>>,
+}
+
+impl FramePreprocessor {
+    pub fn new(kernels: Arc<CudaKernels>) -> Self {
+        Self { kernels, staging: None }
+    }
+
+    /// Uploads `frame` and writes 3 x dst_h x dst_w normalised floats at `dst`.
+    ///
+    /// # Safety
+    /// `dst` must address 3 * dst_w * dst_h floats of device memory on this device that nothing
+    /// else uses until the launch completes.
+    pub unsafe fn run(
+        &mut self,
+        frame: &super::twin::PackedFrame,
+        dst: DevicePtrRaw,
+        dst_w: usize,
+        dst_h: usize,
+        resize: Resize,
+        norm: &Normalization,
+    ) -> Result<(), CudaError> {
+        let uv_offset = frame.validate()?;
+        if dst == 0 {
+            return Err(CudaError::invalid("preprocess output", "a null device pointer"));
+        }
+        let k = &self.kernels;
+        let len = frame.data.len();
+        let too_small = self.staging.as_ref().is_none_or(|s| s.len() < len);
+        if too_small {
+            // SAFETY: fully overwritten by the copy below before any kernel reads it.
+            self.staging = Some(
+                unsafe { k.stream.alloc::<u8>(len) }
+                    .map_err(driver_err("allocating the staging buffer"))?,
+            );
+        }
+        let Some(staging) = self.staging.as_mut() else {
+            return Err(CudaError::invalid("staging buffer", "missing"));
+        };
+        let mut view = staging.slice_mut(0..len);
+        k.stream
+            .memcpy_htod(frame.data, &mut view)
+            .map_err(driver_err("copying the frame to the device"))?;
+        let base = k.ptr(staging);
+        let device_frame = DeviceFrame {
+            data: base,
+            width: frame.width,
+            height: frame.height,
+            pitch: frame.pitch,
+            format: frame.format,
+            uv: base + uv_offset as u64,
+        };
+        // SAFETY: the staging buffer holds the validated frame; `dst` per this function's contract.
+        unsafe { k.preprocess(&device_frame, dst, dst_w, dst_h, resize, norm) }
+    }
+}

@@ -10,8 +10,11 @@
 //! the device (copy them out only for logging).
 
 use super::CudaError;
-use super::device::{CudaKernels, DeviceLossGrads, DeviceLossInputs, FusedLossGpu};
+use super::device::{
+    CudaKernels, DeviceLossGrads, DeviceLossInputs, FramePreprocessor, FusedLossGpu,
+};
 use super::twin::FusedLossConfig;
+use super::twin::{Normalization, PackedFrame, Resize};
 use std::sync::Arc;
 use tch::{Device, Kind, Tensor};
 
@@ -194,4 +197,21 @@ impl TorchFusedLoss {
         }
         Ok(TorchLossStep { surrogate, scalars, grad_disparities, grad_poses })
     }
+}
+
+/// A host frame preprocessed on the GPU into a new [1, 3, H, W] float tensor on CUDA device
+/// `ordinal` (the live path's network input when libtorch runs on CUDA).
+pub fn preprocess_to_tensor(
+    pre: &mut FramePreprocessor,
+    frame: &PackedFrame,
+    (width, height): (usize, usize),
+    resize: Resize,
+    norm: &Normalization,
+    ordinal: usize,
+) -> Result<Tensor, CudaError> {
+    let out =
+        Tensor::zeros([1, 3, height as i64, width as i64], (Kind::Float, Device::Cuda(ordinal)));
+    // SAFETY: `out` is a fresh contiguous float tensor of 3 x height x width on this device.
+    unsafe { pre.run(frame, out.data_ptr() as u64, width, height, resize, norm)? };
+    Ok(out)
 }
