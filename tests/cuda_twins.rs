@@ -511,3 +511,79 @@ fn bad_inputs_are_typed_errors_naming_the_field() {
     let err = evaluate(&tiny, &config, false).unwrap_err().to_string();
     assert!(err.contains("coarsest scale"), "{err}");
 }
+
+#[path = "common/mod.rs"]
+mod common;
+
+/// Reads a flat float32 array from an npz archive.
+fn npz_array(
+    archive: &mut npyz::npz::NpzArchive<std::io::BufReader<std::fs::File>>,
+    name: &str,
+) -> Vec<f32> {
+    let array =
+        archive.by_name(name).expect("npz read").unwrap_or_else(|| panic!("npz lacks {name}"));
+    array.into_vec::<f32>().expect("float32 array")
+}
+
+#[test]
+fn torch_baseline_of_the_benchmark_composes_the_same_loss() {
+    let Some(python) = common::python() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let npz = dir.path().join("check.npz");
+    let script = common::repo_root().join("src/cuda/bench_loss_torch.py");
+    let (w, h, n, scales) = (48usize, 32usize, 2usize, 3usize);
+    let status = std::process::Command::new(&python)
+        .arg(&script)
+        .args([w, h, n, scales, 1, 0].map(|v| v.to_string()))
+        .arg("check")
+        .arg(&npz)
+        .output()
+        .expect("run python");
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let mut archive = npyz::npz::NpzArchive::open(&npz).expect("open npz");
+    let mut get = |name: &str| npz_array(&mut archive, name);
+    let target = get("target");
+    let sources: Vec<Vec<f32>> = (0..n).map(|i| get(&format!("source{i}"))).collect();
+    let disparities: Vec<Vec<f32>> = (0..scales).map(|s| get(&format!("disp{s}"))).collect();
+    let pyramid: Vec<Vec<f32>> = (0..scales).map(|s| get(&format!("pyramid{s}"))).collect();
+    let poses: Vec<[f32; 6]> =
+        (0..n).map(|i| get(&format!("pose{i}")).try_into().expect("6 pose values")).collect();
+    let noise: Vec<f32> = (0..n).flat_map(|i| get(&format!("noise{i}"))).collect();
+    let k = get("k");
+    let invert: Vec<bool> = get("invert").iter().map(|&v| v != 0.0).collect();
+    let total = get("total")[0];
+    let (s_ref, d_ref, p_ref) = (
+        sources.iter().map(|v| v.as_slice()).collect::<Vec<_>>(),
+        disparities.iter().map(|v| v.as_slice()).collect::<Vec<_>>(),
+        pyramid.iter().map(|v| v.as_slice()).collect::<Vec<_>>(),
+    );
+    let inputs = FusedLossInputs {
+        width: w,
+        height: h,
+        target: &target,
+        sources: &s_ref,
+        disparities: &d_ref,
+        target_pyramid: &p_ref,
+        poses: &poses,
+        invert: &invert,
+        intrinsics: [k[0], k[1], k[2], k[3]],
+        tie_break_noise: Some(&noise),
+    };
+    let out = twin::fused_loss(&FusedLossConfig::default(), &inputs, true).expect("twin");
+    eprintln!("twin total {} vs PyTorch (f64) {total}", out.total);
+    assert!((out.total - total).abs() <= 1e-5 * total.abs(), "{} vs {total}", out.total);
+    let norm_diff = |a: &[f32], b: &[f32]| {
+        let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-30);
+        a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+    };
+    for s in 0..scales {
+        let d = norm_diff(&out.grad_disparities[s], &get(&format!("grad_disp{s}")));
+        eprintln!("grad disparity scale {s}: {d:.2e}");
+        assert!(d < 1e-4, "scale {s}: {d}");
+    }
+    for i in 0..n {
+        let d = norm_diff(&out.grad_poses[i], &get(&format!("grad_pose{i}")));
+        eprintln!("grad pose {i}: {d:.2e}");
+        assert!(d < 1e-4, "pose {i}: {d}");
+    }
+}

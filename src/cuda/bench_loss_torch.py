@@ -1,7 +1,9 @@
 # The PyTorch baseline of `livedepth bench loss --device cuda`: the same self-supervised loss as
 # kernels/loss.cu, composed from PyTorch ops and differentiated by autograd, timed on the same GPU.
-# Usage: python bench_loss_torch.py WIDTH HEIGHT SOURCES SCALES ITERATIONS WARMUP
+# Usage: python bench_loss_torch.py WIDTH HEIGHT SOURCES SCALES ITERATIONS WARMUP [check OUT.npz]
 # Prints one JSON line: {"ms": mean milliseconds of forward + backward, "total": loss value}.
+# With `check OUT.npz` it runs once on the CPU in float64 and saves inputs, loss and gradients,
+# so that a test can verify this baseline computes the same loss as our kernels' CPU twin.
 import json
 import sys
 
@@ -85,9 +87,11 @@ def loss(target, sources, disps, pyramid, poses, invert, k, noise, min_depth=0.1
 
 def main():
     w, h, n, scales, iters, warmup = (int(a) for a in sys.argv[1:7])
-    dev = torch.device("cuda")
+    check = len(sys.argv) > 8 and sys.argv[7] == "check"
+    dev = torch.device("cpu" if check else "cuda")
+    dtype = torch.float64 if check else torch.float32
     g = torch.Generator(device="cpu").manual_seed(0)
-    rnd = lambda *shape: torch.rand(*shape, generator=g).to(dev)
+    rnd = lambda *shape: torch.rand(*shape, generator=g, dtype=dtype).to(dev)
     target = rnd(1, 3, h, w)
     sources = [rnd(1, 3, h, w) for _ in range(n)]
     disps = [(0.02 + 0.4 * rnd(1, 1, h >> s, w >> s)).requires_grad_() for s in range(scales)]
@@ -96,6 +100,21 @@ def main():
     noise = [1e-5 * (2 * rnd(1, 1, h, w) - 1) for _ in range(n)]
     k = (0.58 * w, 1.92 * h, 0.5 * w, 0.5 * h)
     invert = [i % 2 == 0 for i in range(n)]
+    if check:
+        import numpy as np
+        out = loss(target, sources, disps, pyramid, poses, invert, k, noise)
+        out.backward()
+        arrays = {"target": target, "total": out.detach(), "k": torch.tensor(k, dtype=dtype)}
+        arrays["invert"] = torch.tensor([float(v) for v in invert], dtype=dtype)
+        for i in range(n):
+            arrays[f"source{i}"], arrays[f"noise{i}"] = sources[i], noise[i]
+            arrays[f"pose{i}"], arrays[f"grad_pose{i}"] = poses[i].detach(), poses[i].grad
+        for s in range(scales):
+            arrays[f"disp{s}"], arrays[f"grad_disp{s}"] = disps[s].detach(), disps[s].grad
+            arrays[f"pyramid{s}"] = pyramid[s]
+        np.savez(sys.argv[8], **{name: a.detach().numpy().astype(np.float32).reshape(-1) for name, a in arrays.items()})
+        print(json.dumps({"total": float(out.detach())}))
+        return
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     value = 0.0
     for it in range(warmup + iters):
