@@ -45,51 +45,75 @@ __device__ __forceinline__ void ld_linear_coord(int o, float scale, int in_size,
     *lambda1 = src - (float)a;
 }
 
-// Per-channel photometric error of one pixel from its 3x3 window sums (x = prediction,
-// y = target): SSIM loss clamp((1 - ssim) / 2, 0, 1) with 3x3 mean statistics.
-// Returns the loss; *unclamped tells whether the clamp was inactive (gradient flows).
-__device__ __forceinline__ float ld_ssim_loss(float sx, float sy, float sxx, float syy, float sxy,
-                                              bool* unclamped) {
+// SSIM statistics of one channel's 3x3 window from sums of the values shifted by the window
+// centre (xc, yc): sx = sum(x - xc), sxx = sum((x - xc)^2), sxy = sum((x - xc)(y - yc)).
+// Equal to the plain statistics in exact arithmetic, but the variances no longer come from the
+// float cancellation E[x^2] - E[x]^2 of nearly equal numbers.
+struct LdStats {
+    float mx, my, vx, vy, cxy;
+};
+
+__device__ __forceinline__ LdStats ld_stats(float xc, float yc, float sx, float sy, float sxx,
+                                            float syy, float sxy) {
     const float inv9 = 1.0f / 9.0f;
-    float mx = sx * inv9, my = sy * inv9;
-    float vx = sxx * inv9 - mx * mx;
-    float vy = syy * inv9 - my * my;
-    float cxy = sxy * inv9 - mx * my;
-    float n = (2.f * mx * my + LD_SSIM_C1) * (2.f * cxy + LD_SSIM_C2);
-    float d = (mx * mx + my * my + LD_SSIM_C1) * (vx + vy + LD_SSIM_C2);
+    float dx = sx * inv9, dy = sy * inv9;
+    LdStats st;
+    st.mx = xc + dx;
+    st.my = yc + dy;
+    st.vx = sxx * inv9 - dx * dx;
+    st.vy = syy * inv9 - dy * dy;
+    st.cxy = sxy * inv9 - dx * dy;
+    return st;
+}
+
+// Shifted window sums of channel c of two 3x3 windows (index c * 9 + k, centre k = 4).
+__device__ __forceinline__ LdStats ld_window_stats(const float* xw, const float* yw, int c) {
+    float xc = xw[c * 9 + 4], yc = yw[c * 9 + 4];
+    float sx = 0.f, sy = 0.f, sxx = 0.f, syy = 0.f, sxy = 0.f;
+    for (int k = 0; k < 9; ++k) {
+        float a = xw[c * 9 + k] - xc, b = yw[c * 9 + k] - yc;
+        sx += a;
+        sy += b;
+        sxx += a * a;
+        syy += b * b;
+        sxy += a * b;
+    }
+    return ld_stats(xc, yc, sx, sy, sxx, syy, sxy);
+}
+
+// SSIM loss clamp((1 - ssim) / 2, 0, 1) of one channel (x = prediction, y = target).
+__device__ __forceinline__ float ld_ssim_loss(LdStats st) {
+    float n = (2.f * st.mx * st.my + LD_SSIM_C1) * (2.f * st.cxy + LD_SSIM_C2);
+    float d = (st.mx * st.mx + st.my * st.my + LD_SSIM_C1) * (st.vx + st.vy + LD_SSIM_C2);
     float l = (1.f - n / d) * 0.5f;
-    *unclamped = (l > 0.f) && (l < 1.f);
     return fminf(fmaxf(l, 0.f), 1.f);
 }
 
 // Adjoint of ld_ssim_loss w.r.t. the prediction: with upstream gradient g on the loss, returns
 // coefficients so that d loss / d x_q = k_mu + k_xx * x_q + k_xy * y_q for every x_q in the
-// window (weighted by its multiplicity).
-__device__ __forceinline__ void ld_ssim_adjoint(float sx, float sy, float sxx, float syy, float sxy,
-                                                float g, float* k_mu, float* k_xx, float* k_xy) {
+// window (weighted by its multiplicity): mx moves by 1/9, vx by 2 (x_q - mx) / 9 and cxy by
+// (y_q - my) / 9 per unit of x_q.
+__device__ __forceinline__ void ld_ssim_adjoint(LdStats st, float g, float* k_mu, float* k_xx,
+                                                float* k_xy) {
     const float inv9 = 1.0f / 9.0f;
-    float mx = sx * inv9, my = sy * inv9;
-    float a = sxx * inv9, b = sxy * inv9;
-    float vy = syy * inv9 - my * my;
-    float n1 = 2.f * mx * my + LD_SSIM_C1;
-    float n2 = 2.f * (b - mx * my) + LD_SSIM_C2;
-    float d1 = mx * mx + my * my + LD_SSIM_C1;
-    float d2 = a - mx * mx + vy + LD_SSIM_C2;
-    float n = n1 * n2, d = d1 * d2;
-    float l = (1.f - n / d) * 0.5f;
+    float n1 = 2.f * st.mx * st.my + LD_SSIM_C1;
+    float n2 = 2.f * st.cxy + LD_SSIM_C2;
+    float d1 = st.mx * st.mx + st.my * st.my + LD_SSIM_C1;
+    float d2 = st.vx + st.vy + LD_SSIM_C2;
+    float d = d1 * d2;
+    float ssim = n1 * n2 / d;
+    float l = (1.f - ssim) * 0.5f;
     if (!(l > 0.f && l < 1.f)) {
         *k_mu = 0.f; *k_xx = 0.f; *k_xy = 0.f;
         return;
     }
-    float inv_d = 1.f / d;
-    float n_dd = n * inv_d * inv_d;
-    float ds_dmx = 2.f * my * (n2 - n1) * inv_d - n_dd * 2.f * mx * (d2 - d1);
-    float ds_da = -n_dd * d1;
-    float ds_db = 2.f * n1 * inv_d;
+    float ds_dmx = 2.f * st.my * n2 / d - ssim * 2.f * st.mx / d1;
+    float ds_dvx = -ssim / d2;
+    float ds_dcxy = 2.f * n1 / d;
     float gs = -0.5f * g;  // d loss / d ssim
-    *k_mu = gs * ds_dmx * inv9;
-    *k_xx = gs * ds_da * 2.f * inv9;
-    *k_xy = gs * ds_db * inv9;
+    *k_xx = gs * ds_dvx * 2.f * inv9;
+    *k_xy = gs * ds_dcxy * inv9;
+    *k_mu = gs * ds_dmx * inv9 - *k_xx * st.mx - *k_xy * st.my;
 }
 
 // Sum of a float over the block (any blockDim up to 1024), added atomically in double to *acc.

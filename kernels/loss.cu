@@ -6,7 +6,8 @@
 //   P        = depth * ((x - cx) / fx, (y - cy) / fy, 1);  cam = R P + t  (R, t of the source)
 //   (u, v)   = ((fx X + cx Z) / (Z + 1e-7), (fy Y + cy Z) / (Z + 1e-7))
 //   warped   = bilinear sample of the source at (u, v) clamped to the image (border padding)
-//   pe(a, b) = w * mean_c SSIM-loss(a, b) + (1 - w) * mean_c |a - b|  (3x3, reflection padding)
+//   pe(a, b) = w * mean_c SSIM-loss(a, b) + (1 - w) * mean_c |a - b|  (3x3, reflection padding;
+//              window statistics from centre-shifted sums, see ld_stats)
 //   identity_i = pe(source_i, target) + noise_i;  min over [identity.., warped..] (first wins ties)
 //   photometric_s = mean_pixels(min); smoothness_s = weight / 2^s * edge-aware smoothness of
 //   the mean-normalised scale-s disparity; total = mean_s(photometric_s + smoothness_s).
@@ -155,17 +156,7 @@ extern "C" __global__ void ld_pose_matrices(LdLossParams p) {
 __device__ __forceinline__ float ld_pe(const float* xw, const float* yw, float alpha) {
     float ssim = 0.f, l1 = 0.f;
     for (int c = 0; c < 3; ++c) {
-        float sx = 0.f, sy = 0.f, sxx = 0.f, syy = 0.f, sxy = 0.f;
-        for (int k = 0; k < 9; ++k) {
-            float a = xw[c * 9 + k], b = yw[c * 9 + k];
-            sx += a;
-            sy += b;
-            sxx += a * a;
-            syy += b * b;
-            sxy += a * b;
-        }
-        bool unclamped;
-        ssim += ld_ssim_loss(sx, sy, sxx, syy, sxy, &unclamped);
+        ssim += ld_ssim_loss(ld_window_stats(xw, yw, c));
         l1 += fabsf(xw[c * 9 + 4] - yw[c * 9 + 4]);
     }
     return alpha * (ssim * (1.f / 3.f)) + (1.f - alpha) * (l1 * (1.f / 3.f));
@@ -381,17 +372,13 @@ extern "C" __global__ void __launch_bounds__(LD_THREADS) ld_loss_backward(LdLoss
             for (int c = 0; c < 3; ++c) {
                 float k_mu = 0.f, k_xx = 0.f, k_xy = 0.f;
                 if (active) {
-                    float sx = 0.f, sy = 0.f, sxx = 0.f, syy = 0.f, sxy = 0.f;
+                    float xw[9], yw[9];
                     for (int o = 0; o < 9; ++o) {
                         int ti = c * SN + (ky + o / 3) * SW + kx + o % 3;
-                        float a = w_tile[ti], b = t_tile[ti];
-                        sx += a;
-                        sy += b;
-                        sxx += a * a;
-                        syy += b * b;
-                        sxy += a * b;
+                        xw[o] = w_tile[ti];
+                        yw[o] = t_tile[ti];
                     }
-                    ld_ssim_adjoint(sx, sy, sxx, syy, sxy, g_pix * alpha * (1.f / 3.f), &k_mu,
+                    ld_ssim_adjoint(ld_window_stats(xw, yw, 0), g_pix * alpha * (1.f / 3.f), &k_mu,
                                     &k_xx, &k_xy);
                 }
                 k_tile[(0 * 3 + c) * KN + k] = k_mu;

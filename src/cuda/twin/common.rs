@@ -112,17 +112,54 @@ pub fn upsample_adjoint_at(
     acc
 }
 
-/// SSIM loss of one channel from 3x3 window sums (`ld_ssim_loss`).
+/// SSIM statistics of one channel's 3x3 window (`LdStats`).
+#[derive(Clone, Copy, Debug)]
+pub struct Stats {
+    pub mx: f32,
+    pub my: f32,
+    pub vx: f32,
+    pub vy: f32,
+    pub cxy: f32,
+}
+
+/// Statistics from sums of values shifted by the window centre (`ld_stats`).
 #[inline]
-pub fn ssim_loss(sx: f32, sy: f32, sxx: f32, syy: f32, sxy: f32) -> f32 {
+pub fn stats(xc: f32, yc: f32, sx: f32, sy: f32, sxx: f32, syy: f32, sxy: f32) -> Stats {
     let inv9 = 1.0f32 / 9.0;
-    let mx = sx * inv9;
-    let my = sy * inv9;
-    let vx = sxx * inv9 - mx * mx;
-    let vy = syy * inv9 - my * my;
-    let cxy = sxy * inv9 - mx * my;
-    let n = (2.0 * mx * my + SSIM_C1) * (2.0 * cxy + SSIM_C2);
-    let d = (mx * mx + my * my + SSIM_C1) * (vx + vy + SSIM_C2);
+    let dx = sx * inv9;
+    let dy = sy * inv9;
+    Stats {
+        mx: xc + dx,
+        my: yc + dy,
+        vx: sxx * inv9 - dx * dx,
+        vy: syy * inv9 - dy * dy,
+        cxy: sxy * inv9 - dx * dy,
+    }
+}
+
+/// Statistics of channel c of two 27-value windows (`ld_window_stats`).
+#[inline]
+pub fn window_stats(xw: &[f32], yw: &[f32], c: usize) -> Stats {
+    let xc = xw[c * 9 + 4];
+    let yc = yw[c * 9 + 4];
+    let (mut sx, mut sy, mut sxx, mut syy, mut sxy) = (0.0f32, 0.0f32, 0.0f32, 0.0f32, 0.0f32);
+    for k in 0..9 {
+        let a = xw[c * 9 + k] - xc;
+        let b = yw[c * 9 + k] - yc;
+        sx += a;
+        sy += b;
+        sxx += a * a;
+        syy += b * b;
+        sxy += a * b;
+    }
+    stats(xc, yc, sx, sy, sxx, syy, sxy)
+}
+
+/// SSIM loss of one channel (`ld_ssim_loss`).
+#[inline]
+pub fn ssim_loss(st: Stats) -> f32 {
+    let n = (2.0 * st.mx * st.my + SSIM_C1) * (2.0 * st.cxy + SSIM_C2);
+    let d = (st.mx * st.mx + st.my * st.my + SSIM_C1) * (st.vx + st.vy + SSIM_C2);
     let l = (1.0 - n / d) * 0.5;
     l.clamp(0.0, 1.0)
 }
@@ -130,30 +167,25 @@ pub fn ssim_loss(sx: f32, sy: f32, sxx: f32, syy: f32, sxy: f32) -> f32 {
 /// Adjoint coefficients (k_mu, k_xx, k_xy) of [`ssim_loss`] under upstream gradient g
 /// (`ld_ssim_adjoint`): d loss / d x_q = k_mu + k_xx x_q + k_xy y_q per window member.
 #[inline]
-pub fn ssim_adjoint(sx: f32, sy: f32, sxx: f32, syy: f32, sxy: f32, g: f32) -> (f32, f32, f32) {
+pub fn ssim_adjoint(st: Stats, g: f32) -> (f32, f32, f32) {
     let inv9 = 1.0f32 / 9.0;
-    let mx = sx * inv9;
-    let my = sy * inv9;
-    let a = sxx * inv9;
-    let b = sxy * inv9;
-    let vy = syy * inv9 - my * my;
-    let n1 = 2.0 * mx * my + SSIM_C1;
-    let n2 = 2.0 * (b - mx * my) + SSIM_C2;
-    let d1 = mx * mx + my * my + SSIM_C1;
-    let d2 = a - mx * mx + vy + SSIM_C2;
-    let n = n1 * n2;
+    let n1 = 2.0 * st.mx * st.my + SSIM_C1;
+    let n2 = 2.0 * st.cxy + SSIM_C2;
+    let d1 = st.mx * st.mx + st.my * st.my + SSIM_C1;
+    let d2 = st.vx + st.vy + SSIM_C2;
     let d = d1 * d2;
-    let l = (1.0 - n / d) * 0.5;
+    let ssim = n1 * n2 / d;
+    let l = (1.0 - ssim) * 0.5;
     if !(l > 0.0 && l < 1.0) {
         return (0.0, 0.0, 0.0);
     }
-    let inv_d = 1.0 / d;
-    let n_dd = n * inv_d * inv_d;
-    let ds_dmx = 2.0 * my * (n2 - n1) * inv_d - n_dd * 2.0 * mx * (d2 - d1);
-    let ds_da = -n_dd * d1;
-    let ds_db = 2.0 * n1 * inv_d;
+    let ds_dmx = 2.0 * st.my * n2 / d - ssim * 2.0 * st.mx / d1;
+    let ds_dvx = -ssim / d2;
+    let ds_dcxy = 2.0 * n1 / d;
     let gs = -0.5 * g;
-    (gs * ds_dmx * inv9, gs * ds_da * 2.0 * inv9, gs * ds_db * inv9)
+    let k_xx = gs * ds_dvx * 2.0 * inv9;
+    let k_xy = gs * ds_dcxy * inv9;
+    (gs * ds_dmx * inv9 - k_xx * st.mx - k_xy * st.my, k_xx, k_xy)
 }
 
 /// Photometric error from two 3x3x3 windows, index c * 9 + k with centre k = 4 (`ld_pe`).
@@ -162,17 +194,7 @@ pub fn photometric_error(xw: &[f32; 27], yw: &[f32; 27], alpha: f32) -> f32 {
     let mut ssim = 0.0f32;
     let mut l1 = 0.0f32;
     for c in 0..3 {
-        let (mut sx, mut sy, mut sxx, mut syy, mut sxy) = (0.0f32, 0.0f32, 0.0f32, 0.0f32, 0.0f32);
-        for k in 0..9 {
-            let a = xw[c * 9 + k];
-            let b = yw[c * 9 + k];
-            sx += a;
-            sy += b;
-            sxx += a * a;
-            syy += b * b;
-            sxy += a * b;
-        }
-        ssim += ssim_loss(sx, sy, sxx, syy, sxy);
+        ssim += ssim_loss(window_stats(xw, yw, c));
         l1 += (xw[c * 9 + 4] - yw[c * 9 + 4]).abs();
     }
     alpha * (ssim * (1.0 / 3.0)) + (1.0 - alpha) * (l1 * (1.0 / 3.0))

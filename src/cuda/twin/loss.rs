@@ -8,7 +8,7 @@
 
 use super::common::{
     MAX_SCALES, MAX_SOURCES, PROJ_EPS, SMOOTH_EPS, photometric_error, sign, ssim_adjoint,
-    upsample_adjoint_at, upsample_at, window, window_count,
+    upsample_adjoint_at, upsample_at, window, window_count, window_stats,
 };
 use super::pose::{pose_gradient, pose_matrix};
 use crate::cuda::CudaError;
@@ -464,19 +464,8 @@ pub fn fused_loss(
                     let xw = window(img, w, h, x, y);
                     let yw = window(inputs.target, w, h, x, y);
                     for c in 0..3 {
-                        let (mut sx, mut sy, mut sxx, mut syy, mut sxy) =
-                            (0.0f32, 0.0f32, 0.0f32, 0.0f32, 0.0f32);
-                        for o in 0..9 {
-                            let a = xw[c * 9 + o];
-                            let b = yw[c * 9 + o];
-                            sx += a;
-                            sy += b;
-                            sxx += a * a;
-                            syy += b * b;
-                            sxy += a * b;
-                        }
                         let (k_mu, k_xx, k_xy) =
-                            ssim_adjoint(sx, sy, sxx, syy, sxy, g_pix * p.alpha * (1.0 / 3.0));
+                            ssim_adjoint(window_stats(&xw, &yw, c), g_pix * p.alpha * (1.0 / 3.0));
                         k[q][0][c] = k_mu;
                         k[q][1][c] = k_xx;
                         k[q][2][c] = k_xy;
