@@ -133,6 +133,27 @@ __device__ __forceinline__ void ld_block_sum_atomic(float v, double* acc) {
     }
 }
 
+// Sums of N floats over the block in one pass (warp shuffles, one shared round trip), each
+// added atomically in double to acc[j]. Every thread of the block must call it.
+template <int N>
+__device__ __forceinline__ void ld_block_sums_atomic(float (&v)[N], double* acc) {
+    __shared__ float ld_partials_n[N][32];
+    int tid = threadIdx.x + threadIdx.y * blockDim.x;
+    int lane = tid & 31, warp = tid >> 5;
+    int nwarps = (blockDim.x * blockDim.y + 31) >> 5;
+    for (int j = 0; j < N; ++j)
+        for (int off = 16; off > 0; off >>= 1) v[j] += __shfl_down_sync(0xffffffffu, v[j], off);
+    __syncthreads();
+    if (lane == 0)
+        for (int j = 0; j < N; ++j) ld_partials_n[j][warp] = v[j];
+    __syncthreads();
+    if (tid < N) {
+        float sum = 0.f;
+        for (int w = 0; w < nwarps; ++w) sum += ld_partials_n[tid][w];
+        if (sum != 0.f) atomicAdd(acc + tid, (double)sum);
+    }
+}
+
 // Weight of input index i in bilinear output o (align_corners=false); both neighbours may be i
 // at the border, where their weights add.
 __device__ __forceinline__ float ld_linear_weight(int o, int i, float scale, int in_size) {

@@ -35,8 +35,7 @@
 
 // Accumulator layout (doubles), zeroed before each evaluation.
 #define LD_ACC_PHOTO 0
-#define LD_ACC_SMOOTH_X 4
-#define LD_ACC_SMOOTH_Y 8
+#define LD_ACC_SMOOTH 4  // (x, y) edge sums of scale s at LD_ACC_SMOOTH + 2 s, + 2 s + 1
 #define LD_ACC_DISP_SUM 12
 #define LD_ACC_ID_WINS 16
 #define LD_ACC_POSE 20
@@ -438,14 +437,17 @@ extern "C" __global__ void __launch_bounds__(LD_THREADS) ld_loss_backward(LdLoss
                 g_intr[3] += gv * w.cam[2] * w.zinv - gpy * depth_q / p.fy;
             }
         }
-        double* acc = p.accum + LD_ACC_POSE + 12 * i;
+        // d total / d (R, t) of this source: 12 sums in one block reduction.
         float pt[3] = {w.px, w.py, w.pz};
-        for (int j = 0; j < 3; ++j)
-            for (int k = 0; k < 3; ++k) ld_block_sum_atomic(g_cam[j] * pt[k], acc + j * 3 + k);
-        for (int j = 0; j < 3; ++j) ld_block_sum_atomic(g_cam[j], acc + 9 + j);
+        float g_rt[12];
+        for (int j = 0; j < 3; ++j) {
+            for (int k = 0; k < 3; ++k) g_rt[j * 3 + k] = g_cam[j] * pt[k];
+            g_rt[9 + j] = g_cam[j];
+        }
+        ld_block_sums_atomic<12>(g_rt, p.accum + LD_ACC_POSE + 12 * i);
     }
     if (inside) p.grad_full[(size_t)s * HW + y * W + x] = g_disp;
-    for (int k = 0; k < 4; ++k) ld_block_sum_atomic(g_intr[k], p.accum + LD_ACC_INTR + k);
+    ld_block_sums_atomic<4>(g_intr, p.accum + LD_ACC_INTR);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -484,14 +486,14 @@ extern "C" __global__ void ld_smooth_forward(LdLossParams p) {
         if (x + 1 < lw) ex = ld_edge_weight(img, plane, q, q + 1) * fabsf(nd - d[q + 1] / m);
         if (y + 1 < lh) ey = ld_edge_weight(img, plane, q, q + lw) * fabsf(nd - d[q + lw] / m);
     }
-    ld_block_sum_atomic(ex, p.accum + LD_ACC_SMOOTH_X + s);
-    ld_block_sum_atomic(ey, p.accum + LD_ACC_SMOOTH_Y + s);
+    float e[2] = {ex, ey};
+    ld_block_sums_atomic<2>(e, p.accum + LD_ACC_SMOOTH + 2 * s);
 }
 
 // Raw (unweighted) smoothness of scale s from the accumulators.
 __device__ __forceinline__ float ld_smooth_raw(const double* acc, int lw, int lh, int s) {
     double nx = (double)((lw - 1) * lh), ny = (double)(lw * (lh - 1));
-    return (float)(acc[LD_ACC_SMOOTH_X + s] / nx + acc[LD_ACC_SMOOTH_Y + s] / ny);
+    return (float)(acc[LD_ACC_SMOOTH + 2 * s] / nx + acc[LD_ACC_SMOOTH + 2 * s + 1] / ny);
 }
 
 // d total / d disparity_s: upsampling adjoint of grad_full fused with the smoothness backward.
