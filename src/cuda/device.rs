@@ -154,7 +154,11 @@ impl CudaKernels {
             let (ptx, _) = nvrtc::cached_ptx(&module, &arch, &cache)?;
             let loaded = ctx
                 .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
-                .map_err(driver_err(&format!("loading kernels/{}.cu", module.name)))?;
+                .map_err(driver_err(&format!(
+                    "loading kernels/{}.cu (PTX {arch} from NVRTC {}.{}; the driver must support that \
+                     PTX version: use the NVRTC of the installed CUDA, e.g. LIVEDEPTH_NVRTC)",
+                    module.name, nvrtc_info.version.0, nvrtc_info.version.1
+                )))?;
             modules.push(loaded);
         }
         let f = |m: usize, name: &str| {
