@@ -224,6 +224,15 @@ fn bench_loss_runs_or_says_there_is_no_gpu() {
     // The byte model grows with sources and scales.
     assert!(modelled_bytes(640, 192, 2, 4, true) > modelled_bytes(640, 192, 1, 4, true));
     assert!(modelled_bytes(640, 192, 2, 4, true) > modelled_bytes(640, 192, 2, 1, true));
+    match livedepth::cuda::bench::bench_preprocess((1280, 720), (640, 192), 3, 0) {
+        Ok(report) => {
+            eprintln!("{report}");
+            assert!(report.gpu_ms > 0.0 && report.cpu_ms > 0.0);
+        }
+        Err(e) => {
+            assert!(matches!(e, CudaError::NoDriver { .. } | CudaError::NoDevice { .. }), "{e}")
+        }
+    }
     let options = BenchLossOptions {
         sizes: vec![(128, 64)],
         iterations: 3,

@@ -254,3 +254,74 @@ pub fn bench_loss(o: &BenchLossOptions) -> Result<BenchLossReport, CudaError> {
     }
     Ok(BenchLossReport { device: format!("{} ({})", k.device_name, k.arch), rows })
 }
+
+/// Live-frame preprocessing latency: one host frame -> network input, on the GPU (upload +
+/// kernel, synchronised) and with the CPU twin.
+#[derive(Clone, Debug)]
+pub struct BenchPreprocessReport {
+    pub device: String,
+    pub frame: (usize, usize),
+    pub network: (usize, usize),
+    pub gpu_ms: f64,
+    pub cpu_ms: f64,
+}
+
+impl fmt::Display for BenchPreprocessReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "preprocess RGBA {}x{} -> {}x{} (area): GPU {:.3} ms (upload + kernel, {}), CPU twin {:.3} ms",
+            self.frame.0,
+            self.frame.1,
+            self.network.0,
+            self.network.1,
+            self.gpu_ms,
+            self.device,
+            self.cpu_ms
+        )
+    }
+}
+
+/// Measures [`BenchPreprocessReport`] over `iterations` frames.
+pub fn bench_preprocess(
+    frame: (usize, usize),
+    network: (usize, usize),
+    iterations: usize,
+    device: usize,
+) -> Result<BenchPreprocessReport, CudaError> {
+    use super::device::FramePreprocessor;
+    use super::twin::{Normalization, PackedFrame, PixelFormat, Resize};
+    let k = Arc::new(CudaKernels::new(device)?);
+    let (fw, fh) = frame;
+    let (nw, nh) = network;
+    let data: Vec<u8> = (0..fw * fh * 4).map(|i| (i * 31 % 251) as u8).collect();
+    let packed = PackedFrame {
+        data: &data,
+        width: fw,
+        height: fh,
+        pitch: fw * 4,
+        format: PixelFormat::Rgba,
+    };
+    let norm = Normalization::default();
+    let out = k.zeros::<f32>(3 * nw * nh)?;
+    let dst = k.ptr(&out);
+    let mut pre = FramePreprocessor::new(k.clone());
+    let n = iterations.max(1);
+    // SAFETY: `out` holds 3 x nh x nw floats.
+    unsafe { pre.run(&packed, dst, nw, nh, Resize::Area, &norm)? };
+    k.synchronize()?;
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        // SAFETY: as above.
+        unsafe { pre.run(&packed, dst, nw, nh, Resize::Area, &norm)? };
+        k.synchronize()?;
+    }
+    let gpu_ms = start.elapsed().as_secs_f64() * 1e3 / n as f64;
+    let mut host = vec![0.0f32; 3 * nw * nh];
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        super::twin::preprocess(&packed, nw, nh, Resize::Area, &norm, &mut host)?;
+    }
+    let cpu_ms = start.elapsed().as_secs_f64() * 1e3 / n as f64;
+    Ok(BenchPreprocessReport { device: k.device_name.clone(), frame, network, gpu_ms, cpu_ms })
+}
