@@ -265,6 +265,7 @@ extern "C" __global__ void __launch_bounds__(LD_THREADS) ld_loss_forward(LdLossP
     const int SW = LD_TW + 2, SH = LD_TH + 2, SN = SW * SH;
     __shared__ float t_tile[3 * SN];
     __shared__ float w_tile[3 * SN];
+    __shared__ float d_tile[SN];  // depth: the same for every source
     int s = blockIdx.z;
     int W = p.width, H = p.height, HW = W * H;
     int bx = blockIdx.x * LD_TW, by = blockIdx.y * LD_TH;
@@ -274,6 +275,7 @@ extern "C" __global__ void __launch_bounds__(LD_THREADS) ld_loss_forward(LdLossP
     for (int k = tid; k < SN; k += LD_THREADS) {
         int gx = ld_tile_coord(bx + k % SW - 1, W), gy = ld_tile_coord(by + k / SW - 1, H);
         for (int c = 0; c < 3; ++c) t_tile[c * SN + k] = p.target[c * HW + gy * W + gx];
+        d_tile[k] = ld_depth_at(p, s, gx, gy);
     }
     float yw[27], xw[27];
     float best = 0.f;
@@ -284,7 +286,7 @@ extern "C" __global__ void __launch_bounds__(LD_THREADS) ld_loss_forward(LdLossP
         for (int k = tid; k < SN; k += LD_THREADS) {
             int gx = ld_tile_coord(bx + k % SW - 1, W), gy = ld_tile_coord(by + k / SW - 1, H);
             LdWarp w;
-            ld_project(p, T, gx, gy, ld_depth_at(p, s, gx, gy), &w);
+            ld_project(p, T, gx, gy, d_tile[k], &w);
             float val[3];
             ld_sample(p.sources[i], W, H, w.u, w.v, val, 0, 0);
             for (int c = 0; c < 3; ++c) w_tile[c * SN + k] = val[c];
@@ -334,6 +336,7 @@ extern "C" __global__ void __launch_bounds__(LD_THREADS) ld_loss_backward(LdLoss
     __shared__ float t_tile[3 * SN];
     __shared__ float w_tile[3 * SN];
     __shared__ float k_tile[9 * KN];  // [coef(mu, xx, xy)][channel][KH][KW]
+    __shared__ float d_tile[SN];      // depth: the same for every source
     int s = blockIdx.z;
     int W = p.width, H = p.height, HW = W * H, n = p.n_sources;
     int bx = blockIdx.x * LD_TW, by = blockIdx.y * LD_TH;
@@ -346,6 +349,7 @@ extern "C" __global__ void __launch_bounds__(LD_THREADS) ld_loss_backward(LdLoss
     for (int k = tid; k < SN; k += LD_THREADS) {
         int gx = ld_tile_coord(bx + k % SW - 2, W), gy = ld_tile_coord(by + k / SW - 2, H);
         for (int c = 0; c < 3; ++c) t_tile[c * SN + k] = p.target[c * HW + gy * W + gx];
+        d_tile[k] = ld_depth_at(p, s, gx, gy);
     }
     int gate_q = inside ? ld_warped_winner(winners[y * W + x], n, p.automask) : -1;
     float g_disp = 0.f;
@@ -357,7 +361,7 @@ extern "C" __global__ void __launch_bounds__(LD_THREADS) ld_loss_backward(LdLoss
         for (int k = tid; k < SN; k += LD_THREADS) {
             int gx = ld_tile_coord(bx + k % SW - 2, W), gy = ld_tile_coord(by + k / SW - 2, H);
             LdWarp w;
-            ld_project(p, T, gx, gy, ld_depth_at(p, s, gx, gy), &w);
+            ld_project(p, T, gx, gy, d_tile[k], &w);
             float val[3];
             ld_sample(p.sources[i], W, H, w.u, w.v, val, 0, 0);
             for (int c = 0; c < 3; ++c) w_tile[c * SN + k] = val[c];
