@@ -284,3 +284,12 @@ fn frame_preprocessor_uploads_and_matches_twin_on_a_real_frame() {
         assert!(d < 1e-5, "{resize:?}: {d}");
     }
 }
+
+#[test]
+fn handles_can_move_to_pipeline_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<CudaKernels>();
+    send::<FusedLossGpu>();
+    send::<livedepth::cuda::device::FramePreprocessor>();
+}
