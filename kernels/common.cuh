@@ -116,6 +116,9 @@ __device__ __forceinline__ void ld_ssim_adjoint(LdStats st, float g, float* k_mu
     *k_mu = gs * ds_dmx * inv9 - *k_xx * st.mx - *k_xy * st.my;
 }
 
+// (tests/cuda_emulator replaces the two block reductions below with barrier-based equivalents,
+// because emulating warp shuffles with threads is slow.)
+#ifndef LD_EMULATED_REDUCTIONS
 // Sum of a float over the block (any blockDim up to 1024), added atomically in double to *acc.
 __device__ __forceinline__ void ld_block_sum_atomic(float v, double* acc) {
     __shared__ float ld_partials[32];
@@ -153,6 +156,7 @@ __device__ __forceinline__ void ld_block_sums_atomic(float (&v)[N], double* acc)
         if (sum != 0.f) atomicAdd(acc + tid, (double)sum);
     }
 }
+#endif  // LD_EMULATED_REDUCTIONS
 
 // Weight of input index i in bilinear output o (align_corners=false); both neighbours may be i
 // at the border, where their weights add.
