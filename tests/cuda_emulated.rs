@@ -163,3 +163,103 @@ fn emulated_loss_kernels_match_the_twin_on_real_kitchen_frames() {
     let sc = cuda_scenes::kitchen_scene(&data, 50, 5, 96, 72, 3, &config).expect("kitchen frames");
     compare(&exe, dir.path(), &sc, &config);
 }
+
+fn build_image_harness(dir: &Path) -> Option<PathBuf> {
+    if Command::new("g++").arg("--version").output().is_err() {
+        eprintln!("SKIP: g++ is not installed (needed to run the kernels under CPU emulation)");
+        return None;
+    }
+    std::fs::write(dir.join("emu.hpp"), include_str!("cuda_emulator/emu.hpp")).expect("write");
+    std::fs::write(dir.join("harness_image.cpp"), include_str!("cuda_emulator/harness_image.cpp"))
+        .expect("write");
+    std::fs::write(dir.join("kernels_preprocess.cu"), sources::PREPROCESS.program_text())
+        .expect("write");
+    std::fs::write(dir.join("upsample_body.cu"), sources::UPSAMPLE.body).expect("write");
+    let exe = dir.join("harness_image");
+    let out = Command::new("g++")
+        .args(["-std=c++20", "-O1", "-pthread", "-w", "-x", "c++"])
+        .arg(dir.join("harness_image.cpp"))
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .expect("run g++");
+    assert!(
+        out.status.success(),
+        "the kernels do not compile as C++:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(exe)
+}
+
+fn run_image(exe: &Path, dir: &Path, mode: &str, input: &[u8]) -> Vec<f32> {
+    let (i, o) = (dir.join("in.bin"), dir.join("out.bin"));
+    std::fs::write(&i, input).expect("write");
+    let run = Command::new(exe).arg(mode).arg(&i).arg(&o).output().expect("run");
+    assert!(run.status.success(), "harness failed: {}", String::from_utf8_lossy(&run.stderr));
+    std::fs::read(&o)
+        .expect("read")
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+#[test]
+fn emulated_preprocess_and_upsample_kernels_match_the_twins() {
+    use livedepth::cuda::twin::{Normalization, PackedFrame, PixelFormat, Resize};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(exe) = build_image_harness(dir.path()) else { return };
+    let mut rng = cuda_scenes::Rng(21);
+    let norm = Normalization { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
+    for format in [PixelFormat::Rgb, PixelFormat::Rgba, PixelFormat::Nv12 { uv_pitch: 72 }] {
+        let (w, h) = (66, 40);
+        let (pitch, len, channels, code, uv_pitch) = match format {
+            PixelFormat::Rgb => (w * 3 + 2, (w * 3 + 2) * h, 3, 0, 0),
+            PixelFormat::Rgba => (w * 4 + 8, (w * 4 + 8) * h, 4, 0, 0),
+            PixelFormat::Nv12 { uv_pitch } => (70, 70 * h + uv_pitch * h / 2, 1, 1, uv_pitch),
+        };
+        let data: Vec<u8> = (0..len).map(|_| (rng.next() * 255.0) as u8).collect();
+        let frame = PackedFrame { data: &data, width: w, height: h, pitch, format };
+        for (dw, dh) in [(32, 12), (66, 40), (100, 50)] {
+            for resize in [Resize::Bilinear, Resize::Area] {
+                let mut expected = vec![0.0; 3 * dw * dh];
+                twin::preprocess(&frame, dw, dh, resize, &norm, &mut expected).expect("twin");
+                let mut input = Vec::new();
+                let ints = [
+                    code,
+                    channels,
+                    w,
+                    h,
+                    pitch,
+                    uv_pitch,
+                    dw,
+                    dh,
+                    usize::from(resize == Resize::Area),
+                ];
+                ints.iter().for_each(|&v| input.extend((v as i32).to_le_bytes()));
+                let inv = norm.inv_std().expect("norm");
+                norm.mean.iter().chain(&inv).for_each(|v| input.extend(v.to_le_bytes()));
+                input.extend(&data);
+                let got = run_image(&exe, dir.path(), "preprocess", &input);
+                let d = got.iter().zip(&expected).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+                assert!(d < 1e-5, "{format:?} {resize:?} {dw}x{dh}: {d}");
+            }
+        }
+    }
+    for &(lw, lh, hw, hh) in &[(10, 3, 80, 24), (7, 5, 28, 20), (5, 3, 13, 7)] {
+        let planes = 2;
+        let lo = rng.vec(lw * lh * planes, 0.0, 1.0);
+        let g = rng.vec(hw * hh * planes, -1.0, 1.0);
+        let mut up = vec![0.0; hw * hh * planes];
+        twin::upsample_bilinear(&lo, (lw, lh), &mut up, (hw, hh), planes).expect("twin");
+        let mut adj = vec![0.0; lw * lh * planes];
+        twin::upsample_bilinear_adjoint(&g, (hw, hh), &mut adj, (lw, lh), planes, false)
+            .expect("twin");
+        let mut input = Vec::new();
+        [lw, lh, hw, hh, planes].iter().for_each(|&v| input.extend((v as i32).to_le_bytes()));
+        lo.iter().chain(&g).for_each(|v| input.extend(v.to_le_bytes()));
+        let got = run_image(&exe, dir.path(), "upsample", &input);
+        let (hi, ad) = got.split_at(hw * hh * planes);
+        assert_eq!(hi, up.as_slice(), "upsample {lw}x{lh}");
+        assert!(max_rel_diff(ad, &adj) < 1e-6, "adjoint {lw}x{lh}");
+    }
+}
