@@ -144,6 +144,9 @@ impl CudaKernels {
             return Err(CudaError::NoDevice { ordinal, count: count.max(0) as usize });
         }
         let ctx = CudaContext::new(ordinal).map_err(driver_err("retaining the primary context"))?;
+        // SAFETY: every allocation, copy and launch of ours goes to the one default stream, so
+        // cudarc's per-buffer events (an event record per access) are redundant.
+        unsafe { ctx.disable_event_tracking() };
         let (major, minor) = ctx.compute_capability().map_err(driver_err("compute capability"))?;
         let device_name = ctx.name().unwrap_or_else(|_| format!("CUDA device {ordinal}"));
         let arch = format!("compute_{major}{minor}");
