@@ -47,7 +47,11 @@ else
   mkdir -p "$(dirname "$VENV")"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q "torch==$TORCH_VERSION" numpy
+  "$VENV/bin/pip" install -q "torch==$TORCH_VERSION" numpy pillow
+fi
+if ! "$VENV/bin/python" -c "import numpy, PIL" 2>/dev/null; then
+  log "installing numpy and pillow into $VENV"
+  "$VENV/bin/pip" install -q numpy pillow
 fi
 if ! "$VENV/bin/python" -c "import nvidia.cuda_nvrtc" 2>/dev/null && ! ls "$VENV"/lib/python3*/site-packages/nvidia/cu*/lib/libnvrtc.so* >/dev/null 2>&1 && ! ls "$VENV"/lib/python3*/site-packages/nvidia/cuda_nvrtc/lib/libnvrtc.so* >/dev/null 2>&1; then
   log "installing the NVRTC wheel"

@@ -1,8 +1,525 @@
-//! Placeholder: this module is being written.
+//! The run configuration: a TOML file with `[source]`, `[camera]`, `[network]`, `[pipeline]`
+//! and `[outputs]` sections, parsed with serde (unknown keys rejected) and then validated field
+//! by field, so that every mistake is reported as a typed [`ConfigError`] naming the file, the
+//! dotted field and what was expected.
+//!
+//! Relative paths inside a config (dataset folders, model paths, output folders, relative
+//! `file://` URIs) resolve against the current working directory, not the config file's
+//! folder: the shipped configs in `configs/` assume they are used from the repository root.
 
-/// Errors of this module.
+use crate::camera::{Distortion, Intrinsics};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Errors reading or validating a config file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{0}")]
-    Other(String),
+    /// The file could not be read.
+    #[error("cannot read config {}: {source}", file.display())]
+    Read { file: PathBuf, source: std::io::Error },
+    /// TOML syntax error, unknown key or wrong value type (toml's message has line and column).
+    #[error("config {}: {message}", file.display())]
+    Parse { file: PathBuf, message: String },
+    /// A field parsed but its value is out of range or inconsistent.
+    #[error("config {}: field `{field}`: expected {expected}, found {found}", file.display())]
+    Invalid { file: PathBuf, field: String, expected: String, found: String },
+}
+
+/// A whole run configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub source: SourceConfig,
+    /// Camera calibration; absent when the source brings its own (datasets).
+    #[serde(default)]
+    pub camera: Option<CameraConfig>,
+    pub network: NetworkConfig,
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    #[serde(default)]
+    pub outputs: OutputsConfig,
+}
+
+/// `[source]`: where frames come from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// A GStreamer-style URI (`file:///x.mp4`, `v4l2:///dev/video0`, `rtsp://…`, `csi://0`,
+    /// `test://`, `gst://<launch line>`) or a dataset spec (`kitti:DIR`, `kitchen:DIR`,
+    /// `tum:DIR`).
+    pub uri: String,
+    /// Overrides whether the source is treated as live (frames dropped, never queued).
+    #[serde(default)]
+    pub live: Option<bool>,
+    /// Requested frame rate (live cameras) or playback rate (files, datasets).
+    #[serde(default)]
+    pub fps: Option<f64>,
+}
+
+/// `[camera]`: pinhole calibration at the calibration resolution.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    pub fx: f64,
+    pub fy: f64,
+    pub cx: f64,
+    pub cy: f64,
+    /// Calibration image width in pixels.
+    pub width: u32,
+    /// Calibration image height in pixels.
+    pub height: u32,
+    /// Radial-tangential coefficients `[k1, k2, p1, p2, k3]` (OpenCV order).
+    #[serde(default)]
+    pub distortion: Option<[f64; 5]>,
+}
+
+/// The depth network architectures livedepth knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arch {
+    /// RT-MonoDepth-S (the small real-time network).
+    #[serde(rename = "rtmonodepth-s")]
+    RtMonoDepthS,
+    /// Monodepth2 with a ResNet-18 encoder.
+    #[serde(rename = "monodepth2-r18")]
+    Monodepth2R18,
+    /// Monodepth2 with a ResNet-50 encoder.
+    #[serde(rename = "monodepth2-r50")]
+    Monodepth2R50,
+}
+
+impl Arch {
+    /// The name used in config files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arch::RtMonoDepthS => "rtmonodepth-s",
+            Arch::Monodepth2R18 => "monodepth2-r18",
+            Arch::Monodepth2R50 => "monodepth2-r50",
+        }
+    }
+}
+
+/// `[network]`: the depth network and its input size.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    pub arch: Arch,
+    /// Network input width (a positive multiple of 32).
+    pub width: u32,
+    /// Network input height (a positive multiple of 32).
+    pub height: u32,
+    /// Weights: a folder or file; absent = randomly initialised / built-in default.
+    #[serde(default)]
+    pub model: Option<PathBuf>,
+    /// Nearest depth the network's sigmoid output maps to, metres.
+    #[serde(default = "default_min_depth")]
+    pub min_depth: f64,
+    /// Farthest depth the network's sigmoid output maps to, metres.
+    #[serde(default = "default_max_depth")]
+    pub max_depth: f64,
+}
+
+fn default_min_depth() -> f64 {
+    0.1
+}
+fn default_max_depth() -> f64 {
+    100.0
+}
+
+/// How the pipeline queues treat a full queue (the pipeline's own type; configs spell it
+/// `auto`, `keep-latest` or `lossless`, and also accept `keep_latest`).
+pub use crate::pipeline::QueuePolicy;
+
+fn deserialize_policy<'de, D: serde::Deserializer<'de>>(d: D) -> Result<QueuePolicy, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "unknown queue policy {text:?}, expected one of `auto`, `keep-latest`, `lossless`"
+        ))
+    })
+}
+
+fn serialize_policy<S: serde::Serializer>(policy: &QueuePolicy, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(match policy {
+        QueuePolicy::Auto => "auto",
+        QueuePolicy::KeepLatest => "keep-latest",
+        QueuePolicy::Lossless => "lossless",
+    })
+}
+
+/// Largest queue the pipeline accepts.
+pub const MAX_QUEUE_SIZE: usize = 1 << 16;
+/// Shortest statistics interval the pipeline accepts, seconds.
+pub const MIN_STATS_INTERVAL_S: f64 = 0.01;
+
+/// `[pipeline]`: queueing between stages and statistics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Capacity of each inter-stage queue (1 ..= 65536).
+    #[serde(default = "default_queue_size")]
+    pub queue_size: usize,
+    #[serde(default, deserialize_with = "deserialize_policy", serialize_with = "serialize_policy")]
+    pub policy: QueuePolicy,
+    /// Seconds between statistics lines (at least 0.01).
+    #[serde(default = "default_stats_interval")]
+    pub stats_interval_s: f64,
+}
+
+fn default_queue_size() -> usize {
+    4
+}
+fn default_stats_interval() -> f64 {
+    2.0
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            queue_size: default_queue_size(),
+            policy: QueuePolicy::Auto,
+            stats_interval_s: default_stats_interval(),
+        }
+    }
+}
+
+/// `[outputs]`: what a run writes and where.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputsConfig {
+    /// Output folder.
+    #[serde(default = "default_out_dir")]
+    pub dir: PathBuf,
+    /// Write each depth map as a 16-bit PNG (value/256 m, the KITTI convention).
+    #[serde(default = "default_true")]
+    pub depth_png: bool,
+    /// Write each depth map colourised as an 8-bit PNG.
+    #[serde(default)]
+    pub colour_png: bool,
+    /// Write a side-by-side colour | depth video.
+    #[serde(default = "default_true")]
+    pub video: bool,
+    /// Write a point cloud every N frames (0 = never).
+    #[serde(default)]
+    pub pointcloud_every: u32,
+    /// Evaluate against ground truth where the source has it.
+    #[serde(default = "default_true")]
+    pub metrics: bool,
+}
+
+fn default_out_dir() -> PathBuf {
+    PathBuf::from("out/run")
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for OutputsConfig {
+    fn default() -> Self {
+        Self {
+            dir: default_out_dir(),
+            depth_png: true,
+            colour_png: false,
+            video: true,
+            pointcloud_every: 0,
+            metrics: true,
+        }
+    }
+}
+
+/// URI schemes a `source.uri` may use (GStreamer-style), and dataset spec prefixes.
+pub const URI_SCHEMES: [&str; 9] = [
+    "file://", "v4l2://", "rtsp://", "rtsps://", "http://", "https://", "csi://", "test://",
+    "gst://",
+];
+/// Dataset spec prefixes a `source.uri` may use (`kitti:DIR`, …).
+pub const DATASET_PREFIXES: [&str; 3] = ["kitti:", "kitchen:", "tum:"];
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let file = path.as_ref();
+        let text = std::fs::read_to_string(file)
+            .map_err(|source| ConfigError::Read { file: file.to_path_buf(), source })?;
+        Self::from_toml_str(&text, file)
+    }
+
+    /// Parses and validates config text; `file` names it in errors.
+    pub fn from_toml_str(text: &str, file: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let file = file.as_ref();
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.to_path_buf(),
+            message: describe_toml_error(text, &e),
+        })?;
+        config.validate(file)?;
+        Ok(config)
+    }
+
+    /// The config as TOML text.
+    pub fn to_toml_string(&self) -> String {
+        // Serialising plain structs of numbers, strings and paths cannot fail.
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Checks every field's range and consistency; `file` names the config in errors.
+    pub fn validate(&self, file: &Path) -> Result<(), ConfigError> {
+        let invalid = |field: &str, expected: &str, found: String| ConfigError::Invalid {
+            file: file.to_path_buf(),
+            field: field.to_string(),
+            expected: expected.to_string(),
+            found,
+        };
+
+        // [source]
+        let uri = self.source.uri.trim();
+        if uri.is_empty() {
+            return Err(invalid("source.uri", "a non-empty URI or dataset spec", "\"\"".into()));
+        }
+        if let Some(prefix) = DATASET_PREFIXES.iter().find(|p| uri.starts_with(*p)) {
+            if uri.len() == prefix.len() {
+                return Err(invalid(
+                    "source.uri",
+                    "a dataset folder after the prefix, e.g. `kitchen:../shared/data/kitchen`",
+                    format!("{uri:?}"),
+                ));
+            }
+        } else if !URI_SCHEMES.iter().any(|s| uri.starts_with(s)) {
+            return Err(invalid(
+                "source.uri",
+                "a URI starting with file://, v4l2://, rtsp://, rtsps://, http(s)://, csi://, \
+                 test:// or gst://, or a dataset spec kitti:DIR, kitchen:DIR or tum:DIR",
+                format!("{uri:?}"),
+            ));
+        }
+        if let Some(fps) = self.source.fps
+            && !(fps.is_finite() && fps > 0.0)
+        {
+            return Err(invalid("source.fps", "a positive frame rate", fps.to_string()));
+        }
+
+        // [camera]
+        if let Some(cam) = &self.camera {
+            if cam.width == 0 {
+                return Err(invalid("camera.width", "a positive width in pixels", "0".into()));
+            }
+            if cam.height == 0 {
+                return Err(invalid("camera.height", "a positive height in pixels", "0".into()));
+            }
+            for (field, value) in [("camera.fx", cam.fx), ("camera.fy", cam.fy)] {
+                if !(value.is_finite() && value > 0.0) {
+                    return Err(invalid(
+                        field,
+                        "a positive focal length in pixels",
+                        value.to_string(),
+                    ));
+                }
+            }
+            if !(cam.cx.is_finite() && cam.cx > 0.0 && cam.cx < cam.width as f64) {
+                return Err(invalid(
+                    "camera.cx",
+                    "a principal point inside the image (0 < cx < width)",
+                    cam.cx.to_string(),
+                ));
+            }
+            if !(cam.cy.is_finite() && cam.cy > 0.0 && cam.cy < cam.height as f64) {
+                return Err(invalid(
+                    "camera.cy",
+                    "a principal point inside the image (0 < cy < height)",
+                    cam.cy.to_string(),
+                ));
+            }
+            if let Some(d) = &cam.distortion
+                && let Some(i) = d.iter().position(|c| !c.is_finite())
+            {
+                return Err(invalid(
+                    &format!("camera.distortion[{i}]"),
+                    "a finite coefficient",
+                    d[i].to_string(),
+                ));
+            }
+        }
+
+        // [network]
+        let net = &self.network;
+        for (field, value) in [("network.width", net.width), ("network.height", net.height)] {
+            if value == 0 || value % 32 != 0 {
+                return Err(invalid(field, "a positive multiple of 32", value.to_string()));
+            }
+        }
+        if let Some(model) = &net.model
+            && model.as_os_str().is_empty()
+        {
+            return Err(invalid("network.model", "a non-empty path", "\"\"".into()));
+        }
+        if !(net.min_depth.is_finite() && net.min_depth > 0.0) {
+            return Err(invalid(
+                "network.min_depth",
+                "a positive depth in metres",
+                net.min_depth.to_string(),
+            ));
+        }
+        if !(net.max_depth.is_finite() && net.max_depth > net.min_depth) {
+            return Err(invalid(
+                "network.max_depth",
+                "a finite depth in metres greater than network.min_depth",
+                net.max_depth.to_string(),
+            ));
+        }
+
+        // [pipeline]
+        if !(1..=MAX_QUEUE_SIZE).contains(&self.pipeline.queue_size) {
+            return Err(invalid(
+                "pipeline.queue_size",
+                "a queue size from 1 to 65536",
+                self.pipeline.queue_size.to_string(),
+            ));
+        }
+        let interval = self.pipeline.stats_interval_s;
+        if !(interval.is_finite() && (MIN_STATS_INTERVAL_S..=86_400.0).contains(&interval)) {
+            return Err(invalid(
+                "pipeline.stats_interval_s",
+                "a number of seconds from 0.01 to 86400",
+                interval.to_string(),
+            ));
+        }
+
+        // [outputs]
+        if self.outputs.dir.as_os_str().is_empty() {
+            return Err(invalid("outputs.dir", "a non-empty folder path", "\"\"".into()));
+        }
+        Ok(())
+    }
+
+    /// Checks that the paths the config names exist (relative to the current directory): the
+    /// folder of a dataset `source.uri`, the file of a `file://` URI and `network.model`.
+    /// Separate from [`Config::load`] so that a config can be checked before its data or
+    /// weights are in place; call it just before running.
+    pub fn check_paths(&self, file: &Path) -> Result<(), ConfigError> {
+        let missing = |field: &str, expected: &str, path: &Path| ConfigError::Invalid {
+            file: file.to_path_buf(),
+            field: field.to_string(),
+            expected: expected.to_string(),
+            found: format!("{} (does not exist)", path.display()),
+        };
+        let uri = self.source.uri.trim();
+        if let Some((_, dir)) = uri.split_once(':').filter(|_| self.source.is_dataset()) {
+            if !Path::new(dir).is_dir() {
+                return Err(missing("source.uri", "an existing dataset folder", Path::new(dir)));
+            }
+        } else if let Some(path) = self.source.resolved_uri().strip_prefix("file://")
+            && !Path::new(path).is_file()
+        {
+            return Err(missing("source.uri", "an existing video file", Path::new(path)));
+        }
+        if let Some(model) = &self.network.model
+            && !model.exists()
+        {
+            return Err(missing("network.model", "an existing weights file or folder", model));
+        }
+        Ok(())
+    }
+
+    /// The camera calibration as [`Intrinsics`], where the config has a `[camera]` section.
+    pub fn intrinsics(&self) -> Option<Intrinsics> {
+        self.camera.as_ref().map(CameraConfig::intrinsics)
+    }
+}
+
+impl CameraConfig {
+    /// These calibration values as [`Intrinsics`].
+    pub fn intrinsics(&self) -> Intrinsics {
+        Intrinsics {
+            fx: self.fx,
+            fy: self.fy,
+            cx: self.cx,
+            cy: self.cy,
+            width: self.width,
+            height: self.height,
+            distortion: self.distortion.map(|[k1, k2, p1, p2, k3]| Distortion {
+                k1,
+                k2,
+                p1,
+                p2,
+                k3,
+            }),
+        }
+    }
+}
+
+impl PipelineConfig {
+    /// The pipeline options these settings select (other options at their defaults).
+    pub fn options(&self) -> crate::pipeline::PipelineOptions {
+        crate::pipeline::PipelineOptions {
+            queue_size: self.queue_size,
+            policy: self.policy,
+            stats_interval: std::time::Duration::from_secs_f64(
+                self.stats_interval_s.clamp(MIN_STATS_INTERVAL_S, 86_400.0),
+            ),
+            ..crate::pipeline::PipelineOptions::default()
+        }
+    }
+}
+
+impl SourceConfig {
+    /// Whether `uri` names a recorded dataset (`kitti:`, `kitchen:`, `tum:`).
+    pub fn is_dataset(&self) -> bool {
+        DATASET_PREFIXES.iter().any(|p| self.uri.trim().starts_with(p))
+    }
+
+    /// `uri` with a relative `file://` path (e.g. `file://out/demo/x.mp4`) made absolute
+    /// against the current directory, as GStreamer needs; other URIs unchanged.
+    pub fn resolved_uri(&self) -> String {
+        let uri = self.uri.trim();
+        match uri.strip_prefix("file://") {
+            Some(path) if !path.starts_with('/') => match std::env::current_dir() {
+                Ok(cwd) => format!("file://{}", cwd.join(path).display()),
+                Err(_) => uri.to_string(),
+            },
+            _ => uri.to_string(),
+        }
+    }
+}
+
+/// toml's message (with line and column), prefixed by the dotted key it is about where that
+/// can be recovered from the error's position.
+fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
+    let message = error.to_string();
+    match error.span().and_then(|span| dotted_key_at(text, span.start)) {
+        Some(key) => format!("at `{key}`: {message}"),
+        None => message,
+    }
+}
+
+/// The dotted key (`section.key`) of the `key = value` line containing byte `offset`, from the
+/// nearest `[section]` header above it; the section alone for an offset inside a header or in
+/// an unknown section-level key.
+fn dotted_key_at(text: &str, offset: usize) -> Option<String> {
+    let mut section: Option<String> = None;
+    let mut start = 0usize;
+    for line in text.split_inclusive('\n') {
+        let end = start + line.len();
+        let trimmed = line.trim();
+        let is_header = trimmed.starts_with('[') && trimmed.contains(']');
+        if is_header {
+            let name = trimmed.trim_start_matches('[').split(']').next().unwrap_or("").trim();
+            section = Some(name.to_string());
+        }
+        if offset < end || end == text.len() {
+            if is_header {
+                return section;
+            }
+            let key = line
+                .split('=')
+                .next()
+                .map(str::trim)
+                .filter(|k| !k.is_empty() && line.contains('='));
+            return match (section, key) {
+                (Some(s), Some(k)) => Some(format!("{s}.{k}")),
+                (None, Some(k)) => Some(k.to_string()),
+                (s, None) => s,
+            };
+        }
+        start = end;
+    }
+    None
 }

@@ -1,5 +1,8 @@
 //! Command-line verbs. Each verb lives in its own file with its clap `Args` and a `run`.
 
+mod probe;
+mod render;
+
 use clap::{Parser, Subcommand};
 
 /// Real-time monocular depth from a live camera stream, with on-device adaptation.
@@ -11,8 +14,17 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {}
+pub enum Command {
+    /// Open a source (camera, stream, file, test pattern), print its caps, size and framerate,
+    /// and optionally save its first frames as PNGs.
+    Probe(probe::Args),
+    /// Render a synthetic drive with exact ground-truth depth and poses.
+    Render(render::Args),
+}
 
 pub fn dispatch(cli: Cli) -> livedepth::Result<()> {
-    match cli.command {}
+    match cli.command {
+        Command::Probe(args) => probe::run(args),
+        Command::Render(args) => render::run(args),
+    }
 }

@@ -1,8 +1,131 @@
-//! Placeholder: this module is being written.
+//! Output sinks: 16-bit depth PNGs (KITTI convention), colourised depth images, MP4 video,
+//! per-frame metrics CSV and summary JSON, and PLY point clouds.
+//!
+//! Whole files are written atomically (temporary file in the same directory, fsync, rename), so
+//! a crash never leaves a half-written output under the final name. The metrics CSV is the
+//! exception by design: it is a log, appended and flushed row by row.
 
-/// Errors of this module.
+pub mod colourise;
+pub mod depth_png;
+pub mod metrics;
+pub mod pointcloud;
+pub mod video;
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Errors of the output sinks. Every variant names the file involved.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("{0}")]
-    Other(String),
+    /// Reading, writing, syncing or renaming a file failed.
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    /// Encoding or decoding an image failed.
+    #[error("{}: image error: {source}", path.display())]
+    Image { path: PathBuf, source: image::ImageError },
+    /// A file exists but does not hold what was expected.
+    #[error("{}: {reason}", path.display())]
+    Format { path: PathBuf, reason: String },
+    /// An argument cannot be written (wrong size, odd dimension, NaN timestamp...).
+    #[error("{}: invalid {what}: {reason}", path.display())]
+    InvalidInput { path: PathBuf, what: String, reason: String },
+    /// Serialising JSON failed.
+    #[error("{}: JSON error: {source}", path.display())]
+    Json { path: PathBuf, source: serde_json::Error },
+    /// GStreamer could not be initialised or lacks an element the sink needs.
+    #[error("{}: GStreamer element `{element}` is unavailable ({reason})", path.display())]
+    MissingElement { path: PathBuf, element: String, reason: String },
+    /// The encoding pipeline reported an error on its bus.
+    #[error("{}: GStreamer error from `{element}`: {message} (debug: {debug})", path.display())]
+    Gst { path: PathBuf, element: String, message: String, debug: String },
+    /// The encoding pipeline did not finish in time.
+    #[error("{}: timed out after {seconds:.1} s while {what}", path.display())]
+    Timeout { path: PathBuf, what: String, seconds: f64 },
+}
+
+impl SinkError {
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io { path: path.into(), source }
+    }
+
+    /// An invalid argument for the file at `path`.
+    pub fn invalid(path: &Path, what: &str, reason: impl Into<String>) -> Self {
+        Self::InvalidInput {
+            path: path.to_path_buf(),
+            what: what.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A fresh temporary path beside `path` (same directory, so the final rename is atomic).
+pub(crate) fn temp_path_for(path: &Path) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
+}
+
+/// Rename a finished, fsynced temporary file onto `path` and sync the directory.
+pub(crate) fn commit_temp(temp: &Path, path: &Path) -> Result<(), SinkError> {
+    if let Err(e) = std::fs::rename(temp, path) {
+        let _ = std::fs::remove_file(temp);
+        return Err(SinkError::io(path, e));
+    }
+    // Make the rename itself durable; not every filesystem supports syncing a directory.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && let Ok(dir) = File::open(dir)
+    {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+/// Write `path` atomically: `write` fills a buffered temporary file beside it, which is
+/// flushed, fsynced and renamed over `path`. On any error the temporary file is removed and
+/// `path` is left untouched.
+pub fn write_atomic<F>(path: &Path, write: F) -> Result<(), SinkError>
+where
+    F: FnOnce(&mut BufWriter<File>) -> Result<(), SinkError>,
+{
+    let temp = temp_path_for(path);
+    let file = File::create(&temp).map_err(|e| SinkError::io(path, e))?;
+    let mut writer = BufWriter::new(file);
+    let written = write(&mut writer).and_then(|()| {
+        writer.flush().map_err(|e| SinkError::io(path, e))?;
+        writer.get_ref().sync_all().map_err(|e| SinkError::io(path, e))
+    });
+    drop(writer);
+    match written {
+        Ok(()) => commit_temp(&temp, path),
+        Err(e) => {
+            let _ = std::fs::remove_file(&temp);
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_leaves_nothing_behind_on_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.txt");
+        std::fs::write(&path, b"old").unwrap();
+        let failed = write_atomic(&path, |w| {
+            w.write_all(b"partial").map_err(|e| SinkError::io(&path, e))?;
+            Err(SinkError::invalid(&path, "test", "deliberate"))
+        });
+        assert!(matches!(failed, Err(SinkError::InvalidInput { .. })));
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "temp file left behind");
+        write_atomic(&path, |w| w.write_all(b"new").map_err(|e| SinkError::io(&path, e))).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
 }

@@ -1,12 +1,50 @@
 //! Frame sources. Every source yields timestamped RGB [`Frame`]s through the [`Source`] trait.
+//!
+//! [`gst::GstSource`] reads cameras, network streams and video files through GStreamer, opened
+//! from a URI (`file://`, `v4l2://`, `rtsp://`, `csi://`, `test://`, `gst://`).
+
+pub mod gst;
+pub mod gst_uri;
+
+pub mod dataset;
 
 use crate::frame::Frame;
+use std::path::PathBuf;
 
-/// Errors of frame sources.
+/// Errors of frame sources. Every variant names the URI or file involved.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("{0}")]
-    Other(String),
+    /// The source URI could not be understood.
+    #[error("invalid source URI `{uri}`: {reason}")]
+    InvalidUri { uri: String, reason: String },
+    /// A file (or device node) named by the source does not exist.
+    #[error("{}: no such file or device", path.display())]
+    MissingFile { path: PathBuf },
+    /// A GStreamer element the source needs is not installed.
+    #[error("{uri}: GStreamer element `{element}` is not installed ({hint})")]
+    MissingElement { uri: String, element: String, hint: String },
+    /// GStreamer itself could not be initialised.
+    #[error("GStreamer could not be initialised: {0}")]
+    GstInit(String),
+    /// The pipeline could not be built (parse error, linking error, missing appsink).
+    #[error("{uri}: could not build the GStreamer pipeline: {reason}")]
+    Pipeline { uri: String, reason: String },
+    /// An element of the running pipeline reported an error on the bus (corrupt or unsupported
+    /// stream, unplugged device, network failure...).
+    #[error("{uri}: GStreamer error from `{element}`: {message} (debug: {debug})")]
+    Stream { uri: String, element: String, message: String, debug: String },
+    /// A state change of the pipeline failed without any error message on the bus.
+    #[error("{uri}: the pipeline refused to go to {state}")]
+    StateChange { uri: String, state: String },
+    /// No frame, end of stream or error arrived within the configured timeout.
+    #[error("{uri}: no frame within {seconds:.1} s (stalled source or undecodable stream)")]
+    Timeout { uri: String, seconds: f64 },
+    /// The negotiated frames are not what was expected.
+    #[error("{uri}: unexpected video format: {reason}")]
+    Format { uri: String, reason: String },
+    /// A recorded dataset could not be read.
+    #[error(transparent)]
+    Dataset(#[from] dataset::DatasetError),
 }
 
 /// A stream of frames: a camera, a video file, or a recorded dataset.
@@ -25,4 +63,24 @@ pub trait Source: Send {
 
     /// A one-line human description (URI, caps, size).
     fn describe(&self) -> String;
+}
+
+/// Whether `uri` names a recorded dataset (`kitti:DIR`, `kitchen:DIR`, `tum:DIR`) rather than a
+/// GStreamer URI.
+pub fn is_dataset_spec(uri: &str) -> bool {
+    ["kitti:", "kitchen:", "tum:"].iter().any(|p| uri.trim_start().starts_with(p))
+}
+
+/// Opens any source livedepth knows: a dataset spec (with `selection`) or a GStreamer URI (with
+/// `gst_options`).
+pub fn open(
+    uri: &str,
+    gst_options: &gst::GstOptions,
+    selection: dataset::FrameSelection,
+) -> Result<Box<dyn Source>, SourceError> {
+    if is_dataset_spec(uri) {
+        Ok(Box::new(dataset::DatasetSource::open(uri, selection)?))
+    } else {
+        Ok(Box::new(gst::GstSource::open(uri, gst_options)?))
+    }
 }

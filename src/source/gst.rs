@@ -1,0 +1,677 @@
+//! [`GstSource`]: frames from any GStreamer pipeline ending in an appsink, opened from a URI
+//! (see [`parse_source_uri`]). Frames are negotiated to packed RGB at the requested size, read
+//! with gstreamer-video (respecting the row stride) and time-stamped with the buffer PTS.
+//!
+//! Pipelines built here:
+//! - `file://`: `filesrc ! queue ! decodebin` (any container and codec installed) → tail;
+//! - `v4l2://`, `rtsp://`: `uridecodebin` (rtspsrc with a small latency) → tail;
+//! - `csi://N`: `nvarguscamerasrc sensor-id=N ! nvvidconv` → tail (Jetson only);
+//! - `test://`: `videotestsrc` → tail;
+//! - `gst://DESC`: the description as given; its `appsink name=sink` gets RGB caps.
+//!
+//! The tail is `videoconvert ! videoscale ! capsfilter(video/x-raw,format=RGB[,size]) ! appsink`.
+//! Replay sources deliver every decoded frame (appsink `drop=false`, small queue, no clock
+//! sync); live sources keep only the latest frame (`drop=true max-buffers=1`).
+//!
+//! Errors posted on the bus become [`SourceError::Stream`] naming the element, message and
+//! debug string; every wait is bounded by [`GstOptions::timeout`], so a stalled or undecodable
+//! stream gives an error instead of a hang. Warnings are logged to stderr and counted.
+
+pub use super::gst_uri::{ACCEPTED_URIS, SourceUri, parse_source_uri};
+
+use super::{Source, SourceError};
+use crate::frame::{Frame, RgbImage};
+use gstreamer as gst;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+use gstreamer_video::prelude::*;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How long one wait on the appsink lasts before the bus is checked again.
+const POLL_INTERVAL: gst::ClockTime = gst::ClockTime::from_mseconds(50);
+/// Latency of the RTSP jitter buffer, in milliseconds (small: we want the latest frame).
+const RTSP_LATENCY_MS: u32 = 100;
+/// Appsink queue length for replay sources (lossless, back-pressured).
+const REPLAY_MAX_BUFFERS: u32 = 4;
+
+/// Options of a [`GstSource`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct GstOptions {
+    /// Output width in pixels; `None` keeps the native width (or follows the height's aspect).
+    pub width: Option<u32>,
+    /// Output height in pixels; `None` keeps the native height (or follows the width's aspect).
+    pub height: Option<u32>,
+    /// Keep only the latest frame (cameras) instead of delivering every frame (files).
+    /// `None`: live for v4l2/rtsp/csi/test, not live for file/gst.
+    pub live: Option<bool>,
+    /// The longest wait for the pipeline to start or for one frame.
+    pub timeout: Duration,
+}
+
+impl Default for GstOptions {
+    fn default() -> Self {
+        Self { width: None, height: None, live: None, timeout: Duration::from_secs(10) }
+    }
+}
+
+/// An error message read from the bus.
+#[derive(Clone, Debug)]
+struct BusError {
+    element: String,
+    message: String,
+    debug: String,
+}
+
+impl BusError {
+    fn from_message(err: &gst::message::Error) -> Self {
+        Self {
+            element: err.src().map(|s| s.name().to_string()).unwrap_or_else(|| "unknown".into()),
+            message: err.error().to_string(),
+            debug: err.debug().map(|d| d.to_string()).unwrap_or_default(),
+        }
+    }
+
+    fn to_source_error(&self, uri: &str) -> SourceError {
+        SourceError::Stream {
+            uri: uri.to_string(),
+            element: self.element.clone(),
+            message: self.message.clone(),
+            debug: self.debug.clone(),
+        }
+    }
+}
+
+/// Frames from a GStreamer pipeline. See the module documentation.
+pub struct GstSource {
+    uri: String,
+    live: bool,
+    timeout: Duration,
+    pipeline: gst::Pipeline,
+    appsink: gst_app::AppSink,
+    bus: gst::Bus,
+    /// First element of our conversion tail, whose sink caps give the native size.
+    tail_head: Option<gst::Element>,
+    /// The first sample, pulled while opening to learn the caps.
+    pending: Option<gst::Sample>,
+    /// A fatal bus error, repeated on every later call.
+    failed: Option<BusError>,
+    ended: bool,
+    warnings: u64,
+    next_index: u64,
+    video_info: Option<(gst::Caps, gst_video::VideoInfo)>,
+    caps_description: String,
+    native_size: Option<(u32, u32)>,
+    output_size: Option<(u32, u32)>,
+    framerate: Option<f64>,
+    opened_at: Instant,
+}
+
+impl GstSource {
+    /// Open the source named by `uri` and start it: returns once the first frame arrived (or the
+    /// stream ended empty), so that caps, size and framerate are known.
+    pub fn open(uri: &str, options: &GstOptions) -> Result<Self, SourceError> {
+        let parsed = parse_source_uri(uri)?;
+        Self::open_parsed(uri, parsed, options)
+    }
+
+    /// [`GstSource::open`] for an already parsed URI (`uri` is only used in messages).
+    pub fn open_parsed(
+        uri: &str,
+        parsed: SourceUri,
+        options: &GstOptions,
+    ) -> Result<Self, SourceError> {
+        if options.width == Some(0) || options.height == Some(0) {
+            return Err(SourceError::Format {
+                uri: uri.to_string(),
+                reason: "the requested width and height must be positive".into(),
+            });
+        }
+        gst::init().map_err(|e| SourceError::GstInit(e.to_string()))?;
+        let live = options.live.unwrap_or_else(|| parsed.default_live());
+        let (pipeline, appsink, tail_head) = build_pipeline(uri, &parsed, options, live)?;
+        let bus = pipeline.bus().ok_or_else(|| SourceError::Pipeline {
+            uri: uri.to_string(),
+            reason: "the pipeline has no bus".into(),
+        })?;
+        let mut source = Self {
+            uri: uri.to_string(),
+            live,
+            timeout: options.timeout,
+            pipeline,
+            appsink,
+            bus,
+            tail_head,
+            pending: None,
+            failed: None,
+            ended: false,
+            warnings: 0,
+            next_index: 0,
+            video_info: None,
+            caps_description: String::new(),
+            native_size: None,
+            output_size: None,
+            framerate: None,
+            opened_at: Instant::now(),
+        };
+        source.start()?;
+        Ok(source)
+    }
+
+    fn start(&mut self) -> Result<(), SourceError> {
+        if self.pipeline.set_state(gst::State::Playing).is_err() {
+            // The reason is on the bus; give it a moment to arrive.
+            let deadline = Instant::now() + self.timeout.min(Duration::from_secs(2));
+            while Instant::now() < deadline {
+                self.drain_bus()?;
+                if let Some(msg) = self.bus.timed_pop_filtered(
+                    POLL_INTERVAL,
+                    &[gst::MessageType::Error, gst::MessageType::Warning],
+                ) {
+                    self.handle_message(&msg)?;
+                }
+            }
+            return Err(SourceError::StateChange {
+                uri: self.uri.clone(),
+                state: "PLAYING".into(),
+            });
+        }
+        let first = self.pull_sample()?;
+        match &first {
+            Some(sample) => {
+                if let Some(caps) = sample.caps() {
+                    self.learn_caps(caps)?;
+                }
+            }
+            None => self.ended = true,
+        }
+        self.pending = first;
+        Ok(())
+    }
+
+    /// Record the negotiated output caps, native size and framerate.
+    fn learn_caps(&mut self, caps: &gst::CapsRef) -> Result<(), SourceError> {
+        self.caps_description = caps.to_string();
+        let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| SourceError::Format {
+            uri: self.uri.clone(),
+            reason: format!("caps `{caps}` are not raw video: {e}"),
+        })?;
+        self.output_size = Some((info.width(), info.height()));
+        let fps = info.fps();
+        self.framerate = (fps.numer() > 0 && fps.denom() > 0)
+            .then(|| f64::from(fps.numer()) / f64::from(fps.denom()));
+        let native = self
+            .tail_head
+            .as_ref()
+            .and_then(|e| e.static_pad("sink"))
+            .and_then(|pad| pad.current_caps())
+            .and_then(|c| gst_video::VideoInfo::from_caps(&c).ok())
+            .map(|i| (i.width(), i.height()));
+        self.native_size = native.or(self.output_size);
+        Ok(())
+    }
+
+    /// The URI the source was opened from.
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    /// The negotiated caps of the delivered frames (empty if the stream ended before a frame).
+    pub fn caps_description(&self) -> &str {
+        &self.caps_description
+    }
+
+    /// The size of the decoded video before scaling, once a frame arrived.
+    pub fn native_size(&self) -> Option<(u32, u32)> {
+        self.native_size
+    }
+
+    /// The size of the delivered frames, once a frame arrived.
+    pub fn output_size(&self) -> Option<(u32, u32)> {
+        self.output_size
+    }
+
+    /// The nominal framerate in frames per second, where the caps give one (not variable).
+    pub fn framerate(&self) -> Option<f64> {
+        self.framerate
+    }
+
+    /// How many warnings the pipeline posted so far (each is also printed to stderr).
+    pub fn warning_count(&self) -> u64 {
+        self.warnings
+    }
+
+    fn handle_message(&mut self, msg: &gst::Message) -> Result<(), SourceError> {
+        match msg.view() {
+            gst::MessageView::Error(err) => {
+                let bus_error = BusError::from_message(err);
+                let error = bus_error.to_source_error(&self.uri);
+                self.failed = Some(bus_error);
+                Err(error)
+            }
+            gst::MessageView::Warning(warning) => {
+                self.warnings += 1;
+                let element = warning.src().map(|s| s.name().to_string()).unwrap_or_default();
+                eprintln!(
+                    "warning: {}: GStreamer warning from `{element}`: {} ({})",
+                    self.uri,
+                    warning.error(),
+                    warning.debug().map(|d| d.to_string()).unwrap_or_default()
+                );
+                Ok(())
+            }
+            gst::MessageView::Eos(_) => {
+                self.ended = true;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Handle every message waiting on the bus; the first error is returned.
+    fn drain_bus(&mut self) -> Result<(), SourceError> {
+        if let Some(failed) = &self.failed {
+            return Err(failed.to_source_error(&self.uri));
+        }
+        while let Some(msg) = self.bus.pop() {
+            self.handle_message(&msg)?;
+        }
+        Ok(())
+    }
+
+    /// The next sample, `None` at the end of the stream; bounded by the timeout.
+    fn pull_sample(&mut self) -> Result<Option<gst::Sample>, SourceError> {
+        if let Some(sample) = self.pending.take() {
+            return Ok(Some(sample));
+        }
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            if let Some(failed) = &self.failed {
+                return Err(failed.to_source_error(&self.uri));
+            }
+            if let Some(sample) = self.appsink.try_pull_sample(POLL_INTERVAL) {
+                return Ok(Some(sample));
+            }
+            self.drain_bus()?;
+            if self.ended || self.appsink.is_eos() {
+                // Anything queued before the end is still delivered.
+                return Ok(self.appsink.try_pull_sample(gst::ClockTime::ZERO));
+            }
+            if Instant::now() >= deadline {
+                return Err(SourceError::Timeout {
+                    uri: self.uri.clone(),
+                    seconds: self.timeout.as_secs_f64(),
+                });
+            }
+        }
+    }
+
+    /// Copy one RGB sample into a packed [`RgbImage`] frame.
+    fn sample_to_frame(&mut self, sample: &gst::Sample) -> Result<Frame, SourceError> {
+        let uri = &self.uri;
+        let format_error = |reason: String| SourceError::Format { uri: uri.clone(), reason };
+        let buffer =
+            sample.buffer().ok_or_else(|| format_error("a sample without a buffer".into()))?;
+        let caps = sample.caps().ok_or_else(|| format_error("a sample without caps".into()))?;
+        let cached = matches!(&self.video_info, Some((c, _)) if c.as_ptr() == caps.as_ptr());
+        if !cached {
+            let info = gst_video::VideoInfo::from_caps(caps)
+                .map_err(|e| format_error(format!("caps `{caps}` are not raw video: {e}")))?;
+            if info.format() != gst_video::VideoFormat::Rgb {
+                return Err(format_error(format!("expected packed RGB, got caps `{caps}`")));
+            }
+            self.video_info = Some((caps.to_owned(), info));
+        }
+        let Some((_, info)) = &self.video_info else {
+            return Err(format_error("no video info".into()));
+        };
+        let mapped = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, info)
+            .map_err(|e| format_error(format!("could not map a frame: {e}")))?;
+        let (width, height) = (mapped.width(), mapped.height());
+        let row_bytes = width as usize * 3;
+        let stride = usize::try_from(mapped.plane_stride()[0]).unwrap_or(0);
+        let plane =
+            mapped.plane_data(0).map_err(|e| format_error(format!("unreadable plane: {e}")))?;
+        if width == 0
+            || height == 0
+            || stride < row_bytes
+            || plane.len() < stride * (height as usize - 1) + row_bytes
+        {
+            return Err(format_error(format!(
+                "a {width}x{height} RGB frame with stride {stride} in {} bytes",
+                plane.len()
+            )));
+        }
+        let mut data = Vec::with_capacity(row_bytes * height as usize);
+        if stride == row_bytes {
+            data.extend_from_slice(&plane[..row_bytes * height as usize]);
+        } else {
+            for row in plane.chunks(stride).take(height as usize) {
+                data.extend_from_slice(&row[..row_bytes]);
+            }
+        }
+        let timestamp = match buffer.pts() {
+            Some(pts) => pts.nseconds() as f64 * 1e-9,
+            None => self.opened_at.elapsed().as_secs_f64(),
+        };
+        let frame = Frame::from_rgb(self.next_index, timestamp, RgbImage { width, height, data });
+        self.next_index += 1;
+        Ok(frame)
+    }
+}
+
+impl Source for GstSource {
+    fn next_frame(&mut self) -> Result<Option<Frame>, SourceError> {
+        match self.pull_sample()? {
+            Some(sample) => self.sample_to_frame(&sample).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn is_live(&self) -> bool {
+        self.live
+    }
+
+    fn describe(&self) -> String {
+        match self.output_size {
+            Some((w, h)) => format!("{} ({w}x{h}, {})", self.uri, self.caps_description),
+            None => format!("{} (no frames)", self.uri),
+        }
+    }
+}
+
+impl Drop for GstSource {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+fn pipeline_error(uri: &str, reason: impl Into<String>) -> SourceError {
+    SourceError::Pipeline { uri: uri.to_string(), reason: reason.into() }
+}
+
+/// Fail with [`SourceError::MissingElement`] unless every named element factory is installed.
+fn require_elements(uri: &str, elements: &[(&str, &str)]) -> Result<(), SourceError> {
+    for (element, hint) in elements {
+        if gst::ElementFactory::find(element).is_none() {
+            return Err(SourceError::MissingElement {
+                uri: uri.to_string(),
+                element: element.to_string(),
+                hint: hint.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn make_element(uri: &str, factory: &str) -> Result<gst::Element, SourceError> {
+    gst::ElementFactory::make(factory).build().map_err(|_| SourceError::MissingElement {
+        uri: uri.to_string(),
+        element: factory.to_string(),
+        hint: "the plugin could not create it".into(),
+    })
+}
+
+/// The RGB caps the appsink accepts.
+fn rgb_caps(options: &GstOptions) -> gst::Caps {
+    let mut caps = gst::Caps::builder("video/x-raw").field("format", "RGB");
+    if let Some(width) = options.width {
+        caps = caps.field("width", width as i32);
+    }
+    if let Some(height) = options.height {
+        caps = caps.field("height", height as i32);
+    }
+    if options.width.is_some() || options.height.is_some() {
+        caps = caps.field("pixel-aspect-ratio", gst::Fraction::new(1, 1));
+    }
+    caps.build()
+}
+
+fn configure_appsink(appsink: &gst_app::AppSink, caps: Option<&gst::Caps>, live: bool) {
+    appsink.set_caps(caps);
+    appsink.set_sync(false);
+    appsink.set_property("enable-last-sample", false);
+    if live {
+        appsink.set_max_buffers(1);
+        appsink.set_drop(true);
+    } else {
+        appsink.set_max_buffers(REPLAY_MAX_BUFFERS);
+        appsink.set_drop(false);
+    }
+}
+
+const BASE_HINT: &str = "part of gst-plugins-base";
+
+/// Build the pipeline for a parsed URI: (pipeline, appsink, first element of the RGB tail).
+fn build_pipeline(
+    uri: &str,
+    parsed: &SourceUri,
+    options: &GstOptions,
+    live: bool,
+) -> Result<(gst::Pipeline, gst_app::AppSink, Option<gst::Element>), SourceError> {
+    if let SourceUri::Pipeline(description) = parsed {
+        return build_described_pipeline(uri, description, options, live);
+    }
+    require_elements(
+        uri,
+        &[
+            ("videoconvert", BASE_HINT),
+            ("videoscale", BASE_HINT),
+            ("capsfilter", "part of GStreamer core"),
+            ("appsink", BASE_HINT),
+        ],
+    )?;
+    let pipeline = gst::Pipeline::new();
+    let convert = make_element(uri, "videoconvert")?;
+    let scale = make_element(uri, "videoscale")?;
+    scale.set_property("add-borders", false);
+    let filter = make_element(uri, "capsfilter")?;
+    filter.set_property("caps", rgb_caps(options));
+    let appsink = gst_app::AppSink::builder().build();
+    configure_appsink(&appsink, None, live);
+    let tail = [&convert, &scale, &filter, appsink.upcast_ref::<gst::Element>()];
+    pipeline.add_many(tail).map_err(|e| pipeline_error(uri, e.to_string()))?;
+    gst::Element::link_many(tail).map_err(|e| pipeline_error(uri, e.to_string()))?;
+
+    match parsed {
+        SourceUri::File(path) => {
+            let path = existing_file(path)?;
+            add_file_decoder(uri, &pipeline, &path, &convert)?;
+        }
+        SourceUri::V4l2(device) => {
+            require_elements(uri, &[("v4l2src", "part of gst-plugins-good (video4linux2)")])?;
+            if !device.exists() {
+                return Err(SourceError::MissingFile { path: device.clone() });
+            }
+            add_uridecodebin(uri, &pipeline, &format!("v4l2://{}", device.display()), &convert)?;
+        }
+        SourceUri::Rtsp(rtsp_uri) => {
+            require_elements(uri, &[("rtspsrc", "part of gst-plugins-good")])?;
+            add_uridecodebin(uri, &pipeline, rtsp_uri, &convert)?;
+        }
+        SourceUri::Csi(sensor) => {
+            require_elements(
+                uri,
+                &[
+                    (
+                        "nvarguscamerasrc",
+                        "CSI cameras need NVIDIA's Argus plugin (JetPack on Jetson)",
+                    ),
+                    ("nvvidconv", "CSI cameras need NVIDIA's nvvidconv (JetPack on Jetson)"),
+                ],
+            )?;
+            let head = format!("nvarguscamerasrc sensor-id={sensor} ! nvvidconv");
+            add_raw_head(uri, &pipeline, &head, &convert)?;
+        }
+        SourceUri::Test { pattern, num_buffers } => {
+            require_elements(uri, &[("videotestsrc", BASE_HINT)])?;
+            let mut head = format!("videotestsrc is-live={live}");
+            if let Some(pattern) = pattern {
+                head.push_str(&format!(" pattern={pattern}"));
+            }
+            if let Some(n) = num_buffers {
+                head.push_str(&format!(" num-buffers={n}"));
+            }
+            add_raw_head(uri, &pipeline, &head, &convert).map_err(|e| match (e, pattern) {
+                (SourceError::Pipeline { reason, .. }, Some(p)) => SourceError::InvalidUri {
+                    uri: uri.to_string(),
+                    reason: format!(
+                        "`{p}` is not a videotestsrc pattern (e.g. smpte, ball, snow, gradient, \
+                         checkers-8; see `gst-inspect-1.0 videotestsrc`): {reason}"
+                    ),
+                },
+                (e, _) => e,
+            })?;
+        }
+        SourceUri::Pipeline(_) => unreachable!("handled above"),
+    }
+    Ok((pipeline, appsink, Some(convert)))
+}
+
+/// The path of an existing regular file, or [`SourceError::MissingFile`].
+fn existing_file(path: &Path) -> Result<std::path::PathBuf, SourceError> {
+    let missing = || SourceError::MissingFile { path: path.to_path_buf() };
+    let absolute = std::path::absolute(path).map_err(|_| missing())?;
+    match std::fs::metadata(&absolute) {
+        Ok(meta) if meta.is_file() => Ok(absolute),
+        _ => Err(missing()),
+    }
+}
+
+/// Decode a file with `filesrc ! queue ! decodebin`. The queue makes the demuxer work in push
+/// mode: in pull mode an error the demuxer raises while decodebin is still activating it (a
+/// truncated MP4 without its index) is swallowed by decodebin, and the pipeline would stall.
+fn add_file_decoder(
+    uri: &str,
+    pipeline: &gst::Pipeline,
+    path: &Path,
+    tail_sink: &gst::Element,
+) -> Result<(), SourceError> {
+    require_elements(
+        uri,
+        &[
+            ("filesrc", "part of GStreamer core"),
+            ("queue", "part of GStreamer core"),
+            ("decodebin", BASE_HINT),
+        ],
+    )?;
+    let filesrc = gst::ElementFactory::make("filesrc")
+        .property("location", path.to_string_lossy().as_ref())
+        .build()
+        .map_err(|e| pipeline_error(uri, e.to_string()))?;
+    let queue = make_element(uri, "queue")?;
+    let decode = make_element(uri, "decodebin")?;
+    pipeline.add_many([&filesrc, &queue]).map_err(|e| pipeline_error(uri, e.to_string()))?;
+    filesrc.link(&queue).map_err(|e| pipeline_error(uri, e.to_string()))?;
+    link_decoder(uri, pipeline, &decode, tail_sink)?;
+    queue.link(&decode).map_err(|e| pipeline_error(uri, e.to_string()))
+}
+
+/// Decode `media_uri` (a camera or network stream) with uridecodebin.
+fn add_uridecodebin(
+    uri: &str,
+    pipeline: &gst::Pipeline,
+    media_uri: &str,
+    tail_sink: &gst::Element,
+) -> Result<(), SourceError> {
+    require_elements(uri, &[("uridecodebin", BASE_HINT)])?;
+    let decode = gst::ElementFactory::make("uridecodebin")
+        .property("uri", media_uri)
+        .build()
+        .map_err(|e| pipeline_error(uri, e.to_string()))?;
+    decode.connect("source-setup", false, |args| {
+        if let Some(Ok(source)) = args.get(1).map(|v| v.get::<gst::Element>())
+            && source.has_property("latency")
+            && source.property_type("latency") == Some(u32::static_type())
+        {
+            source.set_property("latency", RTSP_LATENCY_MS);
+        }
+        None
+    });
+    link_decoder(uri, pipeline, &decode, tail_sink)
+}
+
+/// Add a decodebin-like element to the pipeline and link its first video pad to `tail_sink`
+/// when it appears. A stream without video posts an error on the bus instead of stalling.
+fn link_decoder(
+    uri: &str,
+    pipeline: &gst::Pipeline,
+    decode: &gst::Element,
+    tail_sink: &gst::Element,
+) -> Result<(), SourceError> {
+    let sink_pad = tail_sink
+        .static_pad("sink")
+        .ok_or_else(|| pipeline_error(uri, "videoconvert has no sink pad"))?;
+    let pad_for_added = sink_pad.clone();
+    decode.connect_pad_added(move |decode, pad| {
+        if pad_for_added.is_linked() {
+            return;
+        }
+        let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+        let is_video = caps.structure(0).is_some_and(|s| s.name().starts_with("video/"));
+        if is_video && let Err(e) = pad.link(&pad_for_added) {
+            gst::element_error!(
+                decode,
+                gst::StreamError::Format,
+                ("could not link the decoded video ({caps}) to videoconvert: {e:?}")
+            );
+        }
+    });
+    decode.connect_no_more_pads(move |decode| {
+        if !sink_pad.is_linked() {
+            gst::element_error!(
+                decode,
+                gst::StreamError::WrongType,
+                ("the stream has no video track")
+            );
+        }
+    });
+    pipeline.add(decode).map_err(|e| pipeline_error(uri, e.to_string()))?;
+    Ok(())
+}
+
+/// Add a gst-launch `description` producing raw video and link it to `tail_sink`.
+fn add_raw_head(
+    uri: &str,
+    pipeline: &gst::Pipeline,
+    description: &str,
+    tail_sink: &gst::Element,
+) -> Result<(), SourceError> {
+    let head = gst::parse::bin_from_description(description, true)
+        .map_err(|e| pipeline_error(uri, format!("`{description}`: {e}")))?;
+    pipeline.add(&head).map_err(|e| pipeline_error(uri, e.to_string()))?;
+    head.link(tail_sink).map_err(|e| pipeline_error(uri, format!("`{description}`: {e}")))?;
+    Ok(())
+}
+
+/// A user's gst-launch pipeline whose `appsink name=sink` receives RGB.
+fn build_described_pipeline(
+    uri: &str,
+    description: &str,
+    options: &GstOptions,
+    live: bool,
+) -> Result<(gst::Pipeline, gst_app::AppSink, Option<gst::Element>), SourceError> {
+    let element =
+        gst::parse::launch(description).map_err(|e| match e.kind::<gst::ParseError>() {
+            Some(gst::ParseError::NoSuchElement) => SourceError::MissingElement {
+                uri: uri.to_string(),
+                element: e.message().to_string(),
+                hint: "check the element names with gst-inspect-1.0".into(),
+            },
+            _ => pipeline_error(uri, e.to_string()),
+        })?;
+    let no_appsink = || SourceError::InvalidUri {
+        uri: uri.to_string(),
+        reason: format!(
+            "a gst:// pipeline must end in `appsink name=sink` (e.g. gst://videotestsrc ! \
+             videoconvert ! appsink name=sink); accepted forms: {ACCEPTED_URIS}"
+        ),
+    };
+    let pipeline = element.downcast::<gst::Pipeline>().map_err(|_| no_appsink())?;
+    let appsink = pipeline
+        .by_name("sink")
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or_else(no_appsink)?;
+    configure_appsink(&appsink, Some(&rgb_caps(options)), live);
+    Ok((pipeline, appsink, None))
+}
