@@ -23,6 +23,10 @@ pub enum Error {
     Model(#[from] Box<crate::model::ModelError>),
     #[error(transparent)]
     Engine(#[from] Box<crate::engine::EngineError>),
+    #[error(transparent)]
+    Cuda(#[from] crate::cuda::CudaError),
+    #[error(transparent)]
+    Loss(#[from] crate::loss::LossError),
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
     #[error("{0}")]

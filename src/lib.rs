@@ -8,10 +8,12 @@
 
 pub mod camera;
 pub mod config;
+pub mod cuda;
 pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod frame;
+pub mod loss;
 pub mod model;
 pub mod pipeline;
 pub mod sink;

@@ -1,0 +1,178 @@
+//! `livedepth eval`: runs a depth model over a recorded dataset through the pipeline (the
+//! dataset read on one thread, inference on another) and scores every frame with the standard
+//! metrics under the Monodepth2 protocol.
+
+use crate::engine::{DepthEngine, Disparity, TorchDepthEngine, default_device};
+use crate::eval::{EvalError, EvalProtocol, FrameMetrics, MeanMetrics, MetricsAccumulator};
+use crate::frame::Frame;
+use crate::model::Arch;
+use crate::pipeline::{Pipeline, PipelineOptions, QueuePolicy, StageError};
+use crate::sink::metrics::write_summary_json;
+use crate::source::dataset::{DatasetSource, FrameSelection};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// What to evaluate and how.
+#[derive(Clone, Debug)]
+pub struct EvalOptions {
+    /// `kitti:DIR`, `kitchen:DIR` or `tum:DIR`.
+    pub dataset: String,
+    /// A checkpoint folder (encoder.pth + depth.pth) or a safetensors file.
+    pub model: PathBuf,
+    pub arch: Arch,
+    pub width: u32,
+    pub height: u32,
+    pub selection: FrameSelection,
+    /// Turn median scaling off (metric models).
+    pub no_median_scaling: bool,
+    /// Where to write the JSON report, if anywhere.
+    pub json: Option<PathBuf>,
+    /// Show the progress bar and stage statistics.
+    pub progress: bool,
+}
+
+/// One frame's row in the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct FrameRow {
+    /// Index of the frame in the dataset.
+    pub frame: usize,
+    pub abs_rel: f64,
+    pub sq_rel: f64,
+    pub rmse: f64,
+    pub rmse_log: f64,
+    pub a1: f64,
+    pub a2: f64,
+    pub a3: f64,
+    pub scale_ratio: f64,
+}
+
+impl FrameRow {
+    fn new(frame: usize, m: &FrameMetrics) -> Self {
+        Self {
+            frame,
+            abs_rel: m.abs_rel,
+            sq_rel: m.sq_rel,
+            rmse: m.rmse,
+            rmse_log: m.rmse_log,
+            a1: m.a1,
+            a2: m.a2,
+            a3: m.a3,
+            scale_ratio: m.scale_ratio,
+        }
+    }
+}
+
+/// The whole evaluation, as written to `--json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalReport {
+    pub frames: usize,
+    pub abs_rel: f64,
+    pub sq_rel: f64,
+    pub rmse: f64,
+    pub rmse_log: f64,
+    pub a1: f64,
+    pub a2: f64,
+    pub a3: f64,
+    pub scale_ratio_median: f64,
+    pub scale_ratio_std: f64,
+    pub protocol: EvalProtocol,
+    pub dataset: String,
+    pub model: String,
+    pub arch: String,
+    pub width: u32,
+    pub height: u32,
+    pub per_frame: Vec<FrameRow>,
+}
+
+impl EvalReport {
+    fn new(options: &EvalOptions, protocol: EvalProtocol, mean: MeanMetrics, per_frame: Vec<FrameRow>) -> Self {
+        Self {
+            frames: mean.frames,
+            abs_rel: mean.abs_rel,
+            sq_rel: mean.sq_rel,
+            rmse: mean.rmse,
+            rmse_log: mean.rmse_log,
+            a1: mean.a1,
+            a2: mean.a2,
+            a3: mean.a3,
+            scale_ratio_median: mean.scale_ratio_median,
+            scale_ratio_std: mean.scale_ratio_std,
+            protocol,
+            dataset: options.dataset.clone(),
+            model: options.model.display().to_string(),
+            arch: options.arch.name().to_string(),
+            width: options.width,
+            height: options.height,
+            per_frame,
+        }
+    }
+
+    /// The seven metrics in Monodepth2's order.
+    pub fn values(&self) -> [f64; 7] {
+        [self.abs_rel, self.sq_rel, self.rmse, self.rmse_log, self.a1, self.a2, self.a3]
+    }
+}
+
+/// Scores a predicted disparity against a frame's ground truth: the disparity is resized
+/// bilinearly to the ground truth's size, converted to depth (min 0.1 m, max 100 m), then
+/// evaluated under `protocol`.
+pub fn score_disparity(
+    disparity: &Disparity,
+    frame: &Frame,
+    protocol: &EvalProtocol,
+) -> Result<FrameMetrics, EvalError> {
+    let gt = frame.gt_depth.as_ref().ok_or(EvalError::NoGroundTruth { frame: frame.index })?;
+    let depth = disparity.resized_bilinear(gt.width, gt.height).to_depth(0.1, 100.0);
+    crate::eval::compute_frame_metrics(&depth, gt, protocol).map_err(|e| e.in_frame(frame.index))
+}
+
+/// Runs the evaluation and returns the report (also written to `options.json` if set).
+pub fn evaluate(options: &EvalOptions) -> crate::Result<EvalReport> {
+    let source = DatasetSource::open(&options.dataset, options.selection)
+        .map_err(crate::source::SourceError::from)?;
+    let mut protocol = EvalProtocol::for_dataset(source.dataset().kind());
+    protocol.median_scaling &= !options.no_median_scaling;
+    let positions = source.indices().to_vec();
+    let engine = TorchDepthEngine::load(
+        &options.model,
+        options.arch,
+        options.width,
+        options.height,
+        default_device(),
+    )?;
+
+    let accumulator = Arc::new(Mutex::new(MetricsAccumulator::new()));
+    let sink_accumulator = Arc::clone(&accumulator);
+    let pipeline_options = PipelineOptions {
+        policy: QueuePolicy::Lossless,
+        show_progress: options.progress,
+        ..PipelineOptions::quiet()
+    };
+    let mut engine = engine;
+    Pipeline::new(Box::new(source), pipeline_options)?
+        .stage("depth", move |frame: Frame| {
+            let disparity = engine.predict_disparity(&frame.rgb)?;
+            Ok::<_, StageError>((frame, disparity))
+        })
+        .sink("metrics", move |(frame, disparity): (Frame, Disparity)| {
+            let metrics = score_disparity(&disparity, &frame, &protocol)?;
+            let mut acc = sink_accumulator.lock().map_err(|_| "metrics lock poisoned")?;
+            acc.push(frame.index, metrics);
+            Ok::<_, StageError>(())
+        })
+        .run()?;
+
+    let accumulator = accumulator.lock().map_err(|_| crate::Error::Other("metrics lock poisoned".into()))?;
+    let mean = accumulator.mean().ok_or(EvalError::NoFrames)?;
+    let per_frame = accumulator
+        .rows()
+        .iter()
+        .map(|(position, m)| FrameRow::new(positions.get(*position as usize).copied().unwrap_or(*position as usize), m))
+        .collect();
+    let report = EvalReport::new(options, protocol, mean, per_frame);
+    if let Some(path) = &options.json {
+        write_summary_json(path, &report)?;
+    }
+    Ok(report)
+}

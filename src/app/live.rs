@@ -1,0 +1,310 @@
+//! `livedepth run`: live depth from any source. The stages are
+//! source → `preprocess` (Lanczos resize + normalisation) → `depth` (libtorch network) →
+//! `outputs` (colourised mp4, 16-bit depth PNGs, colour PNGs, point clouds, per-frame metrics
+//! where the source has ground truth), with per-stage statistics printed live.
+//!
+//! The normalised input buffers travel from `preprocess` to `depth` and back through a small
+//! pool, so the hot path allocates nothing per frame once the pool is warm.
+
+use crate::app::eval::score_disparity;
+use crate::config::{Config, OutputsConfig};
+use crate::engine::{Disparity, Preprocessor, TorchDepthEngine, default_device};
+use crate::eval::{EvalProtocol, MetricsAccumulator};
+use crate::frame::{DepthMap, Frame, RgbImage};
+use crate::model::Arch;
+use crate::pipeline::{Pipeline, RunReport, Sink, Stage, StageError};
+use crate::sink::colourise::{colourise_depth, write_rgb_png};
+use crate::sink::depth_png::write_depth_png;
+use crate::sink::metrics::{MetricsCsvWriter, write_summary_json};
+use crate::sink::pointcloud::write_ply;
+use crate::sink::video::Mp4Writer;
+use crate::source::dataset::{DatasetKind, FrameSelection};
+use crate::source::gst::GstOptions;
+use crossbeam_channel::{Receiver, Sender};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What `livedepth run` runs: a loaded config with command-line overrides applied.
+#[derive(Clone, Debug)]
+pub struct LiveOptions {
+    pub config: Config,
+    /// Model folder or safetensors file (the config's `network.model` when `None`).
+    pub model: Option<PathBuf>,
+    /// Stop after this many frames (all when `None`).
+    pub max_frames: Option<usize>,
+}
+
+/// The evaluation protocol for a source: the dataset's own where the source is a dataset,
+/// otherwise indoor-style defaults up to the network's maximum depth.
+fn protocol_for(uri: &str, max_depth: f64) -> EvalProtocol {
+    match DatasetKind::from_spec(uri) {
+        Some(kind) => EvalProtocol::for_dataset(kind),
+        None => EvalProtocol { min_depth: 0.1, max_depth, garg_crop: false, median_scaling: true },
+    }
+}
+
+/// A frame resized and normalised for the network.
+pub struct PreparedFrame {
+    pub frame: Frame,
+    /// The frame at the network size (8-bit), kept for the outputs.
+    pub resized: RgbImage,
+    /// Planar normalised input, 3 × H × W (returned to the pool after inference).
+    pub input: Vec<f32>,
+}
+
+/// A frame with its predicted disparity at the network size.
+pub struct DepthFrame {
+    pub frame: Frame,
+    pub resized: RgbImage,
+    pub disparity: Disparity,
+}
+
+/// Recycles input buffers between the preprocess and depth stages.
+#[derive(Clone)]
+struct BufferPool {
+    give: Sender<Vec<f32>>,
+    take: Receiver<Vec<f32>>,
+    len: usize,
+}
+
+impl BufferPool {
+    fn new(capacity: usize, len: usize) -> Self {
+        let (give, take) = crossbeam_channel::bounded(capacity);
+        Self { give, take, len }
+    }
+
+    fn get(&self) -> Vec<f32> {
+        self.take.try_recv().unwrap_or_else(|_| vec![0.0; self.len])
+    }
+
+    fn put(&self, buffer: Vec<f32>) {
+        // A full pool simply lets the buffer go.
+        let _ = self.give.try_send(buffer);
+    }
+}
+
+/// The `preprocess` stage.
+pub struct PreprocessStage {
+    preprocessor: Preprocessor,
+    pool: BufferPool,
+}
+
+impl Stage<Frame> for PreprocessStage {
+    type Out = PreparedFrame;
+
+    fn process(&mut self, frame: Frame) -> Result<PreparedFrame, StageError> {
+        let mut input = self.pool.get();
+        self.preprocessor.run(&frame.rgb, &mut input)?;
+        let resized = self.preprocessor.resize(&frame.rgb)?.clone();
+        Ok(PreparedFrame { frame, resized, input })
+    }
+}
+
+/// The `depth` stage.
+pub struct DepthStage {
+    engine: TorchDepthEngine,
+    pool: BufferPool,
+}
+
+impl Stage<PreparedFrame> for DepthStage {
+    type Out = DepthFrame;
+
+    fn process(&mut self, prepared: PreparedFrame) -> Result<DepthFrame, StageError> {
+        let PreparedFrame { frame, resized, input } = prepared;
+        let disparity = self.engine.forward_normalised(&input, 1)?;
+        let disparity =
+            Disparity { width: resized.width, height: resized.height, data: disparity.to_vec() };
+        self.pool.put(input);
+        Ok(DepthFrame { frame, resized, disparity })
+    }
+}
+
+/// The `outputs` sink: writes what the config's `[outputs]` asks for into its folder.
+pub struct OutputSink {
+    outputs: OutputsConfig,
+    min_depth: f32,
+    max_depth: f32,
+    fps: f64,
+    video: Option<Mp4Writer>,
+    metrics_csv: Option<MetricsCsvWriter>,
+    accumulator: MetricsAccumulator,
+    protocol: EvalProtocol,
+    frames: u64,
+}
+
+impl OutputSink {
+    /// A sink writing into `outputs.dir` (created if missing).
+    pub fn new(
+        outputs: OutputsConfig,
+        min_depth: f32,
+        max_depth: f32,
+        fps: f64,
+        protocol: EvalProtocol,
+    ) -> crate::Result<Self> {
+        std::fs::create_dir_all(&outputs.dir).map_err(|e| crate::Error::io(&outputs.dir, e))?;
+        for (wanted, sub) in [(outputs.depth_png, "depth"), (outputs.colour_png, "colour")] {
+            if wanted {
+                let dir = outputs.dir.join(sub);
+                std::fs::create_dir_all(&dir).map_err(|e| crate::Error::io(&dir, e))?;
+            }
+        }
+        if outputs.pointcloud_every > 0 {
+            let dir = outputs.dir.join("pointcloud");
+            std::fs::create_dir_all(&dir).map_err(|e| crate::Error::io(&dir, e))?;
+        }
+        Ok(Self {
+            outputs,
+            min_depth,
+            max_depth,
+            fps,
+            video: None,
+            metrics_csv: None,
+            accumulator: MetricsAccumulator::new(),
+            protocol,
+            frames: 0,
+        })
+    }
+
+    /// Per-frame metrics gathered so far (frames with ground truth only).
+    pub fn metrics(&self) -> &MetricsAccumulator {
+        &self.accumulator
+    }
+
+    fn path(&self, sub: &str, index: u64, ext: &str) -> PathBuf {
+        self.outputs.dir.join(sub).join(format!("{index:06}.{ext}"))
+    }
+
+    fn write_video_frame(&mut self, resized: &RgbImage, colour: &RgbImage, t: f64) -> crate::Result<()> {
+        let (w, h) = (resized.width, resized.height);
+        if self.video.is_none() {
+            let path = self.outputs.dir.join("depth.mp4");
+            self.video = Some(Mp4Writer::create(&path, w, h * 2, self.fps)?);
+        }
+        // The input above, its colourised depth below.
+        let mut stacked = RgbImage::new(w, h * 2);
+        let half = resized.data.len();
+        stacked.data[..half].copy_from_slice(&resized.data);
+        stacked.data[half..].copy_from_slice(&colour.data);
+        if let Some(video) = self.video.as_mut() {
+            video.push(&stacked, t)?;
+        }
+        Ok(())
+    }
+
+    fn consume_frame(&mut self, item: DepthFrame) -> crate::Result<()> {
+        let DepthFrame { frame, resized, disparity } = item;
+        let index = frame.index;
+        let depth: DepthMap = disparity.to_depth(self.min_depth, self.max_depth);
+        let needs_colour = self.outputs.colour_png || self.outputs.video;
+        let colour = needs_colour.then(|| colourise_depth(&depth));
+        if self.outputs.depth_png {
+            write_depth_png(&self.path("depth", index, "png"), &depth)?;
+        }
+        if let Some(colour) = &colour {
+            if self.outputs.colour_png {
+                write_rgb_png(&self.path("colour", index, "png"), colour)?;
+            }
+            if self.outputs.video {
+                self.write_video_frame(&resized, colour, frame.timestamp)?;
+            }
+        }
+        if self.outputs.pointcloud_every > 0 && index % self.outputs.pointcloud_every as u64 == 0 {
+            if let Some(k) = &frame.intrinsics {
+                write_ply(&self.path("pointcloud", index, "ply"), &depth, k, Some(&resized))?;
+            }
+        }
+        if self.outputs.metrics && frame.gt_depth.is_some() {
+            let metrics = score_disparity(&disparity, &frame, &self.protocol)?;
+            if self.metrics_csv.is_none() {
+                let path = self.outputs.dir.join("metrics.csv");
+                self.metrics_csv = Some(MetricsCsvWriter::create(
+                    &path,
+                    &["frame", "abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3", "scale"],
+                )?);
+            }
+            if let Some(csv) = self.metrics_csv.as_mut() {
+                let v = metrics.values();
+                csv.write_row(&[index as f64, v[0], v[1], v[2], v[3], v[4], v[5], v[6], metrics.scale_ratio])?;
+            }
+            self.accumulator.push(index, metrics);
+        }
+        self.frames += 1;
+        Ok(())
+    }
+}
+
+impl Sink<DepthFrame> for OutputSink {
+    fn consume(&mut self, item: DepthFrame) -> Result<(), StageError> {
+        Ok(self.consume_frame(item)?)
+    }
+
+    fn finish(&mut self) -> Result<(), StageError> {
+        if let Some(video) = self.video.take() {
+            video.finish()?;
+        }
+        if let Some(csv) = self.metrics_csv.take() {
+            csv.finish()?;
+        }
+        Ok(())
+    }
+}
+
+/// Finds a model: the explicit one, the config's, or none (with an error saying what to do).
+fn resolve_model(options: &LiveOptions) -> crate::Result<PathBuf> {
+    options.model.clone().or_else(|| options.config.network.model.clone()).ok_or_else(|| {
+        crate::Error::Other(
+            "no depth model: pass --model DIR (a folder with encoder.pth + depth.pth, or a \
+             .safetensors file) or set network.model in the config"
+                .into(),
+        )
+    })
+}
+
+/// Runs the live path until the source ends, Ctrl-C, or an error; returns the pipeline report
+/// (also saved as `run_report.json` in the output folder).
+pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
+    let config = &options.config;
+    let model = resolve_model(options)?;
+    let arch: Arch = config.network.arch.as_str().parse()?;
+    let (width, height) = (config.network.width, config.network.height);
+    let engine = TorchDepthEngine::load(&model, arch, width, height, default_device())?;
+    let (mean, std) = arch.normalisation();
+    let preprocessor = Preprocessor::new(width, height, mean, std)?;
+    let pool = BufferPool::new(config.pipeline.queue_size + 4, preprocessor.output_len());
+
+    let uri = config.source.resolved_uri();
+    let gst_options = GstOptions {
+        live: config.source.live,
+        timeout: Duration::from_secs(10),
+        ..GstOptions::default()
+    };
+    let mut source = crate::source::open(&uri, &gst_options, FrameSelection::all())?;
+    if let Some(limit) = options.max_frames {
+        source = Box::new(crate::source::Limited::new(source, limit));
+    }
+    let fps = config.source.fps.unwrap_or(30.0);
+    let sink = OutputSink::new(
+        config.outputs.clone(),
+        config.network.min_depth as f32,
+        config.network.max_depth as f32,
+        fps,
+        protocol_for(&uri, config.network.max_depth),
+    )?;
+    let report = Pipeline::new(source, config.pipeline.options())?
+        .stage("preprocess", PreprocessStage { preprocessor, pool: pool.clone() })
+        .stage("depth", DepthStage { engine, pool })
+        .sink("outputs", sink)
+        .run()?;
+    write_summary_json(&config.outputs.dir.join("run_report.json"), &report)?;
+    Ok(report)
+}
+
+/// The output folder's files, for printing after a run.
+pub fn describe_outputs(dir: &Path) -> Vec<String> {
+    ["depth.mp4", "depth", "colour", "pointcloud", "metrics.csv", "run_report.json"]
+        .iter()
+        .map(|name| dir.join(name))
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .collect()
+}

@@ -1,0 +1,712 @@
+//! The self-supervised training loss of Monodepth2 on the CPU, forward and analytic backward:
+//! depth from sigmoid disparity, warping of the source frames into the target view by depth and
+//! relative pose, the SSIM + L1 photometric error, the per-pixel minimum reprojection with
+//! auto-masking (identity errors with tie-break noise), and the edge-aware smoothness term,
+//! averaged over scales. The gradients with respect to every disparity scale, each pose's six
+//! parameters and the intrinsics feed libtorch's backward pass (backward of sum(output · grad)).
+//!
+//! All kernels are fused rayon passes over bands of rows working in a reusable workspace (no
+//! allocation after the first call at a given size). The same code instantiated with `f64` is
+//! the double-precision twin the finite-difference checks run against.
+//!
+//! Conventions: images are planar 3 x H x W, RGB in [0, 1]; pixel centres lie at integer
+//! coordinates; ties in the per-pixel minimum go to the first candidate in the order
+//! [identity_0 … identity_{n−1}, warped_0 … warped_{n−1}], and the gradient flows only through
+//! the winning warped error.
+
+mod geometry;
+mod kernels;
+mod noise;
+pub mod probe;
+mod real;
+
+pub use real::Real;
+
+use kernels::{Grid, PhotometricTarget, Taps, UpsampleAxis, WarpBackward, WarpParams};
+use rayon::prelude::*;
+use std::path::PathBuf;
+
+/// Errors of the loss: bad shapes, non-finite values, bad configuration, unreadable files.
+#[derive(Debug, thiserror::Error)]
+pub enum LossError {
+    #[error("loss input `{field}`: expected {expected}, got {got}")]
+    Shape { field: String, expected: String, got: String },
+    #[error("loss input `{field}` holds a non-finite value (NaN or infinity) at index {index}")]
+    NonFinite { field: String, index: usize },
+    #[error("loss config `{field}`: expected {expected}, got {got}")]
+    Config { field: &'static str, expected: &'static str, got: String },
+    #[error("{}: {reason}", path.display())]
+    File { path: PathBuf, reason: String },
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// Loss hyper-parameters (Monodepth2's defaults).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LossConfig {
+    pub min_depth: f32,
+    pub max_depth: f32,
+    pub ssim_weight: f32,
+    pub smoothness_weight: f32,
+    pub automask: bool,
+    pub tie_break_std: f32,
+    pub seed: u64,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        Self {
+            min_depth: 0.1,
+            max_depth: 100.0,
+            ssim_weight: 0.85,
+            smoothness_weight: 1e-3,
+            automask: true,
+            tie_break_std: 1e-5,
+            seed: 0,
+        }
+    }
+}
+
+impl LossConfig {
+    /// Checks every field, naming the first bad one.
+    pub fn validate(&self) -> Result<(), LossError> {
+        let bad = |field, expected, got: f32| {
+            Err(LossError::Config { field, expected, got: got.to_string() })
+        };
+        if !(self.min_depth.is_finite() && self.min_depth > 0.0) {
+            return bad("min_depth", "a finite value > 0", self.min_depth);
+        }
+        if !(self.max_depth.is_finite() && self.max_depth > self.min_depth) {
+            return bad("max_depth", "a finite value > min_depth", self.max_depth);
+        }
+        if !(0.0..=1.0).contains(&self.ssim_weight) {
+            return bad("ssim_weight", "a value in [0, 1]", self.ssim_weight);
+        }
+        if !(self.smoothness_weight.is_finite() && self.smoothness_weight >= 0.0) {
+            return bad("smoothness_weight", "a finite value >= 0", self.smoothness_weight);
+        }
+        if !(self.tie_break_std.is_finite() && self.tie_break_std >= 0.0) {
+            return bad("tie_break_std", "a finite value >= 0", self.tie_break_std);
+        }
+        Ok(())
+    }
+}
+
+/// Pose network output for one source: axis-angle + translation; `invert` as Monodepth2 does for
+/// the source before the target (T = inverse(transform(axis_angle, translation))).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pose6<T = f32> {
+    pub axis_angle: [T; 3],
+    pub translation: [T; 3],
+    pub invert: bool,
+}
+
+/// One target frame with its sources, disparities and poses.
+#[derive(Debug, Clone, Copy)]
+pub struct LossInputs<'a, T = f32> {
+    /// Full network resolution W x H.
+    pub width: usize,
+    pub height: usize,
+    /// Planar 3 x H x W, RGB in [0, 1].
+    pub target: &'a [T],
+    /// Each planar 3 x H x W.
+    pub sources: &'a [&'a [T]],
+    /// Scale s: sigmoid disparity at (H >> s) x (W >> s).
+    pub disparities: &'a [&'a [T]],
+    /// Target at each scale's resolution, 3 x (H>>s) x (W>>s); [0] is `target` (for smoothness).
+    pub target_pyramid: &'a [&'a [T]],
+    /// One per source.
+    pub poses: &'a [Pose6<T>],
+    /// fx, fy, cx, cy at W x H (pixel centres at integer coordinates).
+    pub intrinsics: [T; 4],
+    /// Explicit noise, n_sources x H x W; None = N(0, tie_break_std) from `seed`.
+    pub tie_break_noise: Option<&'a [T]>,
+}
+
+/// The two parts of one scale's loss.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ScaleLoss<T = f32> {
+    pub photometric: T,
+    /// Already weighted by smoothness_weight / 2^s.
+    pub smoothness: T,
+}
+
+/// Loss, its parts and its gradients.
+#[derive(Debug, Clone, Default)]
+pub struct LossOutputs<T = f32> {
+    pub total: T,
+    /// Mean over scales of the photometric (per-pixel minimum) part.
+    pub photometric: T,
+    /// Mean over scales of the weighted smoothness part.
+    pub smoothness: T,
+    pub per_scale: Vec<ScaleLoss<T>>,
+    /// Scale 0: per-pixel minimum, H x W.
+    pub min_error: Vec<T>,
+    /// Scale 0: 1 where a warped error is the minimum.
+    pub automask: Vec<u8>,
+    /// Scale 0: fraction of pixels where an identity error won.
+    pub masked_fraction: T,
+    /// Scale 0: argmin index into [identity_0..identity_{n-1}, warped_0..warped_{n-1}]
+    /// (without automask: warped index i).
+    pub winner: Vec<u8>,
+    /// d total / d disparity, per scale, same shapes as inputs (empty after `forward`).
+    pub grad_disparities: Vec<Vec<T>>,
+    /// d total / d (axis_angle, translation), per source.
+    pub grad_poses: Vec<[T; 6]>,
+    /// d total / d (fx, fy, cx, cy).
+    pub grad_intrinsics: [T; 4],
+}
+
+/// The sizes a workspace is laid out for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Layout {
+    width: usize,
+    height: usize,
+    sources: usize,
+    scales: usize,
+    rows_per_band: usize,
+    gradients: bool,
+}
+
+/// Buffers reused from call to call.
+#[derive(Debug, Default)]
+struct Workspace<T> {
+    layout: Option<Layout>,
+    rows: Taps,
+    cols: Taps,
+    /// Per scale ≥ 1: (rows, columns) upsampling tables.
+    upsample: Vec<(UpsampleAxis<T>, UpsampleAxis<T>)>,
+    target: Vec<T>,
+    target_stats: Vec<T>,
+    sources: Vec<T>,
+    noise: Vec<T>,
+    identity_min: Vec<T>,
+    identity_arg: Vec<u8>,
+    disparity_up: Vec<T>,
+    depth: Vec<T>,
+    warped: Vec<T>,
+    errors: Vec<T>,
+    coefs: Vec<T>,
+    min_error: Vec<T>,
+    winner: Vec<u8>,
+    grad_depth: Vec<T>,
+    upsample_tmp: Vec<T>,
+    smooth_tmp: Vec<T>,
+    scratch: Vec<T>,
+}
+
+impl<T: Real> Workspace<T> {
+    fn ensure(&mut self, layout: Layout) {
+        if self.layout == Some(layout) {
+            return;
+        }
+        let (w, h, n) = (layout.width, layout.height, layout.sources);
+        let hw = w * h;
+        let bands = h.div_ceil(layout.rows_per_band);
+        self.rows = Taps::new(h);
+        self.cols = Taps::new(w);
+        self.upsample = (0..layout.scales)
+            .map(|s| (UpsampleAxis::new(h >> s, h), UpsampleAxis::new(w >> s, w)))
+            .collect();
+        let resize = |v: &mut Vec<T>, len: usize| {
+            v.clear();
+            v.resize(len, T::ZERO);
+        };
+        resize(&mut self.target, hw * 3);
+        resize(&mut self.target_stats, hw * 6);
+        resize(&mut self.sources, n * hw * 3);
+        resize(&mut self.noise, n * hw);
+        resize(&mut self.identity_min, hw);
+        self.identity_arg = vec![0; hw];
+        resize(&mut self.disparity_up, hw);
+        resize(&mut self.depth, hw);
+        resize(&mut self.warped, n * hw * 3);
+        resize(&mut self.errors, n * hw);
+        resize(&mut self.coefs, if layout.gradients { n * hw * kernels::COEFS } else { 0 });
+        resize(&mut self.min_error, hw);
+        self.winner = vec![0; hw];
+        resize(&mut self.grad_depth, hw);
+        resize(&mut self.upsample_tmp, hw);
+        resize(&mut self.smooth_tmp, hw);
+        resize(&mut self.scratch, bands * kernels::WINDOW_SUMS * w);
+        self.layout = Some(layout);
+    }
+}
+
+/// The loss with its configuration and reusable workspace.
+#[derive(Debug, Default)]
+pub struct SelfSupervisedLoss<T: Real = f32> {
+    config: LossConfig,
+    workspace: Workspace<T>,
+    outputs: LossOutputs<T>,
+    calls: u64,
+}
+
+fn shape_error(
+    field: impl Into<String>,
+    expected: impl Into<String>,
+    got: impl Into<String>,
+) -> LossError {
+    LossError::Shape { field: field.into(), expected: expected.into(), got: got.into() }
+}
+
+fn check_finite<T: Real>(field: impl Fn() -> String, values: &[T]) -> Result<(), LossError> {
+    match values.iter().position(|v| !v.is_finite()) {
+        Some(index) => Err(LossError::NonFinite { field: field(), index }),
+        None => Ok(()),
+    }
+}
+
+fn check_len<T>(
+    field: impl Fn() -> String,
+    values: &[T],
+    expected: usize,
+    what: &str,
+) -> Result<(), LossError> {
+    if values.len() != expected {
+        return Err(shape_error(
+            field(),
+            format!("{expected} values ({what})"),
+            format!("{} values", values.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks every shape and value of `inputs`.
+fn validate<T: Real>(inputs: &LossInputs<T>) -> Result<(), LossError> {
+    let (w, h) = (inputs.width, inputs.height);
+    let n = inputs.sources.len();
+    let scales = inputs.disparities.len();
+    if n == 0 || n > 127 {
+        return Err(shape_error("sources", "1 to 127 source images", format!("{n}")));
+    }
+    if scales == 0 || scales > 8 {
+        return Err(shape_error("disparities", "1 to 8 scales", format!("{scales}")));
+    }
+    if (w >> (scales - 1)) < 2 || (h >> (scales - 1)) < 2 {
+        return Err(shape_error(
+            "width/height",
+            format!("at least 2 x 2 pixels at the coarsest of {scales} scales"),
+            format!("{w} x {h}"),
+        ));
+    }
+    let hw = w * h;
+    let plane = format!("3 x {h} x {w}");
+    check_len(|| "target".into(), inputs.target, 3 * hw, &plane)?;
+    check_finite(|| "target".into(), inputs.target)?;
+    for (i, src) in inputs.sources.iter().enumerate() {
+        check_len(|| format!("sources[{i}]"), src, 3 * hw, &plane)?;
+        check_finite(|| format!("sources[{i}]"), src)?;
+    }
+    if inputs.target_pyramid.len() != scales {
+        return Err(shape_error(
+            "target_pyramid",
+            format!("{scales} levels (one per disparity scale)"),
+            format!("{}", inputs.target_pyramid.len()),
+        ));
+    }
+    for s in 0..scales {
+        let (sw, sh) = (w >> s, h >> s);
+        check_len(
+            || format!("disparities[{s}]"),
+            inputs.disparities[s],
+            sw * sh,
+            &format!("{sh} x {sw}"),
+        )?;
+        check_finite(|| format!("disparities[{s}]"), inputs.disparities[s])?;
+        let level = inputs.target_pyramid[s];
+        check_len(
+            || format!("target_pyramid[{s}]"),
+            level,
+            3 * sw * sh,
+            &format!("3 x {sh} x {sw}"),
+        )?;
+        check_finite(|| format!("target_pyramid[{s}]"), level)?;
+    }
+    if inputs.poses.len() != n {
+        return Err(shape_error(
+            "poses",
+            format!("{n} poses (one per source)"),
+            format!("{}", inputs.poses.len()),
+        ));
+    }
+    for (i, pose) in inputs.poses.iter().enumerate() {
+        check_finite(|| format!("poses[{i}].axis_angle"), &pose.axis_angle)?;
+        check_finite(|| format!("poses[{i}].translation"), &pose.translation)?;
+    }
+    check_finite(|| "intrinsics".into(), &inputs.intrinsics)?;
+    if inputs.intrinsics[0] == T::ZERO || inputs.intrinsics[1] == T::ZERO {
+        return Err(shape_error(
+            "intrinsics",
+            "non-zero fx and fy",
+            format!("{:?}", inputs.intrinsics),
+        ));
+    }
+    if let Some(noise) = inputs.tie_break_noise {
+        check_len(|| "tie_break_noise".into(), noise, n * hw, &format!("{n} x {h} x {w}"))?;
+        check_finite(|| "tie_break_noise".into(), noise)?;
+    }
+    Ok(())
+}
+
+/// Planar 3 x H x W → interleaved.
+fn interleave<T: Real>(planar: &[T], hw: usize, out: &mut [T]) {
+    out.par_chunks_mut(3 * 4096).enumerate().for_each(|(chunk, dst)| {
+        let base = chunk * 4096;
+        for (k, px) in dst.chunks_mut(3).enumerate() {
+            let p = base + k;
+            px[0] = planar[p];
+            px[1] = planar[hw + p];
+            px[2] = planar[2 * hw + p];
+        }
+    });
+}
+
+impl<T: Real> SelfSupervisedLoss<T> {
+    pub fn new(config: LossConfig) -> Self {
+        Self { config, workspace: Workspace::default(), outputs: LossOutputs::default(), calls: 0 }
+    }
+
+    pub fn config(&self) -> &LossConfig {
+        &self.config
+    }
+
+    /// The loss and its parts, no gradients.
+    pub fn forward(&mut self, inputs: &LossInputs<T>) -> Result<&LossOutputs<T>, LossError> {
+        self.run(inputs, false)
+    }
+
+    /// The loss, its parts and its gradients.
+    pub fn forward_backward(
+        &mut self,
+        inputs: &LossInputs<T>,
+    ) -> Result<&LossOutputs<T>, LossError> {
+        self.run(inputs, true)
+    }
+
+    fn run(
+        &mut self,
+        inputs: &LossInputs<T>,
+        gradients: bool,
+    ) -> Result<&LossOutputs<T>, LossError> {
+        self.config.validate()?;
+        validate(inputs)?;
+        let cfg = self.config;
+        let (w, h) = (inputs.width, inputs.height);
+        let hw = w * h;
+        let n = inputs.sources.len();
+        let scales = inputs.disparities.len();
+        let threads = rayon::current_num_threads().max(1);
+        let rows_per_band = h.div_ceil(4 * threads).max(1);
+        let layout = Layout { width: w, height: h, sources: n, scales, rows_per_band, gradients };
+        self.workspace.ensure(layout);
+        let call = self.calls;
+        self.calls += 1;
+        let grid = Grid { width: w, height: h, rows_per_band };
+        let ws = &mut self.workspace;
+        let out = &mut self.outputs;
+
+        interleave(inputs.target, hw, &mut ws.target);
+        for (i, src) in inputs.sources.iter().enumerate() {
+            interleave(src, hw, &mut ws.sources[i * hw * 3..(i + 1) * hw * 3]);
+        }
+        kernels::window_stats(
+            grid,
+            &ws.rows,
+            &ws.cols,
+            &ws.target,
+            &mut ws.target_stats,
+            &mut ws.scratch,
+        );
+        let photometric_target = PhotometricTarget {
+            grid,
+            rows: &ws.rows,
+            cols: &ws.cols,
+            target: &ws.target,
+            stats: &ws.target_stats,
+            ssim_weight: T::from_f64(f64::from(cfg.ssim_weight)),
+        };
+
+        // Identity errors (unwarped sources + tie-break noise) and their per-pixel minimum.
+        if cfg.automask {
+            let noise: &[T] = match inputs.tie_break_noise {
+                Some(noise) => noise,
+                None => {
+                    noise::fill_normal(
+                        &mut ws.noise,
+                        w,
+                        f64::from(cfg.tie_break_std),
+                        cfg.seed,
+                        call,
+                    );
+                    &ws.noise
+                }
+            };
+            for i in 0..n {
+                kernels::photometric_error(
+                    &photometric_target,
+                    &ws.sources[i * hw * 3..(i + 1) * hw * 3],
+                    Some(&noise[i * hw..(i + 1) * hw]),
+                    &mut ws.errors[i * hw..(i + 1) * hw],
+                    None,
+                    &mut ws.scratch,
+                );
+            }
+            let errors = &ws.errors;
+            ws.identity_min
+                .par_iter_mut()
+                .zip(ws.identity_arg.par_iter_mut())
+                .enumerate()
+                .for_each(|(p, (best, arg))| {
+                    let (mut b, mut a) = (errors[p], 0u8);
+                    for i in 1..n {
+                        let e = errors[i * hw + p];
+                        if e < b {
+                            b = e;
+                            a = i as u8;
+                        }
+                    }
+                    *best = b;
+                    *arg = a;
+                });
+        }
+
+        let intr = inputs.intrinsics;
+        let min_disp = 1.0 / f64::from(cfg.max_depth);
+        let disp_range = 1.0 / f64::from(cfg.min_depth) - min_disp;
+        let (min_disp_t, disp_range_t) = (T::from_f64(min_disp), T::from_f64(disp_range));
+        let transforms: Vec<(geometry::Mat3, [f64; 3])> = inputs
+            .poses
+            .iter()
+            .map(|pose| {
+                let f = |v: [T; 3]| [v[0].to_f64(), v[1].to_f64(), v[2].to_f64()];
+                geometry::transform(f(pose.axis_angle), f(pose.translation), pose.invert)
+            })
+            .collect();
+        let warp_params: Vec<WarpParams<T>> = transforms
+            .iter()
+            .map(|(m, t)| WarpParams {
+                rotation: m.map(|row| row.map(T::from_f64)),
+                translation: t.map(T::from_f64),
+                fx: intr[0],
+                fy: intr[1],
+                cx: intr[2],
+                cy: intr[3],
+            })
+            .collect();
+        let mut pose_sums = vec![[0f64; kernels::WARP_SUMS]; n];
+
+        out.per_scale.clear();
+        out.grad_disparities.resize_with(if gradients { scales } else { 0 }, Vec::new);
+        let pixel_weight = T::from_f64(1.0 / (scales as f64 * hw as f64));
+        let (mut photometric_total, mut smoothness_total) = (0f64, 0f64);
+        let identity_codes = if cfg.automask { n as u8 } else { 0 };
+
+        for s in 0..scales {
+            // Disparity at full resolution → depth.
+            if s == 0 {
+                ws.disparity_up.copy_from_slice(inputs.disparities[0]);
+            } else {
+                let (rows, cols) = &ws.upsample[s];
+                kernels::upsample(grid, rows, cols, inputs.disparities[s], &mut ws.disparity_up);
+            }
+            ws.depth.par_iter_mut().zip(&ws.disparity_up).for_each(|(d, &sigma)| {
+                *d = T::ONE / (min_disp_t + disp_range_t * sigma);
+            });
+
+            // Warp every source and compute its photometric error (+ adjoint coefficients).
+            for (i, params) in warp_params.iter().enumerate() {
+                let warped = &mut ws.warped[i * hw * 3..(i + 1) * hw * 3];
+                kernels::warp(
+                    grid,
+                    params,
+                    &ws.depth,
+                    &ws.sources[i * hw * 3..(i + 1) * hw * 3],
+                    warped,
+                );
+                let coefs = gradients
+                    .then(|| &mut ws.coefs[i * hw * kernels::COEFS..(i + 1) * hw * kernels::COEFS]);
+                kernels::photometric_error(
+                    &photometric_target,
+                    warped,
+                    None,
+                    &mut ws.errors[i * hw..(i + 1) * hw],
+                    coefs,
+                    &mut ws.scratch,
+                );
+            }
+
+            // Per-pixel minimum over [identity…, warped…]; first minimum wins.
+            let (errors, identity_min, identity_arg) =
+                (&ws.errors, &ws.identity_min, &ws.identity_arg);
+            let automask = cfg.automask;
+            let photometric_sum: f64 = ws
+                .min_error
+                .par_chunks_mut(w)
+                .zip(ws.winner.par_chunks_mut(w))
+                .enumerate()
+                .map(|(y, (min_row, win_row))| {
+                    let mut sum = 0f64;
+                    for x in 0..w {
+                        let p = y * w + x;
+                        let (mut best, mut code, first) = if automask {
+                            (identity_min[p], identity_arg[p], 0)
+                        } else {
+                            (errors[p], 0u8, 1)
+                        };
+                        for i in first..n {
+                            let e = errors[i * hw + p];
+                            if e < best {
+                                best = e;
+                                code = identity_codes + i as u8;
+                            }
+                        }
+                        min_row[x] = best;
+                        win_row[x] = code;
+                        sum += best.to_f64();
+                    }
+                    sum
+                })
+                .sum();
+            let photometric = photometric_sum / hw as f64;
+
+            if s == 0 {
+                out.min_error.clone_from(&ws.min_error);
+                out.winner.clone_from(&ws.winner);
+                out.automask.clear();
+                out.automask.extend(ws.winner.iter().map(|&c| u8::from(c >= identity_codes)));
+                let masked = ws.winner.iter().filter(|&&c| c < identity_codes).count();
+                out.masked_fraction = T::from_f64(masked as f64 / hw as f64);
+            }
+
+            if gradients {
+                ws.grad_depth.fill(T::ZERO);
+                for (i, params) in warp_params.iter().enumerate() {
+                    let args = WarpBackward {
+                        photometric: &photometric_target,
+                        params: *params,
+                        depth: &ws.depth,
+                        source: &ws.sources[i * hw * 3..(i + 1) * hw * 3],
+                        warped: &ws.warped[i * hw * 3..(i + 1) * hw * 3],
+                        coefs: &ws.coefs[i * hw * kernels::COEFS..(i + 1) * hw * kernels::COEFS],
+                        winner: &ws.winner,
+                        code: identity_codes + i as u8,
+                        weight: pixel_weight,
+                    };
+                    let sums = kernels::warp_backward(&args, &mut ws.grad_depth, &mut ws.scratch);
+                    for (a, b) in pose_sums[i].iter_mut().zip(sums) {
+                        *a += b;
+                    }
+                }
+                // d depth / d σ = −range · depth².
+                ws.grad_depth.par_iter_mut().zip(&ws.depth).for_each(|(g, &d)| {
+                    *g = -(*g * disp_range_t * d * d);
+                });
+                let grad = &mut out.grad_disparities[s];
+                grad.clear();
+                grad.resize((w >> s) * (h >> s), T::ZERO);
+                if s == 0 {
+                    grad.copy_from_slice(&ws.grad_depth);
+                } else {
+                    let (rows, cols) = &ws.upsample[s];
+                    kernels::upsample_transpose(
+                        grid,
+                        rows,
+                        cols,
+                        &ws.grad_depth,
+                        &mut ws.upsample_tmp,
+                        grad,
+                    );
+                }
+            }
+
+            let smooth_weight = f64::from(cfg.smoothness_weight) / f64::from(1u32 << s);
+            let (sw, sh) = (w >> s, h >> s);
+            let smoothness_raw = kernels::smoothness(
+                sw,
+                sh,
+                inputs.disparities[s],
+                inputs.target_pyramid[s],
+                smooth_weight / scales as f64,
+                if gradients {
+                    Some((&mut out.grad_disparities[s][..], &mut ws.smooth_tmp[..sw * sh]))
+                } else {
+                    None
+                },
+            );
+            let smoothness = smoothness_raw * scales as f64;
+            out.per_scale.push(ScaleLoss {
+                photometric: T::from_f64(photometric),
+                smoothness: T::from_f64(smoothness),
+            });
+            photometric_total += photometric;
+            smoothness_total += smoothness;
+        }
+
+        out.photometric = T::from_f64(photometric_total / scales as f64);
+        out.smoothness = T::from_f64(smoothness_total / scales as f64);
+        out.total = T::from_f64((photometric_total + smoothness_total) / scales as f64);
+        out.grad_poses.clear();
+        out.grad_intrinsics = [T::ZERO; 4];
+        if gradients {
+            let mut intrinsics = [0f64; 4];
+            for (i, pose) in inputs.poses.iter().enumerate() {
+                let sums = &pose_sums[i];
+                let grad_m = [
+                    [sums[0], sums[1], sums[2]],
+                    [sums[3], sums[4], sums[5]],
+                    [sums[6], sums[7], sums[8]],
+                ];
+                let f = |v: [T; 3]| [v[0].to_f64(), v[1].to_f64(), v[2].to_f64()];
+                let g = geometry::pose_gradient(
+                    f(pose.axis_angle),
+                    f(pose.translation),
+                    pose.invert,
+                    &grad_m,
+                    [sums[9], sums[10], sums[11]],
+                );
+                out.grad_poses.push(g.map(T::from_f64));
+                for k in 0..4 {
+                    intrinsics[k] += sums[12 + k];
+                }
+            }
+            out.grad_intrinsics = intrinsics.map(T::from_f64);
+        }
+        Ok(&self.outputs)
+    }
+}
+
+/// The target at each scale's resolution by 2x2 area averaging per level; level 0 is a copy of
+/// `target` (planar 3 x H x W).
+pub fn target_pyramid(target: &[f32], width: usize, height: usize, scales: usize) -> Vec<Vec<f32>> {
+    let mut levels: Vec<Vec<f32>> = Vec::with_capacity(scales);
+    if scales == 0 {
+        return levels;
+    }
+    levels.push(target.to_vec());
+    let (mut pw, mut ph) = (width, height);
+    for _ in 1..scales {
+        let (nw, nh) = (pw / 2, ph / 2);
+        let prev = levels.last().map(Vec::as_slice).unwrap_or(&[]);
+        let mut next = vec![0f32; 3 * nw * nh];
+        if prev.len() >= 3 * pw * ph {
+            for c in 0..3 {
+                for y in 0..nh {
+                    for x in 0..nw {
+                        let at = |yy: usize, xx: usize| prev[c * pw * ph + yy * pw + xx];
+                        next[c * nw * nh + y * nw + x] = 0.25
+                            * (at(2 * y, 2 * x)
+                                + at(2 * y, 2 * x + 1)
+                                + at(2 * y + 1, 2 * x)
+                                + at(2 * y + 1, 2 * x + 1));
+                    }
+                }
+            }
+        }
+        levels.push(next);
+        (pw, ph) = (nw, nh);
+    }
+    levels
+}
