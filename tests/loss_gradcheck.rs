@@ -103,11 +103,26 @@ fn random_case(seed: u64) -> Case {
     ];
     let noise = (0..2 * w * h).map(|_| 1e-5 * (rng.next() - 0.5)).collect();
     let pyramid = pyramid(&target, w, h, scales);
-    Case { w, h, target, sources, disparities, pyramid, poses, intrinsics: [14.0, 13.0, 7.6, 5.4], noise }
+    Case {
+        w,
+        h,
+        target,
+        sources,
+        disparities,
+        pyramid,
+        poses,
+        intrinsics: [14.0, 13.0, 7.6, 5.4],
+        noise,
+    }
 }
 
 /// Central difference of the total loss along a perturbation applied by `apply`.
-fn central_difference(case: &mut Case, loss: &mut SelfSupervisedLoss<f64>, step: f64, apply: &dyn Fn(&mut Case, f64)) -> f64 {
+fn central_difference(
+    case: &mut Case,
+    loss: &mut SelfSupervisedLoss<f64>,
+    step: f64,
+    apply: &dyn Fn(&mut Case, f64),
+) -> f64 {
     apply(case, step);
     let plus = case.evaluate(loss, false).total;
     apply(case, -2.0 * step);
@@ -117,7 +132,11 @@ fn central_difference(case: &mut Case, loss: &mut SelfSupervisedLoss<f64>, step:
 }
 
 /// Compares analytic and numeric derivatives; returns the number of entries compared.
-fn check_all(case: &mut Case, analytic: &LossOutputs<f64>, loss: &mut SelfSupervisedLoss<f64>) -> usize {
+fn check_all(
+    case: &mut Case,
+    analytic: &LossOutputs<f64>,
+    loss: &mut SelfSupervisedLoss<f64>,
+) -> usize {
     let step = 1e-6;
     let mut compared = 0;
     let mut mismatches = Vec::new();
@@ -152,7 +171,12 @@ fn check_all(case: &mut Case, analytic: &LossOutputs<f64>, loss: &mut SelfSuperv
         check(format!("intrinsics[{j}]"), analytic.grad_intrinsics[j], n, 1e3);
         compared += 1;
     }
-    assert!(mismatches.is_empty(), "{} of {compared} derivatives disagree:\n{}", mismatches.len(), mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "{} of {compared} derivatives disagree:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
     compared
 }
 
@@ -195,14 +219,22 @@ fn exact_ties_go_to_the_first_candidate_and_gradients_stay_consistent() {
     let mut loss = SelfSupervisedLoss::<f64>::new(LossConfig::default());
     let analytic = case.evaluate(&mut loss, true);
     // Identity errors tie too: identity 0 wins over identity 1, warped 0 over warped 1.
-    assert!(!analytic.winner.contains(&1) && !analytic.winner.contains(&3), "{:?}", analytic.winner);
+    assert!(
+        !analytic.winner.contains(&1) && !analytic.winner.contains(&3),
+        "{:?}",
+        analytic.winner
+    );
     assert!(analytic.winner.contains(&2));
-    assert_eq!(analytic.grad_poses[1], [0.0; 6], "gradient must flow only through the first of tied errors");
+    assert_eq!(
+        analytic.grad_poses[1], [0.0; 6],
+        "gradient must flow only through the first of tied errors"
+    );
     // Disparity gradients (ties persist under disparity perturbations) match differences.
     let step = 1e-6;
     for s in 0..case.disparities.len() {
         for i in (0..case.disparities[s].len()).step_by(3) {
-            let n = central_difference(&mut case, &mut loss, step, &|c, d| c.disparities[s][i] += d);
+            let n =
+                central_difference(&mut case, &mut loss, step, &|c, d| c.disparities[s][i] += d);
             let a = analytic.grad_disparities[s][i];
             assert!((a - n).abs() < 1e-8 + 1e-4 * a.abs(), "disparity[{s}][{i}]: {a:e} vs {n:e}");
         }

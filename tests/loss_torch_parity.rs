@@ -51,7 +51,9 @@ fn to_vec(t: &Tensor) -> Vec<f64> {
 /// SSIM dissimilarity per channel, 1 x 3 x h x w.
 fn ssim(x: &Tensor, y: &Tensor) -> Tensor {
     let (c1, c2) = (0.01f64.powi(2), 0.03f64.powi(2));
-    let pool = |t: &Tensor| t.reflection_pad2d([1, 1, 1, 1]).avg_pool2d([3, 3], [1, 1], [0, 0], false, true, None);
+    let pool = |t: &Tensor| {
+        t.reflection_pad2d([1, 1, 1, 1]).avg_pool2d([3, 3], [1, 1], [0, 0], false, true, None)
+    };
     let (mu_x, mu_y) = (pool(x), pool(y));
     let sigma_x = pool(&(x * x)) - &mu_x * &mu_x;
     let sigma_y = pool(&(y * y)) - &mu_y * &mu_y;
@@ -74,7 +76,8 @@ fn rotation(w: &Tensor) -> Tensor {
     let b = (-theta.cos() + 1.0) / &theta2;
     let (x, y, z) = (w.get(0), w.get(1), w.get(2));
     let zero = x.zeros_like();
-    let k = Tensor::stack(&[&zero, &(-&z), &y, &z, &zero, &(-&x), &(-&y), &x, &zero], 0).view([3, 3]);
+    let k =
+        Tensor::stack(&[&zero, &(-&z), &y, &z, &zero, &(-&x), &(-&y), &x, &zero], 0).view([3, 3]);
     Tensor::eye(3, (kind(), Device::Cpu)) + &k * a + k.matmul(&k) * b
 }
 
@@ -117,8 +120,14 @@ fn run_reference(
         .collect();
     let k_t = tensor(&intrinsics, &[4]).set_requires_grad(true);
     let (fx, fy, cx, cy) = (k_t.get(0), k_t.get(1), k_t.get(2), k_t.get(3));
-    let xs = Tensor::arange(wi, (kind(), Device::Cpu)).view([1, wi]).expand([hi, wi], false).reshape([-1]);
-    let ys = Tensor::arange(hi, (kind(), Device::Cpu)).view([hi, 1]).expand([hi, wi], false).reshape([-1]);
+    let xs = Tensor::arange(wi, (kind(), Device::Cpu))
+        .view([1, wi])
+        .expand([hi, wi], false)
+        .reshape([-1]);
+    let ys = Tensor::arange(hi, (kind(), Device::Cpu))
+        .view([hi, 1])
+        .expand([hi, wi], false)
+        .reshape([-1]);
     let ray = Tensor::stack(&[(&xs - &cx) / &fx, (&ys - &cy) / &fy, xs.ones_like()], 0);
     let transforms: Vec<(Tensor, Tensor)> = poses
         .iter()
@@ -137,8 +146,9 @@ fn run_reference(
         .collect();
     let source_t: Vec<Tensor> = sources.iter().map(|s| tensor(s, &[1, 3, hi, wi])).collect();
     let noise_t = tensor(noise, &[1, n as i64, hi, wi]);
-    let identity: Vec<Tensor> =
-        (0..n).map(|i| photometric(&target_t, &source_t[i]) + noise_t.narrow(1, i as i64, 1)).collect();
+    let identity: Vec<Tensor> = (0..n)
+        .map(|i| photometric(&target_t, &source_t[i]) + noise_t.narrow(1, i as i64, 1))
+        .collect();
     // The config holds f32 values: use exactly those.
     let (min_disp, max_disp) = (1.0 / 100.0f64, 1.0 / f64::from(0.1f32));
     let mut total = Tensor::zeros([], (kind(), Device::Cpu));
@@ -171,8 +181,16 @@ fn run_reference(
         let (sw, sh) = (wi >> s, hi >> s);
         let gx = (norm.narrow(3, 0, sw - 1) - norm.narrow(3, 1, sw - 1)).abs();
         let gy = (norm.narrow(2, 0, sh - 1) - norm.narrow(2, 1, sh - 1)).abs();
-        let ix = (img.narrow(3, 0, sw - 1) - img.narrow(3, 1, sw - 1)).abs().mean_dim(&[1i64][..], true, kind());
-        let iy = (img.narrow(2, 0, sh - 1) - img.narrow(2, 1, sh - 1)).abs().mean_dim(&[1i64][..], true, kind());
+        let ix = (img.narrow(3, 0, sw - 1) - img.narrow(3, 1, sw - 1)).abs().mean_dim(
+            &[1i64][..],
+            true,
+            kind(),
+        );
+        let iy = (img.narrow(2, 0, sh - 1) - img.narrow(2, 1, sh - 1)).abs().mean_dim(
+            &[1i64][..],
+            true,
+            kind(),
+        );
         let smooth = (gx * (-ix).exp()).mean(kind()) + (gy * (-iy).exp()).mean(kind());
         scale_loss = scale_loss + smooth * (f64::from(1e-3f32) / (1u32 << s) as f64);
         total = total + scale_loss;
@@ -245,7 +263,8 @@ fn loss_and_gradients_match_libtorch_autograd() {
 
     // Our kernels instantiated in f64 against libtorch autograd in f64: the formulation is exact.
     let f64s = |v: &[Vec<f32>]| -> Vec<Vec<f64>> { v.iter().map(|x| widen(x)).collect() };
-    let (t64, s64, d64, p64, n64) = (widen(&target), f64s(&sources), f64s(&disparities), f64s(&pyramid), widen(&noise));
+    let (t64, s64, d64, p64, n64) =
+        (widen(&target), f64s(&sources), f64s(&disparities), f64s(&pyramid), widen(&noise));
     let (sr, dr, pr): (Vec<&[f64]>, Vec<&[f64]>, Vec<&[f64]>) = (
         s64.iter().map(Vec::as_slice).collect(),
         d64.iter().map(Vec::as_slice).collect(),
@@ -253,7 +272,11 @@ fn loss_and_gradients_match_libtorch_autograd() {
     );
     let poses64: Vec<Pose6<f64>> = poses
         .iter()
-        .map(|p| Pose6 { axis_angle: p.axis_angle.map(f64::from), translation: p.translation.map(f64::from), invert: p.invert })
+        .map(|p| Pose6 {
+            axis_angle: p.axis_angle.map(f64::from),
+            translation: p.translation.map(f64::from),
+            invert: p.invert,
+        })
         .collect();
     let inputs64 = LossInputs {
         width: w,
@@ -305,10 +328,19 @@ fn loss_and_gradients_match_libtorch_autograd() {
     let min_diff = max_diff(&widen(&ours.min_error), &torch32.min_error);
     println!("f32 per-pixel minimum: max difference {min_diff:e}");
     assert!(min_diff < 1e-4);
-    let same_winner = ours.winner.iter().zip(&torch32.winner).filter(|(a, b)| i64::from(**a) == **b).count();
-    assert!(same_winner as f64 > 0.999 * (w * h) as f64, "winners agree on {same_winner} of {}", w * h);
+    let same_winner =
+        ours.winner.iter().zip(&torch32.winner).filter(|(a, b)| i64::from(**a) == **b).count();
+    assert!(
+        same_winner as f64 > 0.999 * (w * h) as f64,
+        "winners agree on {same_winner} of {}",
+        w * h
+    );
     // The scenario is realistic: warped errors win most pixels, some are auto-masked.
-    assert!(ours.masked_fraction > 0.0 && ours.masked_fraction < 0.5, "masked {}", ours.masked_fraction);
+    assert!(
+        ours.masked_fraction > 0.0 && ours.masked_fraction < 0.5,
+        "masked {}",
+        ours.masked_fraction
+    );
     // Gradients: all scales together within 1e-4 (relative L2) of libtorch f32, scales 0–2 each
     // too. Each coarse-scale entry sums ~10² fine-pixel terms of both signs, so f32 rounding of
     // the sample coordinates (which bilinear cell a sample falls in) shows there at ~1e-4 in
@@ -326,7 +358,10 @@ fn loss_and_gradients_match_libtorch_autograd() {
         if s < 3 {
             assert!(to_torch < 1e-4, "scale {s}: {to_torch}");
         }
-        assert!(to_truth < 1.5 * torch_to_truth + 1e-5, "scale {s}: {to_truth} vs {torch_to_truth}");
+        assert!(
+            to_truth < 1.5 * torch_to_truth + 1e-5,
+            "scale {s}: {to_truth} vs {torch_to_truth}"
+        );
         all_ours.extend(a);
         all_torch.extend(torch32.grad_disparities[s].iter().copied());
     }
@@ -339,6 +374,9 @@ fn loss_and_gradients_match_libtorch_autograd() {
         assert!(rel < 1e-4, "pose {i}: {rel}");
     }
     let rel = rel_l2(&widen(&ours.grad_intrinsics), &torch32.grad_intrinsics);
-    println!("f32 intrinsics: ours {:?} libtorch {:?} (relative {rel:e})", ours.grad_intrinsics, torch32.grad_intrinsics);
+    println!(
+        "f32 intrinsics: ours {:?} libtorch {:?} (relative {rel:e})",
+        ours.grad_intrinsics, torch32.grad_intrinsics
+    );
     assert!(rel < 1e-4, "intrinsics: {rel}");
 }

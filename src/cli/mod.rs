@@ -1,5 +1,8 @@
 //! Command-line verbs. Each verb lives in its own file with its clap `Args` and a `run`.
 
+pub mod bench;
+pub mod loss;
+
 use clap::{Parser, Subcommand};
 
 /// Real-time monocular depth from a live camera stream, with on-device adaptation.
@@ -11,8 +14,16 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {}
+pub enum Command {
+    /// Self-supervised loss file probe: npz inputs → losses, masks and gradients.
+    Loss(loss::Args),
+    /// Benchmarks.
+    Bench(bench::Args),
+}
 
 pub fn dispatch(cli: Cli) -> livedepth::Result<()> {
-    match cli.command {}
+    match cli.command {
+        Command::Loss(args) => loss::run(args),
+        Command::Bench(args) => bench::run(args),
+    }
 }

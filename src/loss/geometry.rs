@@ -125,7 +125,10 @@ pub fn pose_gradient(
     let d = rotation_derivatives(axis_angle);
     let mut out = [0.0; 6];
     for k in 0..3 {
-        out[k] = (0..3).flat_map(|i| (0..3).map(move |j| (i, j))).map(|(i, j)| grad_r[i][j] * d[k][i][j]).sum();
+        out[k] = (0..3)
+            .flat_map(|i| (0..3).map(move |j| (i, j)))
+            .map(|(i, j)| grad_r[i][j] * d[k][i][j])
+            .sum();
         out[3 + k] = grad_translation[k];
     }
     out
@@ -151,7 +154,14 @@ mod tests {
         let r = rotation([0.0, 0.0, std::f64::consts::FRAC_PI_2]);
         assert!((r[0][1] + 1.0).abs() < 1e-12 && (r[1][0] - 1.0).abs() < 1e-12);
         let r = rotation([0.3, -0.2, 0.5]);
-        let rrt = mat_mul(&r, &[[r[0][0], r[1][0], r[2][0]], [r[0][1], r[1][1], r[2][1]], [r[0][2], r[1][2], r[2][2]]]);
+        let rrt = mat_mul(
+            &r,
+            &[
+                [r[0][0], r[1][0], r[2][0]],
+                [r[0][1], r[1][1], r[2][1]],
+                [r[0][2], r[1][2], r[2][2]],
+            ],
+        );
         for (i, row) in rrt.iter().enumerate() {
             for (j, v) in row.iter().enumerate() {
                 assert!((v - if i == j { 1.0 } else { 0.0 }).abs() < 1e-12);
@@ -183,7 +193,8 @@ mod tests {
                 }
                 let (mp, tpp) = transform(wp, tp, invert);
                 let (mm, tmm) = transform(wm, tm, invert);
-                let fd = (loss_of(&mp, &tpp, &weights, &tw) - loss_of(&mm, &tmm, &weights, &tw)) / (2.0 * h);
+                let fd = (loss_of(&mp, &tpp, &weights, &tw) - loss_of(&mm, &tmm, &weights, &tw))
+                    / (2.0 * h);
                 assert!((fd - analytic[k]).abs() < 1e-7, "k={k} fd={fd} analytic={}", analytic[k]);
             }
         }

@@ -6,6 +6,9 @@
 //!
 //! Images inside the kernels are interleaved RGB (`[pixel * 3 + channel]`).
 
+// The kernels walk several parallel arrays with one index; iterator chains would hide that.
+#![allow(clippy::needless_range_loop)]
+
 use super::real::Real;
 use rayon::prelude::*;
 
@@ -49,9 +52,8 @@ pub struct Taps {
 
 impl Taps {
     pub fn new(n: usize) -> Self {
-        let forward: Vec<[usize; 3]> = (0..n as isize)
-            .map(|i| [reflect(i - 1, n), i as usize, reflect(i + 1, n)])
-            .collect();
+        let forward: Vec<[usize; 3]> =
+            (0..n as isize).map(|i| [reflect(i - 1, n), i as usize, reflect(i + 1, n)]).collect();
         let mut adjoint = vec![([0usize; 6], 0usize); n];
         for (p, taps) in forward.iter().enumerate() {
             for &q in taps {
@@ -87,8 +89,11 @@ pub fn window_stats<T: Real>(
     let w = grid.width;
     let ninth = T::from_f64(1.0 / 9.0);
     let shift = T::from_f64(SHIFT);
-    stats.par_chunks_mut(grid.rows_per_band * w * 6).zip(scratch.par_chunks_mut(WINDOW_SUMS * w)).enumerate().for_each(
-        |(band, (out, vsum))| {
+    stats
+        .par_chunks_mut(grid.rows_per_band * w * 6)
+        .zip(scratch.par_chunks_mut(WINDOW_SUMS * w))
+        .enumerate()
+        .for_each(|(band, (out, vsum))| {
             let row0 = band * grid.rows_per_band;
             for (local, out_row) in out.chunks_mut(w * 6).enumerate() {
                 let [t0, t1, t2] = rows.forward[row0 + local];
@@ -105,15 +110,14 @@ pub fn window_stats<T: Real>(
                     let [l, m, r] = cols.forward[x];
                     for c in 0..3 {
                         let mu = (vsum[l * 6 + c] + vsum[m * 6 + c] + vsum[r * 6 + c]) * ninth;
-                        let sq =
-                            (vsum[l * 6 + 3 + c] + vsum[m * 6 + 3 + c] + vsum[r * 6 + 3 + c]) * ninth;
+                        let sq = (vsum[l * 6 + 3 + c] + vsum[m * 6 + 3 + c] + vsum[r * 6 + 3 + c])
+                            * ninth;
                         out_row[x * 6 + c] = mu;
                         out_row[x * 6 + 3 + c] = sq - mu * mu;
                     }
                 }
             }
-        },
-    );
+        });
 }
 
 /// Constant inputs of the photometric error against the target.
@@ -159,9 +163,13 @@ pub fn photometric_error<T: Real>(
                 let (i0, i1, i2) = ((t0 * w + x) * 3, (t1 * w + x) * 3, (t2 * w + x) * 3);
                 let v = &mut vsum[x * WINDOW_SUMS..(x + 1) * WINDOW_SUMS];
                 for c in 0..3 {
-                    let (a, b, d) = (image[i0 + c] - shift, image[i1 + c] - shift, image[i2 + c] - shift);
-                    let (ta, tb, td) =
-                        (tgt.target[i0 + c] - shift, tgt.target[i1 + c] - shift, tgt.target[i2 + c] - shift);
+                    let (a, b, d) =
+                        (image[i0 + c] - shift, image[i1 + c] - shift, image[i2 + c] - shift);
+                    let (ta, tb, td) = (
+                        tgt.target[i0 + c] - shift,
+                        tgt.target[i1 + c] - shift,
+                        tgt.target[i2 + c] - shift,
+                    );
                     v[c] = a + b + d;
                     v[3 + c] = a * a + b * b + d * d;
                     v[6 + c] = a * ta + b * tb + d * td;
@@ -176,7 +184,9 @@ pub fn photometric_error<T: Real>(
                 let mut local_coefs = [T::ZERO; COEFS];
                 for c in 0..3 {
                     let sum = |k: usize| {
-                        vsum[l * WINDOW_SUMS + k] + vsum[m * WINDOW_SUMS + k] + vsum[r * WINDOW_SUMS + k]
+                        vsum[l * WINDOW_SUMS + k]
+                            + vsum[m * WINDOW_SUMS + k]
+                            + vsum[r * WINDOW_SUMS + k]
                     };
                     // Shifted (') window moments; the means themselves are unshifted.
                     let my_s = sum(c) * ninth;
@@ -284,7 +294,13 @@ fn project<T: Real>(p: &WarpParams<T>, ray: [T; 3], depth: T) -> ([T; 3], T, T, 
 }
 
 /// Warps the interleaved `source` into the target view using `depth`; writes interleaved RGB.
-pub fn warp<T: Real>(grid: Grid, params: &WarpParams<T>, depth: &[T], source: &[T], warped: &mut [T]) {
+pub fn warp<T: Real>(
+    grid: Grid,
+    params: &WarpParams<T>,
+    depth: &[T],
+    source: &[T],
+    warped: &mut [T],
+) {
     let (w, h) = (grid.width, grid.height);
     warped.par_chunks_mut(grid.rows_per_band * w * 3).enumerate().for_each(|(band, out)| {
         let row0 = band * grid.rows_per_band;
@@ -610,7 +626,9 @@ pub fn smoothness<T: Real>(
         });
         let dot = grad_norm.par_iter().zip(disparity).map(|(g, d)| (*g * *d).to_f64()).sum::<f64>();
         let through_mean = T::from_f64(dot / (norm.to_f64() * norm.to_f64() * plane as f64));
-        grad.par_iter_mut().zip(&*grad_norm).for_each(|(g, gn)| *g += *gn * inv_norm - through_mean);
+        grad.par_iter_mut()
+            .zip(&*grad_norm)
+            .for_each(|(g, gn)| *g += *gn * inv_norm - through_mean);
     }
     value
 }

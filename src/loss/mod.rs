@@ -71,7 +71,9 @@ impl Default for LossConfig {
 impl LossConfig {
     /// Checks every field, naming the first bad one.
     pub fn validate(&self) -> Result<(), LossError> {
-        let bad = |field, expected, got: f32| Err(LossError::Config { field, expected, got: got.to_string() });
+        let bad = |field, expected, got: f32| {
+            Err(LossError::Config { field, expected, got: got.to_string() })
+        };
         if !(self.min_depth.is_finite() && self.min_depth > 0.0) {
             return bad("min_depth", "a finite value > 0", self.min_depth);
         }
@@ -192,6 +194,8 @@ struct Workspace<T> {
     upsample_tmp: Vec<T>,
     smooth_tmp: Vec<T>,
     scratch: Vec<T>,
+    warp_params: Vec<WarpParams<T>>,
+    warp_sums: Vec<[f64; kernels::WARP_SUMS]>,
 }
 
 impl<T: Real> Workspace<T> {
@@ -241,7 +245,11 @@ pub struct SelfSupervisedLoss<T: Real = f32> {
     calls: u64,
 }
 
-fn shape_error(field: impl Into<String>, expected: impl Into<String>, got: impl Into<String>) -> LossError {
+fn shape_error(
+    field: impl Into<String>,
+    expected: impl Into<String>,
+    got: impl Into<String>,
+) -> LossError {
     LossError::Shape { field: field.into(), expected: expected.into(), got: got.into() }
 }
 
@@ -252,9 +260,18 @@ fn check_finite<T: Real>(field: impl Fn() -> String, values: &[T]) -> Result<(),
     }
 }
 
-fn check_len<T>(field: impl Fn() -> String, values: &[T], expected: usize, what: &str) -> Result<(), LossError> {
+fn check_len<T>(
+    field: impl Fn() -> String,
+    values: &[T],
+    expected: usize,
+    what: &str,
+) -> Result<(), LossError> {
     if values.len() != expected {
-        return Err(shape_error(field(), format!("{expected} values ({what})"), format!("{} values", values.len())));
+        return Err(shape_error(
+            field(),
+            format!("{expected} values ({what})"),
+            format!("{} values", values.len()),
+        ));
     }
     Ok(())
 }
@@ -294,14 +311,28 @@ fn validate<T: Real>(inputs: &LossInputs<T>) -> Result<(), LossError> {
     }
     for s in 0..scales {
         let (sw, sh) = (w >> s, h >> s);
-        check_len(|| format!("disparities[{s}]"), inputs.disparities[s], sw * sh, &format!("{sh} x {sw}"))?;
+        check_len(
+            || format!("disparities[{s}]"),
+            inputs.disparities[s],
+            sw * sh,
+            &format!("{sh} x {sw}"),
+        )?;
         check_finite(|| format!("disparities[{s}]"), inputs.disparities[s])?;
         let level = inputs.target_pyramid[s];
-        check_len(|| format!("target_pyramid[{s}]"), level, 3 * sw * sh, &format!("3 x {sh} x {sw}"))?;
+        check_len(
+            || format!("target_pyramid[{s}]"),
+            level,
+            3 * sw * sh,
+            &format!("3 x {sh} x {sw}"),
+        )?;
         check_finite(|| format!("target_pyramid[{s}]"), level)?;
     }
     if inputs.poses.len() != n {
-        return Err(shape_error("poses", format!("{n} poses (one per source)"), format!("{}", inputs.poses.len())));
+        return Err(shape_error(
+            "poses",
+            format!("{n} poses (one per source)"),
+            format!("{}", inputs.poses.len()),
+        ));
     }
     for (i, pose) in inputs.poses.iter().enumerate() {
         check_finite(|| format!("poses[{i}].axis_angle"), &pose.axis_angle)?;
@@ -309,7 +340,11 @@ fn validate<T: Real>(inputs: &LossInputs<T>) -> Result<(), LossError> {
     }
     check_finite(|| "intrinsics".into(), &inputs.intrinsics)?;
     if inputs.intrinsics[0] == T::ZERO || inputs.intrinsics[1] == T::ZERO {
-        return Err(shape_error("intrinsics", "non-zero fx and fy", format!("{:?}", inputs.intrinsics)));
+        return Err(shape_error(
+            "intrinsics",
+            "non-zero fx and fy",
+            format!("{:?}", inputs.intrinsics),
+        ));
     }
     if let Some(noise) = inputs.tie_break_noise {
         check_len(|| "tie_break_noise".into(), noise, n * hw, &format!("{n} x {h} x {w}"))?;
@@ -346,11 +381,18 @@ impl<T: Real> SelfSupervisedLoss<T> {
     }
 
     /// The loss, its parts and its gradients.
-    pub fn forward_backward(&mut self, inputs: &LossInputs<T>) -> Result<&LossOutputs<T>, LossError> {
+    pub fn forward_backward(
+        &mut self,
+        inputs: &LossInputs<T>,
+    ) -> Result<&LossOutputs<T>, LossError> {
         self.run(inputs, true)
     }
 
-    fn run(&mut self, inputs: &LossInputs<T>, gradients: bool) -> Result<&LossOutputs<T>, LossError> {
+    fn run(
+        &mut self,
+        inputs: &LossInputs<T>,
+        gradients: bool,
+    ) -> Result<&LossOutputs<T>, LossError> {
         self.config.validate()?;
         validate(inputs)?;
         let cfg = self.config;
@@ -372,7 +414,14 @@ impl<T: Real> SelfSupervisedLoss<T> {
         for (i, src) in inputs.sources.iter().enumerate() {
             interleave(src, hw, &mut ws.sources[i * hw * 3..(i + 1) * hw * 3]);
         }
-        kernels::window_stats(grid, &ws.rows, &ws.cols, &ws.target, &mut ws.target_stats, &mut ws.scratch);
+        kernels::window_stats(
+            grid,
+            &ws.rows,
+            &ws.cols,
+            &ws.target,
+            &mut ws.target_stats,
+            &mut ws.scratch,
+        );
         let photometric_target = PhotometricTarget {
             grid,
             rows: &ws.rows,
@@ -387,7 +436,13 @@ impl<T: Real> SelfSupervisedLoss<T> {
             let noise: &[T] = match inputs.tie_break_noise {
                 Some(noise) => noise,
                 None => {
-                    noise::fill_normal(&mut ws.noise, w, f64::from(cfg.tie_break_std), cfg.seed, call);
+                    noise::fill_normal(
+                        &mut ws.noise,
+                        w,
+                        f64::from(cfg.tie_break_std),
+                        cfg.seed,
+                        call,
+                    );
                     &ws.noise
                 }
             };
@@ -402,8 +457,11 @@ impl<T: Real> SelfSupervisedLoss<T> {
                 );
             }
             let errors = &ws.errors;
-            ws.identity_min.par_iter_mut().zip(ws.identity_arg.par_iter_mut()).enumerate().for_each(
-                |(p, (best, arg))| {
+            ws.identity_min
+                .par_iter_mut()
+                .zip(ws.identity_arg.par_iter_mut())
+                .enumerate()
+                .for_each(|(p, (best, arg))| {
                     let (mut b, mut a) = (errors[p], 0u8);
                     for i in 1..n {
                         let e = errors[i * hw + p];
@@ -414,34 +472,29 @@ impl<T: Real> SelfSupervisedLoss<T> {
                     }
                     *best = b;
                     *arg = a;
-                },
-            );
+                });
         }
 
         let intr = inputs.intrinsics;
         let min_disp = 1.0 / f64::from(cfg.max_depth);
         let disp_range = 1.0 / f64::from(cfg.min_depth) - min_disp;
         let (min_disp_t, disp_range_t) = (T::from_f64(min_disp), T::from_f64(disp_range));
-        let transforms: Vec<(geometry::Mat3, [f64; 3])> = inputs
-            .poses
-            .iter()
-            .map(|pose| {
-                let f = |v: [T; 3]| [v[0].to_f64(), v[1].to_f64(), v[2].to_f64()];
-                geometry::transform(f(pose.axis_angle), f(pose.translation), pose.invert)
-            })
-            .collect();
-        let warp_params: Vec<WarpParams<T>> = transforms
-            .iter()
-            .map(|(m, t)| WarpParams {
+        ws.warp_params.clear();
+        ws.warp_params.extend(inputs.poses.iter().map(|pose| {
+            let f = |v: [T; 3]| [v[0].to_f64(), v[1].to_f64(), v[2].to_f64()];
+            let (m, t) = geometry::transform(f(pose.axis_angle), f(pose.translation), pose.invert);
+            WarpParams {
                 rotation: m.map(|row| row.map(T::from_f64)),
                 translation: t.map(T::from_f64),
                 fx: intr[0],
                 fy: intr[1],
                 cx: intr[2],
                 cy: intr[3],
-            })
-            .collect();
-        let mut pose_sums = vec![[0f64; kernels::WARP_SUMS]; n];
+            }
+        }));
+        ws.warp_sums.clear();
+        ws.warp_sums.resize(n, [0f64; kernels::WARP_SUMS]);
+        let (warp_params, pose_sums) = (&ws.warp_params, &mut ws.warp_sums);
 
         out.per_scale.clear();
         out.grad_disparities.resize_with(if gradients { scales } else { 0 }, Vec::new);
@@ -464,10 +517,15 @@ impl<T: Real> SelfSupervisedLoss<T> {
             // Warp every source and compute its photometric error (+ adjoint coefficients).
             for (i, params) in warp_params.iter().enumerate() {
                 let warped = &mut ws.warped[i * hw * 3..(i + 1) * hw * 3];
-                kernels::warp(grid, params, &ws.depth, &ws.sources[i * hw * 3..(i + 1) * hw * 3], warped);
-                let coefs = gradients.then(|| {
-                    &mut ws.coefs[i * hw * kernels::COEFS..(i + 1) * hw * kernels::COEFS]
-                });
+                kernels::warp(
+                    grid,
+                    params,
+                    &ws.depth,
+                    &ws.sources[i * hw * 3..(i + 1) * hw * 3],
+                    warped,
+                );
+                let coefs = gradients
+                    .then(|| &mut ws.coefs[i * hw * kernels::COEFS..(i + 1) * hw * kernels::COEFS]);
                 kernels::photometric_error(
                     &photometric_target,
                     warped,
@@ -479,7 +537,8 @@ impl<T: Real> SelfSupervisedLoss<T> {
             }
 
             // Per-pixel minimum over [identity…, warped…]; first minimum wins.
-            let (errors, identity_min, identity_arg) = (&ws.errors, &ws.identity_min, &ws.identity_arg);
+            let (errors, identity_min, identity_arg) =
+                (&ws.errors, &ws.identity_min, &ws.identity_arg);
             let automask = cfg.automask;
             let photometric_sum: f64 = ws
                 .min_error
@@ -550,7 +609,14 @@ impl<T: Real> SelfSupervisedLoss<T> {
                     grad.copy_from_slice(&ws.grad_depth);
                 } else {
                     let (rows, cols) = &ws.upsample[s];
-                    kernels::upsample_transpose(grid, rows, cols, &ws.grad_depth, &mut ws.upsample_tmp, grad);
+                    kernels::upsample_transpose(
+                        grid,
+                        rows,
+                        cols,
+                        &ws.grad_depth,
+                        &mut ws.upsample_tmp,
+                        grad,
+                    );
                 }
             }
 
@@ -569,7 +635,10 @@ impl<T: Real> SelfSupervisedLoss<T> {
                 },
             );
             let smoothness = smoothness_raw * scales as f64;
-            out.per_scale.push(ScaleLoss { photometric: T::from_f64(photometric), smoothness: T::from_f64(smoothness) });
+            out.per_scale.push(ScaleLoss {
+                photometric: T::from_f64(photometric),
+                smoothness: T::from_f64(smoothness),
+            });
             photometric_total += photometric;
             smoothness_total += smoothness;
         }
@@ -583,7 +652,11 @@ impl<T: Real> SelfSupervisedLoss<T> {
             let mut intrinsics = [0f64; 4];
             for (i, pose) in inputs.poses.iter().enumerate() {
                 let sums = &pose_sums[i];
-                let grad_m = [[sums[0], sums[1], sums[2]], [sums[3], sums[4], sums[5]], [sums[6], sums[7], sums[8]]];
+                let grad_m = [
+                    [sums[0], sums[1], sums[2]],
+                    [sums[3], sums[4], sums[5]],
+                    [sums[6], sums[7], sums[8]],
+                ];
                 let f = |v: [T; 3]| [v[0].to_f64(), v[1].to_f64(), v[2].to_f64()];
                 let g = geometry::pose_gradient(
                     f(pose.axis_angle),
@@ -622,7 +695,10 @@ pub fn target_pyramid(target: &[f32], width: usize, height: usize, scales: usize
                     for x in 0..nw {
                         let at = |yy: usize, xx: usize| prev[c * pw * ph + yy * pw + xx];
                         next[c * nw * nh + y * nw + x] = 0.25
-                            * (at(2 * y, 2 * x) + at(2 * y, 2 * x + 1) + at(2 * y + 1, 2 * x) + at(2 * y + 1, 2 * x + 1));
+                            * (at(2 * y, 2 * x)
+                                + at(2 * y, 2 * x + 1)
+                                + at(2 * y + 1, 2 * x)
+                                + at(2 * y + 1, 2 * x + 1));
                     }
                 }
             }

@@ -19,7 +19,10 @@ pub fn shared(rel: &str) -> Option<PathBuf> {
     if path.exists() {
         Some(path)
     } else {
-        eprintln!("SKIP: {} is absent (real data lives in ../shared beside the repo)", path.display());
+        eprintln!(
+            "SKIP: {} is absent (real data lives in ../shared beside the repo)",
+            path.display()
+        );
         None
     }
 }
