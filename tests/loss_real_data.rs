@@ -4,6 +4,9 @@
 //! (skipped with a printed reason when absent), and an analytic synthetic scene (a textured
 //! fronto-parallel plane with exact depth and a known camera translation).
 
+// Small 3x3 matrix algebra with explicit indices.
+#![allow(clippy::needless_range_loop)]
+
 mod common;
 
 use livedepth::loss::{LossConfig, LossInputs, Pose6, SelfSupervisedLoss};

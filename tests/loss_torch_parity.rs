@@ -192,8 +192,8 @@ fn run_reference(
             kind(),
         );
         let smooth = (gx * (-ix).exp()).mean(kind()) + (gy * (-iy).exp()).mean(kind());
-        scale_loss = scale_loss + smooth * (f64::from(1e-3f32) / (1u32 << s) as f64);
-        total = total + scale_loss;
+        scale_loss += smooth * (f64::from(1e-3f32) / (1u32 << s) as f64);
+        total += scale_loss;
         if s == 0 {
             min0 = Some((mins.detach(), idx));
         }
@@ -265,11 +265,9 @@ fn loss_and_gradients_match_libtorch_autograd() {
     let f64s = |v: &[Vec<f32>]| -> Vec<Vec<f64>> { v.iter().map(|x| widen(x)).collect() };
     let (t64, s64, d64, p64, n64) =
         (widen(&target), f64s(&sources), f64s(&disparities), f64s(&pyramid), widen(&noise));
-    let (sr, dr, pr): (Vec<&[f64]>, Vec<&[f64]>, Vec<&[f64]>) = (
-        s64.iter().map(Vec::as_slice).collect(),
-        d64.iter().map(Vec::as_slice).collect(),
-        p64.iter().map(Vec::as_slice).collect(),
-    );
+    let sr: Vec<&[f64]> = s64.iter().map(Vec::as_slice).collect();
+    let dr: Vec<&[f64]> = d64.iter().map(Vec::as_slice).collect();
+    let pr: Vec<&[f64]> = p64.iter().map(Vec::as_slice).collect();
     let poses64: Vec<Pose6<f64>> = poses
         .iter()
         .map(|p| Pose6 {
