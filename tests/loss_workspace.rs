@@ -98,6 +98,9 @@ fn later_calls_allocate_no_buffers_and_noise_follows_the_seed() {
         BYTES.store(0, Ordering::SeqCst);
         COUNTING.store(true, Ordering::SeqCst);
         let third_total = loss.forward_backward(inputs).expect("valid").total;
+        // Switching between forward and forward_backward keeps the buffers too.
+        loss.forward(inputs).expect("valid");
+        loss.forward_backward(inputs).expect("valid");
         COUNTING.store(false, Ordering::SeqCst);
         let (calls, bytes) = (CALLS.load(Ordering::SeqCst), BYTES.load(Ordering::SeqCst));
         println!(

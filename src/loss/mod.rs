@@ -150,7 +150,7 @@ pub struct LossOutputs<T = f32> {
     /// Scale 0: argmin index into [identity_0..identity_{n-1}, warped_0..warped_{n-1}]
     /// (without automask: warped index i).
     pub winner: Vec<u8>,
-    /// d total / d disparity, per scale, same shapes as inputs (empty after `forward`).
+    /// d total / d disparity, per scale, same shapes as inputs (each empty after `forward`).
     pub grad_disparities: Vec<Vec<T>>,
     /// d total / d (axis_angle, translation), per source.
     pub grad_poses: Vec<[T; 6]>,
@@ -166,7 +166,6 @@ struct Layout {
     sources: usize,
     scales: usize,
     rows_per_band: usize,
-    gradients: bool,
 }
 
 /// Buffers reused from call to call.
@@ -199,7 +198,13 @@ struct Workspace<T> {
 }
 
 impl<T: Real> Workspace<T> {
-    fn ensure(&mut self, layout: Layout) {
+    /// Lays the buffers out for `layout`; the gradient buffers only once gradients are asked for.
+    fn ensure(&mut self, layout: Layout, gradients: bool) {
+        let coefs = layout.sources * layout.width * layout.height * kernels::COEFS;
+        if gradients && self.coefs.len() != coefs {
+            self.coefs.clear();
+            self.coefs.resize(coefs, T::ZERO);
+        }
         if self.layout == Some(layout) {
             return;
         }
@@ -225,7 +230,9 @@ impl<T: Real> Workspace<T> {
         resize(&mut self.depth, hw);
         resize(&mut self.warped, n * hw * 3);
         resize(&mut self.errors, n * hw);
-        resize(&mut self.coefs, if layout.gradients { n * hw * kernels::COEFS } else { 0 });
+        if self.coefs.len() != coefs {
+            self.coefs = Vec::new();
+        }
         resize(&mut self.min_error, hw);
         self.winner = vec![0; hw];
         resize(&mut self.grad_depth, hw);
@@ -402,8 +409,8 @@ impl<T: Real> SelfSupervisedLoss<T> {
         let scales = inputs.disparities.len();
         let threads = rayon::current_num_threads().max(1);
         let rows_per_band = h.div_ceil(4 * threads).max(1);
-        let layout = Layout { width: w, height: h, sources: n, scales, rows_per_band, gradients };
-        self.workspace.ensure(layout);
+        let layout = Layout { width: w, height: h, sources: n, scales, rows_per_band };
+        self.workspace.ensure(layout, gradients);
         let call = self.calls;
         self.calls += 1;
         let grid = Grid { width: w, height: h, rows_per_band };
@@ -497,7 +504,9 @@ impl<T: Real> SelfSupervisedLoss<T> {
         let (warp_params, pose_sums) = (&ws.warp_params, &mut ws.warp_sums);
 
         out.per_scale.clear();
-        out.grad_disparities.resize_with(if gradients { scales } else { 0 }, Vec::new);
+        // One (after `forward`: empty) gradient per scale; buffers keep their capacity.
+        out.grad_disparities.resize_with(scales, Vec::new);
+        out.grad_disparities.iter_mut().for_each(Vec::clear);
         let pixel_weight = T::from_f64(1.0 / (scales as f64 * hw as f64));
         let (mut photometric_total, mut smoothness_total) = (0f64, 0f64);
         let identity_codes = if cfg.automask { n as u8 } else { 0 };
