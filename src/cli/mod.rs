@@ -1,9 +1,10 @@
 //! Command-line verbs. Each verb lives in its own file with its clap `Args` and a `run`.
 
-mod probe;
-mod render;
 #[cfg(feature = "torch")]
 mod bench;
+mod loss;
+mod probe;
+mod render;
 
 use clap::{Parser, Subcommand};
 
@@ -22,7 +23,9 @@ pub enum Command {
     Probe(probe::Args),
     /// Render a synthetic drive with exact ground-truth depth and poses.
     Render(render::Args),
-    /// Benchmarks (`bench infer`: depth inference, Rust/libtorch vs PyTorch eager).
+    /// Self-supervised loss file probe: npz inputs → losses, masks and gradients.
+    Loss(loss::Args),
+    /// Benchmarks against peers measured in the same run (`infer`, `loss`).
     #[cfg(feature = "torch")]
     Bench(bench::Args),
 }
@@ -31,6 +34,7 @@ pub fn dispatch(cli: Cli) -> livedepth::Result<()> {
     match cli.command {
         Command::Probe(args) => probe::run(args),
         Command::Render(args) => render::run(args),
+        Command::Loss(args) => loss::run(args),
         #[cfg(feature = "torch")]
         Command::Bench(args) => bench::run(args),
     }

@@ -6,17 +6,24 @@
 //!
 //! Images inside the kernels are interleaved RGB (`[pixel * 3 + channel]`).
 
+// The kernels walk several parallel arrays with one index; iterator chains would hide that.
+#![allow(clippy::needless_range_loop)]
+
 use super::real::Real;
 use rayon::prelude::*;
 
 /// SSIM stabilising constants C1 = 0.01², C2 = 0.03².
 const C1: f64 = 0.01 * 0.01;
 const C2: f64 = 0.03 * 0.03;
+/// Window statistics are taken of values minus this offset (images lie in [0, 1]): variances
+/// E[y²] − μ² then cancel far less in f32, which keeps SSIM accurate next to C2.
+const SHIFT: f64 = 0.5;
 /// Added to z before the perspective division.
 const PROJECTION_EPS: f64 = 1e-7;
 /// Values stored per pixel of the SSIM quantities of a window row: Σy, Σy², Σxy per channel.
 pub const WINDOW_SUMS: usize = 9;
-/// Adjoint coefficients stored per pixel: d e/d μy, d e/d E[y²], d e/d E[xy] (3 channels each)
+/// Adjoint coefficients stored per pixel: d e/d μy, d e/d E[y'²], d e/d E[x'y'] (3 channels
+/// each, primes: minus [`SHIFT`])
 /// then d e/d y of the L1 part (3 channels).
 pub const COEFS: usize = 12;
 /// Reductions of the warp backward pass: dL/dM (9), dL/dt (3), dL/d(fx, fy, cx, cy) (4).
@@ -70,7 +77,7 @@ pub struct Grid {
 }
 
 /// Per-pixel mean and variance over the reflection-padded 3x3 window of the interleaved image:
-/// `stats[p * 6 + c]` = μ_c, `stats[p * 6 + 3 + c]` = E[x_c²] − μ_c².
+/// `stats[p * 6 + c]` = μ_c − [`SHIFT`], `stats[p * 6 + 3 + c]` = E[x_c²] − μ_c².
 pub fn window_stats<T: Real>(
     grid: Grid,
     rows: &Taps,
@@ -81,6 +88,7 @@ pub fn window_stats<T: Real>(
 ) {
     let w = grid.width;
     let ninth = T::from_f64(1.0 / 9.0);
+    let shift = T::from_f64(SHIFT);
     stats
         .par_chunks_mut(grid.rows_per_band * w * 6)
         .zip(scratch.par_chunks_mut(WINDOW_SUMS * w))
@@ -91,9 +99,9 @@ pub fn window_stats<T: Real>(
                 let [t0, t1, t2] = rows.forward[row0 + local];
                 for x in 0..w {
                     for c in 0..3 {
-                        let a = image[(t0 * w + x) * 3 + c];
-                        let b = image[(t1 * w + x) * 3 + c];
-                        let d = image[(t2 * w + x) * 3 + c];
+                        let a = image[(t0 * w + x) * 3 + c] - shift;
+                        let b = image[(t1 * w + x) * 3 + c] - shift;
+                        let d = image[(t2 * w + x) * 3 + c] - shift;
                         vsum[x * 6 + c] = a + b + d;
                         vsum[x * 6 + 3 + c] = a * a + b * b + d * d;
                     }
@@ -145,6 +153,7 @@ pub fn photometric_error<T: Real>(
         let two = T::from_f64(2.0);
         let half = T::from_f64(0.5);
         let (c1, c2) = (T::from_f64(C1), T::from_f64(C2));
+        let shift = T::from_f64(SHIFT);
         let ssim_w = tgt.ssim_weight * third;
         let l1_w = (T::ONE - tgt.ssim_weight) * third;
         for (local, err_row) in err.chunks_mut(w).enumerate() {
@@ -154,8 +163,13 @@ pub fn photometric_error<T: Real>(
                 let (i0, i1, i2) = ((t0 * w + x) * 3, (t1 * w + x) * 3, (t2 * w + x) * 3);
                 let v = &mut vsum[x * WINDOW_SUMS..(x + 1) * WINDOW_SUMS];
                 for c in 0..3 {
-                    let (a, b, d) = (image[i0 + c], image[i1 + c], image[i2 + c]);
-                    let (ta, tb, td) = (tgt.target[i0 + c], tgt.target[i1 + c], tgt.target[i2 + c]);
+                    let (a, b, d) =
+                        (image[i0 + c] - shift, image[i1 + c] - shift, image[i2 + c] - shift);
+                    let (ta, tb, td) = (
+                        tgt.target[i0 + c] - shift,
+                        tgt.target[i1 + c] - shift,
+                        tgt.target[i2 + c] - shift,
+                    );
                     v[c] = a + b + d;
                     v[3 + c] = a * a + b * b + d * d;
                     v[6 + c] = a * ta + b * tb + d * td;
@@ -174,12 +188,14 @@ pub fn photometric_error<T: Real>(
                             + vsum[m * WINDOW_SUMS + k]
                             + vsum[r * WINDOW_SUMS + k]
                     };
-                    let my = sum(c) * ninth;
+                    // Shifted (') window moments; the means themselves are unshifted.
+                    let my_s = sum(c) * ninth;
                     let eyy = sum(3 + c) * ninth;
                     let exy = sum(6 + c) * ninth;
-                    let (mx, var_x) = (st[c], st[3 + c]);
-                    let var_y = eyy - my * my;
-                    let cov = exy - mx * my;
+                    let (mx_s, var_x) = (st[c], st[3 + c]);
+                    let (mx, my) = (mx_s + shift, my_s + shift);
+                    let var_y = eyy - my_s * my_s;
+                    let cov = exy - mx_s * my_s;
                     let n1 = two * mx * my + c1;
                     let n2 = two * cov + c2;
                     let d1 = mx * mx + my * my + c1;
@@ -202,8 +218,8 @@ pub fn photometric_error<T: Real>(
                     l1_sum += diff.abs();
                     if coef.is_some() {
                         let k = if inside { -half * ssim_w } else { T::ZERO };
-                        let d_my = (two * mx * n2 - two * mx * n1) / den
-                            - ssim * (two * my / d1 - two * my / d2);
+                        let d_my = (two * mx * n2 - two * mx_s * n1) / den
+                            - ssim * (two * my / d1 - two * my_s / d2);
                         local_coefs[c] = k * d_my;
                         local_coefs[3 + c] = k * (-ssim / d2);
                         local_coefs[6 + c] = k * (two * n1 / den);
@@ -337,6 +353,7 @@ pub fn warp_backward<T: Real>(
     let p = &args.params;
     let ninth = T::from_f64(1.0 / 9.0);
     let two = T::from_f64(2.0);
+    let shift = T::from_f64(SHIFT);
     grad_depth
         .par_chunks_mut(grid.rows_per_band * w)
         .zip(scratch.par_chunks_mut(WINDOW_SUMS * w))
@@ -374,8 +391,8 @@ pub fn warp_backward<T: Real>(
                     let mut grad_image = [T::ZERO; 3];
                     let mut any = false;
                     for c in 0..3 {
-                        let xv = pt.target[q * 3 + c];
-                        let yv = args.warped[q * 3 + c];
+                        let xv = pt.target[q * 3 + c] - shift;
+                        let yv = args.warped[q * 3 + c] - shift;
                         let mut g = (sums[c] + two * yv * sums[3 + c] + xv * sums[6 + c]) * ninth;
                         if own {
                             g += args.coefs[q * COEFS + 9 + c];

@@ -150,7 +150,7 @@ pub struct LossOutputs<T = f32> {
     /// Scale 0: argmin index into [identity_0..identity_{n-1}, warped_0..warped_{n-1}]
     /// (without automask: warped index i).
     pub winner: Vec<u8>,
-    /// d total / d disparity, per scale, same shapes as inputs (empty after `forward`).
+    /// d total / d disparity, per scale, same shapes as inputs (each empty after `forward`).
     pub grad_disparities: Vec<Vec<T>>,
     /// d total / d (axis_angle, translation), per source.
     pub grad_poses: Vec<[T; 6]>,
@@ -166,7 +166,6 @@ struct Layout {
     sources: usize,
     scales: usize,
     rows_per_band: usize,
-    gradients: bool,
 }
 
 /// Buffers reused from call to call.
@@ -194,10 +193,18 @@ struct Workspace<T> {
     upsample_tmp: Vec<T>,
     smooth_tmp: Vec<T>,
     scratch: Vec<T>,
+    warp_params: Vec<WarpParams<T>>,
+    warp_sums: Vec<[f64; kernels::WARP_SUMS]>,
 }
 
 impl<T: Real> Workspace<T> {
-    fn ensure(&mut self, layout: Layout) {
+    /// Lays the buffers out for `layout`; the gradient buffers only once gradients are asked for.
+    fn ensure(&mut self, layout: Layout, gradients: bool) {
+        let coefs = layout.sources * layout.width * layout.height * kernels::COEFS;
+        if gradients && self.coefs.len() != coefs {
+            self.coefs.clear();
+            self.coefs.resize(coefs, T::ZERO);
+        }
         if self.layout == Some(layout) {
             return;
         }
@@ -223,7 +230,9 @@ impl<T: Real> Workspace<T> {
         resize(&mut self.depth, hw);
         resize(&mut self.warped, n * hw * 3);
         resize(&mut self.errors, n * hw);
-        resize(&mut self.coefs, if layout.gradients { n * hw * kernels::COEFS } else { 0 });
+        if self.coefs.len() != coefs {
+            self.coefs = Vec::new();
+        }
         resize(&mut self.min_error, hw);
         self.winner = vec![0; hw];
         resize(&mut self.grad_depth, hw);
@@ -400,8 +409,8 @@ impl<T: Real> SelfSupervisedLoss<T> {
         let scales = inputs.disparities.len();
         let threads = rayon::current_num_threads().max(1);
         let rows_per_band = h.div_ceil(4 * threads).max(1);
-        let layout = Layout { width: w, height: h, sources: n, scales, rows_per_band, gradients };
-        self.workspace.ensure(layout);
+        let layout = Layout { width: w, height: h, sources: n, scales, rows_per_band };
+        self.workspace.ensure(layout, gradients);
         let call = self.calls;
         self.calls += 1;
         let grid = Grid { width: w, height: h, rows_per_band };
@@ -477,29 +486,27 @@ impl<T: Real> SelfSupervisedLoss<T> {
         let min_disp = 1.0 / f64::from(cfg.max_depth);
         let disp_range = 1.0 / f64::from(cfg.min_depth) - min_disp;
         let (min_disp_t, disp_range_t) = (T::from_f64(min_disp), T::from_f64(disp_range));
-        let transforms: Vec<(geometry::Mat3, [f64; 3])> = inputs
-            .poses
-            .iter()
-            .map(|pose| {
-                let f = |v: [T; 3]| [v[0].to_f64(), v[1].to_f64(), v[2].to_f64()];
-                geometry::transform(f(pose.axis_angle), f(pose.translation), pose.invert)
-            })
-            .collect();
-        let warp_params: Vec<WarpParams<T>> = transforms
-            .iter()
-            .map(|(m, t)| WarpParams {
+        ws.warp_params.clear();
+        ws.warp_params.extend(inputs.poses.iter().map(|pose| {
+            let f = |v: [T; 3]| [v[0].to_f64(), v[1].to_f64(), v[2].to_f64()];
+            let (m, t) = geometry::transform(f(pose.axis_angle), f(pose.translation), pose.invert);
+            WarpParams {
                 rotation: m.map(|row| row.map(T::from_f64)),
                 translation: t.map(T::from_f64),
                 fx: intr[0],
                 fy: intr[1],
                 cx: intr[2],
                 cy: intr[3],
-            })
-            .collect();
-        let mut pose_sums = vec![[0f64; kernels::WARP_SUMS]; n];
+            }
+        }));
+        ws.warp_sums.clear();
+        ws.warp_sums.resize(n, [0f64; kernels::WARP_SUMS]);
+        let (warp_params, pose_sums) = (&ws.warp_params, &mut ws.warp_sums);
 
         out.per_scale.clear();
-        out.grad_disparities.resize_with(if gradients { scales } else { 0 }, Vec::new);
+        // One (after `forward`: empty) gradient per scale; buffers keep their capacity.
+        out.grad_disparities.resize_with(scales, Vec::new);
+        out.grad_disparities.iter_mut().for_each(Vec::clear);
         let pixel_weight = T::from_f64(1.0 / (scales as f64 * hw as f64));
         let (mut photometric_total, mut smoothness_total) = (0f64, 0f64);
         let identity_codes = if cfg.automask { n as u8 } else { 0 };

@@ -1,9 +1,9 @@
-//! `livedepth bench`: benchmarks. `bench infer` times the RT-MonoDepth-S forward of the
+//! `livedepth bench infer` times the RT-MonoDepth-S forward of the
 //! libtorch engine on the CPU at several input sizes against a PyTorch eager peer
 //! (scripts/bench/infer_peer.py) on the same weights, input and thread count, in the same run,
 //! and shows where the time goes (encoder vs decoder, preprocessing, the peer's top operators).
 
-use clap::{Args as ClapArgs, Subcommand};
+use clap::Args as ClapArgs;
 use livedepth::engine::{Preprocessor, TorchDepthEngine};
 use livedepth::error::Error;
 use livedepth::frame::RgbImage;
@@ -12,18 +12,6 @@ use livedepth::model::network::DepthNetwork;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{Device, Tensor};
-
-#[derive(ClapArgs, Debug)]
-pub struct Args {
-    #[command(subcommand)]
-    pub command: BenchCommand,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum BenchCommand {
-    /// Depth-network inference on the CPU: Rust/libtorch engine vs PyTorch eager.
-    Infer(InferArgs),
-}
 
 #[derive(ClapArgs, Debug)]
 pub struct InferArgs {
@@ -50,12 +38,6 @@ pub struct InferArgs {
     /// Skip the PyTorch peer.
     #[arg(long)]
     pub no_peer: bool,
-}
-
-pub fn run(args: Args) -> livedepth::Result<()> {
-    match args.command {
-        BenchCommand::Infer(a) => run_infer(a),
-    }
 }
 
 /// Median, mean and minimum of per-iteration times in milliseconds.
@@ -240,7 +222,7 @@ fn run_peer(
     })
 }
 
-fn run_infer(args: InferArgs) -> livedepth::Result<()> {
+pub fn run_infer(args: InferArgs) -> livedepth::Result<()> {
     let sizes = parse_sizes(&args.sizes)?;
     if args.iters == 0 {
         return Err(Error::Other("--iters must be at least 1".into()));
