@@ -6,6 +6,8 @@
 //! [`eval`] holds the standard depth metrics; [`synth`] renders synthetic drives with exact
 //! ground truth.
 
+#[cfg(feature = "torch")]
+pub mod app;
 pub mod camera;
 pub mod config;
 pub mod cuda;

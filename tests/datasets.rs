@@ -188,6 +188,16 @@ fn frame_selection_parses_and_rejects() {
         );
     }
     assert!(FrameSelection::parse("7:7").unwrap().indices(10).is_err());
+    // Rust-style ranges: `..` excludes the end, `..=` includes it.
+    assert_eq!(FrameSelection::parse("2..5").unwrap().indices(10).unwrap(), [2, 3, 4]);
+    assert_eq!(FrameSelection::parse("2..=5").unwrap().indices(10).unwrap(), [2, 3, 4, 5]);
+    assert_eq!(FrameSelection::parse("..2").unwrap().indices(10).unwrap(), [0, 1]);
+    for bad in ["a..5", "1..x", "1..=-2"] {
+        assert!(
+            matches!(FrameSelection::parse(bad), Err(DatasetError::BadSelection { .. })),
+            "{bad:?}"
+        );
+    }
 }
 
 // -------------------------------------------------------------------------------------- TUM

@@ -1,72 +1,44 @@
-//! The real RT-MonoDepth-S m_640x192 checkpoint on kitti_tiny's 7 frames through the Rust
-//! engine (Preprocessor → libtorch forward → disparity resized bilinearly to GT size → depth),
-//! scored with the Monodepth2 protocol, must give abs_rel 0.128 ± 0.003 and a1 0.871 ± 0.005,
-//! and agree per frame with the independent Python evaluation (tests/python).
+//! Acceptance of the network and the evaluation protocol: the acceptance command
+//! `livedepth eval --dataset kitti:../shared/data/kitti_tiny --model …/m_640x192 --arch
+//! rtmonodepth-s` must give abs_rel 0.128 ± 0.003 and a1 0.871 ± 0.005 (the published accuracy
+//! of this model on these 7 frames), and agree per frame with the independent Python evaluation
+//! in tests/python (its own forward pass, PIL resize and numpy metrics).
 #![cfg(feature = "torch")]
 
 mod common;
 mod model_support;
 
-use livedepth::engine::{DepthEngine, MAX_DEPTH, MIN_DEPTH, TorchDepthEngine};
-use livedepth::model::Arch;
 use model_support::*;
-
-/// abs_rel and a1 of one frame under the Monodepth2 KITTI protocol (Garg crop, GT in
-/// (1e-3, 80), median scaling, clamp).
-fn frame_metrics(pred: &[f32], gt: &[f32], width: usize, height: usize) -> (f64, f64) {
-    let (y0, y1) =
-        ((0.408_108_11 * height as f64) as usize, (0.991_891_89 * height as f64) as usize);
-    let (x0, x1) = ((0.035_947_71 * width as f64) as usize, (0.964_052_29 * width as f64) as usize);
-    let mut pairs: Vec<(f64, f64)> = Vec::new();
-    for y in y0..y1 {
-        for x in x0..x1 {
-            let g = gt[y * width + x] as f64;
-            if g > 1e-3 && g < 80.0 {
-                pairs.push((pred[y * width + x] as f64, g));
-            }
-        }
-    }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        let n = v.len();
-        if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
-    };
-    let ratio =
-        median(pairs.iter().map(|p| p.1).collect()) / median(pairs.iter().map(|p| p.0).collect());
-    let (mut abs_rel, mut a1) = (0.0, 0.0);
-    for &(p, g) in &pairs {
-        let p = (p * ratio).clamp(1e-3, 80.0);
-        abs_rel += (g - p).abs() / g;
-        a1 += f64::from(u8::from((g / p).max(p / g) < 1.25));
-    }
-    (abs_rel / pairs.len() as f64, a1 / pairs.len() as f64)
-}
+use std::process::Command;
 
 #[test]
-fn rtmonodepth_s_on_kitti_tiny_reproduces_published_accuracy() {
+fn eval_command_reproduces_published_accuracy_on_kitti_tiny() {
     let Some(model) = common::shared("models/rtmonodepth_s/m_640x192") else { return };
     let Some(kitti) = common::shared("data/kitti_tiny") else { return };
-    let drive = kitti.join("2011_09_26/2011_09_26_drive_0023_sync");
-    let mut engine =
-        TorchDepthEngine::load(&model, Arch::RtMonoDepthS, 640, 192, tch::Device::Cpu).unwrap();
-    let mut per_frame = Vec::new();
-    for i in 0..7 {
-        let image = load_rgb(&drive.join(format!("image_02/data/{i:010}.png")));
-        let npz_path = drive.join(format!("proj_depth/velodyne/image_02/{i:010}.npz"));
-        let mut npz = npyz::npz::NpzArchive::open(&npz_path).unwrap();
-        let gt_npy = npz.by_name("velodyne_depth").unwrap().expect("velodyne_depth");
-        let shape: Vec<usize> = gt_npy.shape().iter().map(|&d| d as usize).collect();
-        let gt: Vec<f32> = gt_npy.into_vec().unwrap();
-        let (gh, gw) = (shape[0], shape[1]);
-        let disparity = engine.predict_disparity(&image).unwrap();
-        let depth = disparity.resized_bilinear(gw as u32, gh as u32).to_depth(MIN_DEPTH, MAX_DEPTH);
-        per_frame.push(frame_metrics(&depth.data, &gt, gw, gh));
-    }
-    let abs_rel = per_frame.iter().map(|m| m.0).sum::<f64>() / 7.0;
-    let a1 = per_frame.iter().map(|m| m.1).sum::<f64>() / 7.0;
-    println!("Rust engine on kitti_tiny: abs_rel {abs_rel:.4}, a1 {a1:.4}");
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("eval.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_livedepth"))
+        .args(["eval", "--arch", "rtmonodepth-s", "--quiet", "--dataset"])
+        .arg(format!("kitti:{}", kitti.display()))
+        .arg("--model")
+        .arg(&model)
+        .arg("--json")
+        .arg(&json_path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success());
+    assert!(stdout.contains("abs_rel"), "the metrics table is printed");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let abs_rel = report["abs_rel"].as_f64().unwrap();
+    let a1 = report["a1"].as_f64().unwrap();
+    assert_eq!(report["frames"].as_u64(), Some(7));
     assert!((abs_rel - 0.128).abs() <= 0.003, "abs_rel {abs_rel}");
     assert!((a1 - 0.871).abs() <= 0.005, "a1 {a1}");
+    let per_frame = report["per_frame"].as_array().unwrap();
+    assert_eq!(per_frame.len(), 7);
 
     let Some(python) = common::python() else { return };
     let json = run_python(
@@ -83,8 +55,10 @@ fn rtmonodepth_s_on_kitti_tiny_reproduces_published_accuracy() {
     for (i, (ours, theirs)) in
         per_frame.iter().zip(reference["per_frame"].as_array().unwrap()).enumerate()
     {
-        let (r_abs, r_a1) = (theirs["abs_rel"].as_f64().unwrap(), theirs["a1"].as_f64().unwrap());
-        assert!((ours.0 - r_abs).abs() < 2e-4, "frame {i}: abs_rel {} vs {r_abs}", ours.0);
-        assert!((ours.1 - r_a1).abs() < 2e-3, "frame {i}: a1 {} vs {r_a1}", ours.1);
+        for key in ["abs_rel", "a1"] {
+            let (a, b) = (ours[key].as_f64().unwrap(), theirs[key].as_f64().unwrap());
+            let tolerance = if key == "abs_rel" { 2e-4 } else { 2e-3 };
+            assert!((a - b).abs() < tolerance, "frame {i}: {key} {a} vs Python {b}");
+        }
     }
 }

@@ -86,7 +86,12 @@ pub struct EvalReport {
 }
 
 impl EvalReport {
-    fn new(options: &EvalOptions, protocol: EvalProtocol, mean: MeanMetrics, per_frame: Vec<FrameRow>) -> Self {
+    fn new(
+        options: &EvalOptions,
+        protocol: EvalProtocol,
+        mean: MeanMetrics,
+        per_frame: Vec<FrameRow>,
+    ) -> Self {
         Self {
             frames: mean.frames,
             abs_rel: mean.abs_rel,
@@ -163,12 +168,18 @@ pub fn evaluate(options: &EvalOptions) -> crate::Result<EvalReport> {
         })
         .run()?;
 
-    let accumulator = accumulator.lock().map_err(|_| crate::Error::Other("metrics lock poisoned".into()))?;
+    let accumulator =
+        accumulator.lock().map_err(|_| crate::Error::Other("metrics lock poisoned".into()))?;
     let mean = accumulator.mean().ok_or(EvalError::NoFrames)?;
     let per_frame = accumulator
         .rows()
         .iter()
-        .map(|(position, m)| FrameRow::new(positions.get(*position as usize).copied().unwrap_or(*position as usize), m))
+        .map(|(position, m)| {
+            FrameRow::new(
+                positions.get(*position as usize).copied().unwrap_or(*position as usize),
+                m,
+            )
+        })
         .collect();
     let report = EvalReport::new(options, protocol, mean, per_frame);
     if let Some(path) = &options.json {

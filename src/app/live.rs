@@ -174,7 +174,12 @@ impl OutputSink {
         self.outputs.dir.join(sub).join(format!("{index:06}.{ext}"))
     }
 
-    fn write_video_frame(&mut self, resized: &RgbImage, colour: &RgbImage, t: f64) -> crate::Result<()> {
+    fn write_video_frame(
+        &mut self,
+        resized: &RgbImage,
+        colour: &RgbImage,
+        t: f64,
+    ) -> crate::Result<()> {
         let (w, h) = (resized.width, resized.height);
         if self.video.is_none() {
             let path = self.outputs.dir.join("depth.mp4");
@@ -224,7 +229,17 @@ impl OutputSink {
             }
             if let Some(csv) = self.metrics_csv.as_mut() {
                 let v = metrics.values();
-                csv.write_row(&[index as f64, v[0], v[1], v[2], v[3], v[4], v[5], v[6], metrics.scale_ratio])?;
+                csv.write_row(&[
+                    index as f64,
+                    v[0],
+                    v[1],
+                    v[2],
+                    v[3],
+                    v[4],
+                    v[5],
+                    v[6],
+                    metrics.scale_ratio,
+                ])?;
             }
             self.accumulator.push(index, metrics);
         }

@@ -2,6 +2,8 @@
 
 #[cfg(feature = "torch")]
 mod bench;
+#[cfg(feature = "torch")]
+mod eval;
 mod loss;
 mod probe;
 mod render;
@@ -25,6 +27,9 @@ pub enum Command {
     Render(render::Args),
     /// Self-supervised loss file probe: npz inputs → losses, masks and gradients.
     Loss(loss::Args),
+    /// Evaluate a depth model on a dataset with ground truth (the seven standard metrics).
+    #[cfg(feature = "torch")]
+    Eval(eval::Args),
     /// Benchmarks against peers measured in the same run (`infer`, `loss`).
     #[cfg(feature = "torch")]
     Bench(bench::Args),
@@ -35,6 +40,8 @@ pub fn dispatch(cli: Cli) -> livedepth::Result<()> {
         Command::Probe(args) => probe::run(args),
         Command::Render(args) => render::run(args),
         Command::Loss(args) => loss::run(args),
+        #[cfg(feature = "torch")]
+        Command::Eval(args) => eval::run(args),
         #[cfg(feature = "torch")]
         Command::Bench(args) => bench::run(args),
     }

@@ -37,7 +37,9 @@ pub enum EvalError {
     )]
     BadProtocol { min_depth: f64, max_depth: f64 },
     /// A frame to evaluate came without ground-truth depth.
-    #[error("frame {frame}: the source has no ground-truth depth for it; evaluation needs a dataset with depth (kitti:, kitchen:, tum:)")]
+    #[error(
+        "frame {frame}: the source has no ground-truth depth for it; evaluation needs a dataset with depth (kitti:, kitchen:, tum:)"
+    )]
     NoGroundTruth { frame: u64 },
     /// Nothing was evaluated.
     #[error("no frame was evaluated: the frame selection is empty")]

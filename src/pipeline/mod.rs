@@ -64,7 +64,7 @@ pub enum PipelineError {
         description: String,
         frames_read: u64,
         #[source]
-        error: SourceError,
+        error: Box<SourceError>,
     },
     #[error("source {description} panicked after {frames_read} frames: {message}")]
     SourcePanic { description: String, frames_read: u64, message: String },
@@ -540,7 +540,11 @@ fn run_source(
             }
             Ok(Err(error)) => {
                 let description = description.to_string();
-                ctx.record_error(PipelineError::Source { description, frames_read, error });
+                ctx.record_error(PipelineError::Source {
+                    description,
+                    frames_read,
+                    error: Box::new(error),
+                });
                 return;
             }
             Err(payload) => {

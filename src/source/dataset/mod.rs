@@ -134,13 +134,36 @@ impl FrameSelection {
         Self { start: 0, end: None, step: 1 }
     }
 
-    /// Parses `START:END[:STEP]` (either bound may be empty: `:100`, `10:`, `::2`).
+    /// Parses `START:END[:STEP]` (either bound may be empty: `:100`, `10:`, `::2`), or a Rust
+    /// range `A..B` (B excluded) / `A..=B` (B included).
     pub fn parse(text: &str) -> Result<Self, DatasetError> {
         let bad = |expected: &str| DatasetError::BadSelection {
             selection: text.to_string(),
             len: 0,
             expected: expected.to_string(),
         };
+        // Rust-style ranges: `A..B` (B exclusive) and `A..=B` (B inclusive).
+        if let Some((a, b)) = text.trim().split_once("..") {
+            let (b, inclusive) = match b.strip_prefix('=') {
+                Some(b) => (b, true),
+                None => (b, false),
+            };
+            let start: usize = if a.trim().is_empty() {
+                0
+            } else {
+                a.trim().parse().map_err(|_| bad("A..B or A..=B with non-negative integers"))?
+            };
+            let end = if b.trim().is_empty() {
+                None
+            } else {
+                let b: usize = b
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad("A..B or A..=B with non-negative integers"))?;
+                Some(if inclusive { b + 1 } else { b })
+            };
+            return Ok(Self { start, end, step: 1 });
+        }
         let parts: Vec<&str> = text.trim().split(':').collect();
         if parts.len() < 2 || parts.len() > 3 {
             return Err(bad("START:END or START:END:STEP"));

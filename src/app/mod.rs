@@ -1,0 +1,6 @@
+//! The jobs behind the command-line verbs that need a depth network: live depth (`run`),
+//! evaluation on recorded data (`eval`) and the end-to-end demo (`demo`). The CLI only parses
+//! arguments and calls these.
+
+pub mod eval;
+pub mod live;
