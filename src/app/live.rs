@@ -7,6 +7,7 @@
 //! pool, so the hot path allocates nothing per frame once the pool is warm.
 
 use crate::app::eval::score_disparity;
+use crate::camera::Intrinsics;
 use crate::config::{Config, OutputsConfig};
 use crate::engine::{Disparity, Preprocessor, TorchDepthEngine, default_device};
 use crate::eval::{EvalProtocol, MetricsAccumulator};
@@ -122,6 +123,8 @@ impl Stage<PreparedFrame> for DepthStage {
 /// The `outputs` sink: writes what the config's `[outputs]` asks for into its folder.
 pub struct OutputSink {
     outputs: OutputsConfig,
+    /// Intrinsics of the source's frames where the frames don't carry their own.
+    camera: Option<Intrinsics>,
     min_depth: f32,
     max_depth: f32,
     fps: f64,
@@ -140,6 +143,7 @@ impl OutputSink {
         max_depth: f32,
         fps: f64,
         protocol: EvalProtocol,
+        camera: Option<Intrinsics>,
     ) -> crate::Result<Self> {
         std::fs::create_dir_all(&outputs.dir).map_err(|e| crate::Error::io(&outputs.dir, e))?;
         for (wanted, sub) in [(outputs.depth_png, "depth"), (outputs.colour_png, "colour")] {
@@ -154,6 +158,7 @@ impl OutputSink {
         }
         Ok(Self {
             outputs,
+            camera,
             min_depth,
             max_depth,
             fps,
@@ -214,7 +219,7 @@ impl OutputSink {
             }
         }
         if self.outputs.pointcloud_every > 0 && index % self.outputs.pointcloud_every as u64 == 0 {
-            if let Some(k) = &frame.intrinsics {
+            if let Some(k) = frame.intrinsics.as_ref().or(self.camera.as_ref()) {
                 write_ply(&self.path("pointcloud", index, "ply"), &depth, k, Some(&resized))?;
             }
         }
@@ -304,6 +309,7 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
         config.network.max_depth as f32,
         fps,
         protocol_for(&uri, config.network.max_depth),
+        config.intrinsics(),
     )?;
     let report = Pipeline::new(source, config.pipeline.options())?
         .stage("preprocess", PreprocessStage { preprocessor, pool: pool.clone() })
