@@ -218,10 +218,10 @@ impl OutputSink {
                 self.write_video_frame(&resized, colour, frame.timestamp)?;
             }
         }
-        if self.outputs.pointcloud_every > 0 && index % self.outputs.pointcloud_every as u64 == 0 {
-            if let Some(k) = frame.intrinsics.as_ref().or(self.camera.as_ref()) {
-                write_ply(&self.path("pointcloud", index, "ply"), &depth, k, Some(&resized))?;
-            }
+        let every = self.outputs.pointcloud_every as u64;
+        let intrinsics = frame.intrinsics.as_ref().or(self.camera.as_ref());
+        if let (true, Some(k)) = (every > 0 && index % every == 0, intrinsics) {
+            write_ply(&self.path("pointcloud", index, "ply"), &depth, k, Some(&resized))?;
         }
         if self.outputs.metrics && frame.gt_depth.is_some() {
             let metrics = score_disparity(&disparity, &frame, &self.protocol)?;
