@@ -3,6 +3,8 @@
 #[cfg(feature = "torch")]
 mod bench;
 #[cfg(feature = "torch")]
+mod demo;
+#[cfg(feature = "torch")]
 mod eval;
 mod loss;
 mod probe;
@@ -29,6 +31,9 @@ pub enum Command {
     Render(render::Args),
     /// Self-supervised loss file probe: npz inputs → losses, masks and gradients.
     Loss(loss::Args),
+    /// The end-to-end demo: render a drive, replay it through GStreamer with live depth, score it.
+    #[cfg(feature = "torch")]
+    Demo(demo::Args),
     /// Live depth from a camera, stream, file or dataset, with per-stage statistics.
     #[cfg(feature = "torch")]
     Run(run::Args),
@@ -45,6 +50,8 @@ pub fn dispatch(cli: Cli) -> livedepth::Result<()> {
         Command::Probe(args) => probe::run(args),
         Command::Render(args) => render::run(args),
         Command::Loss(args) => loss::run(args),
+        #[cfg(feature = "torch")]
+        Command::Demo(args) => demo::run(args),
         #[cfg(feature = "torch")]
         Command::Run(args) => run::run(args),
         #[cfg(feature = "torch")]
