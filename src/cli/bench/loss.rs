@@ -31,6 +31,11 @@ pub struct LossBenchArgs {
     /// Also save the benchmark inputs as a probe input file (for `livedepth loss` or the peer).
     #[arg(long)]
     pub save_inputs: Option<PathBuf>,
+    /// `cpu` (our Rust loss vs PyTorch CPU autograd) or `cuda` (our fused kernels vs PyTorch CUDA
+    /// autograd, at 640x192 and 1024x320, with achieved bandwidth; needs `--features cuda` and
+    /// a GPU).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 /// Deterministic pseudo-random values in [0, 1).
@@ -61,6 +66,15 @@ fn scene(w: usize, h: usize, dx: f32, rng: &mut Lcg) -> Vec<f32> {
 }
 
 pub fn bench_loss(a: LossBenchArgs) -> livedepth::Result<()> {
+    match a.device.as_str() {
+        "cpu" => {}
+        "cuda" => return bench_loss_cuda(&a),
+        other => {
+            return Err(livedepth::Error::Other(format!(
+                "bench loss --device {other}: expected cpu or cuda"
+            )));
+        }
+    }
     let (w, h, n, scales) = (a.width, a.height, a.sources, a.scales);
     if n == 0 || scales == 0 || a.iters == 0 {
         return Err(livedepth::Error::Other(
@@ -209,4 +223,33 @@ fn peer_script() -> PathBuf {
     } else {
         Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
     }
+}
+
+#[cfg(feature = "cuda")]
+fn bench_loss_cuda(a: &LossBenchArgs) -> livedepth::Result<()> {
+    use livedepth::cuda::bench::{BenchLossOptions, bench_loss, bench_preprocess};
+    let mut options = BenchLossOptions {
+        sources: a.sources,
+        scales: a.scales,
+        iterations: a.iters,
+        ..BenchLossOptions::default()
+    };
+    if let Some(python) = &a.python {
+        options.python = Some(python.clone());
+    }
+    if a.no_peer {
+        options.python = None;
+    }
+    println!("{}", bench_loss(&options)?);
+    println!("{}", bench_preprocess((1920, 1080), (640, 192), a.iters.max(10), 0)?);
+    Ok(())
+}
+
+#[cfg(not(feature = "cuda"))]
+fn bench_loss_cuda(_: &LossBenchArgs) -> livedepth::Result<()> {
+    Err(livedepth::Error::Other(
+        "bench loss --device cuda: this binary was built without CUDA support; rebuild with \
+         `cargo build --release --features cuda`"
+            .into(),
+    ))
 }
