@@ -54,6 +54,7 @@ impl View {
         Self::new(&frame.rgb, depth, pose, intrinsics)
     }
 
+    /// fx, fy, cx, cy as the loss takes them.
     fn k(&self) -> [f32; 4] {
         let k = &self.intrinsics;
         [k.fx as f32, k.fy as f32, k.cx as f32, k.cy as f32]
@@ -72,6 +73,7 @@ fn relative_pose(target: &View, source: &View) -> Pose6 {
     }
 }
 
+/// The rigid transform a [`Pose6`] (not inverted) stands for, as the loss builds it.
 fn pose_isometry(pose: &Pose6) -> Isometry3<f64> {
     let v = |a: [f32; 3]| Vector3::new(f64::from(a[0]), f64::from(a[1]), f64::from(a[2]));
     Isometry3::new(v(pose.translation), v(pose.axis_angle))
