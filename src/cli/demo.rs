@@ -31,7 +31,7 @@ pub fn run(args: Args) -> livedepth::Result<()> {
     })?;
     println!("synthetic drive: {} (dataset {})", report.video.display(), report.dataset.display());
     if let (Some(model), Some(eval)) = (&report.model, &report.eval) {
-        println!("model {} on the drive ({} frames):", model.display(), eval.frames);
+        println!("model {} on the drive ({} frames):", model.display(), eval.mean.frames);
         println!("{}", format_metrics_table(&eval.values()));
     }
     for path in &report.outputs {

@@ -71,14 +71,14 @@ pub fn run(args: Args) -> livedepth::Result<()> {
         "{} on {} ({} frames, {}x{}, {}median scaling{})",
         report.arch,
         report.dataset,
-        report.frames,
+        report.mean.frames,
         report.width,
         report.height,
         if report.protocol.median_scaling { "" } else { "no " },
         if report.protocol.median_scaling {
             format!(
                 ": ratio median {:.3}, std {:.3}",
-                report.scale_ratio_median, report.scale_ratio_std
+                report.mean.scale_ratio_median, report.mean.scale_ratio_std
             )
         } else {
             String::new()
