@@ -170,9 +170,11 @@ pub fn run_demo(options: &DemoOptions) -> crate::Result<DemoReport> {
         selection: FrameSelection::all(),
         no_median_scaling: false,
         json: Some(out.join("eval.json")),
+        plot: Some(out.join("eval.svg")),
         progress: true,
     })?;
     let mut outputs = describe_outputs(&live_dir);
     outputs.push(out.join("eval.json").display().to_string());
+    outputs.push(out.join("eval.svg").display().to_string());
     Ok(DemoReport { video: video_path, dataset, model: Some(model), eval: Some(eval), outputs })
 }

@@ -8,6 +8,7 @@ use crate::frame::Frame;
 use crate::model::Arch;
 use crate::pipeline::{Pipeline, PipelineOptions, QueuePolicy, StageError};
 use crate::sink::metrics::write_summary_json;
+use crate::sink::plot::{Series, write_line_plot};
 use crate::source::dataset::{DatasetSource, FrameSelection};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -28,6 +29,8 @@ pub struct EvalOptions {
     pub no_median_scaling: bool,
     /// Where to write the JSON report, if anywhere.
     pub json: Option<PathBuf>,
+    /// Where to write an SVG plot of abs_rel and δ<1.25 per frame, if anywhere.
+    pub plot: Option<PathBuf>,
     /// Show the progress bar and stage statistics.
     pub progress: bool,
 }
@@ -144,5 +147,24 @@ pub fn evaluate(options: &EvalOptions) -> crate::Result<EvalReport> {
     if let Some(path) = &options.json {
         write_summary_json(path, &report)?;
     }
+    if let Some(path) = &options.plot {
+        write_per_frame_plot(path, &report)?;
+    }
     Ok(report)
+}
+
+/// Plots abs_rel and δ<1.25 of every frame of `report` (SVG).
+pub fn write_per_frame_plot(path: &std::path::Path, report: &EvalReport) -> crate::Result<()> {
+    let series = |name: &str, pick: fn(&FrameMetrics) -> f64| Series {
+        name: name.to_string(),
+        points: report.per_frame.iter().map(|r| (r.frame as f64, pick(&r.metrics))).collect(),
+    };
+    write_line_plot(
+        path,
+        &format!("{} on {}", report.arch, report.dataset),
+        "frame",
+        "metric",
+        &[series("abs_rel", |m| m.abs_rel), series("δ<1.25", |m| m.a1)],
+    )?;
+    Ok(())
 }

@@ -38,6 +38,9 @@ pub struct Args {
     /// Write the report (means and per-frame rows) to this JSON file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Write an SVG plot of abs_rel and δ<1.25 per frame to this file.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -64,6 +67,7 @@ pub fn run(args: Args) -> livedepth::Result<()> {
         selection,
         no_median_scaling: args.no_median_scaling,
         json: args.json.clone(),
+        plot: args.plot.clone(),
         progress: !args.quiet,
     };
     let report = evaluate(&options)?;
@@ -85,7 +89,7 @@ pub fn run(args: Args) -> livedepth::Result<()> {
         }
     );
     println!("{}", format_metrics_table(&report.values()));
-    if let Some(path) = &args.json {
+    for path in args.json.iter().chain(&args.plot) {
         println!("wrote {}", path.display());
     }
     Ok(())
