@@ -213,10 +213,11 @@ impl OutputSink {
                 self.write_video_frame(&resized, colour, frame.timestamp)?;
             }
         }
-        if self.outputs.pointcloud_every > 0 && index % self.outputs.pointcloud_every as u64 == 0 {
-            if let Some(k) = &frame.intrinsics {
-                write_ply(&self.path("pointcloud", index, "ply"), &depth, k, Some(&resized))?;
-            }
+        if self.outputs.pointcloud_every > 0
+            && index.is_multiple_of(self.outputs.pointcloud_every as u64)
+            && let Some(k) = &frame.intrinsics
+        {
+            write_ply(&self.path("pointcloud", index, "ply"), &depth, k, Some(&resized))?;
         }
         if self.outputs.metrics && frame.gt_depth.is_some() {
             let metrics = score_disparity(&disparity, &frame, &self.protocol)?;
