@@ -778,7 +778,9 @@ impl Adapter {
             Some(MetaValue::Str(s)) => serde_json::from_str(s)
                 .map_err(|e| bad(format!("metadata `{STATE_KEY}` is not valid JSON: {e}")))?,
             _ => {
-                return Err(bad(format!("no `{STATE_KEY}` metadata: not an adaptation checkpoint")));
+                return Err(bad(format!(
+                    "no `{STATE_KEY}` metadata: not an adaptation checkpoint"
+                )));
             }
         };
         if state.arch != self.student.arch().name() || state.pose_arch != self.pose.arch().name() {

@@ -48,7 +48,7 @@ pub struct FrameRow {
 }
 
 impl FrameRow {
-    fn new(frame: usize, m: &FrameMetrics) -> Self {
+    pub(crate) fn new(frame: usize, m: &FrameMetrics) -> Self {
         Self {
             frame,
             abs_rel: m.abs_rel,
@@ -86,7 +86,7 @@ pub struct EvalReport {
 }
 
 impl EvalReport {
-    fn new(
+    pub(crate) fn new(
         options: &EvalOptions,
         protocol: EvalProtocol,
         mean: MeanMetrics,

@@ -2,5 +2,6 @@
 //! evaluation on recorded data (`eval`) and the end-to-end demo (`demo`). The CLI only parses
 //! arguments and calls these.
 
+pub mod adapt;
 pub mod eval;
 pub mod live;
