@@ -196,6 +196,23 @@ fn copy_from_stored(
     Ok(())
 }
 
+/// Fills `noise` with `len` samples of N(0, std²) determined by (seed, stream).
+fn fill_tie_break_noise(noise: &mut Vec<f32>, len: usize, std: f32, seed: u64, stream: u64) {
+    noise.resize(len, 0.0);
+    if std <= 0.0 {
+        noise.fill(0.0);
+        return;
+    }
+    let mut rng = Pcg64Mcg::seed_from_u64(seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let Ok(normal) = rand_distr::Normal::new(0.0f32, std) else {
+        noise.fill(0.0);
+        return;
+    };
+    for v in noise.iter_mut() {
+        *v = rand::RngExt::sample(&mut rng, normal);
+    }
+}
+
 /// The online adaptation state: student depth and pose networks, teacher(s), optimisers,
 /// triplet selection, replay and held-back sets, counters.
 pub struct Adapter {
@@ -220,6 +237,9 @@ pub struct Adapter {
     publisher: Option<WeightsPublisher>,
     checkpoint_path: Option<PathBuf>,
     stats: AdaptStats,
+    /// Tie-break noise of the auto-mask, drawn per (seed, step, sample) so that a resumed run
+    /// continues with the same numbers.
+    noise: Vec<f32>,
 }
 
 impl std::fmt::Debug for Adapter {
@@ -286,6 +306,7 @@ impl Adapter {
             publisher: None,
             checkpoint_path: None,
             stats: AdaptStats::default(),
+            noise: Vec::new(),
         })
     }
 
@@ -517,6 +538,14 @@ impl Adapter {
             };
             let poses = [pose_of(i, true), pose_of(b + i, false)];
             let sources: [&[f32]; 2] = [&triplet.prev, &triplet.next];
+            let attempt = self.stats.steps + self.stats.rejected + self.stats.skipped_stationary;
+            fill_tie_break_noise(
+                &mut self.noise,
+                2 * hw,
+                self.config.loss.tie_break_std,
+                self.config.seed,
+                attempt * 1024 + i as u64,
+            );
             let inputs = LossInputs {
                 width: w,
                 height: h,
@@ -526,7 +555,7 @@ impl Adapter {
                 target_pyramid: &pyramid_refs,
                 poses: &poses,
                 intrinsics: triplet.intrinsics,
-                tie_break_noise: None,
+                tie_break_noise: Some(&self.noise),
             };
             let out = match self.loss.forward_backward(&inputs) {
                 Ok(out) => out,
