@@ -309,3 +309,37 @@ fn adaptation_on_real_kitchen_frames_lowers_the_self_supervised_loss() {
     assert!(losses.iter().all(|l| l.is_finite()));
     assert!(losses[7] < 0.95 * losses[0], "8 steps did not lower the loss by 5%: {losses:?}");
 }
+
+#[test]
+fn live_run_with_adaptation_delivers_every_frame_and_reports() {
+    let Some(data) = common::shared("data/kitchen") else { return };
+    let Some(model) = common::shared("models/rtmonodepth_s/m_640x192") else { return };
+    let out = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[source]\nuri = \"kitchen:{}\"\n[network]\narch = \"rtmonodepth-s\"\nwidth = {W}\n\
+         height = {H}\nmodel = \"{}\"\n[pipeline]\npolicy = \"lossless\"\nstats_interval_s = 60.0\n\
+         [outputs]\ndir = \"{}\"\ndepth_png = false\nvideo = false\nmetrics = true\n",
+        data.display(),
+        model.display(),
+        out.path().display()
+    );
+    let config = livedepth::config::Config::from_toml_str(&text, "adapt-test.toml").unwrap();
+    let mut adapt = AdaptOptions { print_every: 0, ..AdaptOptions::default() };
+    adapt.config.publish_every = 1;
+    adapt.checkpoint = Some(out.path().join("adapt.safetensors"));
+    let options = livedepth::app::live::LiveOptions {
+        config,
+        model: None,
+        max_frames: Some(30),
+        adapt: Some(adapt),
+    };
+    let report = livedepth::app::live::run_live(&options).expect("run --adapt");
+    assert_eq!(report.frames_delivered, 30, "adaptation must not cost live frames");
+    assert_eq!(report.frames_dropped, 0);
+    let stats: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.path().join("adapt_report.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(stats["published"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(out.path().join("adapt.safetensors").exists(), "checkpoint on shutdown");
+}
