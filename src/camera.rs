@@ -194,21 +194,7 @@ mod tests {
     use crate::frame::{DepthMap, RgbImage};
 
     fn tum() -> Intrinsics {
-        Intrinsics {
-            fx: 517.3,
-            fy: 516.5,
-            cx: 318.6,
-            cy: 255.3,
-            width: 640,
-            height: 480,
-            distortion: Some(Distortion {
-                k1: 0.2624,
-                k2: -0.9531,
-                p1: -0.0054,
-                p2: 0.0026,
-                k3: 1.1633,
-            }),
-        }
+        crate::source::dataset::freiburg1_intrinsics()
     }
 
     #[test]

@@ -248,6 +248,7 @@ fn kitchen_eval(seed: u64, frames: &str, steps: usize) -> Option<livedepth::app:
         selection: FrameSelection::parse(frames).unwrap(),
         no_median_scaling: false,
         json: None,
+        plot: None,
         progress: false,
     };
     let mut config = AdaptConfig { seed, steps_per_frame: steps, ..AdaptConfig::default() };
@@ -260,10 +261,10 @@ fn kitchen_eval(seed: u64, frames: &str, steps: usize) -> Option<livedepth::app:
 fn lock_step_runs_with_one_seed_give_identical_metrics() {
     let Some(a) = kitchen_eval(11, "0..10", 1) else { return };
     let b = kitchen_eval(11, "0..10", 1).unwrap();
-    assert_eq!(a.frames, 10);
+    assert_eq!(a.mean.frames, 10);
     assert_eq!(a.values(), b.values());
     let rows = |r: &livedepth::app::eval::EvalReport| {
-        r.per_frame.iter().map(|f| f.abs_rel).collect::<Vec<_>>()
+        r.per_frame.iter().map(|f| f.metrics.abs_rel).collect::<Vec<_>>()
     };
     assert_eq!(rows(&a), rows(&b));
 }

@@ -2,7 +2,7 @@
 """PyTorch peer of livedepth's self-supervised loss, for `livedepth bench loss`.
 
 The Monodepth2 loss composed of plain PyTorch ops with autograd on the CPU (written for this
-project from the formulation in docs/loss_probe.md): depth from sigmoid disparity, warping with
+project from the formulation in the README (Loss probe)): depth from sigmoid disparity, warping with
 grid_sample (align_corners=True, border padding), 3x3 SSIM with reflection padding + L1, the
 per-pixel minimum over identity (+ tie-break noise) and warped errors, edge-aware smoothness.
 Reads a probe input npz (the format of `livedepth loss --inputs`), times forward + backward and

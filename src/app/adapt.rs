@@ -201,8 +201,9 @@ pub fn evaluate_adapt(
     let per_frame = accumulator
         .rows()
         .iter()
-        .map(|(position, m)| {
-            FrameRow::new(indices.get(*position as usize).copied().unwrap_or(*position as usize), m)
+        .map(|&(position, metrics)| FrameRow {
+            frame: indices.get(position as usize).copied().unwrap_or(position as usize),
+            metrics,
         })
         .collect();
     let report = EvalReport::new(options, protocol, mean, per_frame);
@@ -211,6 +212,9 @@ pub fn evaluate_adapt(
             path,
             &AdaptEvalJson { report: &report, adapt: adapter.stats(), config: &adapt.config },
         )?;
+    }
+    if let Some(path) = &options.plot {
+        crate::app::eval::write_per_frame_plot(path, &report)?;
     }
     Ok((report, adapter.stats().clone()))
 }
@@ -234,7 +238,7 @@ pub fn windowed_abs_rel(report: &EvalReport, window: usize) -> Vec<(usize, usize
         .per_frame
         .chunks(window)
         .map(|rows| {
-            let mean = rows.iter().map(|r| r.abs_rel).sum::<f64>() / rows.len() as f64;
+            let mean = rows.iter().map(|r| r.metrics.abs_rel).sum::<f64>() / rows.len() as f64;
             (rows[0].frame, rows[rows.len() - 1].frame, mean)
         })
         .collect()

@@ -8,6 +8,7 @@ use crate::frame::Frame;
 use crate::model::Arch;
 use crate::pipeline::{Pipeline, PipelineOptions, QueuePolicy, StageError};
 use crate::sink::metrics::write_summary_json;
+use crate::sink::plot::{Series, write_line_plot};
 use crate::source::dataset::{DatasetSource, FrameSelection};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -28,6 +29,8 @@ pub struct EvalOptions {
     pub no_median_scaling: bool,
     /// Where to write the JSON report, if anywhere.
     pub json: Option<PathBuf>,
+    /// Where to write an SVG plot of abs_rel and δ<1.25 per frame, if anywhere.
+    pub plot: Option<PathBuf>,
     /// Show the progress bar and stage statistics.
     pub progress: bool,
 }
@@ -37,45 +40,15 @@ pub struct EvalOptions {
 pub struct FrameRow {
     /// Index of the frame in the dataset.
     pub frame: usize,
-    pub abs_rel: f64,
-    pub sq_rel: f64,
-    pub rmse: f64,
-    pub rmse_log: f64,
-    pub a1: f64,
-    pub a2: f64,
-    pub a3: f64,
-    pub scale_ratio: f64,
-}
-
-impl FrameRow {
-    pub(crate) fn new(frame: usize, m: &FrameMetrics) -> Self {
-        Self {
-            frame,
-            abs_rel: m.abs_rel,
-            sq_rel: m.sq_rel,
-            rmse: m.rmse,
-            rmse_log: m.rmse_log,
-            a1: m.a1,
-            a2: m.a2,
-            a3: m.a3,
-            scale_ratio: m.scale_ratio,
-        }
-    }
+    #[serde(flatten)]
+    pub metrics: FrameMetrics,
 }
 
 /// The whole evaluation, as written to `--json`.
 #[derive(Clone, Debug, Serialize)]
 pub struct EvalReport {
-    pub frames: usize,
-    pub abs_rel: f64,
-    pub sq_rel: f64,
-    pub rmse: f64,
-    pub rmse_log: f64,
-    pub a1: f64,
-    pub a2: f64,
-    pub a3: f64,
-    pub scale_ratio_median: f64,
-    pub scale_ratio_std: f64,
+    #[serde(flatten)]
+    pub mean: MeanMetrics,
     pub protocol: EvalProtocol,
     pub dataset: String,
     pub model: String,
@@ -93,16 +66,7 @@ impl EvalReport {
         per_frame: Vec<FrameRow>,
     ) -> Self {
         Self {
-            frames: mean.frames,
-            abs_rel: mean.abs_rel,
-            sq_rel: mean.sq_rel,
-            rmse: mean.rmse,
-            rmse_log: mean.rmse_log,
-            a1: mean.a1,
-            a2: mean.a2,
-            a3: mean.a3,
-            scale_ratio_median: mean.scale_ratio_median,
-            scale_ratio_std: mean.scale_ratio_std,
+            mean,
             protocol,
             dataset: options.dataset.clone(),
             model: options.model.display().to_string(),
@@ -115,7 +79,7 @@ impl EvalReport {
 
     /// The seven metrics in Monodepth2's order.
     pub fn values(&self) -> [f64; 7] {
-        [self.abs_rel, self.sq_rel, self.rmse, self.rmse_log, self.a1, self.a2, self.a3]
+        self.mean.values()
     }
 }
 
@@ -174,16 +138,33 @@ pub fn evaluate(options: &EvalOptions) -> crate::Result<EvalReport> {
     let per_frame = accumulator
         .rows()
         .iter()
-        .map(|(position, m)| {
-            FrameRow::new(
-                positions.get(*position as usize).copied().unwrap_or(*position as usize),
-                m,
-            )
+        .map(|&(position, metrics)| FrameRow {
+            frame: positions.get(position as usize).copied().unwrap_or(position as usize),
+            metrics,
         })
         .collect();
     let report = EvalReport::new(options, protocol, mean, per_frame);
     if let Some(path) = &options.json {
         write_summary_json(path, &report)?;
     }
+    if let Some(path) = &options.plot {
+        write_per_frame_plot(path, &report)?;
+    }
     Ok(report)
+}
+
+/// Plots abs_rel and δ<1.25 of every frame of `report` (SVG).
+pub fn write_per_frame_plot(path: &std::path::Path, report: &EvalReport) -> crate::Result<()> {
+    let series = |name: &str, pick: fn(&FrameMetrics) -> f64| Series {
+        name: name.to_string(),
+        points: report.per_frame.iter().map(|r| (r.frame as f64, pick(&r.metrics))).collect(),
+    };
+    write_line_plot(
+        path,
+        &format!("{} on {}", report.arch, report.dataset),
+        "frame",
+        "metric",
+        &[series("abs_rel", |m| m.abs_rel), series("δ<1.25", |m| m.a1)],
+    )?;
+    Ok(())
 }

@@ -159,6 +159,8 @@ impl Stage<PreparedFrame> for DepthStage {
 /// The `outputs` sink: writes what the config's `[outputs]` asks for into its folder.
 pub struct OutputSink {
     outputs: OutputsConfig,
+    /// Intrinsics of the source's frames where the frames don't carry their own.
+    camera: Option<Intrinsics>,
     min_depth: f32,
     max_depth: f32,
     fps: f64,
@@ -177,6 +179,7 @@ impl OutputSink {
         max_depth: f32,
         fps: f64,
         protocol: EvalProtocol,
+        camera: Option<Intrinsics>,
     ) -> crate::Result<Self> {
         std::fs::create_dir_all(&outputs.dir).map_err(|e| crate::Error::io(&outputs.dir, e))?;
         for (wanted, sub) in [(outputs.depth_png, "depth"), (outputs.colour_png, "colour")] {
@@ -191,6 +194,7 @@ impl OutputSink {
         }
         Ok(Self {
             outputs,
+            camera,
             min_depth,
             max_depth,
             fps,
@@ -250,10 +254,9 @@ impl OutputSink {
                 self.write_video_frame(&resized, colour, frame.timestamp)?;
             }
         }
-        if self.outputs.pointcloud_every > 0
-            && index.is_multiple_of(self.outputs.pointcloud_every as u64)
-            && let Some(k) = &frame.intrinsics
-        {
+        let every = self.outputs.pointcloud_every as u64;
+        let intrinsics = frame.intrinsics.as_ref().or(self.camera.as_ref());
+        if let (true, Some(k)) = (every > 0 && index % every == 0, intrinsics) {
             write_ply(&self.path("pointcloud", index, "ply"), &depth, k, Some(&resized))?;
         }
         if self.outputs.metrics && frame.gt_depth.is_some() {
@@ -342,6 +345,7 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
         config.network.max_depth as f32,
         fps,
         protocol_for(&uri, config.network.max_depth),
+        config.intrinsics(),
     )?;
     let mut adapter_thread = None;
     let adapt = match &options.adapt {

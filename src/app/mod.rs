@@ -3,5 +3,6 @@
 //! arguments and calls these.
 
 pub mod adapt;
+pub mod demo;
 pub mod eval;
 pub mod live;

@@ -40,6 +40,9 @@ pub struct Args {
     /// Write the report (means and per-frame rows) to this JSON file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Write an SVG plot of abs_rel and δ<1.25 per frame to this file.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -198,6 +201,7 @@ pub fn run(args: Args) -> livedepth::Result<()> {
         selection,
         no_median_scaling: args.no_median_scaling,
         json: args.json.clone(),
+        plot: args.plot.clone(),
         progress: !args.quiet,
     };
     let report = if args.adapt.adapt {
@@ -218,21 +222,21 @@ pub fn run(args: Args) -> livedepth::Result<()> {
         "{} on {} ({} frames, {}x{}, {}median scaling{})",
         report.arch,
         report.dataset,
-        report.frames,
+        report.mean.frames,
         report.width,
         report.height,
         if report.protocol.median_scaling { "" } else { "no " },
         if report.protocol.median_scaling {
             format!(
                 ": ratio median {:.3}, std {:.3}",
-                report.scale_ratio_median, report.scale_ratio_std
+                report.mean.scale_ratio_median, report.mean.scale_ratio_std
             )
         } else {
             String::new()
         }
     );
     println!("{}", format_metrics_table(&report.values()));
-    if let Some(path) = &args.json {
+    for path in args.json.iter().chain(&args.plot) {
         println!("wrote {}", path.display());
     }
     Ok(())

@@ -1,6 +1,6 @@
 //! `livedepth loss`: the file probe for checking parity with one's own training code — reads the
 //! loss inputs from an npz file and writes the per-pixel minimum, auto-mask, losses and all
-//! gradients to another (array names in docs/loss_probe.md).
+//! gradients to another (array names in the README (Loss probe)).
 
 use clap::Args as ClapArgs;
 use std::path::PathBuf;
@@ -8,7 +8,7 @@ use std::path::PathBuf;
 /// Compute the self-supervised loss and its gradients for the inputs in an npz file.
 #[derive(ClapArgs, Debug)]
 pub struct Args {
-    /// Input npz: target, sources, disp_0.., axis_angle, translation, invert, K, … (see docs/loss_probe.md).
+    /// Input npz: target, sources, disp_0.., axis_angle, translation, invert, K, … (see the README (Loss probe)).
     #[arg(long)]
     pub inputs: PathBuf,
     /// Output npz (written atomically).

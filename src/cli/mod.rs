@@ -3,10 +3,14 @@
 #[cfg(feature = "torch")]
 mod bench;
 #[cfg(feature = "torch")]
+mod demo;
+#[cfg(feature = "torch")]
 mod eval;
 mod loss;
 mod probe;
 mod render;
+#[cfg(feature = "torch")]
+mod run;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +31,12 @@ pub enum Command {
     Render(render::Args),
     /// Self-supervised loss file probe: npz inputs → losses, masks and gradients.
     Loss(loss::Args),
+    /// The end-to-end demo: render a drive, replay it through GStreamer with live depth, score it.
+    #[cfg(feature = "torch")]
+    Demo(demo::Args),
+    /// Live depth from a camera, stream, file or dataset, with per-stage statistics.
+    #[cfg(feature = "torch")]
+    Run(run::Args),
     /// Evaluate a depth model on a dataset with ground truth (the seven standard metrics).
     #[cfg(feature = "torch")]
     Eval(eval::Args),
@@ -40,6 +50,10 @@ pub fn dispatch(cli: Cli) -> livedepth::Result<()> {
         Command::Probe(args) => probe::run(args),
         Command::Render(args) => render::run(args),
         Command::Loss(args) => loss::run(args),
+        #[cfg(feature = "torch")]
+        Command::Demo(args) => demo::run(args),
+        #[cfg(feature = "torch")]
+        Command::Run(args) => run::run(args),
         #[cfg(feature = "torch")]
         Command::Eval(args) => eval::run(args),
         #[cfg(feature = "torch")]

@@ -200,8 +200,9 @@ pub fn photometric_error<T: Real>(
                     let n2 = two * cov + c2;
                     let d1 = mx * mx + my * my + c1;
                     let d2 = var_x + var_y + c2;
-                    let den = d1 * d2;
-                    let ssim = n1 * n2 / den;
+                    let (inv_d1, inv_d2) = (T::ONE / d1, T::ONE / d2);
+                    let inv_den = inv_d1 * inv_d2;
+                    let ssim = n1 * n2 * inv_den;
                     let dissim = (T::ONE - ssim) * half;
                     let inside = dissim >= T::ZERO && dissim <= T::ONE;
                     let clamped = if dissim < T::ZERO {
@@ -218,11 +219,11 @@ pub fn photometric_error<T: Real>(
                     l1_sum += diff.abs();
                     if coef.is_some() {
                         let k = if inside { -half * ssim_w } else { T::ZERO };
-                        let d_my = (two * mx * n2 - two * mx_s * n1) / den
-                            - ssim * (two * my / d1 - two * my_s / d2);
+                        let d_my = (two * mx * n2 - two * mx_s * n1) * inv_den
+                            - ssim * (two * my * inv_d1 - two * my_s * inv_d2);
                         local_coefs[c] = k * d_my;
-                        local_coefs[3 + c] = k * (-ssim / d2);
-                        local_coefs[6 + c] = k * (two * n1 / den);
+                        local_coefs[3 + c] = k * (-ssim * inv_d2);
+                        local_coefs[6 + c] = k * (two * n1 * inv_den);
                         local_coefs[9 + c] = -l1_w * diff.sign();
                     }
                 }
@@ -274,7 +275,8 @@ fn clamp_coordinate<T: Real>(u: T, n: usize) -> (usize, T, T) {
     if u >= max {
         return (n - 2, T::ONE, T::ZERO);
     }
-    let i0 = u.floor().to_index().min(n - 2);
+    // u > 0 here, so truncation is the floor.
+    let i0 = u.to_index().min(n - 2);
     (i0, u - T::from_usize(i0), T::ONE)
 }
 

@@ -1,6 +1,6 @@
 //! The loss file probe behind `livedepth loss`: reads one target frame's inputs from an npz
 //! file, runs the loss forward and backward, and writes every output to an npz file (atomically:
-//! temporary file, fsync, rename). Array names and shapes are documented in docs/loss_probe.md.
+//! temporary file, fsync, rename). Array names and shapes are documented in the README (Loss probe).
 
 use super::{
     LossConfig, LossError, LossInputs, LossOutputs, Pose6, SelfSupervisedLoss, target_pyramid,

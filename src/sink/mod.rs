@@ -8,6 +8,7 @@
 pub mod colourise;
 pub mod depth_png;
 pub mod metrics;
+pub mod plot;
 pub mod pointcloud;
 pub mod video;
 

@@ -28,6 +28,14 @@ pub struct LossBenchArgs {
     /// Skip the PyTorch peer.
     #[arg(long)]
     pub no_peer: bool,
+    /// Also save the benchmark inputs as a probe input file (for `livedepth loss` or the peer).
+    #[arg(long)]
+    pub save_inputs: Option<PathBuf>,
+    /// `cpu` (our Rust loss vs PyTorch CPU autograd) or `cuda` (our fused kernels vs PyTorch CUDA
+    /// autograd, at 640x192 and 1024x320, with achieved bandwidth; needs `--features cuda` and
+    /// a GPU).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 /// Deterministic pseudo-random values in [0, 1).
@@ -58,6 +66,15 @@ fn scene(w: usize, h: usize, dx: f32, rng: &mut Lcg) -> Vec<f32> {
 }
 
 pub fn bench_loss(a: LossBenchArgs) -> livedepth::Result<()> {
+    match a.device.as_str() {
+        "cpu" => {}
+        "cuda" => return bench_loss_cuda(&a),
+        other => {
+            return Err(livedepth::Error::Other(format!(
+                "bench loss --device {other}: expected cpu or cuda"
+            )));
+        }
+    }
     let (w, h, n, scales) = (a.width, a.height, a.sources, a.scales);
     if n == 0 || scales == 0 || a.iters == 0 {
         return Err(livedepth::Error::Other(
@@ -105,6 +122,15 @@ pub fn bench_loss(a: LossBenchArgs) -> livedepth::Result<()> {
     };
     let config = LossConfig::default();
     let threads = rayon::current_num_threads();
+    if let Some(path) = &a.save_inputs {
+        probe::write_probe_inputs(path, &inputs, &config)?;
+    }
+    // The peer runs first, on an otherwise idle process, then ours.
+    let peer = if a.no_peer {
+        None
+    } else {
+        Some(run_peer(a.python.clone(), &inputs, &config, a.iters, threads)?)
+    };
     let mut loss = SelfSupervisedLoss::new(config);
     for _ in 0..3 {
         loss.forward_backward(&inputs)?;
@@ -126,56 +152,67 @@ pub fn bench_loss(a: LossBenchArgs) -> livedepth::Result<()> {
         "  livedepth (Rust, CPU): median {ours_ms:.2} ms (min {:.2}), loss {ours_loss:.7}",
         times[0]
     );
-    if a.no_peer {
-        return Ok(());
+    match peer {
+        None => {}
+        Some(Err(reason)) => println!("  PyTorch peer not run: {reason}"),
+        Some(Ok(report)) => {
+            let peer_ms = report["median_ms"].as_f64().unwrap_or(f64::NAN);
+            let peer_loss = report["loss"].as_f64().unwrap_or(f64::NAN);
+            println!(
+                "  PyTorch {} autograd (CPU, {} threads): median {peer_ms:.2} ms, loss {peer_loss:.7}",
+                report["torch"].as_str().unwrap_or("?"),
+                report["threads"]
+            );
+            println!(
+                "  losses differ by {:.2e}; livedepth is {:.1}x faster",
+                (f64::from(ours_loss) - peer_loss).abs(),
+                peer_ms / ours_ms
+            );
+        }
     }
-    let python = a
-        .python
+    Ok(())
+}
+
+/// Runs the PyTorch peer on `inputs`: its JSON report, or why it could not run.
+fn run_peer(
+    python: Option<PathBuf>,
+    inputs: &LossInputs,
+    config: &LossConfig,
+    iters: usize,
+    threads: usize,
+) -> livedepth::Result<Result<serde_json::Value, String>> {
+    let python = python
         .or_else(|| std::env::var_os("LIVEDEPTH_PYTHON").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("python3"));
     let script = peer_script();
     let npz = std::env::temp_dir().join(format!("livedepth-bench-loss-{}.npz", std::process::id()));
-    probe::write_probe_inputs(&npz, &inputs, &config)?;
+    probe::write_probe_inputs(&npz, inputs, config)?;
     let output = Command::new(&python)
         .arg(&script)
         .arg("--inputs")
         .arg(&npz)
-        .args(["--iters", &a.iters.to_string(), "--threads", &threads.to_string()])
+        .args(["--iters", &iters.to_string(), "--threads", &threads.to_string()])
         .output();
     let _ = std::fs::remove_file(&npz);
     let output = match output {
         Ok(o) if o.status.success() => o,
         Ok(o) => {
-            println!(
-                "  PyTorch peer failed ({}): {}",
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            return Ok(Err(format!(
+                "{} failed ({}): {}",
+                script.display(),
                 o.status,
-                String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("no message")
-            );
-            return Ok(());
+                stderr.lines().last().unwrap_or("")
+            )));
         }
-        Err(e) => {
-            println!("  PyTorch peer not run: {} {}: {e}", python.display(), script.display());
-            return Ok(());
-        }
+        Err(e) => return Ok(Err(format!("{} {}: {e}", python.display(), script.display()))),
     };
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let report: serde_json::Value =
-        stdout.lines().rev().find_map(|l| serde_json::from_str(l).ok()).ok_or_else(|| {
-            livedepth::Error::Other(format!("PyTorch peer printed no JSON result: {stdout}"))
-        })?;
-    let peer_ms = report["median_ms"].as_f64().unwrap_or(f64::NAN);
-    let peer_loss = report["loss"].as_f64().unwrap_or(f64::NAN);
-    println!(
-        "  PyTorch {} autograd (CPU, {} threads): median {peer_ms:.2} ms, loss {peer_loss:.7}",
-        report["torch"].as_str().unwrap_or("?"),
-        report["threads"]
-    );
-    println!(
-        "  losses differ by {:.2e}; livedepth is {:.1}x faster",
-        (f64::from(ours_loss) - peer_loss).abs(),
-        peer_ms / ours_ms
-    );
-    Ok(())
+    Ok(stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .ok_or_else(|| format!("the peer printed no JSON result: {stdout}")))
 }
 
 /// scripts/bench/loss_peer.py, from the current folder or the source tree.
@@ -186,4 +223,33 @@ fn peer_script() -> PathBuf {
     } else {
         Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
     }
+}
+
+#[cfg(feature = "cuda")]
+fn bench_loss_cuda(a: &LossBenchArgs) -> livedepth::Result<()> {
+    use livedepth::cuda::bench::{BenchLossOptions, bench_loss, bench_preprocess};
+    let mut options = BenchLossOptions {
+        sources: a.sources,
+        scales: a.scales,
+        iterations: a.iters,
+        ..BenchLossOptions::default()
+    };
+    if let Some(python) = &a.python {
+        options.python = Some(python.clone());
+    }
+    if a.no_peer {
+        options.python = None;
+    }
+    println!("{}", bench_loss(&options)?);
+    println!("{}", bench_preprocess((1920, 1080), (640, 192), a.iters.max(10), 0)?);
+    Ok(())
+}
+
+#[cfg(not(feature = "cuda"))]
+fn bench_loss_cuda(_: &LossBenchArgs) -> livedepth::Result<()> {
+    Err(livedepth::Error::Other(
+        "bench loss --device cuda: this binary was built without CUDA support; rebuild with \
+         `cargo build --release --features cuda`"
+            .into(),
+    ))
 }

@@ -9,7 +9,7 @@ mod tum;
 
 pub use kitchen::KitchenDataset;
 pub use kitti::{KittiDataset, PoseSource};
-pub use tum::TumDataset;
+pub use tum::{TumDataset, freiburg1_intrinsics};
 
 use crate::frame::Frame;
 use crate::source::{Source, SourceError};

@@ -1,0 +1,52 @@
+//! `livedepth run`: live depth from any source described by a config, with per-stage statistics
+//! and the configured outputs.
+
+use clap::Args as ClapArgs;
+use livedepth::app::live::{LiveOptions, describe_outputs, run_live};
+use livedepth::config::Config;
+use std::path::PathBuf;
+
+/// Run live depth from a camera, stream, file or dataset.
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    /// The TOML config (see configs/).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Override the config's source URI (file://, v4l2://, rtsp://, csi://, test://, gst://,
+    /// kitti:DIR, kitchen:DIR, tum:DIR).
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Override the model (a folder with encoder.pth + depth.pth, or a .safetensors file).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Override the output folder.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Stop after this many frames.
+    #[arg(long)]
+    pub frames: Option<usize>,
+    /// Online adaptation beside the live path (`--adapt` and its settings); frames never wait
+    /// for it.
+    #[command(flatten)]
+    pub adapt: Box<super::eval::AdaptArgs>,
+}
+
+pub fn run(args: Args) -> livedepth::Result<()> {
+    let mut config = Config::load(&args.config)?;
+    if let Some(uri) = args.source {
+        config.source.uri = uri;
+    }
+    if let Some(out) = args.out {
+        config.outputs.dir = out;
+    }
+    // The overrides are checked like the file was.
+    config.validate(&args.config)?;
+    let dir = config.outputs.dir.clone();
+    let adapt = if args.adapt.adapt { Some(args.adapt.options()?) } else { None };
+    let options = LiveOptions { config, model: args.model, max_frames: args.frames, adapt };
+    run_live(&options)?;
+    for path in describe_outputs(&dir) {
+        println!("wrote {path}");
+    }
+    Ok(())
+}
