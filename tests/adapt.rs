@@ -344,3 +344,53 @@ fn live_run_with_adaptation_delivers_every_frame_and_reports() {
     assert!(stats["published"].as_u64().unwrap() >= 1, "{stats}");
     assert!(out.path().join("adapt.safetensors").exists(), "checkpoint on shutdown");
 }
+
+#[test]
+fn config_errors_name_the_field_and_partial_toml_keeps_defaults() {
+    let bad = AdaptConfig { learning_rate: f64::NAN, ..AdaptConfig::default() };
+    let err = bad.validate().unwrap_err().to_string();
+    assert!(err.contains("learning_rate"), "{err}");
+    let mut bad = AdaptConfig::default();
+    bad.distill.gamma = 1.5;
+    assert!(bad.validate().unwrap_err().to_string().contains("distill.gamma"));
+    let bad = AdaptConfig { k_min: 3, k_max: 2, ..AdaptConfig::default() };
+    assert!(bad.validate().unwrap_err().to_string().contains("k_min"));
+    let parsed: AdaptConfig =
+        toml::from_str("learning_rate = 0.001\n[distill]\nteacher = \"ema\"\n").unwrap();
+    assert_eq!(parsed.learning_rate, 1e-3);
+    assert_eq!(parsed.distill.teacher, livedepth::adapt::TeacherKind::Ema);
+    assert_eq!(parsed.replay_per_step, AdaptConfig::default().replay_per_step);
+    parsed.validate().unwrap();
+    assert!("sideways".parse::<livedepth::adapt::AdaptLayers>().is_err());
+}
+
+#[test]
+fn ema_teacher_with_decoder_only_steps_and_round_trips_through_a_checkpoint() {
+    let mut config = test_config();
+    config.distill.teacher = livedepth::adapt::TeacherKind::Ema;
+    config.layers = livedepth::adapt::AdaptLayers::Decoder;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ema.safetensors");
+    let mut adapter = fresh_adapter(config.clone()).with_checkpoint(&path);
+    let encoder_before: Vec<f32> = {
+        let vars = adapter.student().var_store().variables();
+        let t = vars["encoder.conv1.weight"].detach().flatten(0, -1);
+        let mut v = vec![0f32; t.numel()];
+        t.copy_data(&mut v, t.numel());
+        v
+    };
+    for _ in 0..2 {
+        assert_eq!(adapter.step_on(&[triplet()]).unwrap(), StepOutcome::Accepted);
+    }
+    let vars = adapter.student().var_store().variables();
+    let t = vars["encoder.conv1.weight"].detach().flatten(0, -1);
+    let mut after = vec![0f32; t.numel()];
+    t.copy_data(&mut after, t.numel());
+    assert_eq!(after, encoder_before, "decoder-only adaptation must leave the encoder alone");
+    assert!(adapter.stats().last_distill.is_finite());
+    adapter.checkpoint().unwrap();
+    let mut resumed = fresh_adapter(config);
+    resumed.resume(&path).unwrap();
+    assert_eq!(resumed.stats().steps, 2);
+    assert_eq!(weights(&resumed), weights(&adapter));
+}
