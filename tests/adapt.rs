@@ -60,7 +60,16 @@ fn test_config() -> AdaptConfig {
     config
 }
 
+/// libtorch's random generator is global: tests that seed it and then initialise networks hold
+/// this lock so that concurrent tests do not draw from it in between.
+static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn torch_rng() -> std::sync::MutexGuard<'static, ()> {
+    TORCH_RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn fresh_adapter(config: AdaptConfig) -> Adapter {
+    let _rng = torch_rng();
     tch::manual_seed(3);
     let student = DepthNetwork::new(Arch::RtMonoDepthS, Device::Cpu);
     let pose = PoseNetwork::new(PoseArch::RtMonoDepthSPose, Device::Cpu);
@@ -254,6 +263,7 @@ fn kitchen_eval(seed: u64, frames: &str, steps: usize) -> Option<livedepth::app:
     let mut config = AdaptConfig { seed, steps_per_frame: steps, ..AdaptConfig::default() };
     config.guards.check_every = 2;
     let adapt = AdaptOptions { config, print_every: 0, ..AdaptOptions::default() };
+    let _rng = torch_rng();
     Some(evaluate_adapt(&options, &adapt).expect("lock-step eval").0)
 }
 
@@ -284,7 +294,9 @@ fn adaptation_on_real_kitchen_frames_lowers_the_self_supervised_loss() {
         frames.push(NetFrame::from_resized(i as u64, pre.resize(&f.rgb).unwrap(), &k));
     }
     let student = DepthNetwork::load(&model, Arch::RtMonoDepthS, Device::Cpu).unwrap();
+    let rng = torch_rng();
     let mut pose = PoseNetwork::new(PoseArch::RtMonoDepthSPose, Device::Cpu);
+    drop(rng);
     livedepth::app::adapt::init_pose_from_depth_encoder(&mut pose, &student).unwrap();
     let mut config = test_config();
     config.learning_rate = 1e-4;
@@ -334,7 +346,9 @@ fn live_run_with_adaptation_delivers_every_frame_and_reports() {
         max_frames: Some(30),
         adapt: Some(adapt),
     };
+    let rng = torch_rng();
     let report = livedepth::app::live::run_live(&options).expect("run --adapt");
+    drop(rng);
     assert_eq!(report.frames_delivered, 30, "adaptation must not cost live frames");
     assert_eq!(report.frames_dropped, 0);
     let stats: serde_json::Value = serde_json::from_str(

@@ -77,7 +77,7 @@ impl Default for DistillConfig {
             teacher: TeacherKind::Frozen,
             ema_decay: 0.99,
             lambda: 0.1,
-            gamma: 0.999,
+            gamma: 0.98,
             multiview_mask: true,
             consistency_threshold: 0.15,
         }
