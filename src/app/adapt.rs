@@ -294,5 +294,7 @@ pub fn run_adapter_thread(
         }
     }
     adapter.finish()?;
+    let rate = adapter.stats().steps as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    eprintln!("{} (final)", status_line(adapter.stats(), rate));
     Ok(adapter.stats().clone())
 }

@@ -7,7 +7,7 @@
 //! pool, so the hot path allocates nothing per frame once the pool is warm.
 
 use crate::adapt::{AdaptStats, WeightsReceiver, weights_exchange};
-use crate::app::adapt::{AdaptFrame, build_adapter, run_adapter_thread, status_line};
+use crate::app::adapt::{AdaptFrame, build_adapter, run_adapter_thread};
 use crate::app::eval::score_disparity;
 use crate::camera::Intrinsics;
 use crate::config::{Config, OutputsConfig};
@@ -393,7 +393,6 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
         let stats = handle
             .join()
             .map_err(|_| crate::Error::Other("the adapt thread panicked".into()))??;
-        eprintln!("{}", status_line(&stats, 0.0));
         write_summary_json(&config.outputs.dir.join("adapt_report.json"), &stats)?;
     }
     let report = report?;
