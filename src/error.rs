@@ -23,6 +23,10 @@ pub enum Error {
     Model(#[from] Box<crate::model::ModelError>),
     #[error(transparent)]
     Engine(#[from] Box<crate::engine::EngineError>),
+    /// Boxed like `Model`; `?` converts from the unboxed error.
+    #[cfg(feature = "torch")]
+    #[error(transparent)]
+    Adapt(#[from] Box<crate::adapt::AdaptError>),
     #[error(transparent)]
     Cuda(#[from] crate::cuda::CudaError),
     #[error(transparent)]
@@ -44,6 +48,13 @@ impl From<crate::model::ModelError> for Error {
 impl From<crate::engine::EngineError> for Error {
     fn from(e: crate::engine::EngineError) -> Self {
         Error::Engine(Box::new(e))
+    }
+}
+
+#[cfg(feature = "torch")]
+impl From<crate::adapt::AdaptError> for Error {
+    fn from(e: crate::adapt::AdaptError) -> Self {
+        Error::Adapt(Box::new(e))
     }
 }
 

@@ -7,6 +7,8 @@
 //! ground truth.
 
 #[cfg(feature = "torch")]
+pub mod adapt;
+#[cfg(feature = "torch")]
 pub mod app;
 pub mod camera;
 pub mod config;

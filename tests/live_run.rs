@@ -82,6 +82,7 @@ fn replayed_drive_gets_depth_for_every_frame_and_dataset_gets_metrics() {
         config: config(&uri, &model, &out),
         model: None,
         max_frames: None,
+        adapt: None,
     })
     .unwrap();
     assert_eq!(report.frames_read, FRAMES as u64);
@@ -119,8 +120,13 @@ fn replayed_drive_gets_depth_for_every_frame_and_dataset_gets_metrics() {
     // The same drive as a dataset: metrics against the exact depth.
     let out = dir.path().join("dataset");
     let uri = format!("kitti:{}", dataset.display());
-    run_live(&LiveOptions { config: config(&uri, &model, &out), model: None, max_frames: Some(5) })
-        .unwrap();
+    run_live(&LiveOptions {
+        config: config(&uri, &model, &out),
+        model: None,
+        max_frames: Some(5),
+        adapt: None,
+    })
+    .unwrap();
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     let rows: Vec<&str> = csv.lines().skip(1).collect();
     assert_eq!(rows.len(), 5, "one metrics row per frame with ground truth");

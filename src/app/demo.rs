@@ -158,7 +158,7 @@ pub fn run_demo(options: &DemoOptions) -> crate::Result<DemoReport> {
     );
     let live_dir = out.join("live");
     let config = live_config(&video_path, &live_dir, &model, &renderer, render.fps)?;
-    run_live(&LiveOptions { config, model: None, max_frames: None })?;
+    run_live(&LiveOptions { config, model: None, max_frames: None, adapt: None })?;
 
     eprintln!("[3/3] scoring against the drive's exact depth (KITTI protocol)");
     let eval = evaluate(&EvalOptions {

@@ -59,7 +59,7 @@ pub struct EvalReport {
 }
 
 impl EvalReport {
-    fn new(
+    pub(crate) fn new(
         options: &EvalOptions,
         protocol: EvalProtocol,
         mean: MeanMetrics,

@@ -6,6 +6,8 @@
 //! The normalised input buffers travel from `preprocess` to `depth` and back through a small
 //! pool, so the hot path allocates nothing per frame once the pool is warm.
 
+use crate::adapt::{AdaptStats, WeightsReceiver, weights_exchange};
+use crate::app::adapt::{AdaptFrame, build_adapter, run_adapter_thread};
 use crate::app::eval::score_disparity;
 use crate::camera::Intrinsics;
 use crate::config::{Config, OutputsConfig};
@@ -33,6 +35,8 @@ pub struct LiveOptions {
     pub model: Option<PathBuf>,
     /// Stop after this many frames (all when `None`).
     pub max_frames: Option<usize>,
+    /// Online adaptation on a thread beside the live path (`run --adapt`).
+    pub adapt: Option<crate::app::adapt::AdaptOptions>,
 }
 
 /// The evaluation protocol for a source: the dataset's own where the source is a dataset,
@@ -101,10 +105,36 @@ impl Stage<Frame> for PreprocessStage {
     }
 }
 
+/// The live side of `--adapt`: installs published weights between frames and offers each
+/// frame to the adapter, both without ever waiting.
+pub struct LiveAdaptHook {
+    receiver: WeightsReceiver,
+    frames: Sender<AdaptFrame>,
+    /// Used for frames that carry no intrinsics of their own.
+    camera: Intrinsics,
+    /// Frames the adapter was too busy to take.
+    pub offered_but_dropped: u64,
+}
+
+impl LiveAdaptHook {
+    fn before_frame(&self, engine: &mut TorchDepthEngine) {
+        self.receiver.try_install(engine.network_mut());
+    }
+
+    fn after_frame(&mut self, frame: &Frame, resized: &RgbImage) {
+        let camera = frame.intrinsics.unwrap_or(self.camera);
+        let offer = AdaptFrame { index: frame.index, resized: resized.clone(), camera };
+        if self.frames.try_send(offer).is_err() {
+            self.offered_but_dropped += 1;
+        }
+    }
+}
+
 /// The `depth` stage.
 pub struct DepthStage {
     engine: TorchDepthEngine,
     pool: BufferPool,
+    adapt: Option<LiveAdaptHook>,
 }
 
 impl Stage<PreparedFrame> for DepthStage {
@@ -112,10 +142,16 @@ impl Stage<PreparedFrame> for DepthStage {
 
     fn process(&mut self, prepared: PreparedFrame) -> Result<DepthFrame, StageError> {
         let PreparedFrame { frame, resized, input } = prepared;
+        if let Some(hook) = &self.adapt {
+            hook.before_frame(&mut self.engine);
+        }
         let disparity = self.engine.forward_normalised(&input, 1)?;
         let disparity =
             Disparity { width: resized.width, height: resized.height, data: disparity.to_vec() };
         self.pool.put(input);
+        if let Some(hook) = self.adapt.as_mut() {
+            hook.after_frame(&frame, &resized);
+        }
         Ok(DepthFrame { frame, resized, disparity })
     }
 }
@@ -311,11 +347,55 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
         protocol_for(&uri, config.network.max_depth),
         config.intrinsics(),
     )?;
+    let mut adapter_thread = None;
+    let adapt = match &options.adapt {
+        Some(adapt_options) => {
+            let camera = config.camera.as_ref().map(|c| c.intrinsics()).unwrap_or_else(|| {
+                // No calibration: a generic 60-degree-wide pinhole at the network size.
+                Intrinsics {
+                    fx: 0.87 * width as f64,
+                    fy: 0.87 * width as f64,
+                    cx: width as f64 / 2.0 - 0.5,
+                    cy: height as f64 / 2.0 - 0.5,
+                    width,
+                    height,
+                    distortion: None,
+                }
+            });
+            let (publisher, receiver) = weights_exchange();
+            let (frames, frames_rx) = crossbeam_channel::bounded(2);
+            let adapt_options = adapt_options.clone();
+            let model = model.clone();
+            adapter_thread = Some(
+                std::thread::Builder::new()
+                    .name("adapt".into())
+                    .spawn(move || -> crate::Result<AdaptStats> {
+                        let adapter =
+                            build_adapter(&model, arch, &adapt_options, default_device())?;
+                        run_adapter_thread(adapter, publisher, frames_rx, 2.0)
+                    })
+                    .map_err(|e| {
+                        crate::Error::Other(format!("cannot start the adapt thread: {e}"))
+                    })?,
+            );
+            Some(LiveAdaptHook { receiver, frames, camera, offered_but_dropped: 0 })
+        }
+        None => None,
+    };
     let report = Pipeline::new(source, config.pipeline.options())?
         .stage("preprocess", PreprocessStage { preprocessor, pool: pool.clone() })
-        .stage("depth", DepthStage { engine, pool })
+        .stage("depth", DepthStage { engine, pool, adapt })
         .sink("outputs", sink)
-        .run()?;
+        .run();
+    // The depth stage (and with it the frame sender) is gone: the adapter finishes, publishes
+    // and checkpoints once more, then ends.
+    if let Some(handle) = adapter_thread {
+        let stats = handle
+            .join()
+            .map_err(|_| crate::Error::Other("the adapt thread panicked".into()))??;
+        write_summary_json(&config.outputs.dir.join("adapt_report.json"), &stats)?;
+    }
+    let report = report?;
     write_summary_json(&config.outputs.dir.join("run_report.json"), &report)?;
     Ok(report)
 }

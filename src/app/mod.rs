@@ -2,6 +2,7 @@
 //! evaluation on recorded data (`eval`) and the end-to-end demo (`demo`). The CLI only parses
 //! arguments and calls these.
 
+pub mod adapt;
 pub mod demo;
 pub mod eval;
 pub mod live;

@@ -2,6 +2,8 @@
 //! metrics under the Monodepth2 protocol; prints the table and optionally writes JSON.
 
 use clap::Args as ClapArgs;
+use livedepth::adapt::AdaptConfig;
+use livedepth::app::adapt::{AdaptOptions, evaluate_adapt, windowed_abs_rel};
 use livedepth::app::eval::{EvalOptions, evaluate};
 use livedepth::eval::format_metrics_table;
 use livedepth::model::Arch;
@@ -44,6 +46,138 @@ pub struct Args {
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub adapt: Box<AdaptArgs>,
+}
+
+/// Online adaptation (`--adapt`): deterministic lock-step, each frame predicted and scored with
+/// the current weights, then S adaptation steps.
+#[derive(ClapArgs, Debug, Clone)]
+pub struct AdaptArgs {
+    /// Adapt the model online while evaluating.
+    #[arg(long)]
+    pub adapt: bool,
+    /// Adaptation settings (TOML of AdaptConfig); the flags below override it.
+    #[arg(long)]
+    pub adapt_config: Option<PathBuf>,
+    /// Adam learning rate of the depth network.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Adam learning rate of the pose network.
+    #[arg(long)]
+    pub pose_lr: Option<f64>,
+    /// Which layers adapt: all, decoder or norm-bias.
+    #[arg(long)]
+    pub adapt_layers: Option<String>,
+    /// Adaptation steps per frame (S; 0 = frozen through the same code path).
+    #[arg(long)]
+    pub steps_per_frame: Option<usize>,
+    /// Replayed triplets per step (0 = no replay).
+    #[arg(long)]
+    pub replay: Option<usize>,
+    /// Turn self-distillation off.
+    #[arg(long)]
+    pub no_distill: bool,
+    /// Distillation teacher: frozen or ema.
+    #[arg(long)]
+    pub teacher: Option<String>,
+    /// Distillation weight λ and forgetting factor γ.
+    #[arg(long)]
+    pub distill_lambda: Option<f64>,
+    #[arg(long)]
+    pub distill_gamma: Option<f64>,
+    /// Turn the multi-view consistency mask of the distillation off.
+    #[arg(long)]
+    pub no_multiview_mask: bool,
+    /// Turn auto-masking of the self-supervised loss off.
+    #[arg(long)]
+    pub no_automask: bool,
+    /// Turn the held-back rollback guard off.
+    #[arg(long)]
+    pub no_rollback: bool,
+    /// Pose network weights (folder with pose_encoder.pth + pose.pth, or safetensors).
+    #[arg(long)]
+    pub pose_model: Option<PathBuf>,
+    /// Pose network start without --pose-model: random or encoder (from the depth encoder).
+    #[arg(long, default_value = "encoder")]
+    pub pose_init: String,
+    /// Checkpoint file (safetensors) written every --checkpoint-every steps and at the end.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    #[arg(long)]
+    pub checkpoint_every: Option<u64>,
+    /// Continue from an adaptation checkpoint.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Random seed of the adaptation.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl AdaptArgs {
+    /// The adaptation options these flags describe.
+    pub fn options(&self) -> livedepth::Result<AdaptOptions> {
+        let mut config = match &self.adapt_config {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|e| livedepth::Error::io(path, e))?;
+                toml::from_str::<AdaptConfig>(&text)
+                    .map_err(|e| livedepth::Error::Other(format!("{}: {e}", path.display())))?
+            }
+            None => AdaptConfig::default(),
+        };
+        if let Some(v) = self.lr {
+            config.learning_rate = v;
+        }
+        if let Some(v) = self.pose_lr {
+            config.pose_learning_rate = v;
+        }
+        if let Some(v) = &self.adapt_layers {
+            config.layers = v.parse()?;
+        }
+        if let Some(v) = self.steps_per_frame {
+            config.steps_per_frame = v;
+        }
+        if let Some(v) = self.replay {
+            config.replay_per_step = v;
+        }
+        if self.no_distill {
+            config.distill.enabled = false;
+        }
+        if let Some(v) = &self.teacher {
+            config.distill.teacher = v.parse()?;
+        }
+        if let Some(v) = self.distill_lambda {
+            config.distill.lambda = v;
+        }
+        if let Some(v) = self.distill_gamma {
+            config.distill.gamma = v;
+        }
+        if self.no_multiview_mask {
+            config.distill.multiview_mask = false;
+        }
+        if self.no_automask {
+            config.loss.automask = false;
+        }
+        if self.no_rollback {
+            config.guards.rollback = false;
+        }
+        if let Some(v) = self.checkpoint_every {
+            config.checkpoint_every = v;
+        }
+        if let Some(v) = self.seed {
+            config.seed = v;
+        }
+        config.validate()?;
+        Ok(AdaptOptions {
+            config,
+            pose_model: self.pose_model.clone(),
+            pose_init: self.pose_init.parse()?,
+            checkpoint: self.checkpoint.clone(),
+            resume: self.resume.clone(),
+            print_every: 25,
+        })
+    }
 }
 
 pub fn run(args: Args) -> livedepth::Result<()> {
@@ -70,7 +204,20 @@ pub fn run(args: Args) -> livedepth::Result<()> {
         plot: args.plot.clone(),
         progress: !args.quiet,
     };
-    let report = evaluate(&options)?;
+    let report = if args.adapt.adapt {
+        let adapt = args.adapt.options()?;
+        let (report, stats) = evaluate_adapt(&options, &adapt)?;
+        println!(
+            "adaptation: {} steps, {} rejected, {} stationary skips, {} rollbacks, {} triplets",
+            stats.steps, stats.rejected, stats.skipped_stationary, stats.rollbacks, stats.triplets
+        );
+        for (first, last, abs_rel) in windowed_abs_rel(&report, 50) {
+            println!("  frames {first:>4}..={last:<4} abs_rel {abs_rel:.4}");
+        }
+        report
+    } else {
+        evaluate(&options)?
+    };
     println!(
         "{} on {} ({} frames, {}x{}, {}median scaling{})",
         report.arch,

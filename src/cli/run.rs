@@ -25,6 +25,10 @@ pub struct Args {
     /// Stop after this many frames.
     #[arg(long)]
     pub frames: Option<usize>,
+    /// Online adaptation beside the live path (`--adapt` and its settings); frames never wait
+    /// for it.
+    #[command(flatten)]
+    pub adapt: Box<super::eval::AdaptArgs>,
 }
 
 pub fn run(args: Args) -> livedepth::Result<()> {
@@ -38,7 +42,8 @@ pub fn run(args: Args) -> livedepth::Result<()> {
     // The overrides are checked like the file was.
     config.validate(&args.config)?;
     let dir = config.outputs.dir.clone();
-    let options = LiveOptions { config, model: args.model, max_frames: args.frames };
+    let adapt = if args.adapt.adapt { Some(args.adapt.options()?) } else { None };
+    let options = LiveOptions { config, model: args.model, max_frames: args.frames, adapt };
     run_live(&options)?;
     for path in describe_outputs(&dir) {
         println!("wrote {path}");

@@ -1,0 +1,239 @@
+//! The adaptation settings (serde, all fields defaulted): optimiser, which layers adapt, triplet
+//! and replay sizes, the stationary-skip rule, publishing and checkpoint cadence, guards and
+//! self-distillation. Every part can be switched off for ablations.
+
+use super::AdaptError;
+use crate::loss::LossConfig;
+use serde::{Deserialize, Serialize};
+
+/// Which depth-network variables an adaptation step updates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AdaptLayers {
+    /// Every weight of encoder and decoder.
+    All,
+    /// The decoder only (variables under `depth.`).
+    Decoder,
+    /// Biases and normalisation parameters only: the cheapest steps.
+    NormBias,
+}
+
+impl std::str::FromStr for AdaptLayers {
+    type Err = AdaptError;
+    fn from_str(s: &str) -> Result<Self, AdaptError> {
+        match s {
+            "all" => Ok(Self::All),
+            "decoder" => Ok(Self::Decoder),
+            "norm-bias" | "norm_bias" => Ok(Self::NormBias),
+            _ => Err(AdaptError::config("layers", "all, decoder or norm-bias", s)),
+        }
+    }
+}
+
+/// Where the distillation teacher comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TeacherKind {
+    /// A frozen copy of the starting depth network.
+    Frozen,
+    /// An exponential moving average of the student.
+    Ema,
+}
+
+impl std::str::FromStr for TeacherKind {
+    type Err = AdaptError;
+    fn from_str(s: &str) -> Result<Self, AdaptError> {
+        match s {
+            "frozen" => Ok(Self::Frozen),
+            "ema" => Ok(Self::Ema),
+            _ => Err(AdaptError::config("distill.teacher", "frozen or ema", s)),
+        }
+    }
+}
+
+/// Self-distillation from a teacher's depth (scale-invariant log-depth loss).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DistillConfig {
+    pub enabled: bool,
+    pub teacher: TeacherKind,
+    /// EMA decay per step (teacher = decay · teacher + (1 − decay) · student).
+    pub ema_decay: f64,
+    /// Initial weight λ of the pseudo-depth loss.
+    pub lambda: f64,
+    /// Forgetting factor γ: the weight at step n is λ·γⁿ.
+    pub gamma: f64,
+    /// Pseudo-supervise only where the teacher's depth warps consistently into at least one
+    /// source (photometric error below `consistency_threshold`) and the pixel is not
+    /// auto-masked.
+    pub multiview_mask: bool,
+    pub consistency_threshold: f32,
+}
+
+impl Default for DistillConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            teacher: TeacherKind::Frozen,
+            ema_decay: 0.99,
+            lambda: 0.1,
+            gamma: 0.98,
+            multiview_mask: true,
+            consistency_threshold: 0.15,
+        }
+    }
+}
+
+/// Guards against divergence and forgetting.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GuardConfig {
+    /// Roll back to the last good weights when the held-back loss worsens too much.
+    pub rollback: bool,
+    /// Held-back triplets kept for the check (every `holdout_every`-th triplet goes there).
+    pub holdout_size: usize,
+    pub holdout_every: usize,
+    /// Check every this many accepted steps.
+    pub check_every: u64,
+    /// Roll back when student loss > (1 + threshold) · teacher loss on the held-back set.
+    pub threshold: f64,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        Self { rollback: true, holdout_size: 4, holdout_every: 8, check_every: 20, threshold: 0.05 }
+    }
+}
+
+/// Everything the adaptation loop needs to know.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AdaptConfig {
+    /// Adam learning rate (depth network).
+    pub learning_rate: f64,
+    /// Adam learning rate of the pose network.
+    pub pose_learning_rate: f64,
+    pub layers: AdaptLayers,
+    /// Adaptation steps per frame in lock-step mode (S).
+    pub steps_per_frame: usize,
+    /// Triplet spacing k is the smallest value in k_min..=k_max whose frames differ by at least
+    /// `motion_threshold` (mean absolute RGB difference in [0, 1]); none → stationary, no triplet.
+    pub k_min: usize,
+    pub k_max: usize,
+    pub motion_threshold: f32,
+    /// Skip a step whose live sample has more than this fraction of pixels auto-masked...
+    pub stationary_masked_fraction: f32,
+    /// ... or whose predicted translations are all shorter than this (network units).
+    pub stationary_translation: f32,
+    /// Replay buffer capacity (triplets) and replayed triplets per step (0 = no replay).
+    pub replay_capacity: usize,
+    pub replay_per_step: usize,
+    /// Publish weights to the live engine every N accepted steps.
+    pub publish_every: u64,
+    /// Checkpoint every M accepted steps (0 = only on shutdown).
+    pub checkpoint_every: u64,
+    pub guards: GuardConfig,
+    pub distill: DistillConfig,
+    /// The self-supervised loss (auto-masking is switched here).
+    pub loss: LossConfig,
+    pub seed: u64,
+}
+
+impl Default for AdaptConfig {
+    fn default() -> Self {
+        Self {
+            learning_rate: 1e-4,
+            pose_learning_rate: 1e-4,
+            layers: AdaptLayers::All,
+            steps_per_frame: 1,
+            k_min: 1,
+            k_max: 4,
+            motion_threshold: 0.01,
+            stationary_masked_fraction: 0.95,
+            stationary_translation: 1e-4,
+            replay_capacity: 16,
+            replay_per_step: 1,
+            publish_every: 5,
+            checkpoint_every: 50,
+            guards: GuardConfig::default(),
+            distill: DistillConfig::default(),
+            loss: LossConfig::default(),
+            seed: 0,
+        }
+    }
+}
+
+impl AdaptConfig {
+    /// Checks every field, naming the first bad one.
+    pub fn validate(&self) -> Result<(), AdaptError> {
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        if !positive(self.learning_rate) {
+            return Err(AdaptError::config(
+                "learning_rate",
+                "a finite value > 0",
+                self.learning_rate,
+            ));
+        }
+        if !positive(self.pose_learning_rate) {
+            return Err(AdaptError::config(
+                "pose_learning_rate",
+                "a finite value > 0",
+                self.pose_learning_rate,
+            ));
+        }
+        if self.k_min == 0 || self.k_max < self.k_min {
+            return Err(AdaptError::config(
+                "k_min/k_max",
+                "1 <= k_min <= k_max",
+                format!("{}..{}", self.k_min, self.k_max),
+            ));
+        }
+        if !(self.motion_threshold.is_finite() && self.motion_threshold >= 0.0) {
+            return Err(AdaptError::config(
+                "motion_threshold",
+                "a finite value >= 0",
+                self.motion_threshold,
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.stationary_masked_fraction) {
+            return Err(AdaptError::config(
+                "stationary_masked_fraction",
+                "a value in [0, 1]",
+                self.stationary_masked_fraction,
+            ));
+        }
+        if self.replay_per_step > 0 && self.replay_capacity == 0 {
+            return Err(AdaptError::config(
+                "replay_capacity",
+                "at least 1 when replay_per_step > 0",
+                0,
+            ));
+        }
+        if self.publish_every == 0 {
+            return Err(AdaptError::config("publish_every", "at least 1", 0));
+        }
+        let d = &self.distill;
+        if !(d.lambda.is_finite() && d.lambda >= 0.0) {
+            return Err(AdaptError::config("distill.lambda", "a finite value >= 0", d.lambda));
+        }
+        if !(d.gamma > 0.0 && d.gamma <= 1.0) {
+            return Err(AdaptError::config("distill.gamma", "a value in (0, 1]", d.gamma));
+        }
+        if !(d.ema_decay >= 0.0 && d.ema_decay < 1.0) {
+            return Err(AdaptError::config("distill.ema_decay", "a value in [0, 1)", d.ema_decay));
+        }
+        let g = &self.guards;
+        if g.rollback && (g.check_every == 0 || g.holdout_size == 0 || g.holdout_every == 0) {
+            return Err(AdaptError::config(
+                "guards",
+                "check_every, holdout_size and holdout_every >= 1 when rollback is on",
+                format!("{} / {} / {}", g.check_every, g.holdout_size, g.holdout_every),
+            ));
+        }
+        if !(g.threshold.is_finite() && g.threshold >= 0.0) {
+            return Err(AdaptError::config("guards.threshold", "a finite value >= 0", g.threshold));
+        }
+        self.loss.validate()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,54 @@
+//! On-device online adaptation: fine-tunes the depth and pose networks from the video itself
+//! (Monodepth2's self-supervised loss, optionally distilled from a teacher), beside the live
+//! path, and publishes the adapted weights to the live engine without ever blocking it.
+//!
+//! - [`config`]: [`AdaptConfig`], every part switchable.
+//! - [`triplet`]: frame triplets (t−k, t, t+k) with k from motion, the bounded replay buffer.
+//! - [`trainer`]: [`Adapter`], one training step (libtorch forward with autograd, our CPU loss
+//!   and its gradients fed back through libtorch's backward, Adam), the guards and checkpoints.
+//! - [`publish`]: the double buffer that hands new weights to the live engine.
+
+pub mod config;
+pub mod publish;
+pub mod trainer;
+pub mod triplet;
+
+pub use config::{AdaptConfig, AdaptLayers, DistillConfig, GuardConfig, TeacherKind};
+pub use publish::{WeightsPublisher, WeightsReceiver, weights_exchange};
+pub use trainer::{AdaptStats, Adapter, StepOutcome};
+pub use triplet::{NetFrame, ReplayBuffer, Triplet, TripletSelector};
+
+use std::path::PathBuf;
+
+/// Errors of the adaptation loop.
+#[derive(Debug, thiserror::Error)]
+pub enum AdaptError {
+    #[error("adapt config `{field}`: expected {expected}, got {got}")]
+    Config { field: &'static str, expected: &'static str, got: String },
+    #[error("{}: adaptation checkpoint: {reason}", path.display())]
+    Checkpoint { path: PathBuf, reason: String },
+    #[error("adaptation frame: {0}")]
+    Frame(String),
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
+    Loss(#[from] crate::loss::LossError),
+    #[error("libtorch: {0}")]
+    Torch(String),
+}
+
+impl AdaptError {
+    pub(crate) fn config(
+        field: &'static str,
+        expected: &'static str,
+        got: impl std::fmt::Display,
+    ) -> Self {
+        Self::Config { field, expected, got: got.to_string() }
+    }
+}
+
+impl From<tch::TchError> for AdaptError {
+    fn from(e: tch::TchError) -> Self {
+        AdaptError::Torch(e.to_string())
+    }
+}

@@ -1,0 +1,850 @@
+//! [`Adapter`]: the online training loop. One step takes the live triplet plus a few replayed
+//! ones, runs depth and pose forward in libtorch with autograd, copies the disparities and poses
+//! to the host, evaluates our CPU Monodepth2 loss and its analytic gradients, adds the
+//! scale-invariant distillation term (in libtorch), backpropagates
+//! `Σ output · grad + w · L_distill` through libtorch and takes an Adam step.
+//!
+//! Guards: a non-finite input, loss or parameter gradient rejects the step (counted, weights
+//! untouched); the self-supervised loss of held-back triplets is compared with the frozen
+//! starting model's every few steps and the weights roll back to the last good ones when it
+//! worsens beyond a threshold. Checkpoints (weights, Adam moments, EMA teacher, counters) are
+//! single safetensors files written atomically; [`Adapter::resume`] continues from one.
+
+use super::AdaptError;
+use super::config::{AdaptConfig, AdaptLayers, TeacherKind};
+use super::publish::WeightsPublisher;
+use super::triplet::{NetFrame, ReplayBuffer, Triplet, TripletSelector};
+use crate::loss::{LossConfig, LossInputs, Pose6, SelfSupervisedLoss, target_pyramid};
+use crate::model::checkpoint::{Checkpoint, MetaValue, StorageDtype, StoredTensor};
+use crate::model::network::{DepthNetwork, PoseNetwork, load_group};
+use rand::SeedableRng;
+use rand_pcg::Pcg64Mcg;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tch::{Device, Kind, Tensor};
+
+/// Metadata key of the adapter state in a checkpoint.
+const STATE_KEY: &str = "livedepth_adapt_state";
+
+/// Counters and the last step's loss parts (printed live, saved in checkpoints).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AdaptStats {
+    /// Accepted (applied) steps.
+    pub steps: u64,
+    /// Steps rejected for a non-finite input, loss or gradient.
+    pub rejected: u64,
+    /// Steps skipped because the camera was stationary.
+    pub skipped_stationary: u64,
+    pub rollbacks: u64,
+    pub published: u64,
+    pub checkpoints: u64,
+    /// Triplets formed so far.
+    pub triplets: u64,
+    pub last_total: f64,
+    pub last_photometric: f64,
+    pub last_smoothness: f64,
+    pub last_distill: f64,
+    /// Auto-masked fraction of the live sample.
+    pub last_masked_fraction: f64,
+    /// Fraction of pixels that received pseudo-depth supervision.
+    pub last_distill_fraction: f64,
+    /// Held-back loss of the student and of the frozen start at the last check.
+    pub last_holdout_student: f64,
+    pub last_holdout_anchor: f64,
+}
+
+/// What one call of [`Adapter::step`] did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepOutcome {
+    Accepted,
+    /// Rejected by a guard (non-finite values); the reason says where.
+    Rejected(String),
+    SkippedStationary,
+    /// Accepted, then the held-back check rolled the weights back.
+    RolledBack,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedState {
+    stats: AdaptStats,
+    adam_steps: u64,
+    pose_adam_steps: u64,
+    arch: String,
+    pose_arch: String,
+}
+
+/// Adam over a fixed, name-sorted list of variables (moments checkpointed with them).
+struct Adam {
+    names: Vec<String>,
+    vars: Vec<Tensor>,
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+    steps: u64,
+    lr: f64,
+}
+
+impl Adam {
+    fn new(named: Vec<(String, Tensor)>, lr: f64) -> Self {
+        let (names, vars): (Vec<_>, Vec<_>) = named.into_iter().unzip();
+        let m = vars.iter().map(Tensor::zeros_like).collect();
+        let v = vars.iter().map(Tensor::zeros_like).collect();
+        Self { names, vars, m, v, steps: 0, lr }
+    }
+
+    /// Sum of |grad| over every variable (NaN or infinite when any gradient is).
+    fn gradient_magnitude(&self) -> f64 {
+        let mut total = 0.0;
+        for var in &self.vars {
+            let g = var.grad();
+            if g.defined() {
+                total += g.abs().sum(Kind::Double).double_value(&[]);
+            }
+        }
+        total
+    }
+
+    fn zero_grad(&mut self) {
+        for var in &mut self.vars {
+            var.zero_grad();
+        }
+    }
+
+    fn step(&mut self) {
+        const B1: f64 = 0.9;
+        const B2: f64 = 0.999;
+        const EPS: f64 = 1e-8;
+        self.steps += 1;
+        let bc1 = 1.0 - B1.powi(self.steps as i32);
+        let bc2 = 1.0 - B2.powi(self.steps as i32);
+        tch::no_grad(|| {
+            for ((var, m), v) in self.vars.iter_mut().zip(&mut self.m).zip(&mut self.v) {
+                let g = var.grad();
+                if !g.defined() {
+                    continue;
+                }
+                let _ = m.g_mul_scalar_(B1);
+                let _ = m.g_add_(&(&g * (1.0 - B1)));
+                let _ = v.g_mul_scalar_(B2);
+                let _ = v.g_add_(&(&g * &g * (1.0 - B2)));
+                let update = (&*m / bc1) / ((&*v / bc2).sqrt() + EPS) * self.lr;
+                let _ = var.g_sub_(&update);
+            }
+        });
+    }
+
+    fn reset_moments(&mut self) {
+        tch::no_grad(|| {
+            for t in self.m.iter_mut().chain(self.v.iter_mut()) {
+                let _ = t.zero_();
+            }
+        });
+        self.steps = 0;
+    }
+}
+
+/// Variables of `vs` sorted by name; those `adapt` rejects stop requiring gradients.
+fn select_variables(
+    vs: &tch::nn::VarStore,
+    adapt: impl Fn(&str, &Tensor) -> bool,
+) -> Vec<(String, Tensor)> {
+    let mut all: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut chosen = Vec::new();
+    for (name, var) in all {
+        if !var.requires_grad() {
+            continue;
+        }
+        if adapt(&name, &var) {
+            chosen.push((name, var));
+        } else {
+            let _ = var.set_requires_grad(false);
+        }
+    }
+    chosen
+}
+
+fn to_host(t: &Tensor) -> Result<Vec<f32>, AdaptError> {
+    let t = t.f_detach()?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?;
+    let n = t.numel();
+    let mut out = vec![0f32; n];
+    t.f_copy_data(&mut out, n)?;
+    Ok(out)
+}
+
+fn stored(t: &Tensor) -> Result<StoredTensor, AdaptError> {
+    let values = to_host(t)?;
+    let shape = t.size().iter().map(|&d| d as usize).collect();
+    Ok(StoredTensor { dtype: StorageDtype::F32, shape, values })
+}
+
+fn copy_from_stored(
+    dst: &mut Tensor,
+    src: &StoredTensor,
+    path: &Path,
+    name: &str,
+) -> Result<(), AdaptError> {
+    let expected: Vec<usize> = dst.size().iter().map(|&d| d as usize).collect();
+    if expected != src.shape {
+        return Err(AdaptError::Checkpoint {
+            path: path.to_path_buf(),
+            reason: format!("tensor `{name}` has shape {:?}, expected {expected:?}", src.shape),
+        });
+    }
+    let t = Tensor::f_from_slice(&src.values)?.f_reshape(dst.size())?;
+    tch::no_grad(|| dst.f_copy_(&t))?;
+    Ok(())
+}
+
+/// Fills `noise` with `len` samples of N(0, std²) determined by (seed, stream).
+fn fill_tie_break_noise(noise: &mut Vec<f32>, len: usize, std: f32, seed: u64, stream: u64) {
+    noise.resize(len, 0.0);
+    if std <= 0.0 {
+        noise.fill(0.0);
+        return;
+    }
+    let mut rng = Pcg64Mcg::seed_from_u64(seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let Ok(normal) = rand_distr::Normal::new(0.0f32, std) else {
+        noise.fill(0.0);
+        return;
+    };
+    for v in noise.iter_mut() {
+        *v = rand::RngExt::sample(&mut rng, normal);
+    }
+}
+
+/// The online adaptation state: student depth and pose networks, teacher(s), optimisers,
+/// triplet selection, replay and held-back sets, counters.
+pub struct Adapter {
+    config: AdaptConfig,
+    student: DepthNetwork,
+    pose: PoseNetwork,
+    /// Frozen copy of the starting depth network (frozen teacher and rollback reference).
+    anchor: DepthNetwork,
+    /// EMA teacher, when configured.
+    ema: Option<DepthNetwork>,
+    good_student: DepthNetwork,
+    good_pose: PoseNetwork,
+    adam: Adam,
+    pose_adam: Adam,
+    loss: SelfSupervisedLoss,
+    teacher_loss: SelfSupervisedLoss,
+    selector: TripletSelector,
+    replay: ReplayBuffer,
+    holdout: Vec<Arc<Triplet>>,
+    live: Option<Arc<Triplet>>,
+    rng: Pcg64Mcg,
+    publisher: Option<WeightsPublisher>,
+    checkpoint_path: Option<PathBuf>,
+    stats: AdaptStats,
+    /// Tie-break noise of the auto-mask, drawn per (seed, step, sample) so that a resumed run
+    /// continues with the same numbers.
+    noise: Vec<f32>,
+}
+
+impl std::fmt::Debug for Adapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Adapter").field("stats", &self.stats).finish()
+    }
+}
+
+impl Adapter {
+    /// An adapter fine-tuning `student` with `pose` (both on the same device).
+    pub fn new(
+        config: AdaptConfig,
+        student: DepthNetwork,
+        pose: PoseNetwork,
+    ) -> Result<Self, AdaptError> {
+        config.validate()?;
+        tch::manual_seed(config.seed as i64);
+        let arch = student.arch();
+        let device = student.device();
+        let copy_depth = |src: &DepthNetwork| -> Result<DepthNetwork, AdaptError> {
+            let mut net = DepthNetwork::new(arch, device);
+            net.copy_weights_from(src)?;
+            for (_, var) in net.var_store().variables() {
+                let _ = var.set_requires_grad(false);
+            }
+            Ok(net)
+        };
+        let anchor = copy_depth(&student)?;
+        let good_student = copy_depth(&student)?;
+        let ema = match (config.distill.enabled, config.distill.teacher) {
+            (true, TeacherKind::Ema) => Some(copy_depth(&student)?),
+            _ => None,
+        };
+        let mut good_pose = PoseNetwork::new(pose.arch(), device);
+        good_pose.copy_weights_from(&pose)?;
+        let layers = config.layers;
+        let depth_vars = select_variables(student.var_store(), |name, var| match layers {
+            AdaptLayers::All => true,
+            AdaptLayers::Decoder => name.starts_with("depth."),
+            AdaptLayers::NormBias => var.dim() == 1,
+        });
+        let pose_vars = select_variables(pose.var_store(), |_, _| true);
+        let adam = Adam::new(depth_vars, config.learning_rate);
+        let pose_adam = Adam::new(pose_vars, config.pose_learning_rate);
+        let loss_config = LossConfig { seed: config.seed, ..config.loss };
+        let teacher_config = LossConfig { automask: false, seed: config.seed ^ 1, ..config.loss };
+        Ok(Self {
+            selector: TripletSelector::new(config.k_min, config.k_max, config.motion_threshold),
+            replay: ReplayBuffer::new(config.replay_capacity),
+            holdout: Vec::new(),
+            live: None,
+            rng: Pcg64Mcg::seed_from_u64(config.seed),
+            loss: SelfSupervisedLoss::new(loss_config),
+            teacher_loss: SelfSupervisedLoss::new(teacher_config),
+            adam,
+            pose_adam,
+            anchor,
+            ema,
+            good_student,
+            good_pose,
+            student,
+            pose,
+            config,
+            publisher: None,
+            checkpoint_path: None,
+            stats: AdaptStats::default(),
+            noise: Vec::new(),
+        })
+    }
+
+    /// Publishes weights to a live engine every `publish_every` accepted steps.
+    pub fn with_publisher(mut self, publisher: WeightsPublisher) -> Self {
+        self.publisher = Some(publisher);
+        self
+    }
+
+    /// Checkpoints to `path` every `checkpoint_every` accepted steps (and on [`Self::finish`]).
+    pub fn with_checkpoint(mut self, path: impl Into<PathBuf>) -> Self {
+        self.checkpoint_path = Some(path.into());
+        self
+    }
+
+    pub fn config(&self) -> &AdaptConfig {
+        &self.config
+    }
+
+    pub fn stats(&self) -> &AdaptStats {
+        &self.stats
+    }
+
+    pub fn student(&self) -> &DepthNetwork {
+        &self.student
+    }
+
+    pub fn pose(&self) -> &PoseNetwork {
+        &self.pose
+    }
+
+    /// Frames for which no triplet formed because the camera barely moved.
+    pub fn stationary_frames(&self) -> u64 {
+        self.selector.stationary
+    }
+
+    /// Feeds the newest frame; returns true when it completed a new live triplet (which then
+    /// goes to the held-back set or, after being trained on, to the replay buffer).
+    pub fn observe(&mut self, frame: NetFrame) -> bool {
+        let Some(triplet) = self.selector.push(frame) else {
+            return false;
+        };
+        self.stats.triplets += 1;
+        let triplet = Arc::new(triplet);
+        let guards = self.config.guards;
+        if guards.rollback
+            && self.holdout.len() < guards.holdout_size
+            && (self.stats.triplets - 1).is_multiple_of(guards.holdout_every as u64)
+        {
+            self.holdout.push(triplet);
+            return false;
+        }
+        if let Some(previous) = self.live.replace(triplet) {
+            self.replay.push(previous);
+        }
+        true
+    }
+
+    /// Whether a live triplet is available to train on.
+    pub fn has_live(&self) -> bool {
+        self.live.is_some()
+    }
+
+    /// One step on the live triplet plus `replay_per_step` replayed ones; `None` before the
+    /// first triplet.
+    pub fn step(&mut self) -> Result<Option<StepOutcome>, AdaptError> {
+        let Some(live) = self.live.clone() else {
+            return Ok(None);
+        };
+        let mut batch = vec![live];
+        batch.extend(self.replay.sample(&mut self.rng, self.config.replay_per_step));
+        self.step_on(&batch).map(Some)
+    }
+
+    /// One step on an explicit batch (the first triplet is the live one for the stationary
+    /// rule). Guards reject non-finite values; the weights change only on `Accepted`.
+    pub fn step_on(&mut self, batch: &[Arc<Triplet>]) -> Result<StepOutcome, AdaptError> {
+        let outcome = self.train(batch);
+        self.adam.zero_grad();
+        self.pose_adam.zero_grad();
+        let outcome = outcome?;
+        match &outcome {
+            StepOutcome::Rejected(_) => self.stats.rejected += 1,
+            StepOutcome::SkippedStationary => self.stats.skipped_stationary += 1,
+            StepOutcome::Accepted | StepOutcome::RolledBack => {}
+        }
+        if outcome != StepOutcome::Accepted {
+            return Ok(outcome);
+        }
+        self.stats.steps += 1;
+        let steps = self.stats.steps;
+        let mut outcome = outcome;
+        if self.config.guards.rollback
+            && steps.is_multiple_of(self.config.guards.check_every)
+            && self.check_holdout()?
+        {
+            outcome = StepOutcome::RolledBack;
+        }
+        if steps.is_multiple_of(self.config.publish_every) {
+            self.publish()?;
+        }
+        if self.config.checkpoint_every > 0 && steps.is_multiple_of(self.config.checkpoint_every) {
+            self.checkpoint()?;
+        }
+        Ok(outcome)
+    }
+
+    /// Publishes the current weights now (if a publisher is attached).
+    pub fn publish(&mut self) -> Result<(), AdaptError> {
+        if let Some(publisher) = self.publisher.as_mut() {
+            publisher.publish(&self.student)?;
+            self.stats.published += 1;
+        }
+        Ok(())
+    }
+
+    /// Writes a checkpoint now (if a path is set).
+    pub fn checkpoint(&mut self) -> Result<(), AdaptError> {
+        if let Some(path) = self.checkpoint_path.clone() {
+            self.stats.checkpoints += 1;
+            self.save_checkpoint(&path)?;
+        }
+        Ok(())
+    }
+
+    /// Shutdown: a final publish and checkpoint.
+    pub fn finish(&mut self) -> Result<(), AdaptError> {
+        self.publish()?;
+        self.checkpoint()
+    }
+
+    /// Disparity (scale 0, network size) of a frame with the current student weights.
+    pub fn predict(&self, frame: &NetFrame) -> Result<Vec<f32>, AdaptError> {
+        let x = self.normalised(&[&frame.planar[..]], frame.width, frame.height)?;
+        let disp = tch::no_grad(|| self.student.try_forward_t(&x, false))?;
+        to_host(&disp[0])
+    }
+
+    fn normalised(&self, images: &[&[f32]], w: usize, h: usize) -> Result<Tensor, AdaptError> {
+        let (mean, std) = self.student.arch().normalisation();
+        let mut host = Vec::with_capacity(images.len() * 3 * w * h);
+        for image in images {
+            host.extend_from_slice(image);
+        }
+        let x =
+            Tensor::f_from_slice(&host)?.f_reshape([images.len() as i64, 3, h as i64, w as i64])?;
+        let x = x.f_to_device(self.student.device())?;
+        Ok(((x - f64::from(mean[0])) / f64::from(std[0])).set_requires_grad(false))
+    }
+
+    fn train(&mut self, batch: &[Arc<Triplet>]) -> Result<StepOutcome, AdaptError> {
+        let Some(first) = batch.first() else {
+            return Err(AdaptError::Frame("empty batch".into()));
+        };
+        let (w, h) = (first.width, first.height);
+        let hw = w * h;
+        if batch.iter().any(|t| (t.width, t.height) != (w, h)) {
+            return Err(AdaptError::Frame("triplets of different sizes in one batch".into()));
+        }
+        for (i, t) in batch.iter().enumerate() {
+            for (name, image) in [("prev", &t.prev), ("target", &t.target), ("next", &t.next)] {
+                if image.len() != 3 * hw {
+                    return Err(AdaptError::Frame(format!(
+                        "triplet {i} {name}: {} values, expected 3 x {h} x {w}",
+                        image.len()
+                    )));
+                }
+                if let Some(p) = image.iter().position(|v| !v.is_finite()) {
+                    return Ok(StepOutcome::Rejected(format!(
+                        "non-finite input: triplet {i} (frame {}) {name} value {p}",
+                        t.target_index
+                    )));
+                }
+            }
+            if t.intrinsics.iter().any(|v| !v.is_finite()) {
+                return Ok(StepOutcome::Rejected(format!("non-finite intrinsics in triplet {i}")));
+            }
+        }
+        let b = batch.len();
+        let targets: Vec<&[f32]> = batch.iter().map(|t| &t.target[..]).collect();
+        let prevs: Vec<&[f32]> = batch.iter().map(|t| &t.prev[..]).collect();
+        let nexts: Vec<&[f32]> = batch.iter().map(|t| &t.next[..]).collect();
+        let x_target = self.normalised(&targets, w, h)?;
+        let x_prev = self.normalised(&prevs, w, h)?;
+        let x_next = self.normalised(&nexts, w, h)?;
+
+        // Forward with autograd.
+        let disps = self.student.try_forward_t(&x_target, false)?;
+        let pairs = Tensor::f_cat(
+            &[Tensor::f_cat(&[&x_prev, &x_target], 1)?, Tensor::f_cat(&[&x_target, &x_next], 1)?],
+            0,
+        )?;
+        let (rot, trans) = self.pose.try_forward_t(&pairs, false)?;
+        let disp_host: Vec<Vec<f32>> = disps.iter().map(to_host).collect::<Result<_, _>>()?;
+        let rot_host = to_host(&rot)?;
+        let trans_host = to_host(&trans)?;
+        let scales = disps.len();
+
+        let distill = self.config.distill;
+        let teacher_disp = if distill.enabled {
+            let teacher = self.ema.as_ref().unwrap_or(&self.anchor);
+            Some(tch::no_grad(|| teacher.try_forward_t(&x_target, false))?.swap_remove(0))
+        } else {
+            None
+        };
+        let teacher_host = teacher_disp.as_ref().map(to_host).transpose()?;
+
+        let mut grad_disp: Vec<Vec<f32>> = disp_host.iter().map(|d| vec![0f32; d.len()]).collect();
+        let mut grad_rot = vec![0f32; 2 * b * 3];
+        let mut grad_trans = vec![0f32; 2 * b * 3];
+        let mut distill_mask = vec![0f32; b * hw];
+        let (mut total, mut photometric, mut smoothness) = (0f64, 0f64, 0f64);
+        let inv_b = 1.0 / b as f32;
+        for (i, triplet) in batch.iter().enumerate() {
+            let pyramid = target_pyramid(&triplet.target, w, h, scales);
+            let pyramid_refs: Vec<&[f32]> = pyramid.iter().map(Vec::as_slice).collect();
+            let disp_refs: Vec<&[f32]> = disp_host
+                .iter()
+                .enumerate()
+                .map(|(s, d)| {
+                    let n = (w >> s) * (h >> s);
+                    &d[i * n..(i + 1) * n]
+                })
+                .collect();
+            let pose_of = |j: usize, invert: bool| Pose6 {
+                axis_angle: [rot_host[3 * j], rot_host[3 * j + 1], rot_host[3 * j + 2]],
+                translation: [trans_host[3 * j], trans_host[3 * j + 1], trans_host[3 * j + 2]],
+                invert,
+            };
+            let poses = [pose_of(i, true), pose_of(b + i, false)];
+            let sources: [&[f32]; 2] = [&triplet.prev, &triplet.next];
+            let attempt = self.stats.steps + self.stats.rejected + self.stats.skipped_stationary;
+            fill_tie_break_noise(
+                &mut self.noise,
+                2 * hw,
+                self.config.loss.tie_break_std,
+                self.config.seed,
+                attempt * 1024 + i as u64,
+            );
+            let inputs = LossInputs {
+                width: w,
+                height: h,
+                target: &triplet.target,
+                sources: &sources,
+                disparities: &disp_refs,
+                target_pyramid: &pyramid_refs,
+                poses: &poses,
+                intrinsics: triplet.intrinsics,
+                tie_break_noise: Some(&self.noise),
+            };
+            let out = match self.loss.forward_backward(&inputs) {
+                Ok(out) => out,
+                Err(crate::loss::LossError::NonFinite { field, index }) => {
+                    return Ok(StepOutcome::Rejected(format!(
+                        "non-finite network output: {field} index {index}"
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if !out.total.is_finite() {
+                return Ok(StepOutcome::Rejected("non-finite loss".into()));
+            }
+            if i == 0 {
+                let moving = poses.iter().any(|p| {
+                    p.translation.iter().map(|t| t * t).sum::<f32>().sqrt()
+                        >= self.config.stationary_translation
+                });
+                let masked = out.masked_fraction;
+                self.stats.last_masked_fraction = f64::from(masked);
+                if masked > self.config.stationary_masked_fraction || !moving {
+                    return Ok(StepOutcome::SkippedStationary);
+                }
+            }
+            total += f64::from(out.total);
+            photometric += f64::from(out.photometric);
+            smoothness += f64::from(out.smoothness);
+            for (s, g) in out.grad_disparities.iter().enumerate() {
+                let n = g.len();
+                for (dst, src) in grad_disp[s][i * n..(i + 1) * n].iter_mut().zip(g) {
+                    *dst = src * inv_b;
+                }
+            }
+            for (k, j) in [i, b + i].into_iter().enumerate() {
+                let g = out.grad_poses[k];
+                for c in 0..3 {
+                    grad_rot[3 * j + c] = g[c] * inv_b;
+                    grad_trans[3 * j + c] = g[3 + c] * inv_b;
+                }
+            }
+            let mask = &mut distill_mask[i * hw..(i + 1) * hw];
+            if let (true, Some(teacher_host)) = (distill.multiview_mask, &teacher_host) {
+                let automask = out.automask.clone();
+                let teacher_refs = [&teacher_host[i * hw..(i + 1) * hw]];
+                let teacher_inputs = LossInputs {
+                    disparities: &teacher_refs,
+                    target_pyramid: &pyramid_refs[..1],
+                    ..inputs
+                };
+                let teacher_out = self.teacher_loss.forward(&teacher_inputs)?;
+                for ((m, &a), &e) in mask.iter_mut().zip(&automask).zip(&teacher_out.min_error) {
+                    *m = if a == 1 && e < distill.consistency_threshold { 1.0 } else { 0.0 };
+                }
+            } else {
+                mask.fill(1.0);
+            }
+        }
+        let grads_ok =
+            grad_disp.iter().flatten().chain(&grad_rot).chain(&grad_trans).all(|v| v.is_finite());
+        if !grads_ok {
+            return Ok(StepOutcome::Rejected("non-finite loss gradient".into()));
+        }
+
+        // Surrogate whose gradient is the loss gradient: Σ output · grad (+ distillation).
+        let device = self.student.device();
+        let mut surrogate = Tensor::f_zeros([], (Kind::Float, device))?;
+        for (d, g) in disps.iter().zip(&grad_disp) {
+            let g = Tensor::f_from_slice(g)?.f_reshape(d.size())?.f_to_device(device)?;
+            surrogate += (d * g).sum(Kind::Float);
+        }
+        for (out, g) in [(&rot, &grad_rot), (&trans, &grad_trans)] {
+            let g = Tensor::f_from_slice(g)?.f_reshape(out.size())?.f_to_device(device)?;
+            surrogate += (out * g).sum(Kind::Float);
+        }
+        self.stats.last_distill = 0.0;
+        self.stats.last_distill_fraction = 0.0;
+        if let Some(teacher_disp) = &teacher_disp {
+            let weight = distill.lambda * distill.gamma.powf(self.stats.steps as f64);
+            let (min_disp, max_disp) = (
+                1.0 / f64::from(self.config.loss.max_depth),
+                1.0 / f64::from(self.config.loss.min_depth),
+            );
+            // log depth = −log(min_disp + (max_disp − min_disp) · disp).
+            let log_depth = |d: &Tensor| -((d * (max_disp - min_disp)) + min_disp).log();
+            let mask = Tensor::f_from_slice(&distill_mask)?
+                .f_reshape([b as i64, 1, h as i64, w as i64])?
+                .f_to_device(device)?;
+            let diff = (log_depth(&disps[0]) - log_depth(teacher_disp)) * &mask;
+            let count =
+                mask.sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float).clamp_min(1.0);
+            let mean = diff.sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float) / &count;
+            let mean_sq =
+                diff.square().sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float) / &count;
+            let si = (mean_sq - mean.square()).mean(Kind::Float);
+            let si_value = si.double_value(&[]);
+            if !si_value.is_finite() {
+                return Ok(StepOutcome::Rejected("non-finite distillation loss".into()));
+            }
+            self.stats.last_distill = si_value;
+            self.stats.last_distill_fraction =
+                distill_mask.iter().map(|&m| f64::from(m)).sum::<f64>() / distill_mask.len() as f64;
+            surrogate += si * weight;
+        }
+        surrogate.f_backward()?;
+        let magnitude = self.adam.gradient_magnitude() + self.pose_adam.gradient_magnitude();
+        if !magnitude.is_finite() {
+            return Ok(StepOutcome::Rejected("non-finite parameter gradient".into()));
+        }
+        self.adam.step();
+        self.pose_adam.step();
+        if let Some(ema) = self.ema.as_mut() {
+            let decay = distill.ema_decay;
+            let student = self.student.var_store().variables();
+            tch::no_grad(|| {
+                for (name, mut t) in ema.var_store().variables() {
+                    if let Some(s) = student.get(&name) {
+                        let _ = t.g_mul_scalar_(decay);
+                        let _ = t.g_add_(&(s * (1.0 - decay)));
+                    }
+                }
+            });
+        }
+        self.stats.last_total = total / b as f64;
+        self.stats.last_photometric = photometric / b as f64;
+        self.stats.last_smoothness = smoothness / b as f64;
+        Ok(StepOutcome::Accepted)
+    }
+
+    /// Mean self-supervised loss of the held-back triplets with `depth` (poses from the current
+    /// pose network, no gradients).
+    fn holdout_loss(&mut self, use_anchor: bool) -> Result<f64, AdaptError> {
+        let mut sum = 0.0;
+        let holdout = self.holdout.clone();
+        for t in &holdout {
+            let (w, h) = (t.width, t.height);
+            let x_target = self.normalised(&[&t.target[..]], w, h)?;
+            let x_prev = self.normalised(&[&t.prev[..]], w, h)?;
+            let x_next = self.normalised(&[&t.next[..]], w, h)?;
+            let depth = if use_anchor { &self.anchor } else { &self.student };
+            let (disps, rot, trans) = tch::no_grad(|| -> Result<_, AdaptError> {
+                let disps = depth.try_forward_t(&x_target, false)?;
+                let pairs = Tensor::f_cat(
+                    &[
+                        Tensor::f_cat(&[&x_prev, &x_target], 1)?,
+                        Tensor::f_cat(&[&x_target, &x_next], 1)?,
+                    ],
+                    0,
+                )?;
+                let (rot, trans) = self.pose.try_forward_t(&pairs, false)?;
+                Ok((disps, rot, trans))
+            })?;
+            let disp_host: Vec<Vec<f32>> = disps.iter().map(to_host).collect::<Result<_, _>>()?;
+            let (r, tr) = (to_host(&rot)?, to_host(&trans)?);
+            let pyramid = target_pyramid(&t.target, w, h, disp_host.len());
+            let pyramid_refs: Vec<&[f32]> = pyramid.iter().map(Vec::as_slice).collect();
+            let disp_refs: Vec<&[f32]> = disp_host.iter().map(Vec::as_slice).collect();
+            let pose_of = |j: usize, invert: bool| Pose6 {
+                axis_angle: [r[3 * j], r[3 * j + 1], r[3 * j + 2]],
+                translation: [tr[3 * j], tr[3 * j + 1], tr[3 * j + 2]],
+                invert,
+            };
+            let poses = [pose_of(0, true), pose_of(1, false)];
+            let sources: [&[f32]; 2] = [&t.prev, &t.next];
+            let out = self.loss.forward(&LossInputs {
+                width: w,
+                height: h,
+                target: &t.target,
+                sources: &sources,
+                disparities: &disp_refs,
+                target_pyramid: &pyramid_refs,
+                poses: &poses,
+                intrinsics: t.intrinsics,
+                tie_break_noise: None,
+            })?;
+            sum += f64::from(out.photometric);
+        }
+        Ok(sum / holdout.len().max(1) as f64)
+    }
+
+    /// Compares the held-back loss with the frozen start; rolls back when it is worse by more
+    /// than the threshold, otherwise records the current weights as the last good ones.
+    /// Returns whether it rolled back.
+    fn check_holdout(&mut self) -> Result<bool, AdaptError> {
+        if self.holdout.is_empty() {
+            return Ok(false);
+        }
+        let student = self.holdout_loss(false)?;
+        let anchor = self.holdout_loss(true)?;
+        self.stats.last_holdout_student = student;
+        self.stats.last_holdout_anchor = anchor;
+        if !student.is_finite() || student > anchor * (1.0 + self.config.guards.threshold) {
+            self.student.copy_weights_from(&self.good_student)?;
+            self.pose.copy_weights_from(&self.good_pose)?;
+            self.adam.reset_moments();
+            self.pose_adam.reset_moments();
+            self.stats.rollbacks += 1;
+            Ok(true)
+        } else {
+            self.good_student.copy_weights_from(&self.student)?;
+            self.good_pose.copy_weights_from(&self.pose)?;
+            Ok(false)
+        }
+    }
+
+    /// Writes weights, Adam moments, the EMA teacher and the counters to one safetensors file,
+    /// atomically (temp file, fsync, rename): a crash leaves the previous checkpoint intact.
+    pub fn save_checkpoint(&self, path: &Path) -> Result<(), AdaptError> {
+        let mut ckpt = Checkpoint { path: path.to_path_buf(), ..Default::default() };
+        for (name, var) in self.student.var_store().variables() {
+            ckpt.tensors.insert(name, stored(&var)?);
+        }
+        for (name, var) in self.pose.var_store().variables() {
+            ckpt.tensors.insert(name, stored(&var)?);
+        }
+        for (prefix, adam) in [("adam.depth", &self.adam), ("adam.pose", &self.pose_adam)] {
+            for ((name, m), v) in adam.names.iter().zip(&adam.m).zip(&adam.v) {
+                ckpt.tensors.insert(format!("{prefix}.m.{name}"), stored(m)?);
+                ckpt.tensors.insert(format!("{prefix}.v.{name}"), stored(v)?);
+            }
+        }
+        if let Some(ema) = &self.ema {
+            for (name, var) in ema.var_store().variables() {
+                ckpt.tensors.insert(format!("ema.{name}"), stored(&var)?);
+            }
+        }
+        let state = SavedState {
+            stats: self.stats.clone(),
+            adam_steps: self.adam.steps,
+            pose_adam_steps: self.pose_adam.steps,
+            arch: self.student.arch().name().into(),
+            pose_arch: self.pose.arch().name().into(),
+        };
+        let json = serde_json::to_string(&state).map_err(|e| AdaptError::Checkpoint {
+            path: path.to_path_buf(),
+            reason: format!("cannot encode state: {e}"),
+        })?;
+        ckpt.metadata.insert(STATE_KEY.into(), MetaValue::Str(json));
+        ckpt.metadata.insert("arch".into(), MetaValue::Str(self.student.arch().name().into()));
+        ckpt.write_safetensors(path)?;
+        Ok(())
+    }
+
+    /// Continues from a checkpoint written by [`Self::save_checkpoint`]: weights, Adam moments,
+    /// EMA teacher and counters (the frozen anchor stays the model this adapter started from).
+    pub fn resume(&mut self, path: &Path) -> Result<(), AdaptError> {
+        let bad = |reason: String| AdaptError::Checkpoint { path: path.to_path_buf(), reason };
+        let ckpt = Checkpoint::read(path)?;
+        let state: SavedState = match ckpt.metadata.get(STATE_KEY) {
+            Some(MetaValue::Str(s)) => serde_json::from_str(s)
+                .map_err(|e| bad(format!("metadata `{STATE_KEY}` is not valid JSON: {e}")))?,
+            _ => {
+                return Err(bad(format!(
+                    "no `{STATE_KEY}` metadata: not an adaptation checkpoint"
+                )));
+            }
+        };
+        if state.arch != self.student.arch().name() || state.pose_arch != self.pose.arch().name() {
+            return Err(bad(format!(
+                "written for {} + {}, but this adapter runs {} + {}",
+                state.arch,
+                state.pose_arch,
+                self.student.arch(),
+                self.pose.arch()
+            )));
+        }
+        load_group(self.student.var_store_mut(), "", &ckpt, state.arch.as_str())?;
+        load_group(self.pose.var_store_mut(), "", &ckpt, state.pose_arch.as_str())?;
+        for (prefix, adam) in [("adam.depth", &mut self.adam), ("adam.pose", &mut self.pose_adam)] {
+            for ((name, m), v) in adam.names.iter().zip(adam.m.iter_mut()).zip(adam.v.iter_mut()) {
+                for (kind, dst) in [("m", m), ("v", v)] {
+                    let key = format!("{prefix}.{kind}.{name}");
+                    let src =
+                        ckpt.tensors.get(&key).ok_or_else(|| bad(format!("missing `{key}`")))?;
+                    copy_from_stored(dst, src, path, &key)?;
+                }
+            }
+        }
+        if let Some(ema) = self.ema.as_mut() {
+            for (name, mut var) in ema.var_store().variables() {
+                let key = format!("ema.{name}");
+                let src = ckpt.tensors.get(&key).ok_or_else(|| bad(format!("missing `{key}`")))?;
+                copy_from_stored(&mut var, src, path, &key)?;
+            }
+        }
+        self.adam.steps = state.adam_steps;
+        self.pose_adam.steps = state.pose_adam_steps;
+        self.good_student.copy_weights_from(&self.student)?;
+        self.good_pose.copy_weights_from(&self.pose)?;
+        self.stats = state.stats;
+        Ok(())
+    }
+}

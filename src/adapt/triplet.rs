@@ -1,0 +1,193 @@
+//! Training samples: frames at the network size, triplets (t−k, t, t+k) whose spacing k is
+//! chosen from the image motion (no triplet while the camera is stationary), and the bounded
+//! replay buffer of past triplets.
+
+use crate::camera::Intrinsics;
+use crate::frame::RgbImage;
+use rand::RngExt;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// A frame resized to the network input: planar RGB in [0, 1] plus its intrinsics at that size.
+#[derive(Clone, Debug)]
+pub struct NetFrame {
+    /// Position in the stream.
+    pub index: u64,
+    pub width: usize,
+    pub height: usize,
+    /// Planar 3 × H × W, RGB in [0, 1].
+    pub planar: Arc<Vec<f32>>,
+    /// fx, fy, cx, cy at width × height, pixel centres at integer coordinates.
+    pub intrinsics: [f32; 4],
+}
+
+impl NetFrame {
+    /// From an 8-bit image already at the network size and the camera intrinsics at any size
+    /// (rescaled here, converting between half-pixel and integer pixel-centre conventions).
+    pub fn from_resized(index: u64, resized: &RgbImage, camera: &Intrinsics) -> Self {
+        let (w, h) = (resized.width as usize, resized.height as usize);
+        let hw = w * h;
+        let mut planar = vec![0f32; 3 * hw];
+        for (i, px) in resized.data.chunks_exact(3).take(hw).enumerate() {
+            planar[i] = px[0] as f32 / 255.0;
+            planar[hw + i] = px[1] as f32 / 255.0;
+            planar[2 * hw + i] = px[2] as f32 / 255.0;
+        }
+        let sx = w as f64 / camera.width.max(1) as f64;
+        let sy = h as f64 / camera.height.max(1) as f64;
+        let intrinsics = [
+            (camera.fx * sx) as f32,
+            (camera.fy * sy) as f32,
+            ((camera.cx + 0.5) * sx - 0.5) as f32,
+            ((camera.cy + 0.5) * sy - 0.5) as f32,
+        ];
+        Self { index, width: w, height: h, planar: Arc::new(planar), intrinsics }
+    }
+}
+
+/// Three frames (previous, target, next) spaced k apart, with the target's image pyramid.
+#[derive(Debug)]
+pub struct Triplet {
+    pub target_index: u64,
+    pub k: usize,
+    pub width: usize,
+    pub height: usize,
+    pub prev: Arc<Vec<f32>>,
+    pub target: Arc<Vec<f32>>,
+    pub next: Arc<Vec<f32>>,
+    pub intrinsics: [f32; 4],
+}
+
+/// Mean absolute difference of two planar images, on every 4th value (cheap motion measure).
+pub fn mean_abs_difference(a: &[f32], b: &[f32]) -> f32 {
+    let (mut sum, mut n) = (0f64, 0usize);
+    for (x, y) in a.iter().step_by(4).zip(b.iter().step_by(4)) {
+        sum += (x - y).abs() as f64;
+        n += 1;
+    }
+    if n == 0 { 0.0 } else { (sum / n as f64) as f32 }
+}
+
+/// Keeps the last 2·k_max + 1 frames and forms a triplet ending at each new frame when the
+/// camera moved enough.
+#[derive(Debug)]
+pub struct TripletSelector {
+    history: VecDeque<NetFrame>,
+    k_min: usize,
+    k_max: usize,
+    motion_threshold: f32,
+    /// Frames for which no k showed enough motion.
+    pub stationary: u64,
+}
+
+impl TripletSelector {
+    pub fn new(k_min: usize, k_max: usize, motion_threshold: f32) -> Self {
+        let k_min = k_min.max(1);
+        let k_max = k_max.max(k_min);
+        Self {
+            history: VecDeque::with_capacity(2 * k_max + 1),
+            k_min,
+            k_max,
+            motion_threshold,
+            stationary: 0,
+        }
+    }
+
+    /// Adds the newest frame; returns the triplet (t−2k, t−k, newest) with the smallest k in
+    /// k_min..=k_max whose two gaps both show at least the motion threshold.
+    pub fn push(&mut self, frame: NetFrame) -> Option<Triplet> {
+        if let Some(last) = self.history.back()
+            && (last.width, last.height) != (frame.width, frame.height)
+        {
+            self.history.clear();
+        }
+        if self.history.len() == 2 * self.k_max + 1 {
+            self.history.pop_front();
+        }
+        self.history.push_back(frame);
+        let n = self.history.len();
+        if n < 2 * self.k_min + 1 {
+            return None;
+        }
+        let newest = &self.history[n - 1];
+        for k in self.k_min..=self.k_max {
+            if n < 2 * k + 1 {
+                break;
+            }
+            let middle = &self.history[n - 1 - k];
+            let oldest = &self.history[n - 1 - 2 * k];
+            let moved = mean_abs_difference(&newest.planar, &middle.planar)
+                >= self.motion_threshold
+                && mean_abs_difference(&middle.planar, &oldest.planar) >= self.motion_threshold;
+            if moved {
+                return Some(Triplet {
+                    target_index: middle.index,
+                    k,
+                    width: middle.width,
+                    height: middle.height,
+                    prev: Arc::clone(&oldest.planar),
+                    target: Arc::clone(&middle.planar),
+                    next: Arc::clone(&newest.planar),
+                    intrinsics: middle.intrinsics,
+                });
+            }
+        }
+        if n == 2 * self.k_max + 1 {
+            self.stationary += 1;
+        }
+        None
+    }
+}
+
+/// A bounded first-in-first-out store of past triplets, sampled uniformly for replay.
+#[derive(Debug)]
+pub struct ReplayBuffer {
+    items: VecDeque<Arc<Triplet>>,
+    capacity: usize,
+}
+
+impl ReplayBuffer {
+    pub fn new(capacity: usize) -> Self {
+        Self { items: VecDeque::with_capacity(capacity), capacity }
+    }
+
+    /// Adds a triplet, dropping the oldest beyond the capacity.
+    pub fn push(&mut self, triplet: Arc<Triplet>) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.items.len() == self.capacity {
+            self.items.pop_front();
+        }
+        self.items.push_back(triplet);
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Up to `count` distinct triplets drawn uniformly with `rng`.
+    pub fn sample(&self, rng: &mut rand_pcg::Pcg64Mcg, count: usize) -> Vec<Arc<Triplet>> {
+        let mut picked: Vec<usize> = Vec::with_capacity(count);
+        let count = count.min(self.items.len());
+        while picked.len() < count {
+            let i = rng.random_range(0..self.items.len());
+            if !picked.contains(&i) {
+                picked.push(i);
+            }
+        }
+        picked.into_iter().map(|i| Arc::clone(&self.items[i])).collect()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Triplet>> {
+        self.items.iter()
+    }
+}

@@ -1,0 +1,300 @@
+//! The `--adapt` modes of `eval` and `run`: building an [`Adapter`] from the command line
+//! (start model, pose network, checkpoint, resume), the deterministic lock-step evaluation
+//! (each frame predicted with the current weights and scored, then S steps), and the
+//! asynchronous adapter thread that runs beside the live path.
+
+use crate::adapt::{AdaptConfig, AdaptStats, Adapter, NetFrame, StepOutcome, WeightsPublisher};
+use crate::app::eval::{EvalOptions, EvalReport, FrameRow, score_disparity};
+use crate::camera::Intrinsics;
+use crate::engine::{Disparity, Preprocessor, default_device};
+use crate::eval::{EvalError, EvalProtocol, MetricsAccumulator};
+use crate::model::network::{DepthNetwork, PoseNetwork};
+use crate::model::{Arch, ModelError};
+use crate::source::dataset::open_dataset;
+use crossbeam_channel::{Receiver, TryRecvError};
+use std::path::PathBuf;
+use std::time::Instant;
+use tch::{Device, Tensor};
+
+/// How the pose network starts when no pose weights are given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoseInit {
+    /// Freshly initialised.
+    Random,
+    /// Encoder copied from the depth encoder (first convolution split over both frames).
+    DepthEncoder,
+}
+
+impl std::str::FromStr for PoseInit {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s {
+            "random" => Ok(Self::Random),
+            "encoder" | "depth-encoder" => Ok(Self::DepthEncoder),
+            _ => Err(crate::Error::Other(format!(
+                "--pose-init: expected random or encoder, got `{s}`"
+            ))),
+        }
+    }
+}
+
+/// What `--adapt` adds to `eval` and `run`.
+#[derive(Clone, Debug)]
+pub struct AdaptOptions {
+    pub config: AdaptConfig,
+    /// Pose weights (pose_encoder.pth + pose.pth folder, or safetensors); else `pose_init`.
+    pub pose_model: Option<PathBuf>,
+    pub pose_init: PoseInit,
+    /// Checkpoint file (every `checkpoint_every` steps and at the end).
+    pub checkpoint: Option<PathBuf>,
+    /// Continue from this checkpoint.
+    pub resume: Option<PathBuf>,
+    /// Print a status line every this many frames (0 = never).
+    pub print_every: usize,
+}
+
+impl Default for AdaptOptions {
+    fn default() -> Self {
+        Self {
+            config: AdaptConfig::default(),
+            pose_model: None,
+            pose_init: PoseInit::DepthEncoder,
+            checkpoint: None,
+            resume: None,
+            print_every: 25,
+        }
+    }
+}
+
+/// Copies the depth encoder into the pose encoder where shapes allow; the first convolution
+/// (3 input channels there, 6 here) gets the depth weights halved on both frames.
+pub fn init_pose_from_depth_encoder(
+    pose: &mut PoseNetwork,
+    depth: &DepthNetwork,
+) -> Result<usize, ModelError> {
+    let depth_vars = depth.var_store().variables();
+    let mut copied = 0;
+    tch::no_grad(|| -> Result<(), ModelError> {
+        for (name, mut var) in pose.var_store().variables() {
+            let Some(rest) = name.strip_prefix("pose_encoder.") else { continue };
+            let Some(src) = depth_vars.get(&format!("encoder.{rest}")) else { continue };
+            let (dst_shape, src_shape) = (var.size(), src.size());
+            if dst_shape == src_shape {
+                var.f_copy_(src)?;
+                copied += 1;
+            } else if dst_shape.len() == 4
+                && src_shape.len() == 4
+                && dst_shape[1] == 2 * src_shape[1]
+                && dst_shape[0] == src_shape[0]
+            {
+                var.f_copy_(&(Tensor::f_cat(&[src, src], 1)? * 0.5))?;
+                copied += 1;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(copied)
+}
+
+/// The adapter for a start model: the student from `model`, the companion pose network from
+/// `options`, checkpointing and resume applied.
+pub fn build_adapter(
+    model: &std::path::Path,
+    arch: Arch,
+    options: &AdaptOptions,
+    device: Device,
+) -> crate::Result<Adapter> {
+    let student = DepthNetwork::load(model, arch, device)?;
+    let pose_arch = arch.companion_pose();
+    tch::manual_seed(options.config.seed as i64);
+    let pose = match &options.pose_model {
+        Some(path) => PoseNetwork::load(path, pose_arch, device)?,
+        None => {
+            let mut pose = PoseNetwork::new(pose_arch, device);
+            if options.pose_init == PoseInit::DepthEncoder {
+                init_pose_from_depth_encoder(&mut pose, &student)?;
+            }
+            pose
+        }
+    };
+    let mut adapter = Adapter::new(options.config.clone(), student, pose)?;
+    if let Some(path) = &options.checkpoint {
+        adapter = adapter.with_checkpoint(path);
+    }
+    if let Some(path) = &options.resume {
+        adapter.resume(path)?;
+    }
+    Ok(adapter)
+}
+
+/// One status line: steps/s, loss parts, masked fraction, publishes, rollbacks, guards.
+pub fn status_line(stats: &AdaptStats, steps_per_second: f64) -> String {
+    format!(
+        "adapt: {} steps ({:.2}/s) loss {:.4} (photo {:.4} smooth {:.5} distill {:.4} on {:.0}%) \
+         masked {:.0}% | published {} rollbacks {} rejected {} stationary {}",
+        stats.steps,
+        steps_per_second,
+        stats.last_total,
+        stats.last_photometric,
+        stats.last_smoothness,
+        stats.last_distill,
+        100.0 * stats.last_distill_fraction,
+        100.0 * stats.last_masked_fraction,
+        stats.published,
+        stats.rollbacks,
+        stats.rejected,
+        stats.skipped_stationary
+    )
+}
+
+/// Deterministic lock-step evaluation with adaptation: frames in order; each is first predicted
+/// with the current weights and scored, then fed to the adapter, which takes
+/// `steps_per_frame` steps. One thread of control, so one seed gives the same numbers.
+pub fn evaluate_adapt(
+    options: &EvalOptions,
+    adapt: &AdaptOptions,
+) -> crate::Result<(EvalReport, AdaptStats)> {
+    let dataset = open_dataset(&options.dataset).map_err(crate::source::SourceError::from)?;
+    let indices =
+        options.selection.indices(dataset.len()).map_err(crate::source::SourceError::from)?;
+    let mut protocol = EvalProtocol::for_dataset(dataset.kind());
+    protocol.median_scaling &= !options.no_median_scaling;
+    let mut adapter = build_adapter(&options.model, options.arch, adapt, default_device())?;
+    let (mean, std) = options.arch.normalisation();
+    let mut preprocessor = Preprocessor::new(options.width, options.height, mean, std)?;
+    let mut accumulator = MetricsAccumulator::new();
+    let started = Instant::now();
+    let steps_at_start = adapter.stats().steps;
+    for (position, &index) in indices.iter().enumerate() {
+        let frame = dataset.frame(index).map_err(crate::source::SourceError::from)?;
+        let camera = frame.intrinsics.ok_or_else(|| {
+            crate::Error::Other(format!(
+                "{}: frame {index} has no intrinsics; adaptation needs the camera matrix",
+                dataset.name()
+            ))
+        })?;
+        let resized = preprocessor.resize(&frame.rgb)?;
+        let net_frame = NetFrame::from_resized(position as u64, resized, &camera);
+        let data = adapter.predict(&net_frame)?;
+        let disparity = Disparity { width: options.width, height: options.height, data };
+        let metrics = score_disparity(&disparity, &frame, &protocol)?;
+        accumulator.push(position as u64, metrics);
+        if adapter.observe(net_frame) {
+            for _ in 0..adapt.config.steps_per_frame {
+                adapter.step()?;
+            }
+        }
+        if adapt.print_every > 0 && (position + 1) % adapt.print_every == 0 {
+            let rate = (adapter.stats().steps - steps_at_start) as f64
+                / started.elapsed().as_secs_f64().max(1e-9);
+            eprintln!(
+                "[frame {}/{}] abs_rel {:.4} | {}",
+                position + 1,
+                indices.len(),
+                metrics_abs_rel(&accumulator),
+                status_line(adapter.stats(), rate)
+            );
+        }
+    }
+    adapter.finish()?;
+    let mean = accumulator.mean().ok_or(EvalError::NoFrames)?;
+    let per_frame = accumulator
+        .rows()
+        .iter()
+        .map(|&(position, metrics)| FrameRow {
+            frame: indices.get(position as usize).copied().unwrap_or(position as usize),
+            metrics,
+        })
+        .collect();
+    let report = EvalReport::new(options, protocol, mean, per_frame);
+    if let Some(path) = &options.json {
+        crate::sink::metrics::write_summary_json(
+            path,
+            &AdaptEvalJson { report: &report, adapt: adapter.stats(), config: &adapt.config },
+        )?;
+    }
+    if let Some(path) = &options.plot {
+        crate::app::eval::write_per_frame_plot(path, &report)?;
+    }
+    Ok((report, adapter.stats().clone()))
+}
+
+#[derive(serde::Serialize)]
+struct AdaptEvalJson<'a> {
+    #[serde(flatten)]
+    report: &'a EvalReport,
+    adapt: &'a AdaptStats,
+    config: &'a AdaptConfig,
+}
+
+fn metrics_abs_rel(acc: &MetricsAccumulator) -> f64 {
+    acc.mean().map(|m| m.abs_rel).unwrap_or(f64::NAN)
+}
+
+/// Mean abs_rel of the report's frames per window of `window` frames (by position).
+pub fn windowed_abs_rel(report: &EvalReport, window: usize) -> Vec<(usize, usize, f64)> {
+    let window = window.max(1);
+    report
+        .per_frame
+        .chunks(window)
+        .map(|rows| {
+            let mean = rows.iter().map(|r| r.metrics.abs_rel).sum::<f64>() / rows.len() as f64;
+            (rows[0].frame, rows[rows.len() - 1].frame, mean)
+        })
+        .collect()
+}
+
+/// A frame for the asynchronous adapter: the image at the network size and its camera.
+pub struct AdaptFrame {
+    pub index: u64,
+    pub resized: crate::frame::RgbImage,
+    pub camera: Intrinsics,
+}
+
+/// Runs the adapter until `frames` disconnects: drains the newest frames (never making the
+/// sender wait: it uses `try_send` on a bounded channel), then steps as fast as it can,
+/// publishing through `publisher`; a final publish and checkpoint at the end. Prints a status
+/// line every `print_every_s` seconds.
+pub fn run_adapter_thread(
+    mut adapter: Adapter,
+    publisher: WeightsPublisher,
+    frames: Receiver<AdaptFrame>,
+    print_every_s: f64,
+) -> crate::Result<AdaptStats> {
+    adapter = adapter.with_publisher(publisher);
+    let started = Instant::now();
+    let mut last_print = Instant::now();
+    let mut open = true;
+    while open {
+        // Take every frame waiting; block only when there is nothing to train on.
+        loop {
+            let next = if adapter.has_live() {
+                frames.try_recv()
+            } else {
+                frames.recv().map_err(|_| TryRecvError::Disconnected)
+            };
+            match next {
+                Ok(f) => {
+                    adapter.observe(NetFrame::from_resized(f.index, &f.resized, &f.camera));
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    open = false;
+                    break;
+                }
+            }
+        }
+        if open && let Some(StepOutcome::Rejected(reason)) = adapter.step()? {
+            eprintln!("adapt: step rejected: {reason}");
+        }
+        if print_every_s > 0.0 && last_print.elapsed().as_secs_f64() >= print_every_s {
+            let rate = adapter.stats().steps as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            eprintln!("{}", status_line(adapter.stats(), rate));
+            last_print = Instant::now();
+        }
+    }
+    adapter.finish()?;
+    let rate = adapter.stats().steps as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    eprintln!("{} (final)", status_line(adapter.stats(), rate));
+    Ok(adapter.stats().clone())
+}
