@@ -20,6 +20,7 @@ pub mod frame;
 pub mod loss;
 pub mod model;
 pub mod pipeline;
+pub mod python;
 pub mod sink;
 pub mod source;
 pub mod synth;

@@ -35,7 +35,7 @@ impl Default for BenchLossOptions {
             scales: 4,
             iterations: 50,
             warmup: 5,
-            python: std::env::var_os("LIVEDEPTH_PYTHON").map(PathBuf::from),
+            python: Some(crate::python::torch_python(None)),
             device: 0,
         }
     }

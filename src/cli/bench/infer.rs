@@ -239,17 +239,7 @@ pub fn run_infer(args: InferArgs) -> livedepth::Result<()> {
         Some(dir) => DepthNetwork::load(dir, Arch::RtMonoDepthS, Device::Cpu)?,
         None => DepthNetwork::new(Arch::RtMonoDepthS, Device::Cpu),
     };
-    let python = args
-        .python
-        .clone()
-        .or_else(|| std::env::var_os("LIVEDEPTH_PYTHON").map(PathBuf::from))
-        .or_else(|| {
-            // The venv scripts/setup.sh creates by default.
-            let venv = PathBuf::from(std::env::var_os("HOME")?)
-                .join(".cache/livedepth/torch-2.11/bin/python");
-            venv.exists().then_some(venv)
-        })
-        .unwrap_or_else(|| PathBuf::from("python3"));
+    let python = livedepth::python::torch_python(args.python.clone());
     let (frame, frame_name) = source_frame();
     let tmp = std::env::temp_dir().join(format!("livedepth-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;

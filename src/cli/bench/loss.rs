@@ -22,7 +22,7 @@ pub struct LossBenchArgs {
     /// Timed iterations (after 3 warm-up iterations).
     #[arg(long, default_value_t = 20)]
     pub iters: usize,
-    /// Python with torch and numpy for the peer (default: $LIVEDEPTH_PYTHON, else python3).
+    /// Python with torch and numpy for the peer (default: $LIVEDEPTH_PYTHON, else the setup script's venv, else python3).
     #[arg(long)]
     pub python: Option<PathBuf>,
     /// Skip the PyTorch peer.
@@ -181,9 +181,7 @@ fn run_peer(
     iters: usize,
     threads: usize,
 ) -> livedepth::Result<Result<serde_json::Value, String>> {
-    let python = python
-        .or_else(|| std::env::var_os("LIVEDEPTH_PYTHON").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("python3"));
+    let python = livedepth::python::torch_python(python);
     let script = peer_script();
     let npz = std::env::temp_dir().join(format!("livedepth-bench-loss-{}.npz", std::process::id()));
     probe::write_probe_inputs(&npz, inputs, config)?;
