@@ -4,6 +4,8 @@
 
 #![cfg(feature = "torch")]
 
+mod common;
+
 use livedepth::engine::{
     DepthEngine, Disparity, EngineError, PoseEngine, TorchDepthEngine, TorchPoseEngine,
 };
@@ -42,10 +44,7 @@ fn batched_and_single_predictions_agree() {
     };
     assert!(diff(&batch[0], &single_a) < 1e-5);
     assert!(diff(&batch[1], &single_b) < 1e-5);
-    assert!(
-        diff(&single_a, &single_b) > 1e-4,
-        "different images should give different disparities"
-    );
+
     assert!(single_a.data.iter().all(|&d| (0.0..=1.0).contains(&d)));
 
     let err = engine.predict_disparity_batch(&[&a, &b, &a]).unwrap_err();
@@ -53,13 +52,16 @@ fn batched_and_single_predictions_agree() {
     let broken = RgbImage { width: 10, height: 10, data: vec![0; 12] };
     assert!(matches!(engine.predict_disparity(&broken), Err(EngineError::ImageBuffer { .. })));
 
-    // Adapted weights copied into the live engine change its output.
-    let trained = DepthNetwork::new(Arch::RtMonoDepthS, Device::Cpu);
+    // Trained weights copied into the live engine (as adaptation does) take effect.
+    let Some(model) = common::shared("models/rtmonodepth_s/m_640x192") else { return };
+    let trained = DepthNetwork::load(&model, Arch::RtMonoDepthS, Device::Cpu).unwrap();
     engine.network_mut().copy_weights_from(&trained).unwrap();
     let after = engine.predict_disparity(&a).unwrap();
-    assert!(diff(&after, &single_a) > 1e-4);
+    assert!(diff(&after, &single_a) > 1e-3);
     let mut reference = TorchDepthEngine::new(trained, 128, 64, 1).unwrap();
     assert!(diff(&after, &reference.predict_disparity(&a).unwrap()) < 1e-6);
+    let other = reference.predict_disparity(&b).unwrap();
+    assert!(diff(&after, &other) > 1e-3, "different images should give different disparities");
 }
 
 #[test]
