@@ -18,6 +18,7 @@ use tch::{Device, Kind, Tensor};
 #[test]
 fn real_rtmonodepth_checkpoint_reads_with_metadata() {
     let Some(model) = common::shared("models/rtmonodepth_s/m_640x192") else { return };
+    assert_eq!(livedepth::model::trained_input_size(&model).unwrap(), Some((640, 192)));
     let enc = Checkpoint::read_pth(&model.join("encoder.pth")).unwrap();
     assert_eq!(enc.tensors.len(), 13);
     assert_eq!(enc.metadata.get("height"), Some(&MetaValue::Int(192)));

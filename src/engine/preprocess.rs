@@ -96,8 +96,8 @@ fn resample_horizontal(src: &[u8], height: usize, coeffs: &AxisCoefficients, dst
         for x in 0..coeffs.out_size {
             let (first, w) = coeffs.window(x);
             let mut acc = [1i32 << (PRECISION_BITS - 1); 3];
-            for (i, &k) in w.iter().enumerate() {
-                let p = &s[(first + i) * 3..(first + i) * 3 + 3];
+            let window = &s[first * 3..(first + w.len()) * 3];
+            for (&k, p) in w.iter().zip(window.chunks_exact(3)) {
                 acc[0] += p[0] as i32 * k;
                 acc[1] += p[1] as i32 * k;
                 acc[2] += p[2] as i32 * k;
@@ -110,8 +110,15 @@ fn resample_horizontal(src: &[u8], height: usize, coeffs: &AxisCoefficients, dst
 }
 
 /// Resamples along y: `src` is `coeffs.in_size` rows of `row_len` bytes.
-fn resample_vertical(src: &[u8], row_len: usize, coeffs: &AxisCoefficients, dst: &mut [u8]) {
-    let mut acc = vec![0i32; row_len];
+/// `acc` is scratch space, resized as needed.
+fn resample_vertical(
+    src: &[u8],
+    row_len: usize,
+    coeffs: &AxisCoefficients,
+    dst: &mut [u8],
+    acc: &mut Vec<i32>,
+) {
+    acc.resize(row_len, 0);
     for y in 0..coeffs.out_size {
         let (first, w) = coeffs.window(y);
         acc.fill(1i32 << (PRECISION_BITS - 1));
@@ -121,7 +128,7 @@ fn resample_vertical(src: &[u8], row_len: usize, coeffs: &AxisCoefficients, dst:
                 *a += p as i32 * k;
             }
         }
-        for (d, &a) in dst[y * row_len..(y + 1) * row_len].iter_mut().zip(&acc) {
+        for (d, &a) in dst[y * row_len..(y + 1) * row_len].iter_mut().zip(acc.iter()) {
             *d = clip8(a);
         }
     }
@@ -135,6 +142,7 @@ fn resize_into(
     horizontal: &mut Option<AxisCoefficients>,
     vertical: &mut Option<AxisCoefficients>,
     intermediate: &mut Vec<u8>,
+    accumulator: &mut Vec<i32>,
 ) {
     let (iw, ih) = (image.width as usize, image.height as usize);
     let (ow, oh) = (out.width as usize, out.height as usize);
@@ -154,10 +162,10 @@ fn resize_into(
         (true, true) => {
             intermediate.resize(ow * ih * 3, 0);
             resample_horizontal(&image.data, ih, hc, intermediate);
-            resample_vertical(intermediate, ow * 3, vc, &mut out.data);
+            resample_vertical(intermediate, ow * 3, vc, &mut out.data, accumulator);
         }
         (true, false) => resample_horizontal(&image.data, ih, hc, &mut out.data),
-        (false, true) => resample_vertical(&image.data, iw * 3, vc, &mut out.data),
+        (false, true) => resample_vertical(&image.data, iw * 3, vc, &mut out.data, accumulator),
         (false, false) => {}
     }
 }
@@ -169,7 +177,7 @@ pub fn resize_lanczos(image: &RgbImage, width: u32, height: u32) -> Result<RgbIm
         return Err(EngineError::InvalidSize { what: "resize target", width, height });
     }
     let mut out = RgbImage::new(width, height);
-    resize_into(image, &mut out, &mut None, &mut None, &mut Vec::new());
+    resize_into(image, &mut out, &mut None, &mut None, &mut Vec::new(), &mut Vec::new());
     Ok(out)
 }
 
@@ -202,6 +210,7 @@ pub struct Preprocessor {
     horizontal: Option<AxisCoefficients>,
     vertical: Option<AxisCoefficients>,
     intermediate: Vec<u8>,
+    accumulator: Vec<i32>,
 }
 
 impl Preprocessor {
@@ -222,6 +231,7 @@ impl Preprocessor {
             horizontal: None,
             vertical: None,
             intermediate: Vec::new(),
+            accumulator: Vec::new(),
         })
     }
 
@@ -244,6 +254,7 @@ impl Preprocessor {
             &mut self.horizontal,
             &mut self.vertical,
             &mut self.intermediate,
+            &mut self.accumulator,
         );
         Ok(&self.resized)
     }

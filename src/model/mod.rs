@@ -180,6 +180,16 @@ impl std::str::FromStr for PoseArch {
     }
 }
 
+/// The input size (width, height) a Monodepth2-format checkpoint folder was trained at, from
+/// the `width` / `height` entries of its `encoder.pth`; `None` when they are absent.
+pub fn trained_input_size(
+    checkpoint_dir: &std::path::Path,
+) -> Result<Option<(u32, u32)>, ModelError> {
+    let ckpt = checkpoint::Checkpoint::read_pth(&checkpoint_dir.join("encoder.pth"))?;
+    let dim = |key| ckpt.meta_int(key).and_then(|v| u32::try_from(v).ok()).filter(|&v| v > 0);
+    Ok(dim("width").zip(dim("height")))
+}
+
 /// Checks that a network input size is usable (positive multiples of 32).
 pub fn check_input_size(width: i64, height: i64) -> Result<(), ModelError> {
     if width > 0 && height > 0 && width % 32 == 0 && height % 32 == 0 {
