@@ -66,20 +66,12 @@ impl DepthNetwork {
     /// a safetensors file written by [`DepthNetwork::save_safetensors`].
     pub fn load(path: &Path, arch: Arch, device: Device) -> Result<Self, ModelError> {
         let mut net = Self::new(arch, device);
-        if path.is_dir() {
-            let encoder = path.join("encoder.pth");
-            let depth = path.join("depth.pth");
-            if !encoder.exists() || !depth.exists() {
-                return Err(ModelError::NoWeights {
-                    path: path.to_path_buf(),
-                    expected: "encoder.pth and depth.pth".into(),
-                });
-            }
-            load_group(&mut net.vs, ENCODER_GROUP, &Checkpoint::read_pth(&encoder)?, arch.name())?;
-            load_group(&mut net.vs, DEPTH_GROUP, &Checkpoint::read_pth(&depth)?, arch.name())?;
-        } else {
-            load_group(&mut net.vs, "", &Checkpoint::read(path)?, arch.name())?;
-        }
+        load_weights(
+            &mut net.vs,
+            path,
+            [("encoder.pth", ENCODER_GROUP), ("depth.pth", DEPTH_GROUP)],
+            arch.name(),
+        )?;
         Ok(net)
     }
 
@@ -199,25 +191,12 @@ impl PoseNetwork {
     /// Loads weights from a folder with `pose_encoder.pth` + `pose.pth`, or a safetensors file.
     pub fn load(path: &Path, arch: PoseArch, device: Device) -> Result<Self, ModelError> {
         let mut net = Self::new(arch, device);
-        if path.is_dir() {
-            let encoder = path.join("pose_encoder.pth");
-            let pose = path.join("pose.pth");
-            if !encoder.exists() || !pose.exists() {
-                return Err(ModelError::NoWeights {
-                    path: path.to_path_buf(),
-                    expected: "pose_encoder.pth and pose.pth".into(),
-                });
-            }
-            load_group(
-                &mut net.vs,
-                POSE_ENCODER_GROUP,
-                &Checkpoint::read_pth(&encoder)?,
-                arch.name(),
-            )?;
-            load_group(&mut net.vs, POSE_GROUP, &Checkpoint::read_pth(&pose)?, arch.name())?;
-        } else {
-            load_group(&mut net.vs, "", &Checkpoint::read(path)?, arch.name())?;
-        }
+        load_weights(
+            &mut net.vs,
+            path,
+            [("pose_encoder.pth", POSE_ENCODER_GROUP), ("pose.pth", POSE_GROUP)],
+            arch.name(),
+        )?;
         Ok(net)
     }
 
@@ -289,6 +268,31 @@ fn check_input(x: &Tensor, channels: i64) -> Result<(), ModelError> {
         && s[2] % 32 == 0
         && s[3] % 32 == 0;
     if ok { Ok(()) } else { Err(ModelError::InputShape { found: s, channels }) }
+}
+
+/// Loads a network's weights into `vs`: from a Monodepth2-style folder holding one `.pth` per
+/// variable group (`groups`: file name and the group's name prefix), or from a single
+/// safetensors (or `.pth`) file holding every group.
+fn load_weights(
+    vs: &mut nn::VarStore,
+    path: &Path,
+    groups: [(&str, &str); 2],
+    arch: &str,
+) -> Result<(), ModelError> {
+    if !path.is_dir() {
+        return load_group(vs, "", &Checkpoint::read(path)?, arch);
+    }
+    let files = groups.map(|(file, _)| path.join(file));
+    if files.iter().any(|f| !f.exists()) {
+        return Err(ModelError::NoWeights {
+            path: path.to_path_buf(),
+            expected: format!("{} and {}", groups[0].0, groups[1].0),
+        });
+    }
+    for (file, (_, group)) in files.iter().zip(groups) {
+        load_group(vs, group, &Checkpoint::read_pth(file)?, arch)?;
+    }
+    Ok(())
 }
 
 /// Copies every variable of `vs` whose name starts with `group.` (or every variable when
