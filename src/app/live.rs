@@ -100,7 +100,7 @@ impl Stage<Frame> for PreprocessStage {
     fn process(&mut self, frame: Frame) -> Result<PreparedFrame, StageError> {
         let mut input = self.pool.get();
         self.preprocessor.run(&frame.rgb, &mut input)?;
-        let resized = self.preprocessor.resize(&frame.rgb)?.clone();
+        let resized = self.preprocessor.resized().clone();
         Ok(PreparedFrame { frame, resized, input })
     }
 }

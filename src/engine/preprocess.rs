@@ -245,6 +245,11 @@ impl Preprocessor {
         self.resized.data.len()
     }
 
+    /// The 8-bit image produced by the last [`Self::resize`] or [`Self::run`].
+    pub fn resized(&self) -> &RgbImage {
+        &self.resized
+    }
+
     /// Resizes `image` to the network size; returns the resized 8-bit image.
     pub fn resize(&mut self, image: &RgbImage) -> Result<&RgbImage, EngineError> {
         check_image(image)?;
