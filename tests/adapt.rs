@@ -10,6 +10,7 @@ use livedepth::adapt::{
 };
 use livedepth::app::adapt::{AdaptOptions, evaluate_adapt};
 use livedepth::app::eval::EvalOptions;
+use livedepth::model::checkpoint::Checkpoint;
 use livedepth::model::network::{DepthNetwork, PoseNetwork};
 use livedepth::model::{Arch, PoseArch};
 use livedepth::source::dataset::FrameSelection;
@@ -60,16 +61,17 @@ fn test_config() -> AdaptConfig {
     config
 }
 
-/// libtorch's random generator is global: tests that seed it and then initialise networks hold
-/// this lock so that concurrent tests do not draw from it in between.
-static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// libtorch's random generator is global, and its CPU kernels are not bit-reproducible while
+/// another thread shares its thread pool: every test here that runs torch holds this lock for
+/// its whole body (so the seeded inits and the resume comparison see no interference).
+static TORCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn torch_rng() -> std::sync::MutexGuard<'static, ()> {
-    TORCH_RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+fn torch_exclusive() -> std::sync::MutexGuard<'static, ()> {
+    TORCH.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// A seeded, untrained adapter (callers hold [`torch_exclusive`]).
 fn fresh_adapter(config: AdaptConfig) -> Adapter {
-    let _rng = torch_rng();
     tch::manual_seed(3);
     let student = DepthNetwork::new(Arch::RtMonoDepthS, Device::Cpu);
     let pose = PoseNetwork::new(PoseArch::RtMonoDepthSPose, Device::Cpu);
@@ -95,6 +97,7 @@ fn weights(adapter: &Adapter) -> Vec<f32> {
 
 #[test]
 fn nan_in_a_batch_is_rejected_counted_and_leaves_weights_untouched() {
+    let _torch = torch_exclusive();
     let mut adapter = fresh_adapter(test_config());
     let before = weights(&adapter);
     let good = triplet();
@@ -131,6 +134,7 @@ fn nan_in_a_batch_is_rejected_counted_and_leaves_weights_untouched() {
 
 #[test]
 fn resume_continues_steps_weights_and_optimiser_state() {
+    let _torch = torch_exclusive();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("adapt.safetensors");
     let batch = [triplet()];
@@ -144,13 +148,31 @@ fn resume_continues_steps_weights_and_optimiser_state() {
     resumed.resume(&path).unwrap();
     assert_eq!(resumed.stats().steps, 3);
     assert_eq!(weights(&resumed), weights(&first));
-    // One more step on both: identical only if the Adam moments came back too.
+    // The resumed adapter writes back exactly what it read: weights, both Adam moments and the
+    // counters (compared tensor by tensor, bit for bit).
+    let rewritten = dir.path().join("rewritten.safetensors");
+    let mut resumed = resumed.with_checkpoint(&rewritten);
+    resumed.checkpoint().unwrap();
+    let (saved, again) = (Checkpoint::read(&path).unwrap(), Checkpoint::read(&rewritten).unwrap());
+    assert!(saved.tensors.keys().any(|k| k.starts_with("adam.depth.m.")), "no Adam moments saved");
+    assert_eq!(saved.tensors.keys().collect::<Vec<_>>(), again.tensors.keys().collect::<Vec<_>>());
+    for (name, tensor) in &saved.tensors {
+        assert_eq!(tensor, &again.tensors[name], "`{name}` did not survive resume");
+    }
+    // One more step on both continues from the same state. libtorch's CPU reductions are not
+    // bit-reproducible while other tests share its thread pool, and Adam turns a rounding-level
+    // gradient difference on a near-zero gradient into a visible update, so the check is that
+    // almost every weight agrees, not all of them bit for bit.
     first.step_on(&batch).unwrap();
     resumed.step_on(&batch).unwrap();
     assert_eq!(resumed.stats().steps, 4);
     let (a, b) = (weights(&first), weights(&resumed));
-    let max_diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-    assert!(max_diff < 1e-6, "resumed run diverged by {max_diff}");
+    let differing = a.iter().zip(&b).filter(|(x, y)| (*x - *y).abs() > 1e-6).count();
+    assert!(
+        differing * 1000 < a.len(),
+        "resumed run diverged on {differing} of {} weights",
+        a.len()
+    );
     // A file that is not an adaptation checkpoint is a typed error naming it.
     let junk = dir.path().join("junk.safetensors");
     std::fs::write(&junk, b"not a checkpoint").unwrap();
@@ -162,6 +184,7 @@ fn resume_continues_steps_weights_and_optimiser_state() {
 #[test]
 #[ignore = "helper process of checkpoint_survives_kill_9"]
 fn checkpoint_writer_helper() {
+    let _torch = torch_exclusive();
     let Some(path) = std::env::var_os("LIVEDEPTH_ADAPT_CKPT") else { return };
     let mut adapter = fresh_adapter(test_config()).with_checkpoint(path);
     let batch = [triplet()];
@@ -173,6 +196,7 @@ fn checkpoint_writer_helper() {
 
 #[test]
 fn checkpoint_survives_kill_9() {
+    let _torch = torch_exclusive();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("adapt.safetensors");
     let exe = std::env::current_exe().unwrap();
@@ -203,6 +227,7 @@ fn checkpoint_survives_kill_9() {
 
 #[test]
 fn published_weights_reach_the_live_network_without_blocking() {
+    let _torch = torch_exclusive();
     let (mut publisher, receiver) = weights_exchange();
     let mut adapter = fresh_adapter(test_config());
     adapter.step_on(&[triplet()]).unwrap();
@@ -263,12 +288,12 @@ fn kitchen_eval(seed: u64, frames: &str, steps: usize) -> Option<livedepth::app:
     let mut config = AdaptConfig { seed, steps_per_frame: steps, ..AdaptConfig::default() };
     config.guards.check_every = 2;
     let adapt = AdaptOptions { config, print_every: 0, ..AdaptOptions::default() };
-    let _rng = torch_rng();
     Some(evaluate_adapt(&options, &adapt).expect("lock-step eval").0)
 }
 
 #[test]
 fn lock_step_runs_with_one_seed_give_identical_metrics() {
+    let _torch = torch_exclusive();
     let Some(a) = kitchen_eval(11, "0..10", 1) else { return };
     let b = kitchen_eval(11, "0..10", 1).unwrap();
     assert_eq!(a.mean.frames, 10);
@@ -281,6 +306,7 @@ fn lock_step_runs_with_one_seed_give_identical_metrics() {
 
 #[test]
 fn adaptation_on_real_kitchen_frames_lowers_the_self_supervised_loss() {
+    let _torch = torch_exclusive();
     let Some(dir) = common::shared("data/kitchen") else { return };
     let Some(model) = common::shared("models/rtmonodepth_s/m_640x192") else { return };
     let dataset = livedepth::source::dataset::open_dataset(&format!("kitchen:{}", dir.display()))
@@ -295,10 +321,8 @@ fn adaptation_on_real_kitchen_frames_lowers_the_self_supervised_loss() {
     }
     let student = DepthNetwork::load(&model, Arch::RtMonoDepthS, Device::Cpu).unwrap();
     // A seeded pose head, so the run (and its loss curve) is the same every time.
-    let rng = torch_rng();
     tch::manual_seed(11);
     let mut pose = PoseNetwork::new(PoseArch::RtMonoDepthSPose, Device::Cpu);
-    drop(rng);
     livedepth::app::adapt::init_pose_from_depth_encoder(&mut pose, &student).unwrap();
     let mut config = test_config();
     config.learning_rate = 1e-4;
@@ -327,6 +351,7 @@ fn adaptation_on_real_kitchen_frames_lowers_the_self_supervised_loss() {
 
 #[test]
 fn live_run_with_adaptation_delivers_every_frame_and_reports() {
+    let _torch = torch_exclusive();
     let Some(data) = common::shared("data/kitchen") else { return };
     let Some(model) = common::shared("models/rtmonodepth_s/m_640x192") else { return };
     let out = tempfile::tempdir().unwrap();
@@ -348,9 +373,7 @@ fn live_run_with_adaptation_delivers_every_frame_and_reports() {
         max_frames: Some(30),
         adapt: Some(adapt),
     };
-    let rng = torch_rng();
     let report = livedepth::app::live::run_live(&options).expect("run --adapt");
-    drop(rng);
     assert_eq!(report.frames_delivered, 30, "adaptation must not cost live frames");
     assert_eq!(report.frames_dropped, 0);
     let stats: serde_json::Value = serde_json::from_str(
@@ -382,6 +405,7 @@ fn config_errors_name_the_field_and_partial_toml_keeps_defaults() {
 
 #[test]
 fn ema_teacher_with_decoder_only_steps_and_round_trips_through_a_checkpoint() {
+    let _torch = torch_exclusive();
     let mut config = test_config();
     config.distill.teacher = livedepth::adapt::TeacherKind::Ema;
     config.layers = livedepth::adapt::AdaptLayers::Decoder;
