@@ -6,14 +6,18 @@
 //! - [`triplet`]: frame triplets (t−k, t, t+k) with k from motion, the bounded replay buffer.
 //! - [`trainer`]: [`Adapter`], one training step (libtorch forward with autograd, our CPU loss
 //!   and its gradients fed back through libtorch's backward, Adam), the guards and checkpoints.
+//! - [`loss_backend`]: where the loss runs: our CPU loss, or (feature `cuda`, student on CUDA)
+//!   our fused kernels on libtorch's device tensors.
 //! - [`publish`]: the double buffer that hands new weights to the live engine.
 
 pub mod config;
+pub mod loss_backend;
 pub mod publish;
 pub mod trainer;
 pub mod triplet;
 
 pub use config::{AdaptConfig, AdaptLayers, DistillConfig, GuardConfig, TeacherKind};
+pub use loss_backend::{LossBackend, LossBackendKind};
 pub use publish::{WeightsPublisher, WeightsReceiver, weights_exchange};
 pub use trainer::{AdaptStats, Adapter, StepOutcome};
 pub use triplet::{NetFrame, ReplayBuffer, Triplet, TripletSelector};
@@ -35,6 +39,8 @@ pub enum AdaptError {
     Loss(#[from] crate::loss::LossError),
     #[error("libtorch: {0}")]
     Torch(String),
+    #[error("CUDA loss: {0}")]
+    Cuda(String),
 }
 
 impl AdaptError {

@@ -1,6 +1,7 @@
 //! [`Adapter`]: the online training loop. One step takes the live triplet plus a few replayed
 //! ones, runs depth and pose forward in libtorch with autograd, copies the disparities and poses
-//! to the host, evaluates our CPU Monodepth2 loss and its analytic gradients, adds the
+//! to the host, evaluates our CPU Monodepth2 loss and its analytic gradients (or, with the CUDA
+//! [`LossBackend`], our fused kernels on the device tensors, no host copies), adds the
 //! scale-invariant distillation term (in libtorch), backpropagates
 //! `Σ output · grad + w · L_distill` through libtorch and takes an Adam step.
 //!
@@ -12,6 +13,7 @@
 
 use super::AdaptError;
 use super::config::{AdaptConfig, AdaptLayers, TeacherKind};
+use super::loss_backend::{DeviceBatch, LossBackend, LossBackendKind};
 use super::publish::WeightsPublisher;
 use super::triplet::{NetFrame, ReplayBuffer, Triplet, TripletSelector};
 use crate::loss::{LossConfig, LossInputs, Pose6, SelfSupervisedLoss, target_pyramid};
@@ -240,6 +242,8 @@ pub struct Adapter {
     /// Tie-break noise of the auto-mask, drawn per (seed, step, sample) so that a resumed run
     /// continues with the same numbers.
     noise: Vec<f32>,
+    /// Where the loss runs: CPU on host copies, or the fused CUDA kernels on device tensors.
+    backend: LossBackend,
 }
 
 impl std::fmt::Debug for Adapter {
@@ -286,6 +290,7 @@ impl Adapter {
         let pose_adam = Adam::new(pose_vars, config.pose_learning_rate);
         let loss_config = LossConfig { seed: config.seed, ..config.loss };
         let teacher_config = LossConfig { automask: false, seed: config.seed ^ 1, ..config.loss };
+        let backend = LossBackend::new(device, &loss_config)?;
         Ok(Self {
             selector: TripletSelector::new(config.k_min, config.k_max, config.motion_threshold),
             replay: ReplayBuffer::new(config.replay_capacity),
@@ -307,6 +312,7 @@ impl Adapter {
             checkpoint_path: None,
             stats: AdaptStats::default(),
             noise: Vec::new(),
+            backend,
         })
     }
 
@@ -328,6 +334,11 @@ impl Adapter {
 
     pub fn stats(&self) -> &AdaptStats {
         &self.stats
+    }
+
+    /// Where the loss runs (CPU, or the fused CUDA kernels when the student is on CUDA).
+    pub fn loss_backend(&self) -> LossBackendKind {
+        self.backend.kind()
     }
 
     pub fn student(&self) -> &DepthNetwork {
@@ -500,9 +511,6 @@ impl Adapter {
             0,
         )?;
         let (rot, trans) = self.pose.try_forward_t(&pairs, false)?;
-        let disp_host: Vec<Vec<f32>> = disps.iter().map(to_host).collect::<Result<_, _>>()?;
-        let rot_host = to_host(&rot)?;
-        let trans_host = to_host(&trans)?;
         let scales = disps.len();
 
         let distill = self.config.distill;
@@ -512,15 +520,49 @@ impl Adapter {
         } else {
             None
         };
-        let teacher_host = teacher_disp.as_ref().map(to_host).transpose()?;
+        let attempt = self.stats.steps + self.stats.rejected + self.stats.skipped_stationary;
+        let (norm_mean, norm_std) = self.student.arch().normalisation();
+        // CUDA backend: the loss runs on the device tensors, the host loop below is skipped.
+        let device_terms = self.backend.device_terms(&DeviceBatch {
+            x_target: &x_target,
+            x_prev: &x_prev,
+            x_next: &x_next,
+            normalisation: (norm_mean[0], norm_std[0]),
+            disps: &disps,
+            rot: &rot,
+            trans: &trans,
+            triplets: batch,
+            multiview: teacher_disp
+                .as_ref()
+                .filter(|_| distill.multiview_mask)
+                .map(|t| (t, distill.consistency_threshold)),
+            attempt,
+            stationary_masked_fraction: self.config.stationary_masked_fraction,
+            stationary_translation: self.config.stationary_translation,
+        })?;
+        if let Some(terms) = &device_terms {
+            self.stats.last_masked_fraction = terms.live_masked_fraction;
+            if let Some(verdict) = &terms.verdict {
+                return Ok(verdict.clone());
+            }
+        }
+        let on_host = device_terms.is_none();
+        let disp_host: Vec<Vec<f32>> = match on_host {
+            true => disps.iter().map(to_host).collect::<Result<_, _>>()?,
+            false => Vec::new(),
+        };
+        let rot_host = if on_host { to_host(&rot)? } else { Vec::new() };
+        let trans_host = if on_host { to_host(&trans)? } else { Vec::new() };
+        let teacher_host = teacher_disp.as_ref().filter(|_| on_host).map(to_host).transpose()?;
 
         let mut grad_disp: Vec<Vec<f32>> = disp_host.iter().map(|d| vec![0f32; d.len()]).collect();
         let mut grad_rot = vec![0f32; 2 * b * 3];
         let mut grad_trans = vec![0f32; 2 * b * 3];
-        let mut distill_mask = vec![0f32; b * hw];
-        let (mut total, mut photometric, mut smoothness) = (0f64, 0f64, 0f64);
+        let mut distill_mask = vec![0f32; if on_host { b * hw } else { 0 }];
+        let (mut total, mut photometric, mut smoothness) =
+            device_terms.as_ref().map_or((0f64, 0f64, 0f64), |t| t.sums);
         let inv_b = 1.0 / b as f32;
-        for (i, triplet) in batch.iter().enumerate() {
+        for (i, triplet) in batch.iter().enumerate().filter(|_| on_host) {
             let pyramid = target_pyramid(&triplet.target, w, h, scales);
             let pyramid_refs: Vec<&[f32]> = pyramid.iter().map(Vec::as_slice).collect();
             let disp_refs: Vec<&[f32]> = disp_host
@@ -538,7 +580,6 @@ impl Adapter {
             };
             let poses = [pose_of(i, true), pose_of(b + i, false)];
             let sources: [&[f32]; 2] = [&triplet.prev, &triplet.next];
-            let attempt = self.stats.steps + self.stats.rejected + self.stats.skipped_stationary;
             fill_tie_break_noise(
                 &mut self.noise,
                 2 * hw,
@@ -621,12 +662,15 @@ impl Adapter {
 
         // Surrogate whose gradient is the loss gradient: Σ output · grad (+ distillation).
         let device = self.student.device();
-        let mut surrogate = Tensor::f_zeros([], (Kind::Float, device))?;
+        let mut surrogate = match &device_terms {
+            Some(terms) => terms.surrogate.shallow_clone(),
+            None => Tensor::f_zeros([], (Kind::Float, device))?,
+        };
         for (d, g) in disps.iter().zip(&grad_disp) {
             let g = Tensor::f_from_slice(g)?.f_reshape(d.size())?.f_to_device(device)?;
             surrogate += (d * g).sum(Kind::Float);
         }
-        for (out, g) in [(&rot, &grad_rot), (&trans, &grad_trans)] {
+        for (out, g) in [(&rot, &grad_rot), (&trans, &grad_trans)].into_iter().filter(|_| on_host) {
             let g = Tensor::f_from_slice(g)?.f_reshape(out.size())?.f_to_device(device)?;
             surrogate += (out * g).sum(Kind::Float);
         }
@@ -640,9 +684,12 @@ impl Adapter {
             );
             // log depth = −log(min_disp + (max_disp − min_disp) · disp).
             let log_depth = |d: &Tensor| -((d * (max_disp - min_disp)) + min_disp).log();
-            let mask = Tensor::f_from_slice(&distill_mask)?
-                .f_reshape([b as i64, 1, h as i64, w as i64])?
-                .f_to_device(device)?;
+            let mask = match &device_terms {
+                Some(terms) => terms.distill_mask.shallow_clone(),
+                None => Tensor::f_from_slice(&distill_mask)?
+                    .f_reshape([b as i64, 1, h as i64, w as i64])?
+                    .f_to_device(device)?,
+            };
             let diff = (log_depth(&disps[0]) - log_depth(teacher_disp)) * &mask;
             let count =
                 mask.sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float).clamp_min(1.0);
@@ -655,8 +702,13 @@ impl Adapter {
                 return Ok(StepOutcome::Rejected("non-finite distillation loss".into()));
             }
             self.stats.last_distill = si_value;
-            self.stats.last_distill_fraction =
-                distill_mask.iter().map(|&m| f64::from(m)).sum::<f64>() / distill_mask.len() as f64;
+            self.stats.last_distill_fraction = match &device_terms {
+                Some(terms) => terms.distill_fraction,
+                None => {
+                    distill_mask.iter().map(|&m| f64::from(m)).sum::<f64>()
+                        / distill_mask.len() as f64
+                }
+            };
             surrogate += si * weight;
         }
         surrogate.f_backward()?;

@@ -660,6 +660,19 @@ impl FusedLossGpu {
         Ok([v[0], v[1], v[2], v[3]])
     }
 
+    /// Device addresses of the scale-0 per-pixel minimum (`H x W` f32) and winner codes
+    /// (`H x W` u8, the first plane of the winners buffer; with the automask a code >= the
+    /// number of sources means a warped source won, i.e. the pixel is kept) of the last
+    /// evaluation, or None before the first. The buffers are reused by the next launch.
+    pub fn scale0_map_ptrs(&self) -> Option<(DevicePtrRaw, DevicePtrRaw)> {
+        match (&self.min_error, &self.winners) {
+            (Some(m), Some(w)) if self.layout.is_some() => {
+                Some((self.kernels.ptr(m), self.kernels.ptr(w)))
+            }
+            _ => None,
+        }
+    }
+
     /// Scale-0 per-pixel minimum and winners of the last evaluation (synchronises; for tests
     /// and visualisation).
     pub fn maps(&self) -> Result<(Vec<f32>, Vec<u8>), CudaError> {

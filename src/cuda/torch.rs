@@ -89,13 +89,15 @@ pub struct TorchFusedLoss {
     loss: FusedLossGpu,
     kernels: Arc<CudaKernels>,
     ordinal: usize,
+    automask: bool,
 }
 
 impl TorchFusedLoss {
     /// Loads the kernels on CUDA device `ordinal` (the device libtorch uses).
     pub fn new(ordinal: usize, config: FusedLossConfig) -> Result<Self, CudaError> {
         let kernels = Arc::new(CudaKernels::new(ordinal)?);
-        Ok(Self { loss: FusedLossGpu::new(kernels.clone(), config)?, kernels, ordinal })
+        let automask = config.automask;
+        Ok(Self { loss: FusedLossGpu::new(kernels.clone(), config)?, kernels, ordinal, automask })
     }
 
     /// The loaded kernels (for preprocessing on the same device).
@@ -103,8 +105,13 @@ impl TorchFusedLoss {
         &self.kernels
     }
 
-    /// Forward + backward on the GPU; see the module doc.
-    pub fn step(&mut self, inputs: &TorchLossInputs) -> Result<TorchLossStep, CudaError> {
+    /// Checks the tensors and gathers their device addresses (contiguous copies, if any were
+    /// needed, are pushed to `keep` and must outlive the launches' queueing).
+    fn device_inputs(
+        &self,
+        inputs: &TorchLossInputs,
+        keep: &mut Vec<Tensor>,
+    ) -> Result<DeviceLossInputs, CudaError> {
         let size = inputs.target.size();
         let (h, w) = match size.as_slice() {
             [3, h, w] | [1, 3, h, w] => (*h as usize, *w as usize),
@@ -118,7 +125,6 @@ impl TorchFusedLoss {
         let n = inputs.sources.len();
         let scales = inputs.disparities.len();
         let o = self.ordinal;
-        let mut keep = Vec::new();
         let mut ptr = |t: &Tensor, what: String, numel: usize| -> Result<u64, CudaError> {
             let (p, copy) = cuda_float_ptr(t, &what, numel, o)?;
             keep.extend(copy);
@@ -148,14 +154,8 @@ impl TorchFusedLoss {
             Some(t) => Some(ptr(t, "tie_break_noise".into(), n * w * h)?),
             None => None,
         };
-        let device = Device::Cuda(o);
-        let grad_disparities: Vec<Tensor> = inputs
-            .disparities
-            .iter()
-            .map(|d| Tensor::zeros(d.size(), (Kind::Float, device)))
-            .collect();
-        let grad_poses = Tensor::zeros([n as i64, 6], (Kind::Float, device));
-        let device_inputs = DeviceLossInputs {
+        keep.push(poses_detached);
+        Ok(DeviceLossInputs {
             width: w,
             height: h,
             target,
@@ -166,17 +166,12 @@ impl TorchFusedLoss {
             invert: inputs.invert.to_vec(),
             intrinsics: inputs.intrinsics,
             tie_break_noise: noise,
-        };
-        let grads = DeviceLossGrads {
-            grad_disparities: grad_disparities.iter().map(|g| g.data_ptr() as u64).collect(),
-            grad_poses: Some(grad_poses.data_ptr() as u64),
-        };
-        // SAFETY: every address comes from a live, contiguous float32 tensor of the checked size
-        // on this device (copies kept in `keep` until after the launches are queued; libtorch's
-        // caching allocator only reuses their memory for work ordered after ours on the stream).
-        unsafe { self.loss.forward_backward(&device_inputs, &grads)? };
-        drop(keep);
-        let scalars = Tensor::zeros([12], (Kind::Float, device));
+        })
+    }
+
+    /// A fresh device tensor holding the twelve loss scalars of the last launch (no host copy).
+    fn scalars_tensor(&self) -> Result<Tensor, CudaError> {
+        let scalars = Tensor::zeros([12], (Kind::Float, Device::Cuda(self.ordinal)));
         let src = self.kernels.ptr(self.loss.scalars_buffer());
         // SAFETY: both buffers hold 12 floats on this device; ordered on the same stream.
         unsafe {
@@ -191,11 +186,89 @@ impl TorchFusedLoss {
             during: "copying the loss scalars".into(),
             detail: format!("{e:?}"),
         })?;
+        Ok(scalars)
+    }
+
+    /// Forward + backward on the GPU; see the module doc.
+    pub fn step(&mut self, inputs: &TorchLossInputs) -> Result<TorchLossStep, CudaError> {
+        let mut keep = Vec::new();
+        let device_inputs = self.device_inputs(inputs, &mut keep)?;
+        let n = inputs.sources.len();
+        let device = Device::Cuda(self.ordinal);
+        let grad_disparities: Vec<Tensor> = inputs
+            .disparities
+            .iter()
+            .map(|d| Tensor::zeros(d.size(), (Kind::Float, device)))
+            .collect();
+        let grad_poses = Tensor::zeros([n as i64, 6], (Kind::Float, device));
+        let grads = DeviceLossGrads {
+            grad_disparities: grad_disparities.iter().map(|g| g.data_ptr() as u64).collect(),
+            grad_poses: Some(grad_poses.data_ptr() as u64),
+        };
+        // SAFETY: every address comes from a live, contiguous float32 tensor of the checked size
+        // on this device (copies kept in `keep` until after the launches are queued; libtorch's
+        // caching allocator only reuses their memory for work ordered after ours on the stream).
+        unsafe { self.loss.forward_backward(&device_inputs, &grads)? };
+        drop(keep);
+        let scalars = self.scalars_tensor()?;
         let mut surrogate = (inputs.poses * grad_poses.detach()).sum(Kind::Float);
         for (d, g) in inputs.disparities.iter().zip(&grad_disparities) {
             surrogate += (d * g.detach()).sum(Kind::Float);
         }
         Ok(TorchLossStep { surrogate, scalars, grad_disparities, grad_poses })
+    }
+
+    /// Forward only (no gradients); returns the device tensor of the twelve scalars as
+    /// [`TorchLossStep::scalars`]. Read the per-pixel maps with [`Self::scale0_maps`].
+    pub fn forward(&mut self, inputs: &TorchLossInputs) -> Result<Tensor, CudaError> {
+        let mut keep = Vec::new();
+        let device_inputs = self.device_inputs(inputs, &mut keep)?;
+        // SAFETY: as in `step`.
+        unsafe { self.loss.forward(&device_inputs)? };
+        drop(keep);
+        self.scalars_tensor()
+    }
+
+    /// Copies (on the device) the scale-0 maps of the last [`Self::step`] or [`Self::forward`]
+    /// into fresh tensors: the per-pixel minimum error `[H, W]` and the kept mask `[H, W]` (1.0
+    /// where a warped source beat the identity errors, i.e. not auto-masked; all ones when the
+    /// automask is off). `n_sources` is the number of sources of that launch.
+    pub fn scale0_maps(
+        &self,
+        (width, height): (usize, usize),
+        n_sources: usize,
+    ) -> Result<(Tensor, Tensor), CudaError> {
+        let Some((min_ptr, winners_ptr)) = self.loss.scale0_map_ptrs() else {
+            return Err(CudaError::invalid("loss maps", "no evaluation has run yet"));
+        };
+        let device = Device::Cuda(self.ordinal);
+        let (h, w) = (height as i64, width as i64);
+        // SAFETY: the loss buffers hold at least H x W values of the last launch's layout on this
+        // device; the clones are ordered on the same stream before any later launch rewrites them.
+        let (min_error, winners) = unsafe {
+            (
+                Tensor::f_from_blob(min_ptr as *const u8, &[h, w], &[w, 1], Kind::Float, device),
+                Tensor::f_from_blob(
+                    winners_ptr as *const u8,
+                    &[h, w],
+                    &[w, 1],
+                    Kind::Uint8,
+                    device,
+                ),
+            )
+        };
+        let torch_err = |e: tch::TchError| CudaError::Driver {
+            during: "reading the loss maps".into(),
+            detail: e.to_string(),
+        };
+        let min_error = min_error.map_err(torch_err)?.copy();
+        let winners = winners.map_err(torch_err)?;
+        let kept = if self.automask {
+            winners.ge(n_sources as i64).to_kind(Kind::Float)
+        } else {
+            Tensor::ones([h, w], (Kind::Float, device))
+        };
+        Ok((min_error, kept))
     }
 }
 

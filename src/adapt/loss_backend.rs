@@ -1,0 +1,480 @@
+//! Where the adaptation loop evaluates the self-supervised loss: [`LossBackend::Cpu`] copies
+//! the disparities and poses to the host and runs our CPU loss (the reference), while
+//! [`LossBackend::Cuda`] (feature `cuda`, chosen when the student runs on a CUDA device) runs
+//! our fused kernels on libtorch's device tensors: no host copies on the hot path except one
+//! small read per step (loss scalars, the live sample's translation and masked fraction for the
+//! stationary rule, a gradient finiteness flag, the distillation mask's coverage).
+//!
+//! The choice is automatic ([`choose_loss_backend`]); `LIVEDEPTH_ADAPT_LOSS=cpu|cuda|auto`
+//! overrides it. Asking for CUDA where it cannot run (a CPU student, a build without the `cuda`
+//! feature, kernels that do not load) is an error naming the cause: there is no silent fallback.
+//!
+//! The GPU path draws its auto-mask tie-break noise on the device from a counter-based hash of
+//! (seed, stream, pixel index) ([`tie_break_noise_tensor`], twin [`tie_break_noise_value`]), so
+//! nothing is uploaded per step and every run with one seed draws the same numbers.
+
+use super::AdaptError;
+use super::trainer::StepOutcome;
+use super::triplet::Triplet;
+use crate::loss::LossConfig;
+use serde::Serialize;
+use std::sync::Arc;
+use tch::{Device, Kind, Tensor};
+
+/// Environment variable overriding the loss backend: `cpu`, `cuda` or `auto` (the default).
+pub const LOSS_BACKEND_ENV: &str = "LIVEDEPTH_ADAPT_LOSS";
+
+/// Which loss implementation a step runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LossBackendKind {
+    /// Our CPU loss on host copies of the network outputs.
+    Cpu,
+    /// Our fused CUDA kernels on the device tensors.
+    Cuda,
+}
+
+impl LossBackendKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            LossBackendKind::Cpu => "cpu",
+            LossBackendKind::Cuda => "cuda",
+        }
+    }
+}
+
+impl std::fmt::Display for LossBackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The backend for a student on `device`: CUDA kernels when the student is on CUDA and they
+/// were built (`cuda_built`), else the CPU loss; `request` (the value of
+/// [`LOSS_BACKEND_ENV`]) forces one, and forcing CUDA where it cannot run is an error.
+pub fn choose_loss_backend(
+    device: Device,
+    cuda_built: bool,
+    request: Option<&str>,
+) -> Result<LossBackendKind, AdaptError> {
+    let on_cuda = matches!(device, Device::Cuda(_));
+    match request.map(str::trim) {
+        None | Some("") | Some("auto") => {
+            Ok(if on_cuda && cuda_built { LossBackendKind::Cuda } else { LossBackendKind::Cpu })
+        }
+        Some("cpu") => Ok(LossBackendKind::Cpu),
+        Some("cuda") if !cuda_built => Err(AdaptError::config(
+            LOSS_BACKEND_ENV,
+            "cpu or auto: this binary was built without the `cuda` feature",
+            "cuda",
+        )),
+        Some("cuda") if !on_cuda => Err(AdaptError::config(
+            LOSS_BACKEND_ENV,
+            "cpu or auto: the networks run on the CPU (libtorch sees no CUDA device)",
+            "cuda",
+        )),
+        Some("cuda") => Ok(LossBackendKind::Cuda),
+        Some(other) => Err(AdaptError::config(LOSS_BACKEND_ENV, "cpu, cuda or auto", other)),
+    }
+}
+
+/// The loss implementation of an [`super::Adapter`].
+pub enum LossBackend {
+    Cpu,
+    #[cfg(feature = "cuda")]
+    Cuda(Box<DeviceLoss>),
+}
+
+impl std::fmt::Debug for LossBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LossBackend({})", self.kind())
+    }
+}
+
+impl LossBackend {
+    /// The backend for a student on `device` (see [`choose_loss_backend`]; reads
+    /// [`LOSS_BACKEND_ENV`]). `config` must already be validated.
+    pub fn new(device: Device, config: &LossConfig) -> Result<Self, AdaptError> {
+        let request = std::env::var(LOSS_BACKEND_ENV).ok();
+        match choose_loss_backend(device, cfg!(feature = "cuda"), request.as_deref())? {
+            LossBackendKind::Cpu => Ok(LossBackend::Cpu),
+            LossBackendKind::Cuda => Self::cuda(device, config),
+        }
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda(device: Device, config: &LossConfig) -> Result<Self, AdaptError> {
+        let Device::Cuda(ordinal) = device else {
+            return Err(AdaptError::Cuda(format!("the student is on {device:?}, not on CUDA")));
+        };
+        Ok(LossBackend::Cuda(Box::new(DeviceLoss::new(ordinal, config)?)))
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn cuda(_device: Device, _config: &LossConfig) -> Result<Self, AdaptError> {
+        Err(AdaptError::Cuda("this binary was built without the `cuda` feature".into()))
+    }
+
+    pub fn kind(&self) -> LossBackendKind {
+        match self {
+            LossBackend::Cpu => LossBackendKind::Cpu,
+            #[cfg(feature = "cuda")]
+            LossBackend::Cuda(_) => LossBackendKind::Cuda,
+        }
+    }
+}
+
+/// lowbias32, a 32-bit integer finaliser (Wellons' hash prospector), on u32.
+fn hash32(mut x: u32) -> u32 {
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x7feb_352d);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x846c_a68b);
+    x ^ (x >> 16)
+}
+
+/// The per-call key of the noise, from the loop's seed and a stream counter.
+fn noise_key(seed: u64, stream: u64) -> u32 {
+    let seed_key = hash32(seed as u32 ^ hash32((seed >> 32) as u32));
+    hash32(stream as u32 ^ hash32((stream >> 32) as u32 ^ seed_key))
+}
+
+/// Box–Muller on two 32-bit hashes (in f64, rounded to f32 at the end).
+fn gaussian_from_hashes(a: u32, b: u32, std: f32) -> f32 {
+    let u1 = (f64::from(a) + 1.0) / 4_294_967_296.0;
+    let u2 = f64::from(b) / 4_294_967_296.0;
+    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos() * f64::from(std)) as f32
+}
+
+/// Element `index` of the tie-break noise of (seed, stream): N(0, std²), the CPU twin of
+/// [`tie_break_noise_tensor`].
+pub fn tie_break_noise_value(std: f32, seed: u64, stream: u64, index: u32) -> f32 {
+    let key = noise_key(seed, stream);
+    let a = hash32(key ^ hash32(index.wrapping_mul(2)));
+    let b = hash32(key ^ hash32(index.wrapping_mul(2).wrapping_add(1)));
+    gaussian_from_hashes(a, b, std)
+}
+
+/// (x · c) mod 2³² for int64 tensors holding values in [0, 2³²), without int64 overflow.
+fn mul32(x: &Tensor, c: u32) -> Result<Tensor, tch::TchError> {
+    let c = i64::from(c);
+    let low = x.f_bitwise_and(0xFFFF)?.f_mul_scalar(c)?;
+    let high = x.f_bitwise_right_shift_tensor_scalar(16)?.f_mul_scalar(c)?.f_bitwise_and(0xFFFF)?;
+    low.f_add(&high.f_bitwise_left_shift_tensor_scalar(16)?)?.f_bitwise_and(0xFFFF_FFFFi64)
+}
+
+/// [`hash32`] on an int64 tensor of values in [0, 2³²).
+fn hash32_tensor(x: &Tensor) -> Result<Tensor, tch::TchError> {
+    let x = x.f_bitwise_xor_tensor(&x.f_bitwise_right_shift_tensor_scalar(16)?)?;
+    let x = mul32(&x, 0x7feb_352d)?;
+    let x = x.f_bitwise_xor_tensor(&x.f_bitwise_right_shift_tensor_scalar(15)?)?;
+    let x = mul32(&x, 0x846c_a68b)?;
+    x.f_bitwise_xor_tensor(&x.f_bitwise_right_shift_tensor_scalar(16)?)
+}
+
+/// `len` samples of N(0, std²) for (seed, stream), computed on `device` (float32, 1-D): element
+/// n equals [`tie_break_noise_value`]`(std, seed, stream, n)` up to the last bits of `ln`/`cos`.
+pub fn tie_break_noise_tensor(
+    len: usize,
+    std: f32,
+    seed: u64,
+    stream: u64,
+    device: Device,
+) -> Result<Tensor, AdaptError> {
+    let key = i64::from(noise_key(seed, stream));
+    let index = Tensor::f_arange(len as i64, (Kind::Int64, device))?.f_mul_scalar(2)?;
+    let draw = |offset: i64| -> Result<Tensor, tch::TchError> {
+        hash32_tensor(&hash32_tensor(&index.f_add_scalar(offset)?)?.f_bitwise_xor(key)?)
+    };
+    let u1 = draw(0)?.f_to_kind(Kind::Double)?.f_add_scalar(1.0)? / 4_294_967_296.0;
+    let u2 = draw(1)?.f_to_kind(Kind::Double)? / 4_294_967_296.0;
+    let radius = (u1.f_log()? * -2.0).f_sqrt()?;
+    let noise = radius * (u2 * std::f64::consts::TAU).f_cos()? * f64::from(std);
+    Ok(noise.f_to_kind(Kind::Float)?)
+}
+
+/// One batch of network outputs on the device, as the trainer has them.
+pub struct DeviceBatch<'a> {
+    /// Normalised network inputs [B, 3, H, W]; `(x · std + mean)` recovers [0, 1].
+    pub x_target: &'a Tensor,
+    pub x_prev: &'a Tensor,
+    pub x_next: &'a Tensor,
+    pub normalisation: (f32, f32),
+    /// Disparity per scale, [B, 1, H >> s, W >> s], with autograd.
+    pub disps: &'a [Tensor],
+    /// Pose outputs for the pairs (prev, target) × B then (target, next) × B, 3 values each.
+    pub rot: &'a Tensor,
+    pub trans: &'a Tensor,
+    /// The batch's triplets (for their intrinsics).
+    pub triplets: &'a [Arc<Triplet>],
+    /// Teacher disparity at scale 0 [B, 1, H, W] and the consistency threshold, when the
+    /// multi-view distillation mask is on.
+    pub multiview: Option<(&'a Tensor, f32)>,
+    /// Noise stream base: sample i uses stream `attempt · 1024 + i` (as the CPU path).
+    pub attempt: u64,
+    pub stationary_masked_fraction: f32,
+    pub stationary_translation: f32,
+}
+
+/// What the trainer needs from the loss of one batch.
+pub struct DeviceTerms {
+    /// Backward this: Σ output · d(mean loss)/d output (gradients detached).
+    pub surrogate: Tensor,
+    /// Pseudo-depth supervision mask [B, 1, H, W] (ones without the multi-view filter).
+    pub distill_mask: Tensor,
+    pub distill_fraction: f64,
+    /// Σ over the batch of total, photometric and smoothness.
+    pub sums: (f64, f64, f64),
+    /// Auto-masked fraction of the live (first) sample.
+    pub live_masked_fraction: f64,
+    /// A rejection or stationary skip, decided as the CPU path decides it.
+    pub verdict: Option<StepOutcome>,
+}
+
+impl LossBackend {
+    /// The batch's loss terms computed on the device (CUDA backend), or None for the CPU
+    /// backend (the trainer then runs the CPU loss on host copies).
+    pub fn device_terms(&mut self, batch: &DeviceBatch) -> Result<Option<DeviceTerms>, AdaptError> {
+        match self {
+            LossBackend::Cpu => {
+                let _ = batch;
+                Ok(None)
+            }
+            #[cfg(feature = "cuda")]
+            LossBackend::Cuda(loss) => loss.batch_terms(batch).map(Some),
+        }
+    }
+}
+
+#[cfg(feature = "cuda")]
+pub use device::DeviceLoss;
+
+#[cfg(feature = "cuda")]
+mod device {
+    use super::{AdaptError, DeviceBatch, DeviceTerms, StepOutcome, tie_break_noise_tensor};
+    use crate::cuda::torch::{TorchFusedLoss, TorchLossInputs};
+    use crate::cuda::twin::FusedLossConfig;
+    use crate::loss::LossConfig;
+    use tch::{Device, Kind, Tensor};
+
+    impl From<crate::cuda::CudaError> for AdaptError {
+        fn from(e: crate::cuda::CudaError) -> Self {
+            AdaptError::Cuda(e.to_string())
+        }
+    }
+
+    /// The fused CUDA loss for the adaptation loop: the student's loss with gradients, and the
+    /// teacher's (no automask, scale 0, forward only) for the multi-view distillation mask.
+    pub struct DeviceLoss {
+        student: TorchFusedLoss,
+        teacher: TorchFusedLoss,
+        ordinal: usize,
+        tie_break_std: f32,
+        seed: u64,
+    }
+
+    impl DeviceLoss {
+        /// Loads the kernels on CUDA device `ordinal` (libtorch's), with the loss settings.
+        pub fn new(ordinal: usize, config: &LossConfig) -> Result<Self, AdaptError> {
+            let fused = FusedLossConfig {
+                min_depth: config.min_depth,
+                max_depth: config.max_depth,
+                ssim_weight: config.ssim_weight,
+                smoothness_weight: config.smoothness_weight,
+                automask: config.automask,
+            };
+            let load = |c: FusedLossConfig| {
+                TorchFusedLoss::new(ordinal, c).map_err(|e| {
+                    AdaptError::Cuda(format!(
+                        "the loss kernels cannot load on cuda:{ordinal} ({e}); run with \
+                         LIVEDEPTH_ADAPT_LOSS=cpu to use the CPU loss instead"
+                    ))
+                })
+            };
+            Ok(Self {
+                student: load(fused)?,
+                teacher: load(FusedLossConfig { automask: false, ..fused })?,
+                ordinal,
+                tie_break_std: config.tie_break_std,
+                seed: config.seed,
+            })
+        }
+
+        /// Loss, gradients (as a surrogate), distillation mask and the step's verdict for a
+        /// batch, all on the device; one small device-to-host copy at the end.
+        pub fn batch_terms(&mut self, batch: &DeviceBatch) -> Result<DeviceTerms, AdaptError> {
+            let device = Device::Cuda(self.ordinal);
+            let size = batch.x_target.size();
+            let [b, _, h, w] = size[..] else {
+                return Err(AdaptError::Frame(format!("target batch shape {size:?}")));
+            };
+            let (hw, bu) = ((w * h) as usize, b as usize);
+            if batch.triplets.len() != bu {
+                return Err(AdaptError::Frame(format!(
+                    "{} triplets for a batch of {b} network inputs",
+                    batch.triplets.len()
+                )));
+            }
+            let (mean, std) = (f64::from(batch.normalisation.0), f64::from(batch.normalisation.1));
+            let raw = |x: &Tensor| -> Result<Tensor, AdaptError> {
+                Ok(x.f_detach()?.f_mul_scalar(std)?.f_add_scalar(mean)?.f_contiguous()?)
+            };
+            let (target, prev, next) =
+                (raw(batch.x_target)?, raw(batch.x_prev)?, raw(batch.x_next)?);
+            let rot = batch.rot.f_reshape([-1, 3])?;
+            let trans = batch.trans.f_reshape([-1, 3])?;
+            let scales = batch.disps.len();
+            let mut surrogate = Tensor::f_zeros([], (Kind::Float, device))?;
+            let mut scalars = Vec::with_capacity(bu);
+            let mut masks = Vec::with_capacity(bu);
+            let mut bad_gradients = Tensor::f_zeros([], (Kind::Float, device))?;
+            let mut live_translation = None;
+            for i in 0..b {
+                let target_i = target.f_narrow(0, i, 1)?;
+                let sources = [prev.f_narrow(0, i, 1)?, next.f_narrow(0, i, 1)?];
+                let disparities: Vec<Tensor> =
+                    batch.disps.iter().map(|d| d.f_narrow(0, i, 1)).collect::<Result<_, _>>()?;
+                let mut pyramid = vec![target_i.shallow_clone()];
+                for s in 1..scales {
+                    let level =
+                        pyramid[s - 1].f_avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None)?;
+                    pyramid.push(level);
+                }
+                let pose_row = |j: i64| -> Result<Tensor, tch::TchError> {
+                    Tensor::f_cat(&[rot.f_narrow(0, j, 1)?, trans.f_narrow(0, j, 1)?], 1)
+                };
+                let poses = Tensor::f_cat(&[pose_row(i)?, pose_row(b + i)?], 0)?;
+                if i == 0 {
+                    live_translation = Some(Tensor::f_cat(
+                        &[trans.f_narrow(0, 0, 1)?, trans.f_narrow(0, b, 1)?],
+                        0,
+                    )?);
+                }
+                let stream = batch.attempt * 1024 + i as u64;
+                let noise = if self.tie_break_std > 0.0 {
+                    Some(
+                        tie_break_noise_tensor(
+                            2 * hw,
+                            self.tie_break_std,
+                            self.seed,
+                            stream,
+                            device,
+                        )?
+                        .f_reshape([2, h, w])?,
+                    )
+                } else {
+                    None
+                };
+                let intrinsics = batch.triplets[i as usize].intrinsics;
+                let inputs = TorchLossInputs {
+                    target: &target_i,
+                    sources: &sources,
+                    disparities: &disparities,
+                    target_pyramid: &pyramid,
+                    poses: &poses,
+                    invert: &[true, false],
+                    intrinsics,
+                    tie_break_noise: noise.as_ref(),
+                };
+                let step = self.student.step(&inputs)?;
+                surrogate += step.surrogate;
+                scalars.push(step.scalars);
+                for g in step.grad_disparities.iter().chain(std::iter::once(&step.grad_poses)) {
+                    bad_gradients += g.f_isfinite()?.f_logical_not()?.f_sum(Kind::Float)?;
+                }
+                let mask = match batch.multiview {
+                    Some((teacher_disp, threshold)) => {
+                        let (_, kept) = self.student.scale0_maps((w as usize, h as usize), 2)?;
+                        let teacher_d = [teacher_disp.f_narrow(0, i, 1)?];
+                        let _teacher_scalars = self.teacher.forward(&TorchLossInputs {
+                            disparities: &teacher_d,
+                            target_pyramid: &pyramid[..1],
+                            tie_break_noise: None,
+                            ..inputs
+                        })?;
+                        let (teacher_min, _) =
+                            self.teacher.scale0_maps((w as usize, h as usize), 2)?;
+                        kept * teacher_min.f_lt(f64::from(threshold))?.f_to_kind(Kind::Float)?
+                    }
+                    None => Tensor::f_ones([h, w], (Kind::Float, device))?,
+                };
+                masks.push(mask);
+            }
+            let surrogate = surrogate / b as f64;
+            let distill_mask = Tensor::f_stack(&masks, 0)?.f_reshape([b, 1, h, w])?;
+            // The one host read of the step: [B × 12 scalars, 2 live translations, bad gradient
+            // count, mask coverage].
+            let Some(live_translation) = live_translation else {
+                return Err(AdaptError::Frame("empty batch".into()));
+            };
+            let translation_norms = live_translation.f_reshape([2, 3])?.f_norm_scalaropt_dim(
+                2,
+                [1i64].as_slice(),
+                false,
+            )?;
+            let summary = Tensor::f_cat(
+                &[
+                    Tensor::f_stack(&scalars, 0)?.f_reshape([-1])?,
+                    translation_norms.f_detach()?.f_to_kind(Kind::Float)?,
+                    bad_gradients.f_reshape([1])?,
+                    distill_mask.f_mean(Kind::Float)?.f_reshape([1])?,
+                ],
+                0,
+            )?
+            .f_to_device(Device::Cpu)?;
+            let mut host = vec![0f32; summary.numel()];
+            let len = host.len();
+            summary.f_copy_data(&mut host, len)?;
+            let row = |i: usize| &host[12 * i..12 * i + 12];
+            let tail = &host[12 * bu..];
+            let (norms, bad, coverage) = ([tail[0], tail[1]], tail[2], tail[3]);
+            let mut sums = (0.0, 0.0, 0.0);
+            for i in 0..bu {
+                let r = row(i);
+                sums.0 += f64::from(r[0]);
+                sums.1 += f64::from(r[1]);
+                sums.2 += f64::from(r[2]);
+            }
+            let live_masked_fraction = f64::from(row(0)[3]);
+            let moving = norms.iter().any(|&t| t >= batch.stationary_translation);
+            let finite = |i: usize| row(i)[0].is_finite();
+            let verdict = if !finite(0) {
+                Some(StepOutcome::Rejected("non-finite loss".into()))
+            } else if row(0)[3] > batch.stationary_masked_fraction || !moving {
+                Some(StepOutcome::SkippedStationary)
+            } else if !(1..bu).all(finite) {
+                Some(StepOutcome::Rejected("non-finite loss".into()))
+            } else if bad != 0.0 {
+                Some(StepOutcome::Rejected("non-finite loss gradient".into()))
+            } else {
+                None
+            };
+            Ok(DeviceTerms {
+                surrogate,
+                distill_mask,
+                distill_fraction: f64::from(coverage),
+                sums,
+                live_masked_fraction,
+                verdict,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash32_tensor_matches_the_scalar_hash() {
+        let values: Vec<i64> = [0u32, 1, 2, 0xFFFF, 0x1_0000, 0xDEAD_BEEF, u32::MAX]
+            .iter()
+            .map(|&v| i64::from(v))
+            .collect();
+        let t = hash32_tensor(&Tensor::from_slice(&values)).unwrap();
+        let got: Vec<i64> = Vec::<i64>::try_from(t).unwrap();
+        for (v, g) in values.iter().zip(got) {
+            assert_eq!(g, i64::from(hash32(*v as u32)), "hash of {v:#x}");
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! The adaptation loop's loss backend: backend selection (automatic, forced, refused with a
+//! named cause), the device tie-break noise (a counter-based hash whose libtorch version matches
+//! its scalar twin and is deterministic per seed), the error when CUDA is asked for without a
+//! driver, and (GPU only, skipped with a printed reason otherwise) a full adaptation step on
+//! CUDA with our fused kernels matching the CPU step's loss, distillation and new weights.
+#![cfg(feature = "torch")]
+
+mod common;
+
+use livedepth::adapt::loss_backend::{
+    LossBackendKind, choose_loss_backend, tie_break_noise_tensor, tie_break_noise_value,
+};
+use livedepth::adapt::{AdaptConfig, Adapter, LossBackend, StepOutcome, Triplet};
+use livedepth::loss::LossConfig;
+use livedepth::model::network::{DepthNetwork, PoseNetwork};
+use livedepth::model::{Arch, PoseArch};
+use std::sync::Arc;
+use tch::{Device, Tensor};
+
+const W: usize = 96;
+const H: usize = 64;
+
+/// libtorch's generator and thread pool are global: torch tests here run one at a time.
+static TORCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn torch_exclusive() -> std::sync::MutexGuard<'static, ()> {
+    TORCH.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[test]
+fn backend_follows_the_device_and_the_override() {
+    use LossBackendKind::{Cpu, Cuda};
+    let gpu = Device::Cuda(0);
+    assert_eq!(choose_loss_backend(Device::Cpu, true, None).unwrap(), Cpu);
+    assert_eq!(choose_loss_backend(gpu, true, None).unwrap(), Cuda);
+    assert_eq!(choose_loss_backend(gpu, true, Some("auto")).unwrap(), Cuda);
+    assert_eq!(choose_loss_backend(gpu, false, None).unwrap(), Cpu, "no kernels built");
+    assert_eq!(choose_loss_backend(gpu, true, Some("cpu")).unwrap(), Cpu);
+    assert_eq!(choose_loss_backend(gpu, true, Some(" cuda ")).unwrap(), Cuda);
+    for (device, built, why) in [(Device::Cpu, true, "CPU"), (gpu, false, "feature")] {
+        let e = choose_loss_backend(device, built, Some("cuda")).unwrap_err().to_string();
+        assert!(e.contains("LIVEDEPTH_ADAPT_LOSS") && e.contains(why), "{e}");
+    }
+    let e = choose_loss_backend(gpu, true, Some("gpu")).unwrap_err().to_string();
+    assert!(e.contains("LIVEDEPTH_ADAPT_LOSS") && e.contains("gpu"), "{e}");
+}
+
+#[test]
+fn device_noise_matches_its_twin_and_is_deterministic() {
+    let _torch = torch_exclusive();
+    let len = 5000;
+    let noise = |seed, stream| -> Vec<f32> {
+        let t = tie_break_noise_tensor(len, 2.0, seed, stream, Device::Cpu).expect("noise");
+        Vec::<f32>::try_from(t).expect("f32 values")
+    };
+    let a = noise(7, 3);
+    assert_eq!(a.len(), len);
+    for (i, &v) in a.iter().enumerate() {
+        let twin = tie_break_noise_value(2.0, 7, 3, i as u32);
+        assert!((v - twin).abs() <= 1e-6 * (1.0 + twin.abs()), "index {i}: {v} vs twin {twin}");
+    }
+    assert_eq!(a, noise(7, 3), "same seed and stream, same noise");
+    assert_ne!(a, noise(7, 4), "another stream");
+    assert_ne!(a, noise(8, 3), "another seed");
+    let mean = a.iter().map(|&v| f64::from(v)).sum::<f64>() / len as f64;
+    let var = a.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / len as f64;
+    assert!(mean.abs() < 0.1, "mean {mean}");
+    assert!((var.sqrt() - 2.0).abs() < 0.1, "std {}", var.sqrt());
+}
+
+#[test]
+fn cpu_students_use_the_cpu_loss() {
+    let _torch = torch_exclusive();
+    let backend = LossBackend::new(Device::Cpu, &LossConfig::default()).expect("cpu backend");
+    assert_eq!(backend.kind(), LossBackendKind::Cpu);
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_backend_without_a_driver_is_a_clear_error() {
+    if livedepth::cuda::device::driver_present() {
+        eprintln!("SKIP: a CUDA driver is present; this test checks the no-driver error");
+        return;
+    }
+    let e = LossBackend::new(Device::Cuda(0), &LossConfig::default())
+        .expect_err("no driver: the CUDA loss cannot load")
+        .to_string();
+    assert!(e.contains("CUDA") && e.contains("LIVEDEPTH_ADAPT_LOSS=cpu"), "{e}");
+}
+
+/// A smooth textured image shifted by `shift` pixels (planar RGB in [0, 1]).
+fn texture(shift: f32) -> Vec<f32> {
+    let mut out = vec![0f32; 3 * W * H];
+    for c in 0..3 {
+        for y in 0..H {
+            for x in 0..W {
+                let u = x as f32 + shift;
+                let value = 0.5
+                    + 0.25 * (0.31 * u + 0.7 * c as f32).sin() * (0.23 * y as f32).cos()
+                    + 0.2 * (0.07 * u * y as f32 / 40.0 + c as f32).sin();
+                out[c * W * H + y * W + x] = value.clamp(0.0, 1.0);
+            }
+        }
+    }
+    out
+}
+
+fn triplet(shift: f32) -> Arc<Triplet> {
+    Arc::new(Triplet {
+        target_index: 1,
+        k: 1,
+        width: W,
+        height: H,
+        prev: Arc::new(texture(shift - 2.0)),
+        target: Arc::new(texture(shift)),
+        next: Arc::new(texture(shift + 2.0)),
+        intrinsics: [0.6 * W as f32, 0.9 * H as f32, W as f32 / 2.0, H as f32 / 2.0],
+    })
+}
+
+#[allow(dead_code)]
+fn weights(adapter: &Adapter) -> Vec<f32> {
+    let mut out = Vec::new();
+    for vs in [adapter.student().var_store(), adapter.pose().var_store()] {
+        let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, t) in vars {
+            let t = t.detach().to_device(Device::Cpu).flatten(0, -1).contiguous();
+            out.extend(Vec::<f32>::try_from(t).expect("f32 weights"));
+        }
+    }
+    out
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn adaptation_step_on_cuda_matches_the_cpu_step() {
+    let _torch = torch_exclusive();
+    if !tch::Cuda::is_available() {
+        eprintln!("SKIP: libtorch sees no CUDA device; the CUDA adaptation step needs a GPU");
+        return;
+    }
+    let mut config = AdaptConfig { seed: 7, ..AdaptConfig::default() };
+    config.stationary_masked_fraction = 1.0;
+    config.stationary_translation = 0.0;
+    config.guards.rollback = false;
+    config.loss.tie_break_std = 0.0;
+    tch::manual_seed(3);
+    let student = DepthNetwork::new(Arch::RtMonoDepthS, Device::Cpu);
+    let pose = PoseNetwork::new(PoseArch::RtMonoDepthSPose, Device::Cpu);
+    let mut gpu_student = DepthNetwork::new(Arch::RtMonoDepthS, Device::Cuda(0));
+    let mut gpu_pose = PoseNetwork::new(PoseArch::RtMonoDepthSPose, Device::Cuda(0));
+    gpu_student.copy_weights_from(&student).expect("copy depth");
+    gpu_pose.copy_weights_from(&pose).expect("copy pose");
+    let mut cpu = Adapter::new(config.clone(), student, pose).expect("cpu adapter");
+    let mut gpu = Adapter::new(config, gpu_student, gpu_pose).expect("cuda adapter");
+    assert_eq!(cpu.loss_backend(), LossBackendKind::Cpu);
+    assert_eq!(gpu.loss_backend(), LossBackendKind::Cuda);
+    let batch = [triplet(0.0), triplet(5.0)];
+    for step in 0..2 {
+        let a = cpu.step_on(&batch).expect("cpu step");
+        let b = gpu.step_on(&batch).expect("cuda step");
+        assert_eq!((&a, &b), (&StepOutcome::Accepted, &StepOutcome::Accepted), "step {step}");
+        let (c, g) = (cpu.stats(), gpu.stats());
+        let rel = |x: f64, y: f64| (x - y).abs() / x.abs().max(1e-12);
+        eprintln!("step {step}: total cpu {} cuda {}", c.last_total, g.last_total);
+        assert!(rel(c.last_total, g.last_total) < 1e-4, "total {c:?} vs {g:?}");
+        assert!(rel(c.last_photometric, g.last_photometric) < 1e-4);
+        assert!((c.last_masked_fraction - g.last_masked_fraction).abs() < 1e-3);
+        assert!((c.last_distill_fraction - g.last_distill_fraction).abs() < 1e-3);
+        assert!(rel(c.last_distill, g.last_distill) < 1e-3);
+    }
+    let (wc, wg) = (weights(&cpu), weights(&gpu));
+    let worst = wc.iter().zip(&wg).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(worst < 1e-3, "weights after two steps differ by up to {worst}");
+}
