@@ -103,7 +103,11 @@ fn replayed_drive_gets_depth_for_every_frame_and_dataset_gets_metrics() {
     assert!(
         out.join("pointcloud/000000.ply").exists() && out.join("pointcloud/000004.ply").exists()
     );
-    assert!(out.join("run_report.json").exists());
+    let run_report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run_report.json")).unwrap())
+            .unwrap();
+    assert_eq!(run_report["frames_delivered"], FRAMES as u64);
+    assert_eq!(run_report["preprocess_path"], "cpu-lanczos", "libtorch runs on the CPU here");
     // The colourised video: the input above its depth, every frame.
     let mut decoded = GstSource::open(
         &format!("file://{}", out.join("depth.mp4").display()),

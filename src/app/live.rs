@@ -1,10 +1,13 @@
 //! `livedepth run`: live depth from any source. The stages are
-//! source → `preprocess` (Lanczos resize + normalisation) → `depth` (libtorch network) →
+//! source → `preprocess` (Lanczos resize + normalisation on the CPU; or, with feature `cuda` and
+//! libtorch on CUDA, our preprocessing kernel writing straight into the network's input tensor,
+//! stage `preprocess[cuda]`) → `depth` (libtorch network) →
 //! `outputs` (colourised mp4, 16-bit depth PNGs, colour PNGs, point clouds, per-frame metrics
 //! where the source has ground truth), with per-stage statistics printed live.
 //!
 //! The normalised input buffers travel from `preprocess` to `depth` and back through a small
-//! pool, so the hot path allocates nothing per frame once the pool is warm.
+//! pool, so the hot path allocates nothing per frame once the pool is warm. `run_report.json`
+//! records which preprocessing ran (`preprocess_path`).
 
 use crate::adapt::{AdaptStats, WeightsReceiver, weights_exchange};
 use crate::app::adapt::{AdaptFrame, build_adapter, run_adapter_thread};
@@ -24,6 +27,7 @@ use crate::sink::video::Mp4Writer;
 use crate::source::dataset::{DatasetKind, FrameSelection};
 use crate::source::gst::GstOptions;
 use crossbeam_channel::{Receiver, Sender};
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -53,8 +57,48 @@ pub struct PreparedFrame {
     pub frame: Frame,
     /// The frame at the network size (8-bit), kept for the outputs.
     pub resized: RgbImage,
-    /// Planar normalised input, 3 × H × W (returned to the pool after inference).
+    /// Planar normalised input, 3 × H × W (returned to the pool after inference); empty when
+    /// `device_input` holds the input.
     pub input: Vec<f32>,
+    /// The normalised input already on the network's device, [1, 3, H, W] (CUDA preprocessing).
+    pub device_input: Option<tch::Tensor>,
+}
+
+/// Which preprocessing the live path runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum PreprocessPath {
+    /// Pillow-exact Lanczos-3 resize + normalisation on the CPU, uploaded per frame.
+    #[serde(rename = "cpu-lanczos")]
+    CpuLanczos,
+    /// Our CUDA kernel: upload of the packed RGB frame, area resize + normalisation in one pass
+    /// into the network's input tensor.
+    #[serde(rename = "cuda-area")]
+    CudaArea,
+}
+
+impl PreprocessPath {
+    pub fn name(self) -> &'static str {
+        match self {
+            PreprocessPath::CpuLanczos => "cpu-lanczos",
+            PreprocessPath::CudaArea => "cuda-area",
+        }
+    }
+
+    /// The pipeline stage name (shown in the live per-stage statistics and the report).
+    pub fn stage_name(self) -> &'static str {
+        match self {
+            PreprocessPath::CpuLanczos => "preprocess",
+            PreprocessPath::CudaArea => "preprocess[cuda]",
+        }
+    }
+}
+
+/// `run_report.json`: the pipeline report plus what ran where.
+#[derive(Serialize)]
+struct LiveRunReport<'a> {
+    #[serde(flatten)]
+    pipeline: &'a RunReport,
+    preprocess_path: PreprocessPath,
 }
 
 /// A frame with its predicted disparity at the network size.
@@ -92,16 +136,114 @@ impl BufferPool {
 pub struct PreprocessStage {
     preprocessor: Preprocessor,
     pool: BufferPool,
+    /// The CUDA kernel path, when it runs (feature `cuda`, libtorch on CUDA).
+    #[cfg(feature = "cuda")]
+    gpu: Option<gpu_preprocess::GpuPreprocess>,
+}
+
+impl PreprocessStage {
+    /// Which preprocessing this stage runs.
+    pub fn path(&self) -> PreprocessPath {
+        #[cfg(feature = "cuda")]
+        if self.gpu.is_some() {
+            return PreprocessPath::CudaArea;
+        }
+        PreprocessPath::CpuLanczos
+    }
 }
 
 impl Stage<Frame> for PreprocessStage {
     type Out = PreparedFrame;
 
     fn process(&mut self, frame: Frame) -> Result<PreparedFrame, StageError> {
+        #[cfg(feature = "cuda")]
+        if let Some(gpu) = self.gpu.as_mut() {
+            let (resized, input) = gpu.run(&frame.rgb)?;
+            return Ok(PreparedFrame {
+                frame,
+                resized,
+                input: Vec::new(),
+                device_input: Some(input),
+            });
+        }
         let mut input = self.pool.get();
         self.preprocessor.run(&frame.rgb, &mut input)?;
         let resized = self.preprocessor.resized().clone();
-        Ok(PreparedFrame { frame, resized, input })
+        Ok(PreparedFrame { frame, resized, input, device_input: None })
+    }
+}
+
+/// The CUDA preprocessing of the live path (feature `cuda`).
+#[cfg(feature = "cuda")]
+pub mod gpu_preprocess {
+    use crate::cuda::device::{CudaKernels, FramePreprocessor};
+    use crate::cuda::torch::preprocess_to_tensor;
+    use crate::cuda::twin::{Normalization, PackedFrame, PixelFormat, Resize};
+    use crate::engine::EngineError;
+    use crate::frame::RgbImage;
+    use std::sync::Arc;
+    use tch::{Device, Kind, Tensor};
+
+    /// Packed RGB8 host frames → normalised [1, 3, H, W] tensors on CUDA device `ordinal`
+    /// (plus the 8-bit image at the network size for the outputs, read back from the device).
+    pub struct GpuPreprocess {
+        pre: FramePreprocessor,
+        ordinal: usize,
+        size: (usize, usize),
+        norm: Normalization,
+    }
+
+    impl GpuPreprocess {
+        /// Loads the kernels on `ordinal`; the error says why they cannot run.
+        pub fn new(
+            ordinal: usize,
+            (width, height): (u32, u32),
+            (mean, std): ([f32; 3], [f32; 3]),
+        ) -> Result<Self, crate::cuda::CudaError> {
+            let kernels = Arc::new(CudaKernels::new(ordinal)?);
+            Ok(Self {
+                pre: FramePreprocessor::new(kernels),
+                ordinal,
+                size: (width as usize, height as usize),
+                norm: Normalization { mean, std },
+            })
+        }
+
+        /// The 8-bit image at the network size and the normalised input tensor of `image`.
+        pub fn run(&mut self, image: &RgbImage) -> Result<(RgbImage, Tensor), EngineError> {
+            let frame = PackedFrame {
+                data: &image.data,
+                width: image.width as usize,
+                height: image.height as usize,
+                pitch: 3 * image.width as usize,
+                format: PixelFormat::Rgb,
+            };
+            let (w, h) = self.size;
+            let input = preprocess_to_tensor(
+                &mut self.pre,
+                &frame,
+                self.size,
+                Resize::Area,
+                &self.norm,
+                self.ordinal,
+            )
+            .map_err(|e| EngineError::Internal(format!("CUDA preprocessing: {e}")))?;
+            // The 8-bit network-size image for the outputs and the adapter: one small read back.
+            let device = Device::Cuda(self.ordinal);
+            let mean = Tensor::from_slice(&self.norm.mean).to_device(device).view([1, 3, 1, 1]);
+            let std = Tensor::from_slice(&self.norm.std).to_device(device).view([1, 3, 1, 1]);
+            let bytes = ((&input * &std + &mean) * 255.0)
+                .f_round()?
+                .f_clamp(0.0, 255.0)?
+                .f_to_kind(Kind::Uint8)?
+                .f_permute([0, 2, 3, 1])?
+                .f_contiguous()?
+                .f_to_device(Device::Cpu)?;
+            let mut resized = RgbImage::new(w as u32, h as u32);
+            let n = resized.data.len();
+            bytes.f_copy_data_u8(&mut resized.data, n)?;
+            Ok((resized, input))
+        }
     }
 }
 
@@ -141,19 +283,71 @@ impl Stage<PreparedFrame> for DepthStage {
     type Out = DepthFrame;
 
     fn process(&mut self, prepared: PreparedFrame) -> Result<DepthFrame, StageError> {
-        let PreparedFrame { frame, resized, input } = prepared;
+        let PreparedFrame { frame, resized, input, device_input } = prepared;
         if let Some(hook) = &self.adapt {
             hook.before_frame(&mut self.engine);
         }
-        let disparity = self.engine.forward_normalised(&input, 1)?;
-        let disparity =
-            Disparity { width: resized.width, height: resized.height, data: disparity.to_vec() };
-        self.pool.put(input);
+        let data = match &device_input {
+            Some(x) => forward_device_input(&self.engine, x)?,
+            None => self.engine.forward_normalised(&input, 1)?.to_vec(),
+        };
+        let disparity = Disparity { width: resized.width, height: resized.height, data };
+        if device_input.is_none() {
+            self.pool.put(input);
+        }
         if let Some(hook) = self.adapt.as_mut() {
             hook.after_frame(&frame, &resized);
         }
         Ok(DepthFrame { frame, resized, disparity })
     }
+}
+
+/// Disparity (scale 0, host) of a normalised input already on the network's device.
+pub fn forward_device_input(
+    engine: &TorchDepthEngine,
+    x: &tch::Tensor,
+) -> Result<Vec<f32>, crate::engine::EngineError> {
+    let disp = tch::no_grad(|| engine.network().try_forward_t(x, false))?;
+    let first = disp
+        .first()
+        .ok_or_else(|| crate::engine::EngineError::Internal("no disparity output".into()))?;
+    let host = first.f_to_device(tch::Device::Cpu)?.f_contiguous()?;
+    let n = host.numel();
+    let mut out = vec![0f32; n];
+    host.f_copy_data(&mut out, n)?;
+    Ok(out)
+}
+
+/// The CUDA preprocessing for an engine on `device`, when feature `cuda` is on and the kernels
+/// load; otherwise None (with a printed warning when CUDA was expected but failed), and the CPU
+/// path runs.
+#[cfg(feature = "cuda")]
+fn gpu_preprocess_for(
+    device: tch::Device,
+    size: (u32, u32),
+    normalisation: ([f32; 3], [f32; 3]),
+) -> Option<gpu_preprocess::GpuPreprocess> {
+    let tch::Device::Cuda(ordinal) = device else {
+        return None;
+    };
+    match gpu_preprocess::GpuPreprocess::new(ordinal, size, normalisation) {
+        Ok(gpu) => Some(gpu),
+        Err(e) => {
+            eprintln!("warning: CUDA preprocessing unavailable ({e}); using the CPU preprocessing");
+            None
+        }
+    }
+}
+
+/// A `gst://` URI replaying the video file at `path` paced by the pipeline clock, like a camera:
+/// `identity sync=true` before the appsink releases each decoded frame at its timestamp (30 fps
+/// for a 30 fps file) instead of as fast as the decoder runs. Same frames, same order.
+pub fn paced_replay_uri(path: &Path) -> String {
+    format!(
+        "gst://filesrc location=\"{}\" ! decodebin ! identity sync=true ! videoconvert ! \
+         appsink name=sink",
+        path.display()
+    )
 }
 
 /// The `outputs` sink: writes what the config's `[outputs]` asks for into its folder.
@@ -382,8 +576,15 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
         }
         None => None,
     };
+    let preprocess = PreprocessStage {
+        #[cfg(feature = "cuda")]
+        gpu: gpu_preprocess_for(engine.network().device(), (width, height), (mean, std)),
+        preprocessor,
+        pool: pool.clone(),
+    };
+    let preprocess_path = preprocess.path();
     let report = Pipeline::new(source, config.pipeline.options())?
-        .stage("preprocess", PreprocessStage { preprocessor, pool: pool.clone() })
+        .stage(preprocess_path.stage_name(), preprocess)
         .stage("depth", DepthStage { engine, pool, adapt })
         .sink("outputs", sink)
         .run();
@@ -396,7 +597,10 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
         write_summary_json(&config.outputs.dir.join("adapt_report.json"), &stats)?;
     }
     let report = report?;
-    write_summary_json(&config.outputs.dir.join("run_report.json"), &report)?;
+    write_summary_json(
+        &config.outputs.dir.join("run_report.json"),
+        &LiveRunReport { pipeline: &report, preprocess_path },
+    )?;
     Ok(report)
 }
 

@@ -1,6 +1,8 @@
 //! `livedepth bench`: benchmarks, each printing a ratio against a peer measured in the same run.
 
+mod adapt;
 mod infer;
+mod live_adapt;
 mod loss;
 
 use clap::{Args as ClapArgs, Subcommand};
@@ -17,11 +19,17 @@ pub enum BenchCommand {
     Infer(infer::InferArgs),
     /// The self-supervised loss, forward + backward, against PyTorch autograd on the CPU.
     Loss(loss::LossBenchArgs),
+    /// One end-to-end adaptation step and the live-frame latency, GPU vs CPU.
+    Adapt(adapt::AdaptBenchArgs),
+    /// Live depth on a paced 30 fps GStreamer replay, without and with online adaptation.
+    LiveAdapt(live_adapt::LiveAdaptBenchArgs),
 }
 
 pub fn run(args: Args) -> livedepth::Result<()> {
     match args.command {
         BenchCommand::Infer(a) => infer::run_infer(a),
         BenchCommand::Loss(a) => loss::bench_loss(a),
+        BenchCommand::Adapt(a) => adapt::bench_adapt(a),
+        BenchCommand::LiveAdapt(a) => live_adapt::bench_live_adapt(a),
     }
 }

@@ -1,0 +1,262 @@
+//! `livedepth bench live-adapt`: is live depth still real time while the networks adapt?
+//! Renders a synthetic drive with the crate's renderer to an H.264 mp4 at 30 fps, then replays
+//! it twice through real GStreamer paced by the pipeline clock (`identity sync=true`, so frames
+//! arrive at 30 fps like a camera; the appsink keeps only the newest frame) into the live path
+//! (`run`): once frozen, once with online adaptation on its own thread. Prints, for both,
+//! delivered fps, frames dropped and where (at the source because the path was busy, in the
+//! keep-latest queues), p50 / p99 capture-to-output latency, and for the adapted run the steps
+//! per second and publications, then the ratios.
+
+use clap::Args as ClapArgs;
+use livedepth::adapt::AdaptConfig;
+use livedepth::app::adapt::AdaptOptions;
+use livedepth::app::live::{LiveOptions, paced_replay_uri, run_live};
+use livedepth::config::Config;
+use livedepth::model::Arch;
+use livedepth::model::network::DepthNetwork;
+use livedepth::pipeline::RunReport;
+use livedepth::sink::video::Mp4Writer;
+use livedepth::synth::{RenderConfig, Renderer, write_dataset_with};
+use std::path::{Path, PathBuf};
+use tch::Device;
+
+#[derive(ClapArgs, Debug)]
+pub struct LiveAdaptBenchArgs {
+    /// Frames of the replayed drive (at 30 fps).
+    #[arg(long, default_value_t = 240)]
+    pub frames: usize,
+    /// Camera (rendered) frame size WIDTHxHEIGHT.
+    #[arg(long, default_value = "640x192")]
+    pub camera: String,
+    /// Network input size WIDTHxHEIGHT (multiples of 32).
+    #[arg(long, default_value = "320x96")]
+    pub net: String,
+    /// Depth model (folder or safetensors); default: the shared KITTI RT-MonoDepth-S when
+    /// present, else random weights saved to the work folder.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Work folder for the drive, the runs' outputs and reports (default: a temporary folder).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Scene seed of the drive.
+    #[arg(long, default_value_t = 11)]
+    pub seed: u64,
+}
+
+const FPS: f64 = 30.0;
+
+fn parse_size(text: &str, flag: &str) -> livedepth::Result<(u32, u32)> {
+    let parsed = text.split_once('x').and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)));
+    match parsed {
+        Some((w, h)) if w > 0 && h > 0 => Ok((w, h)),
+        _ => Err(livedepth::Error::Other(format!(
+            "{flag}: expected WIDTHxHEIGHT (e.g. 320x96), got `{text}`"
+        ))),
+    }
+}
+
+fn other(e: impl std::fmt::Display) -> livedepth::Error {
+    livedepth::Error::Other(e.to_string())
+}
+
+/// One run's figures.
+struct RunFigures {
+    report: RunReport,
+    steps: u64,
+    published: u64,
+    rejected: u64,
+    stationary: u64,
+}
+
+fn live_config(
+    uri: &str,
+    model: &Path,
+    renderer: &Renderer,
+    (w, h): (u32, u32),
+    out: &Path,
+) -> livedepth::Result<Config> {
+    let k = renderer.intrinsics();
+    let text = format!(
+        r#"
+[source]
+uri = '{uri}'
+live = true
+fps = {FPS}
+
+[camera]
+fx = {fx}
+fy = {fy}
+cx = {cx}
+cy = {cy}
+width = {cw}
+height = {ch}
+
+[network]
+arch = "rtmonodepth-s"
+width = {w}
+height = {h}
+model = '{model}'
+
+[pipeline]
+queue_size = 2
+policy = "keep-latest"
+stats_interval_s = 2.0
+
+[outputs]
+dir = '{out}'
+depth_png = false
+colour_png = false
+video = false
+pointcloud_every = 0
+metrics = false
+"#,
+        model = model.display(),
+        out = out.display(),
+        fx = k.fx,
+        fy = k.fy,
+        cx = k.cx,
+        cy = k.cy,
+        cw = k.width,
+        ch = k.height,
+    );
+    Ok(Config::from_toml_str(&text, Path::new("<bench live-adapt>"))?)
+}
+
+fn run_once(config: Config, adapt: bool, out: &Path) -> livedepth::Result<RunFigures> {
+    let adapt = adapt.then(|| {
+        let config =
+            AdaptConfig { checkpoint_every: 0, publish_every: 5, ..AdaptConfig::default() };
+        AdaptOptions { config, print_every: 0, ..AdaptOptions::default() }
+    });
+    let with_adapt = adapt.is_some();
+    let report = run_live(&LiveOptions { config, model: None, max_frames: None, adapt })?;
+    let mut figures = RunFigures { report, steps: 0, published: 0, rejected: 0, stationary: 0 };
+    if with_adapt {
+        let path = out.join("adapt_report.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| livedepth::Error::io(&path, e))?;
+        let stats: serde_json::Value = serde_json::from_str(&text).map_err(other)?;
+        let get = |key: &str| stats[key].as_u64().unwrap_or(0);
+        figures.steps = get("steps");
+        figures.published = get("published");
+        figures.rejected = get("rejected");
+        figures.stationary = get("skipped_stationary");
+    }
+    Ok(figures)
+}
+
+fn print_run(name: &str, f: &RunFigures, rendered: usize) {
+    let r = &f.report;
+    let at_source = (rendered as u64).saturating_sub(r.frames_read);
+    println!(
+        "  {name:<8} {:>5.1} fps delivered | {} of {rendered} frames delivered, dropped: {} at the \
+         source (appsink kept only the newest while the path was busy), {} in keep-latest \
+         queues | latency p50 {:.1} ms p99 {:.1} ms | wall {:.1} s",
+        r.fps,
+        r.frames_delivered,
+        at_source,
+        r.frames_dropped,
+        r.end_to_end.p50_ms,
+        r.end_to_end.p99_ms,
+        r.wall_seconds
+    );
+}
+
+pub fn bench_live_adapt(args: LiveAdaptBenchArgs) -> livedepth::Result<()> {
+    let camera = parse_size(&args.camera, "--camera")?;
+    let net = parse_size(&args.net, "--net")?;
+    if !net.0.is_multiple_of(32) || !net.1.is_multiple_of(32) {
+        return Err(other(format!("--net: expected multiples of 32, got {}x{}", net.0, net.1)));
+    }
+    if args.frames < 10 {
+        return Err(other(format!("--frames: expected at least 10, got {}", args.frames)));
+    }
+    let dir = args.out.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("livedepth-bench-live-adapt-{}", std::process::id()))
+    });
+    std::fs::create_dir_all(&dir).map_err(|e| livedepth::Error::io(&dir, e))?;
+    let work = dir.canonicalize().map_err(|e| livedepth::Error::io(&dir, e))?;
+    let result = bench_in(&args, camera, net, &work);
+    if args.out.is_none() {
+        // Best effort: a temporary folder left behind is harmless.
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    result
+}
+
+fn bench_in(
+    args: &LiveAdaptBenchArgs,
+    camera: (u32, u32),
+    net: (u32, u32),
+    work: &Path,
+) -> livedepth::Result<()> {
+    // The drive, encoded at 30 fps.
+    let render = RenderConfig {
+        frames: args.frames,
+        width: camera.0,
+        height: camera.1,
+        fps: FPS,
+        seed: args.seed,
+        supersample: 1,
+        ..RenderConfig::default()
+    };
+    let renderer = Renderer::new(&render)?;
+    let video_path = work.join("drive.mp4");
+    let mut video = Mp4Writer::create(&video_path, camera.0, camera.1, FPS)?;
+    write_dataset_with(&renderer, &work.join("drive"), false, |frame| {
+        video.push(&frame.rgb, frame.timestamp).map_err(livedepth::Error::from)
+    })?;
+    video.finish()?;
+
+    let model = match args.model.clone().or_else(|| {
+        let shared = PathBuf::from("../shared/models/rtmonodepth_s/m_640x192");
+        shared.exists().then_some(shared)
+    }) {
+        Some(model) => model,
+        None => {
+            tch::manual_seed(0);
+            let path = work.join("random_rtmonodepth_s.safetensors");
+            DepthNetwork::new(Arch::RtMonoDepthS, Device::Cpu).save_safetensors(&path)?;
+            path
+        }
+    };
+    let uri = paced_replay_uri(&video_path);
+    println!(
+        "bench live-adapt: {} frames of a synthetic drive ({}x{}) replayed at {FPS} fps through \
+         GStreamer (paced: identity sync=true; live appsink keeps the newest frame), network \
+         {}x{} ({}), {} libtorch threads",
+        args.frames,
+        camera.0,
+        camera.1,
+        net.0,
+        net.1,
+        model.display(),
+        tch::get_num_threads()
+    );
+    let mut runs = Vec::new();
+    for (name, adapt) in [("frozen", false), ("adapting", true)] {
+        let out = work.join(name);
+        let config = live_config(&uri, &model, &renderer, net, &out)?;
+        let figures = run_once(config, adapt, &out)?;
+        print_run(name, &figures, args.frames);
+        runs.push(figures);
+    }
+    let (frozen, adapting) = (&runs[0], &runs[1]);
+    let wall = adapting.report.wall_seconds.max(1e-9);
+    println!(
+        "  adaptation: {} steps ({:.2} steps/s), {} publications, {} rejected, {} skipped as \
+         stationary",
+        adapting.steps,
+        adapting.steps as f64 / wall,
+        adapting.published,
+        adapting.rejected,
+        adapting.stationary
+    );
+    println!(
+        "  adapting / frozen: fps {:.3}, frames delivered {:.3}, latency p50 {:.2}x p99 {:.2}x",
+        adapting.report.fps / frozen.report.fps.max(1e-9),
+        adapting.report.frames_delivered as f64 / frozen.report.frames_delivered.max(1) as f64,
+        adapting.report.end_to_end.p50_ms / frozen.report.end_to_end.p50_ms.max(1e-9),
+        adapting.report.end_to_end.p99_ms / frozen.report.end_to_end.p99_ms.max(1e-9)
+    );
+    Ok(())
+}
