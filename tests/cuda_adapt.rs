@@ -7,18 +7,12 @@
 
 mod common;
 
+use livedepth::adapt::LossBackend;
 use livedepth::adapt::loss_backend::{
     LossBackendKind, choose_loss_backend, tie_break_noise_tensor, tie_break_noise_value,
 };
-use livedepth::adapt::{AdaptConfig, Adapter, LossBackend, StepOutcome, Triplet};
 use livedepth::loss::LossConfig;
-use livedepth::model::network::{DepthNetwork, PoseNetwork};
-use livedepth::model::{Arch, PoseArch};
-use std::sync::Arc;
-use tch::{Device, Tensor};
-
-const W: usize = 96;
-const H: usize = 64;
+use tch::Device;
 
 /// libtorch's generator and thread pool are global: torch tests here run one at a time.
 static TORCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -88,89 +82,148 @@ fn cuda_backend_without_a_driver_is_a_clear_error() {
     assert!(e.contains("CUDA") && e.contains("LIVEDEPTH_ADAPT_LOSS=cpu"), "{e}");
 }
 
-/// A smooth textured image shifted by `shift` pixels (planar RGB in [0, 1]).
-fn texture(shift: f32) -> Vec<f32> {
-    let mut out = vec![0f32; 3 * W * H];
-    for c in 0..3 {
-        for y in 0..H {
-            for x in 0..W {
-                let u = x as f32 + shift;
-                let value = 0.5
-                    + 0.25 * (0.31 * u + 0.7 * c as f32).sin() * (0.23 * y as f32).cos()
-                    + 0.2 * (0.07 * u * y as f32 / 40.0 + c as f32).sin();
-                out[c * W * H + y * W + x] = value.clamp(0.0, 1.0);
+/// The GPU tests (feature `cuda`; each skips with a printed reason without a GPU).
+#[cfg(feature = "cuda")]
+mod gpu {
+    use super::torch_exclusive;
+    use livedepth::adapt::loss_backend::LossBackendKind;
+    use livedepth::adapt::{AdaptConfig, Adapter, StepOutcome, Triplet};
+    use livedepth::model::network::{DepthNetwork, PoseNetwork};
+    use livedepth::model::{Arch, PoseArch};
+    use std::sync::Arc;
+    use tch::{Device, Tensor};
+
+    const W: usize = 96;
+    const H: usize = 64;
+
+    /// A smooth textured image shifted by `shift` pixels (planar RGB in [0, 1]).
+    fn texture(shift: f32) -> Vec<f32> {
+        let mut out = vec![0f32; 3 * W * H];
+        for c in 0..3 {
+            for y in 0..H {
+                for x in 0..W {
+                    let u = x as f32 + shift;
+                    let value = 0.5
+                        + 0.25 * (0.31 * u + 0.7 * c as f32).sin() * (0.23 * y as f32).cos()
+                        + 0.2 * (0.07 * u * y as f32 / 40.0 + c as f32).sin();
+                    out[c * W * H + y * W + x] = value.clamp(0.0, 1.0);
+                }
             }
         }
+        out
     }
-    out
-}
 
-fn triplet(shift: f32) -> Arc<Triplet> {
-    Arc::new(Triplet {
-        target_index: 1,
-        k: 1,
-        width: W,
-        height: H,
-        prev: Arc::new(texture(shift - 2.0)),
-        target: Arc::new(texture(shift)),
-        next: Arc::new(texture(shift + 2.0)),
-        intrinsics: [0.6 * W as f32, 0.9 * H as f32, W as f32 / 2.0, H as f32 / 2.0],
-    })
-}
+    fn triplet(shift: f32) -> Arc<Triplet> {
+        Arc::new(Triplet {
+            target_index: 1,
+            k: 1,
+            width: W,
+            height: H,
+            prev: Arc::new(texture(shift - 2.0)),
+            target: Arc::new(texture(shift)),
+            next: Arc::new(texture(shift + 2.0)),
+            intrinsics: [0.6 * W as f32, 0.9 * H as f32, W as f32 / 2.0, H as f32 / 2.0],
+        })
+    }
 
-#[allow(dead_code)]
-fn weights(adapter: &Adapter) -> Vec<f32> {
-    let mut out = Vec::new();
-    for vs in [adapter.student().var_store(), adapter.pose().var_store()] {
-        let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        for (_, t) in vars {
-            let t = t.detach().to_device(Device::Cpu).flatten(0, -1).contiguous();
-            out.extend(Vec::<f32>::try_from(t).expect("f32 weights"));
+    fn weights(adapter: &Adapter) -> Vec<f32> {
+        let mut out = Vec::new();
+        for vs in [adapter.student().var_store(), adapter.pose().var_store()] {
+            let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+            vars.sort_by(|a, b| a.0.cmp(&b.0));
+            for (_, t) in vars {
+                let t = t.detach().to_device(Device::Cpu).flatten(0, -1).contiguous();
+                out.extend(Vec::<f32>::try_from(t).expect("f32 weights"));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn adaptation_step_on_cuda_matches_the_cpu_step() {
+        let _torch = torch_exclusive();
+        if !tch::Cuda::is_available() {
+            eprintln!("SKIP: libtorch sees no CUDA device; the CUDA adaptation step needs a GPU");
+            return;
+        }
+        let mut config = AdaptConfig { seed: 7, ..AdaptConfig::default() };
+        config.stationary_masked_fraction = 1.0;
+        config.stationary_translation = 0.0;
+        config.guards.rollback = false;
+        config.loss.tie_break_std = 0.0;
+        tch::manual_seed(3);
+        let student = DepthNetwork::new(Arch::RtMonoDepthS, Device::Cpu);
+        let pose = PoseNetwork::new(PoseArch::RtMonoDepthSPose, Device::Cpu);
+        let mut gpu_student = DepthNetwork::new(Arch::RtMonoDepthS, Device::Cuda(0));
+        let mut gpu_pose = PoseNetwork::new(PoseArch::RtMonoDepthSPose, Device::Cuda(0));
+        gpu_student.copy_weights_from(&student).expect("copy depth");
+        gpu_pose.copy_weights_from(&pose).expect("copy pose");
+        let mut cpu = Adapter::new(config.clone(), student, pose).expect("cpu adapter");
+        let mut gpu = Adapter::new(config, gpu_student, gpu_pose).expect("cuda adapter");
+        assert_eq!(cpu.loss_backend(), LossBackendKind::Cpu);
+        assert_eq!(gpu.loss_backend(), LossBackendKind::Cuda);
+        let batch = [triplet(0.0), triplet(5.0)];
+        for step in 0..2 {
+            let a = cpu.step_on(&batch).expect("cpu step");
+            let b = gpu.step_on(&batch).expect("cuda step");
+            assert_eq!((&a, &b), (&StepOutcome::Accepted, &StepOutcome::Accepted), "step {step}");
+            let (c, g) = (cpu.stats(), gpu.stats());
+            let rel = |x: f64, y: f64| (x - y).abs() / x.abs().max(1e-12);
+            eprintln!("step {step}: total cpu {} cuda {}", c.last_total, g.last_total);
+            assert!(rel(c.last_total, g.last_total) < 1e-4, "total {c:?} vs {g:?}");
+            assert!(rel(c.last_photometric, g.last_photometric) < 1e-4);
+            assert!((c.last_masked_fraction - g.last_masked_fraction).abs() < 1e-3);
+            assert!((c.last_distill_fraction - g.last_distill_fraction).abs() < 1e-3);
+            assert!(rel(c.last_distill, g.last_distill) < 1e-3);
+        }
+        let (wc, wg) = (weights(&cpu), weights(&gpu));
+        let worst = wc.iter().zip(&wg).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-3, "weights after two steps differ by up to {worst}");
+    }
+
+    #[test]
+    fn live_cuda_preprocessing_matches_the_twin_and_feeds_the_network() {
+        use livedepth::app::live::gpu_preprocess::GpuPreprocess;
+        use livedepth::cuda::twin::{self, Normalization, PackedFrame, PixelFormat, Resize};
+        use livedepth::frame::RgbImage;
+        let _torch = torch_exclusive();
+        if !tch::Cuda::is_available() {
+            eprintln!(
+                "SKIP: libtorch sees no CUDA device; the live CUDA preprocessing needs a GPU"
+            );
+            return;
+        }
+        let (src_w, src_h, w, h) = (200usize, 90usize, 96usize, 64usize);
+        let mut image = RgbImage::new(src_w as u32, src_h as u32);
+        for (i, v) in image.data.iter_mut().enumerate() {
+            *v = ((i * 37 + i / 7) % 251) as u8;
+        }
+        let normalisation = Arch::RtMonoDepthS.normalisation();
+        let mut gpu =
+            GpuPreprocess::new(0, (w as u32, h as u32), normalisation).expect("CUDA preprocessing");
+        let (resized, input) = gpu.run(&image).expect("preprocess");
+        assert_eq!(input.size(), vec![1, 3, h as i64, w as i64]);
+        assert_eq!(input.device(), Device::Cuda(0));
+        let got = Vec::<f32>::try_from(input.to_device(Device::Cpu).flatten(0, -1)).unwrap();
+        let frame = PackedFrame {
+            data: &image.data,
+            width: src_w,
+            height: src_h,
+            pitch: 3 * src_w,
+            format: PixelFormat::Rgb,
+        };
+        let norm = Normalization { mean: normalisation.0, std: normalisation.1 };
+        let mut want = vec![0f32; 3 * w * h];
+        twin::preprocess(&frame, w, h, Resize::Area, &norm, &mut want).expect("twin");
+        let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-4, "GPU preprocessing differs from its twin by {worst}");
+        // The 8-bit image for the outputs is the de-normalised input, rounded.
+        assert_eq!((resized.width, resized.height), (w as u32, h as u32));
+        let (mean, std) = (normalisation.0[0], normalisation.1[0]);
+        for (i, &byte) in resized.data.iter().enumerate().step_by(97) {
+            let (pixel, c) = (i / 3, i % 3);
+            let value = (want[c * w * h + pixel] * std + mean) * 255.0;
+            assert!((f32::from(byte) - value).abs() <= 1.0, "byte {i}: {byte} vs {value}");
         }
     }
-    out
-}
-
-#[cfg(feature = "cuda")]
-#[test]
-fn adaptation_step_on_cuda_matches_the_cpu_step() {
-    let _torch = torch_exclusive();
-    if !tch::Cuda::is_available() {
-        eprintln!("SKIP: libtorch sees no CUDA device; the CUDA adaptation step needs a GPU");
-        return;
-    }
-    let mut config = AdaptConfig { seed: 7, ..AdaptConfig::default() };
-    config.stationary_masked_fraction = 1.0;
-    config.stationary_translation = 0.0;
-    config.guards.rollback = false;
-    config.loss.tie_break_std = 0.0;
-    tch::manual_seed(3);
-    let student = DepthNetwork::new(Arch::RtMonoDepthS, Device::Cpu);
-    let pose = PoseNetwork::new(PoseArch::RtMonoDepthSPose, Device::Cpu);
-    let mut gpu_student = DepthNetwork::new(Arch::RtMonoDepthS, Device::Cuda(0));
-    let mut gpu_pose = PoseNetwork::new(PoseArch::RtMonoDepthSPose, Device::Cuda(0));
-    gpu_student.copy_weights_from(&student).expect("copy depth");
-    gpu_pose.copy_weights_from(&pose).expect("copy pose");
-    let mut cpu = Adapter::new(config.clone(), student, pose).expect("cpu adapter");
-    let mut gpu = Adapter::new(config, gpu_student, gpu_pose).expect("cuda adapter");
-    assert_eq!(cpu.loss_backend(), LossBackendKind::Cpu);
-    assert_eq!(gpu.loss_backend(), LossBackendKind::Cuda);
-    let batch = [triplet(0.0), triplet(5.0)];
-    for step in 0..2 {
-        let a = cpu.step_on(&batch).expect("cpu step");
-        let b = gpu.step_on(&batch).expect("cuda step");
-        assert_eq!((&a, &b), (&StepOutcome::Accepted, &StepOutcome::Accepted), "step {step}");
-        let (c, g) = (cpu.stats(), gpu.stats());
-        let rel = |x: f64, y: f64| (x - y).abs() / x.abs().max(1e-12);
-        eprintln!("step {step}: total cpu {} cuda {}", c.last_total, g.last_total);
-        assert!(rel(c.last_total, g.last_total) < 1e-4, "total {c:?} vs {g:?}");
-        assert!(rel(c.last_photometric, g.last_photometric) < 1e-4);
-        assert!((c.last_masked_fraction - g.last_masked_fraction).abs() < 1e-3);
-        assert!((c.last_distill_fraction - g.last_distill_fraction).abs() < 1e-3);
-        assert!(rel(c.last_distill, g.last_distill) < 1e-3);
-    }
-    let (wc, wg) = (weights(&cpu), weights(&gpu));
-    let worst = wc.iter().zip(&wg).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-    assert!(worst < 1e-3, "weights after two steps differ by up to {worst}");
 }

@@ -118,6 +118,7 @@ pub fn build_adapter(
         }
     };
     let mut adapter = Adapter::new(options.config.clone(), student, pose)?;
+    eprintln!("adapt: networks on {device:?}, loss on {}", adapter.loss_backend());
     if let Some(path) = &options.checkpoint {
         adapter = adapter.with_checkpoint(path);
     }
