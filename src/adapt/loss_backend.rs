@@ -283,17 +283,22 @@ mod device {
                 smoothness_weight: config.smoothness_weight,
                 automask: config.automask,
             };
-            let load = |c: FusedLossConfig| {
-                TorchFusedLoss::new(ordinal, c).map_err(|e| {
-                    AdaptError::Cuda(format!(
-                        "the loss kernels cannot load on cuda:{ordinal} ({e}); run with \
-                         LIVEDEPTH_ADAPT_LOSS=cpu to use the CPU loss instead"
-                    ))
-                })
+            let cannot_load = |e: crate::cuda::CudaError| {
+                AdaptError::Cuda(format!(
+                    "the loss kernels cannot load on cuda:{ordinal} ({e}); run with \
+                     LIVEDEPTH_ADAPT_LOSS=cpu to use the CPU loss instead"
+                ))
             };
+            let student = TorchFusedLoss::new(ordinal, fused).map_err(cannot_load)?;
+            let teacher = TorchFusedLoss::with_kernels(
+                student.kernels().clone(),
+                ordinal,
+                FusedLossConfig { automask: false, ..fused },
+            )
+            .map_err(cannot_load)?;
             Ok(Self {
-                student: load(fused)?,
-                teacher: load(FusedLossConfig { automask: false, ..fused })?,
+                student,
+                teacher,
                 ordinal,
                 tie_break_std: config.tie_break_std,
                 seed: config.seed,

@@ -191,6 +191,9 @@ pub mod gpu_preprocess {
         ordinal: usize,
         size: (usize, usize),
         norm: Normalization,
+        /// `norm` as [1, 3, 1, 1] device tensors (to recover the 8-bit image).
+        mean: Tensor,
+        std: Tensor,
     }
 
     impl GpuPreprocess {
@@ -201,11 +204,23 @@ pub mod gpu_preprocess {
             (mean, std): ([f32; 3], [f32; 3]),
         ) -> Result<Self, crate::cuda::CudaError> {
             let kernels = Arc::new(CudaKernels::new(ordinal)?);
+            let device = Device::Cuda(ordinal);
+            let channel_tensor = |v: &[f32; 3]| -> Result<Tensor, crate::cuda::CudaError> {
+                Tensor::f_from_slice(v)
+                    .and_then(|t| t.f_to_device(device))
+                    .and_then(|t| t.f_view([1, 3, 1, 1]))
+                    .map_err(|e| crate::cuda::CudaError::Driver {
+                        during: "uploading the normalisation".into(),
+                        detail: e.to_string(),
+                    })
+            };
             Ok(Self {
                 pre: FramePreprocessor::new(kernels),
                 ordinal,
                 size: (width as usize, height as usize),
                 norm: Normalization { mean, std },
+                mean: channel_tensor(&mean)?,
+                std: channel_tensor(&std)?,
             })
         }
 
@@ -229,10 +244,7 @@ pub mod gpu_preprocess {
             )
             .map_err(|e| EngineError::Internal(format!("CUDA preprocessing: {e}")))?;
             // The 8-bit network-size image for the outputs and the adapter: one small read back.
-            let device = Device::Cuda(self.ordinal);
-            let mean = Tensor::from_slice(&self.norm.mean).to_device(device).view([1, 3, 1, 1]);
-            let std = Tensor::from_slice(&self.norm.std).to_device(device).view([1, 3, 1, 1]);
-            let bytes = ((&input * &std + &mean) * 255.0)
+            let bytes = ((&input * &self.std + &self.mean) * 255.0)
                 .f_round()?
                 .f_clamp(0.0, 255.0)?
                 .f_to_kind(Kind::Uint8)?

@@ -95,7 +95,15 @@ pub struct TorchFusedLoss {
 impl TorchFusedLoss {
     /// Loads the kernels on CUDA device `ordinal` (the device libtorch uses).
     pub fn new(ordinal: usize, config: FusedLossConfig) -> Result<Self, CudaError> {
-        let kernels = Arc::new(CudaKernels::new(ordinal)?);
+        Self::with_kernels(Arc::new(CudaKernels::new(ordinal)?), ordinal, config)
+    }
+
+    /// A second evaluator (e.g. with other settings) on kernels already loaded on `ordinal`.
+    pub fn with_kernels(
+        kernels: Arc<CudaKernels>,
+        ordinal: usize,
+        config: FusedLossConfig,
+    ) -> Result<Self, CudaError> {
         let automask = config.automask;
         Ok(Self { loss: FusedLossGpu::new(kernels.clone(), config)?, kernels, ordinal, automask })
     }
