@@ -249,9 +249,75 @@ impl LossBackend {
 #[cfg(feature = "cuda")]
 pub use device::DeviceLoss;
 
+/// Values per sample in the CUDA path's host read: the kernels' twelve loss scalars (total,
+/// photometric, smoothness, masked fraction, photometric per scale [4], smoothness per scale [4]).
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+const SCALARS_PER_SAMPLE: usize = 12;
+
+/// What the trainer takes from the CUDA path's one host read of a step.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+#[derive(Clone, Debug, PartialEq)]
+struct StepSummary {
+    sums: (f64, f64, f64),
+    live_masked_fraction: f64,
+    distill_fraction: f64,
+    verdict: Option<StepOutcome>,
+}
+
+/// Reads the CUDA path's step summary `host` = [batch × 12 loss scalars, the live sample's two
+/// translation norms, the count of non-finite gradient values, the distillation mask coverage]
+/// and decides as the CPU path does: a non-finite live loss rejects, then the stationary rule
+/// (live sample mostly auto-masked, or both translations short) skips, then a non-finite loss of
+/// a replayed sample or any non-finite gradient rejects.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+fn summarise_step(
+    host: &[f32],
+    batch: usize,
+    stationary_masked_fraction: f32,
+    stationary_translation: f32,
+) -> Result<StepSummary, AdaptError> {
+    let expected = SCALARS_PER_SAMPLE * batch + 4;
+    if batch == 0 || host.len() != expected {
+        return Err(AdaptError::Frame(format!(
+            "CUDA step summary holds {} values, expected {expected} for a batch of {batch}",
+            host.len()
+        )));
+    }
+    let row = |i: usize| &host[SCALARS_PER_SAMPLE * i..SCALARS_PER_SAMPLE * (i + 1)];
+    let tail = &host[SCALARS_PER_SAMPLE * batch..];
+    let (norms, bad_gradients, coverage) = ([tail[0], tail[1]], tail[2], tail[3]);
+    let mut sums = (0.0, 0.0, 0.0);
+    for i in 0..batch {
+        let r = row(i);
+        sums.0 += f64::from(r[0]);
+        sums.1 += f64::from(r[1]);
+        sums.2 += f64::from(r[2]);
+    }
+    let live_masked = row(0)[3];
+    let moving = norms.iter().any(|&t| t >= stationary_translation);
+    let finite = |i: usize| row(i)[0].is_finite();
+    let verdict = if !finite(0) {
+        Some(StepOutcome::Rejected("non-finite loss".into()))
+    } else if live_masked > stationary_masked_fraction || !moving {
+        Some(StepOutcome::SkippedStationary)
+    } else if !(1..batch).all(finite) {
+        Some(StepOutcome::Rejected("non-finite loss".into()))
+    } else if bad_gradients != 0.0 {
+        Some(StepOutcome::Rejected("non-finite loss gradient".into()))
+    } else {
+        None
+    };
+    Ok(StepSummary {
+        sums,
+        live_masked_fraction: f64::from(live_masked),
+        distill_fraction: f64::from(coverage),
+        verdict,
+    })
+}
+
 #[cfg(feature = "cuda")]
 mod device {
-    use super::{AdaptError, DeviceBatch, DeviceTerms, StepOutcome, tie_break_noise_tensor};
+    use super::{AdaptError, DeviceBatch, DeviceTerms, summarise_step, tie_break_noise_tensor};
     use crate::cuda::torch::{TorchFusedLoss, TorchLossInputs};
     use crate::cuda::twin::FusedLossConfig;
     use crate::loss::LossConfig;
@@ -430,37 +496,19 @@ mod device {
             let mut host = vec![0f32; summary.numel()];
             let len = host.len();
             summary.f_copy_data(&mut host, len)?;
-            let row = |i: usize| &host[12 * i..12 * i + 12];
-            let tail = &host[12 * bu..];
-            let (norms, bad, coverage) = ([tail[0], tail[1]], tail[2], tail[3]);
-            let mut sums = (0.0, 0.0, 0.0);
-            for i in 0..bu {
-                let r = row(i);
-                sums.0 += f64::from(r[0]);
-                sums.1 += f64::from(r[1]);
-                sums.2 += f64::from(r[2]);
-            }
-            let live_masked_fraction = f64::from(row(0)[3]);
-            let moving = norms.iter().any(|&t| t >= batch.stationary_translation);
-            let finite = |i: usize| row(i)[0].is_finite();
-            let verdict = if !finite(0) {
-                Some(StepOutcome::Rejected("non-finite loss".into()))
-            } else if row(0)[3] > batch.stationary_masked_fraction || !moving {
-                Some(StepOutcome::SkippedStationary)
-            } else if !(1..bu).all(finite) {
-                Some(StepOutcome::Rejected("non-finite loss".into()))
-            } else if bad != 0.0 {
-                Some(StepOutcome::Rejected("non-finite loss gradient".into()))
-            } else {
-                None
-            };
+            let summary = summarise_step(
+                &host,
+                bu,
+                batch.stationary_masked_fraction,
+                batch.stationary_translation,
+            )?;
             Ok(DeviceTerms {
                 surrogate,
                 distill_mask,
-                distill_fraction: f64::from(coverage),
-                sums,
-                live_masked_fraction,
-                verdict,
+                distill_fraction: summary.distill_fraction,
+                sums: summary.sums,
+                live_masked_fraction: summary.live_masked_fraction,
+                verdict: summary.verdict,
             })
         }
     }
@@ -469,6 +517,47 @@ mod device {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A step summary of `rows` (total, masked fraction) with the given tail values.
+    fn host(rows: &[(f32, f32)], norms: [f32; 2], bad: f32, coverage: f32) -> Vec<f32> {
+        let mut out = Vec::new();
+        for &(total, masked) in rows {
+            let mut row = [0f32; SCALARS_PER_SAMPLE];
+            row[0] = total;
+            row[1] = 0.9 * total;
+            row[2] = 0.1 * total;
+            row[3] = masked;
+            out.extend(row);
+        }
+        out.extend([norms[0], norms[1], bad, coverage]);
+        out
+    }
+
+    #[test]
+    fn step_summary_decides_like_the_cpu_path() {
+        let decide = |h: &[f32], b| summarise_step(h, b, 0.9, 1e-3).unwrap();
+        let ok = decide(&host(&[(2.0, 0.3), (4.0, 0.5)], [0.0, 0.01], 0.0, 0.25), 2);
+        assert_eq!(ok.verdict, None);
+        assert!((ok.sums.0 - 6.0).abs() < 1e-6 && (ok.sums.1 - 5.4).abs() < 1e-5);
+        assert!((ok.live_masked_fraction - 0.3).abs() < 1e-6);
+        assert!((ok.distill_fraction - 0.25).abs() < 1e-6);
+        let rejected = |v: &Option<StepOutcome>, what: &str| matches!(v, Some(StepOutcome::Rejected(r)) if r == what);
+        // A non-finite live loss is rejected before the stationary rule looks at it.
+        let s = decide(&host(&[(f32::NAN, 0.99), (1.0, 0.0)], [0.0, 0.0], 0.0, 0.0), 2);
+        assert!(rejected(&s.verdict, "non-finite loss"), "{s:?}");
+        // Stationary: mostly auto-masked, or both translations short; it wins over a bad replay.
+        let s = decide(&host(&[(1.0, 0.95), (f32::NAN, 0.0)], [1.0, 1.0], 0.0, 0.0), 2);
+        assert_eq!(s.verdict, Some(StepOutcome::SkippedStationary));
+        let s = decide(&host(&[(1.0, 0.1)], [1e-4, 5e-4], 0.0, 0.0), 1);
+        assert_eq!(s.verdict, Some(StepOutcome::SkippedStationary));
+        let s = decide(&host(&[(1.0, 0.1), (f32::INFINITY, 0.1)], [1.0, 0.0], 0.0, 0.0), 2);
+        assert!(rejected(&s.verdict, "non-finite loss"), "{s:?}");
+        let s = decide(&host(&[(1.0, 0.1)], [1.0, 0.0], 3.0, 0.0), 1);
+        assert!(rejected(&s.verdict, "non-finite loss gradient"), "{s:?}");
+        // A summary of the wrong length is an error naming both sizes.
+        let e = summarise_step(&[0.0; 5], 1, 0.9, 1e-3).unwrap_err().to_string();
+        assert!(e.contains('5') && e.contains("16"), "{e}");
+    }
 
     #[test]
     fn hash32_tensor_matches_the_scalar_hash() {
