@@ -147,10 +147,20 @@ fn run_once(config: Config, adapt: bool, out: &Path) -> livedepth::Result<RunFig
 fn print_run(name: &str, f: &RunFigures, rendered: usize) {
     let r = &f.report;
     let at_source = (rendered as u64).saturating_sub(r.frames_read);
+    let per_queue: Vec<String> = r
+        .nodes
+        .iter()
+        .filter_map(|node| {
+            let dropped = node.input_queue.map_or(0, |q| q.dropped);
+            (dropped > 0).then(|| format!("{dropped} before {}", node.name))
+        })
+        .collect();
+    let queues = if per_queue.is_empty() { "none".to_string() } else { per_queue.join(", ") };
     println!(
-        "  {name:<8} {:>5.1} fps delivered | {} of {rendered} frames delivered, dropped: {} at the \
-         source (appsink kept only the newest while the path was busy), {} in keep-latest \
-         queues | latency p50 {:.1} ms p99 {:.1} ms | wall {:.1} s",
+        "  {name:<8} {:>5.1} fps delivered | {} of {rendered} frames delivered | dropped: {} at \
+         the source (the appsink kept only the newest frame while the path was busy), {} in \
+         keep-latest queues (a stage still busy with the previous frame: {queues}) | latency \
+         p50 {:.1} ms p99 {:.1} ms | wall {:.1} s",
         r.fps,
         r.frames_delivered,
         at_source,
