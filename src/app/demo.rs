@@ -41,6 +41,9 @@ pub struct DemoOptions {
     /// Also run the live GStreamer replay with asynchronous adaptation (the lock-step report
     /// does not depend on it).
     pub live: bool,
+    /// libtorch intra-op threads (`None` leaves libtorch's default; 1 is fastest on a busy
+    /// 2-core machine).
+    pub threads: Option<usize>,
 }
 
 impl Default for DemoOptions {
@@ -52,6 +55,7 @@ impl Default for DemoOptions {
             model: None,
             steps_per_frame: 2,
             live: true,
+            threads: Some(1),
         }
     }
 }
@@ -278,6 +282,9 @@ pub fn run_demo(options: &DemoOptions) -> crate::Result<DemoReport> {
         })?,
     };
     let model = resolve_model(&model_path)?;
+    if let Some(threads) = options.threads {
+        tch::set_num_threads(threads.max(1) as i32);
+    }
     if options.frames < 8 {
         return Err(crate::Error::Other(format!(
             "demo --frames: expected at least 8 frames, got {}",

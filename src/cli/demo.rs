@@ -24,6 +24,9 @@ pub struct Args {
     /// Adaptation steps per frame in the lock-step comparison.
     #[arg(long, default_value_t = 2)]
     pub steps: usize,
+    /// libtorch threads (0 = libtorch's default; 1 is fastest on a busy 2-core machine).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
     /// Skip the live GStreamer replay (only render and compare in lock-step).
     #[arg(long)]
     pub no_live: bool,
@@ -37,6 +40,7 @@ pub fn run(args: Args) -> livedepth::Result<()> {
         model: args.model,
         steps_per_frame: args.steps,
         live: !args.no_live,
+        threads: (args.threads > 0).then_some(args.threads),
     })?;
     println!("synthetic drive: {} (dataset {})", report.video.display(), report.dataset.display());
     println!(

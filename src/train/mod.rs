@@ -842,11 +842,19 @@ pub fn train(options: &TrainOptions) -> Result<TrainSidecar, TrainError> {
     let pose_arch: PoseArch = options.arch.companion_pose();
     let depth = match &options.init_model {
         Some(path) => DepthNetwork::load(path, options.arch, device)?,
-        None => DepthNetwork::new(options.arch, device),
+        None => {
+            let net = DepthNetwork::new(options.arch, device);
+            kaiming_init(net.var_store())?;
+            net
+        }
     };
     let pose = match &options.init_pose {
         Some(path) => PoseNetwork::load(path, pose_arch, device)?,
-        None => PoseNetwork::new(pose_arch, device),
+        None => {
+            let net = PoseNetwork::new(pose_arch, device);
+            kaiming_init(net.var_store())?;
+            net
+        }
     };
     let depth_opt = nn::Adam::default().build(depth.var_store(), options.learning_rate)?;
     let pose_opt = nn::Adam::default().build(pose.var_store(), options.pose_learning_rate)?;
@@ -996,6 +1004,29 @@ pub fn train(options: &TrainOptions) -> Result<TrainSidecar, TrainError> {
     sidecar.wall_seconds = started.elapsed().as_secs_f64();
     trainer.save(&sidecar)?;
     Ok(sidecar)
+}
+
+/// Re-initialises a fresh network for training from scratch: convolution weights N(0, 2/fan_in)
+/// (He et al.), biases 0, drawn in name order so that one seed gives one network. PyTorch's
+/// default (uniform ±1/√fan_in) shrinks the signal about six-fold per layer, so a deep network
+/// without normalisation (RT-MonoDepth-S has none) starts with a constant output and learns
+/// structure very slowly.
+fn kaiming_init(vs: &nn::VarStore) -> Result<(), TrainError> {
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    tch::no_grad(|| -> Result<(), TrainError> {
+        for (name, mut var) in vars {
+            let size = var.size();
+            if size.len() == 4 {
+                let fan_in = (size[1] * size[2] * size[3]).max(1) as f64;
+                let init = var.f_randn_like()? * (2.0 / fan_in).sqrt();
+                var.f_copy_(&init)?;
+            } else if name.ends_with("bias") {
+                let _ = var.f_zero_()?;
+            }
+        }
+        Ok(())
+    })
 }
 
 fn mean_parts(parts: &std::collections::VecDeque<LossParts>) -> LossParts {
