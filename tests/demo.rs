@@ -2,6 +2,7 @@
 //! replays it through GStreamer with live depth and online adaptation, and writes every promised
 //! artefact (mp4 of the drive, colourised depth video, depth PNGs, frozen-vs-adapted report in
 //! JSON, abs_rel-over-time SVG); a missing model is a clear error naming it.
+#![cfg(feature = "torch")]
 
 mod common;
 
