@@ -211,3 +211,41 @@ fn the_committed_base_model_beats_an_untrained_network_on_an_unseen_drive() {
     assert!(trained.abs_rel < 0.5 * fresh.abs_rel, "{trained:?} vs {fresh:?}");
     assert!(trained.a1 > fresh.a1 + 0.2, "{trained:?} vs {fresh:?}");
 }
+
+/// Ctrl-C (SIGINT) during `livedepth train` stops after the current step and saves the weights
+/// and a sidecar marked interrupted.
+#[test]
+fn ctrl_c_stops_training_and_saves() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = render(&tmp.path().join("drive"), 8, 64, 32, 9);
+    let out = tmp.path().join("model");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_livedepth"))
+        .args(["train", "--quiet", "--log-every", "1", "--epochs", "1000", "--batch-size", "2"])
+        .args(["--width", "64", "--height", "32", "--checkpoint-every", "0"])
+        .arg("--dataset")
+        .arg(format!("kitti:{}", data.display()))
+        .arg("--out")
+        .arg(&out)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    // Wait for the first logged step, then interrupt.
+    let first = lines.by_ref().map_while(Result::ok).find(|l| l.starts_with("train: step"));
+    assert!(first.is_some(), "training never logged a step");
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let _rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "train exited with {exit}");
+    let sidecar = TrainSidecar::read(&out).unwrap();
+    assert!(sidecar.interrupted && !sidecar.complete, "{sidecar:?}");
+    assert!(sidecar.steps >= 1 && sidecar.steps < 1000 * 3);
+    DepthNetwork::load(&out.join(DEPTH_FILE), Arch::RtMonoDepthS, Device::Cpu).unwrap();
+}
