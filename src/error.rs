@@ -27,6 +27,10 @@ pub enum Error {
     #[cfg(feature = "torch")]
     #[error(transparent)]
     Adapt(#[from] Box<crate::adapt::AdaptError>),
+    /// Boxed like `Model`; `?` converts from the unboxed error.
+    #[cfg(feature = "torch")]
+    #[error(transparent)]
+    Train(#[from] Box<crate::train::TrainError>),
     #[error(transparent)]
     Cuda(#[from] crate::cuda::CudaError),
     #[error(transparent)]
@@ -55,6 +59,13 @@ impl From<crate::engine::EngineError> for Error {
 impl From<crate::adapt::AdaptError> for Error {
     fn from(e: crate::adapt::AdaptError) -> Self {
         Error::Adapt(Box::new(e))
+    }
+}
+
+#[cfg(feature = "torch")]
+impl From<crate::train::TrainError> for Error {
+    fn from(e: crate::train::TrainError) -> Self {
+        Error::Train(Box::new(e))
     }
 }
 

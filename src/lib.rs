@@ -24,5 +24,7 @@ pub mod python;
 pub mod sink;
 pub mod source;
 pub mod synth;
+#[cfg(feature = "torch")]
+pub mod train;
 
 pub use error::{Error, Result};

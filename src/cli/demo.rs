@@ -2,10 +2,10 @@
 
 use clap::Args as ClapArgs;
 use livedepth::app::demo::{DemoOptions, run_demo};
-use livedepth::eval::format_metrics_table;
 use std::path::PathBuf;
 
-/// Render a synthetic drive, replay it through GStreamer with live depth, and score it.
+/// Render an unseen synthetic drive, replay it through GStreamer with live depth and online
+/// adaptation, and report the seven metrics frozen vs adapted.
 #[derive(ClapArgs, Debug)]
 pub struct Args {
     /// Output folder.
@@ -17,9 +17,19 @@ pub struct Args {
     /// Scene seed.
     #[arg(long, default_value_t = 2026)]
     pub seed: u64,
-    /// Depth model folder (encoder.pth + depth.pth) or .safetensors file.
+    /// Depth model: a `livedepth train` folder (default: models/base_320x96), a folder with
+    /// encoder.pth + depth.pth (e.g. ../shared/models/rtmonodepth_s/m_640x192) or .safetensors.
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// Adaptation steps per frame in the lock-step comparison.
+    #[arg(long, default_value_t = 2)]
+    pub steps: usize,
+    /// libtorch threads (0 = libtorch's default; 1 is fastest on a busy 2-core machine).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Skip the live GStreamer replay (only render and compare in lock-step).
+    #[arg(long)]
+    pub no_live: bool,
 }
 
 pub fn run(args: Args) -> livedepth::Result<()> {
@@ -28,11 +38,29 @@ pub fn run(args: Args) -> livedepth::Result<()> {
         frames: args.frames,
         seed: args.seed,
         model: args.model,
+        steps_per_frame: args.steps,
+        live: !args.no_live,
+        threads: (args.threads > 0).then_some(args.threads),
     })?;
     println!("synthetic drive: {} (dataset {})", report.video.display(), report.dataset.display());
-    if let (Some(model), Some(eval)) = (&report.model, &report.eval) {
-        println!("model {} on the drive ({} frames):", model.display(), eval.mean.frames);
-        println!("{}", format_metrics_table(&eval.values()));
+    println!(
+        "model {} ({}x{}) on the unseen drive, {} frames, lock-step, frozen vs adapted ({} steps \
+         per frame, {} accepted, {} rollbacks):",
+        report.model.path.display(),
+        report.model.width,
+        report.model.height,
+        report.frozen.mean.frames,
+        report.steps_per_frame,
+        report.adapt_stats.steps,
+        report.adapt_stats.rollbacks
+    );
+    print!("{}", report.table());
+    println!("abs_rel per window (frames): frozen -> adapted");
+    for w in &report.windows {
+        println!(
+            "  {:>4}-{:<4} {:.3} -> {:.3}",
+            w.first_frame, w.last_frame, w.frozen_abs_rel, w.adapted_abs_rel
+        );
     }
     for path in &report.outputs {
         println!("wrote {path}");

@@ -11,6 +11,8 @@ mod probe;
 mod render;
 #[cfg(feature = "torch")]
 mod run;
+#[cfg(feature = "torch")]
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -43,6 +45,10 @@ pub enum Command {
     /// Benchmarks against peers measured in the same run (`infer`, `loss`).
     #[cfg(feature = "torch")]
     Bench(bench::Args),
+    /// Train the depth and pose networks offline over datasets (self-supervised, optionally
+    /// with supervised depth and pose where ground truth exists).
+    #[cfg(feature = "torch")]
+    Train(train::Args),
 }
 
 pub fn dispatch(cli: Cli) -> livedepth::Result<()> {
@@ -58,5 +64,7 @@ pub fn dispatch(cli: Cli) -> livedepth::Result<()> {
         Command::Eval(args) => eval::run(args),
         #[cfg(feature = "torch")]
         Command::Bench(args) => bench::run(args),
+        #[cfg(feature = "torch")]
+        Command::Train(args) => train::run(args),
     }
 }
