@@ -20,6 +20,11 @@ HEIGHT=${HEIGHT:-96}
 DATA=${DATA:-../shared/data}
 MODEL=${MODEL:-../shared/models/rtmonodepth_s/m_640x192}
 BIN=target/release/livedepth
+# One libtorch thread per run: on a shared 2-core machine the default thread pool
+# oversubscribes the cores (measured 0.15 vs 0.9 steps/s under load). The figures in
+# docs/adapt.md were taken this way (libtorch's sums can differ in the last bits with another
+# thread count).
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 for path in "$DATA/kitchen" "$DATA/kitti_tiny" "$MODEL"; do
     if [ ! -e "$path" ]; then

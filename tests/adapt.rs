@@ -1,6 +1,7 @@
 //! The online adaptation loop: guards (NaN batches rejected and counted), atomic checkpoints
 //! that survive kill -9, resume, the double-buffer publish, lock-step determinism and a real
-//! loss decrease on kitchen frames (the last two need ../shared and skip without it).
+//! loss decrease on kitchen frames, and the forgetting guard (drift bound and KITTI score after
+//! kitchen steps); the tests on real data need ../shared and skip without it.
 #![cfg(feature = "torch")]
 
 mod common;
@@ -401,6 +402,32 @@ fn config_errors_name_the_field_and_partial_toml_keeps_defaults() {
     assert_eq!(parsed.replay_per_step, AdaptConfig::default().replay_per_step);
     parsed.validate().unwrap();
     assert!("sideways".parse::<livedepth::adapt::AdaptLayers>().is_err());
+}
+
+/// The forgetting guard is on by default; its settings are checked and named in errors.
+#[test]
+fn forgetting_guard_settings_are_validated_and_on_by_default() {
+    let defaults = AdaptConfig::default();
+    assert!(defaults.guards.anchor_pull > 0.0, "the forgetting guard must be on by default");
+    defaults.validate().unwrap();
+    for pull in [1.0, -0.1, f64::NAN] {
+        let mut bad = AdaptConfig::default();
+        bad.guards.anchor_pull = pull;
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(err.contains("guards.anchor_pull"), "{err}");
+    }
+    for floor in [1.5, -0.5, f64::INFINITY] {
+        let mut bad = AdaptConfig::default();
+        bad.distill.lambda_floor = floor;
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(err.contains("distill.lambda_floor"), "{err}");
+    }
+    let parsed: AdaptConfig =
+        toml::from_str("pose_init_seed = 5\n[guards]\nanchor_pull = 0.05\n").unwrap();
+    assert_eq!(parsed.guards.anchor_pull, 0.05);
+    assert_eq!(parsed.guards.threshold, defaults.guards.threshold);
+    assert_eq!(parsed.pose_init_seed, Some(5));
+    assert_eq!(parsed.distill.lambda_floor, 0.0);
 }
 
 #[test]

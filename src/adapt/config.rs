@@ -116,7 +116,7 @@ impl Default for GuardConfig {
             holdout_every: 8,
             check_every: 20,
             threshold: 0.05,
-            anchor_pull: 0.0,
+            anchor_pull: 0.2,
         }
     }
 }
