@@ -61,8 +61,11 @@ pub struct DistillConfig {
     pub ema_decay: f64,
     /// Initial weight λ of the pseudo-depth loss.
     pub lambda: f64,
-    /// Forgetting factor γ: the weight at step n is λ·γⁿ.
+    /// Forgetting factor γ: the weight at step n is λ·max(γⁿ, `lambda_floor`).
     pub gamma: f64,
+    /// Lowest relative weight the forgetting factor decays to (0 = decay to nothing): a floor
+    /// keeps the teacher's depth prior in the loss for the whole run.
+    pub lambda_floor: f64,
     /// Pseudo-supervise only where the teacher's depth warps consistently into at least one
     /// source (photometric error below `consistency_threshold`) and the pixel is not
     /// auto-masked.
@@ -78,6 +81,7 @@ impl Default for DistillConfig {
             ema_decay: 0.99,
             lambda: 0.1,
             gamma: 0.98,
+            lambda_floor: 0.0,
             multiview_mask: true,
             consistency_threshold: 0.15,
         }
@@ -97,11 +101,23 @@ pub struct GuardConfig {
     pub check_every: u64,
     /// Roll back when student loss > (1 + threshold) · teacher loss on the held-back set.
     pub threshold: f64,
+    /// Forgetting guard (decoupled L2-SP): after every accepted step each adapted depth weight
+    /// moves this fraction of the way back to its start value, θ ← θ − ρ·(θ − θ₀). With Adam
+    /// moving a weight by about `learning_rate` per step, its drift from θ₀ stays within about
+    /// `learning_rate / ρ`. 0 switches the guard off.
+    pub anchor_pull: f64,
 }
 
 impl Default for GuardConfig {
     fn default() -> Self {
-        Self { rollback: true, holdout_size: 4, holdout_every: 8, check_every: 20, threshold: 0.05 }
+        Self {
+            rollback: true,
+            holdout_size: 4,
+            holdout_every: 8,
+            check_every: 20,
+            threshold: 0.05,
+            anchor_pull: 0.2,
+        }
     }
 }
 
@@ -136,7 +152,11 @@ pub struct AdaptConfig {
     pub distill: DistillConfig,
     /// The self-supervised loss (auto-masking is switched here).
     pub loss: LossConfig,
+    /// Seed of everything random in the adaptation: replay sampling, auto-mask tie-break noise
+    /// and (unless `pose_init_seed` is set) the pose network's fresh layers.
     pub seed: u64,
+    /// Seed of the pose network's freshly initialised layers, when it should not follow `seed`.
+    pub pose_init_seed: Option<u64>,
 }
 
 impl Default for AdaptConfig {
@@ -159,6 +179,7 @@ impl Default for AdaptConfig {
             distill: DistillConfig::default(),
             loss: LossConfig::default(),
             seed: 0,
+            pose_init_seed: None,
         }
     }
 }
@@ -219,6 +240,13 @@ impl AdaptConfig {
         if !(d.gamma > 0.0 && d.gamma <= 1.0) {
             return Err(AdaptError::config("distill.gamma", "a value in (0, 1]", d.gamma));
         }
+        if !(d.lambda_floor.is_finite() && (0.0..=1.0).contains(&d.lambda_floor)) {
+            return Err(AdaptError::config(
+                "distill.lambda_floor",
+                "a value in [0, 1]",
+                d.lambda_floor,
+            ));
+        }
         if !(d.ema_decay >= 0.0 && d.ema_decay < 1.0) {
             return Err(AdaptError::config("distill.ema_decay", "a value in [0, 1)", d.ema_decay));
         }
@@ -232,6 +260,13 @@ impl AdaptConfig {
         }
         if !(g.threshold.is_finite() && g.threshold >= 0.0) {
             return Err(AdaptError::config("guards.threshold", "a finite value >= 0", g.threshold));
+        }
+        if !(g.anchor_pull.is_finite() && (0.0..1.0).contains(&g.anchor_pull)) {
+            return Err(AdaptError::config(
+                "guards.anchor_pull",
+                "a value in [0, 1) (0 = off)",
+                g.anchor_pull,
+            ));
         }
         self.loss.validate()?;
         Ok(())

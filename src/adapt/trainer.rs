@@ -54,6 +54,9 @@ pub struct AdaptStats {
     /// Held-back loss of the student and of the frozen start at the last check.
     pub last_holdout_student: f64,
     pub last_holdout_anchor: f64,
+    /// Largest |θ − θ₀| over the adapted depth weights after the last accepted step.
+    #[serde(default)]
+    pub last_anchor_drift: f64,
 }
 
 /// What one call of [`Adapter::step`] did.
@@ -223,6 +226,9 @@ pub struct Adapter {
     pose: PoseNetwork,
     /// Frozen copy of the starting depth network (frozen teacher and rollback reference).
     anchor: DepthNetwork,
+    /// The anchor's values of the adapted depth variables, in the optimiser's order (θ₀ of the
+    /// forgetting guard).
+    anchor_values: Vec<Tensor>,
     /// EMA teacher, when configured.
     ema: Option<DepthNetwork>,
     good_student: DepthNetwork,
@@ -286,6 +292,15 @@ impl Adapter {
             AdaptLayers::NormBias => var.dim() == 1,
         });
         let pose_vars = select_variables(pose.var_store(), |_, _| true);
+        let anchor_all = anchor.var_store().variables();
+        let anchor_values = depth_vars
+            .iter()
+            .map(|(name, _)| {
+                anchor_all.get(name).map(Tensor::shallow_clone).ok_or_else(|| {
+                    AdaptError::Frame(format!("start model has no variable `{name}`"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let adam = Adam::new(depth_vars, config.learning_rate);
         let pose_adam = Adam::new(pose_vars, config.pose_learning_rate);
         let loss_config = LossConfig { seed: config.seed, ..config.loss };
@@ -302,6 +317,7 @@ impl Adapter {
             adam,
             pose_adam,
             anchor,
+            anchor_values,
             ema,
             good_student,
             good_pose,
@@ -677,7 +693,8 @@ impl Adapter {
         self.stats.last_distill = 0.0;
         self.stats.last_distill_fraction = 0.0;
         if let Some(teacher_disp) = &teacher_disp {
-            let weight = distill.lambda * distill.gamma.powf(self.stats.steps as f64);
+            let weight = distill.lambda
+                * distill.gamma.powf(self.stats.steps as f64).max(distill.lambda_floor);
             let (min_disp, max_disp) = (
                 1.0 / f64::from(self.config.loss.max_depth),
                 1.0 / f64::from(self.config.loss.min_depth),
@@ -718,6 +735,7 @@ impl Adapter {
         }
         self.adam.step();
         self.pose_adam.step();
+        self.pull_toward_anchor();
         if let Some(ema) = self.ema.as_mut() {
             let decay = distill.ema_decay;
             let student = self.student.var_store().variables();
@@ -734,6 +752,22 @@ impl Adapter {
         self.stats.last_photometric = photometric / b as f64;
         self.stats.last_smoothness = smoothness / b as f64;
         Ok(StepOutcome::Accepted)
+    }
+
+    /// The forgetting guard (decoupled L2-SP toward the start weights): θ ← θ − ρ·(θ − θ₀) on
+    /// every adapted depth variable; records the largest remaining |θ − θ₀|.
+    fn pull_toward_anchor(&mut self) {
+        let rho = self.config.guards.anchor_pull;
+        let mut drift = 0f64;
+        tch::no_grad(|| {
+            for (var, anchor) in self.adam.vars.iter_mut().zip(&self.anchor_values) {
+                if rho > 0.0 {
+                    let _ = var.g_sub_(&((&*var - anchor) * rho));
+                }
+                drift = drift.max((&*var - anchor).abs().max().double_value(&[]));
+            }
+        });
+        self.stats.last_anchor_drift = drift;
     }
 
     /// Mean self-supervised loss of the held-back triplets with `depth` (poses from the current

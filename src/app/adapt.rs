@@ -106,7 +106,7 @@ pub fn build_adapter(
 ) -> crate::Result<Adapter> {
     let student = DepthNetwork::load(model, arch, device)?;
     let pose_arch = arch.companion_pose();
-    tch::manual_seed(options.config.seed as i64);
+    tch::manual_seed(options.config.pose_init_seed.unwrap_or(options.config.seed) as i64);
     let pose = match &options.pose_model {
         Some(path) => PoseNetwork::load(path, pose_arch, device)?,
         None => {
@@ -132,7 +132,7 @@ pub fn build_adapter(
 pub fn status_line(stats: &AdaptStats, steps_per_second: f64) -> String {
     format!(
         "adapt: {} steps ({:.2}/s) loss {:.4} (photo {:.4} smooth {:.5} distill {:.4} on {:.0}%) \
-         masked {:.0}% | published {} rollbacks {} rejected {} stationary {}",
+         masked {:.0}% drift {:.4} | published {} rollbacks {} rejected {} stationary {}",
         stats.steps,
         steps_per_second,
         stats.last_total,
@@ -141,6 +141,7 @@ pub fn status_line(stats: &AdaptStats, steps_per_second: f64) -> String {
         stats.last_distill,
         100.0 * stats.last_distill_fraction,
         100.0 * stats.last_masked_fraction,
+        stats.last_anchor_drift,
         stats.published,
         stats.rollbacks,
         stats.rejected,

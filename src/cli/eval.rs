@@ -81,11 +81,22 @@ pub struct AdaptArgs {
     /// Distillation teacher: frozen or ema.
     #[arg(long)]
     pub teacher: Option<String>,
-    /// Distillation weight λ and forgetting factor γ.
+    /// Distillation weight λ (the weight at step n is λ·max(γⁿ, floor)).
     #[arg(long)]
     pub distill_lambda: Option<f64>,
+    /// Distillation forgetting factor γ per step, in (0, 1].
     #[arg(long)]
     pub distill_gamma: Option<f64>,
+    /// Floor of the distillation forgetting factor, in [0, 1] (0 = decay to nothing).
+    #[arg(long)]
+    pub distill_floor: Option<f64>,
+    /// Forgetting guard: fraction ρ of the way each adapted weight moves back to its start
+    /// value after every step, in [0, 1) (decoupled L2-SP; 0 = off).
+    #[arg(long)]
+    pub anchor_pull: Option<f64>,
+    /// Turn the forgetting guards off (anchor pull 0 and distillation floor 0).
+    #[arg(long)]
+    pub no_forgetting_guard: bool,
     /// Turn the multi-view consistency mask of the distillation off.
     #[arg(long)]
     pub no_multiview_mask: bool,
@@ -104,6 +115,7 @@ pub struct AdaptArgs {
     /// Checkpoint file (safetensors) written every --checkpoint-every steps and at the end.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
+    /// Checkpoint cadence in accepted steps (0 = only at the end).
     #[arg(long)]
     pub checkpoint_every: Option<u64>,
     /// Continue from an adaptation checkpoint.
@@ -152,6 +164,16 @@ impl AdaptArgs {
         }
         if let Some(v) = self.distill_gamma {
             config.distill.gamma = v;
+        }
+        if let Some(v) = self.distill_floor {
+            config.distill.lambda_floor = v;
+        }
+        if let Some(v) = self.anchor_pull {
+            config.guards.anchor_pull = v;
+        }
+        if self.no_forgetting_guard {
+            config.guards.anchor_pull = 0.0;
+            config.distill.lambda_floor = 0.0;
         }
         if self.no_multiview_mask {
             config.distill.multiview_mask = false;
