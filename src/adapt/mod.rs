@@ -6,11 +6,14 @@
 //! - [`triplet`]: frame triplets (t−k, t, t+k) with k from motion, the bounded replay buffer.
 //! - [`trainer`]: [`Adapter`], one training step (libtorch forward with autograd, our CPU loss
 //!   and its gradients fed back through libtorch's backward, Adam), the guards and checkpoints.
+//! - [`host_batch`]: a batch's network outputs on the host for the CPU loss, and the gradients
+//!   gathered back (shared with offline training).
 //! - [`loss_backend`]: where the loss runs: our CPU loss, or (feature `cuda`, student on CUDA)
 //!   our fused kernels on libtorch's device tensors.
 //! - [`publish`]: the double buffer that hands new weights to the live engine.
 
 pub mod config;
+pub mod host_batch;
 pub mod loss_backend;
 pub mod publish;
 pub mod trainer;

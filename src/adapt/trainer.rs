@@ -13,6 +13,7 @@
 
 use super::AdaptError;
 use super::config::{AdaptConfig, AdaptLayers, TeacherKind};
+use super::host_batch::{HostGradients, HostOutputs, tensor_to_host};
 use super::loss_backend::{DeviceBatch, LossBackend, LossBackendKind};
 use super::publish::WeightsPublisher;
 use super::triplet::{NetFrame, ReplayBuffer, Triplet, TripletSelector};
@@ -24,7 +25,7 @@ use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 /// Metadata key of the adapter state in a checkpoint.
 const STATE_KEY: &str = "livedepth_adapt_state";
@@ -170,11 +171,7 @@ fn select_variables(
 }
 
 fn to_host(t: &Tensor) -> Result<Vec<f32>, AdaptError> {
-    let t = t.f_detach()?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?;
-    let n = t.numel();
-    let mut out = vec![0f32; n];
-    t.f_copy_data(&mut out, n)?;
-    Ok(out)
+    Ok(tensor_to_host(t)?)
 }
 
 fn stored(t: &Tensor) -> Result<StoredTensor, AdaptError> {
@@ -563,38 +560,23 @@ impl Adapter {
             }
         }
         let on_host = device_terms.is_none();
-        let disp_host: Vec<Vec<f32>> = match on_host {
-            true => disps.iter().map(to_host).collect::<Result<_, _>>()?,
-            false => Vec::new(),
+        let host = match on_host {
+            true => Some(HostOutputs::copy(&disps, &rot, &trans, b, w, h)?),
+            false => None,
         };
-        let rot_host = if on_host { to_host(&rot)? } else { Vec::new() };
-        let trans_host = if on_host { to_host(&trans)? } else { Vec::new() };
         let teacher_host = teacher_disp.as_ref().filter(|_| on_host).map(to_host).transpose()?;
 
-        let mut grad_disp: Vec<Vec<f32>> = disp_host.iter().map(|d| vec![0f32; d.len()]).collect();
-        let mut grad_rot = vec![0f32; 2 * b * 3];
-        let mut grad_trans = vec![0f32; 2 * b * 3];
+        let mut grads = host.as_ref().map(HostGradients::zeros_like);
         let mut distill_mask = vec![0f32; if on_host { b * hw } else { 0 }];
         let (mut total, mut photometric, mut smoothness) =
             device_terms.as_ref().map_or((0f64, 0f64, 0f64), |t| t.sums);
         let inv_b = 1.0 / b as f32;
-        for (i, triplet) in batch.iter().enumerate().filter(|_| on_host) {
+        for (i, triplet) in batch.iter().enumerate() {
+            let (Some(host), Some(grads)) = (&host, grads.as_mut()) else { break };
             let pyramid = target_pyramid(&triplet.target, w, h, scales);
             let pyramid_refs: Vec<&[f32]> = pyramid.iter().map(Vec::as_slice).collect();
-            let disp_refs: Vec<&[f32]> = disp_host
-                .iter()
-                .enumerate()
-                .map(|(s, d)| {
-                    let n = (w >> s) * (h >> s);
-                    &d[i * n..(i + 1) * n]
-                })
-                .collect();
-            let pose_of = |j: usize, invert: bool| Pose6 {
-                axis_angle: [rot_host[3 * j], rot_host[3 * j + 1], rot_host[3 * j + 2]],
-                translation: [trans_host[3 * j], trans_host[3 * j + 1], trans_host[3 * j + 2]],
-                invert,
-            };
-            let poses = [pose_of(i, true), pose_of(b + i, false)];
+            let disp_refs = host.sample_disparities(i);
+            let poses = host.sample_poses(i);
             let sources: [&[f32]; 2] = [&triplet.prev, &triplet.next];
             fill_tie_break_noise(
                 &mut self.noise,
@@ -640,19 +622,7 @@ impl Adapter {
             total += f64::from(out.total);
             photometric += f64::from(out.photometric);
             smoothness += f64::from(out.smoothness);
-            for (s, g) in out.grad_disparities.iter().enumerate() {
-                let n = g.len();
-                for (dst, src) in grad_disp[s][i * n..(i + 1) * n].iter_mut().zip(g) {
-                    *dst = src * inv_b;
-                }
-            }
-            for (k, j) in [i, b + i].into_iter().enumerate() {
-                let g = out.grad_poses[k];
-                for c in 0..3 {
-                    grad_rot[3 * j + c] = g[c] * inv_b;
-                    grad_trans[3 * j + c] = g[3 + c] * inv_b;
-                }
-            }
+            grads.set_sample(i, out, inv_b);
             let mask = &mut distill_mask[i * hw..(i + 1) * hw];
             if let (true, Some(teacher_host)) = (distill.multiview_mask, &teacher_host) {
                 let automask = out.automask.clone();
@@ -670,26 +640,17 @@ impl Adapter {
                 mask.fill(1.0);
             }
         }
-        let grads_ok =
-            grad_disp.iter().flatten().chain(&grad_rot).chain(&grad_trans).all(|v| v.is_finite());
-        if !grads_ok {
+        if grads.as_ref().is_some_and(|g| !g.all_finite()) {
             return Ok(StepOutcome::Rejected("non-finite loss gradient".into()));
         }
 
         // Surrogate whose gradient is the loss gradient: Σ output · grad (+ distillation).
         let device = self.student.device();
-        let mut surrogate = match &device_terms {
-            Some(terms) => terms.surrogate.shallow_clone(),
-            None => Tensor::f_zeros([], (Kind::Float, device))?,
+        let mut surrogate = match (&device_terms, &grads) {
+            (Some(terms), _) => terms.surrogate.shallow_clone(),
+            (None, Some(grads)) => grads.surrogate(&disps, &rot, &trans)?,
+            (None, None) => Tensor::f_zeros([], (Kind::Float, device))?,
         };
-        for (d, g) in disps.iter().zip(&grad_disp) {
-            let g = Tensor::f_from_slice(g)?.f_reshape(d.size())?.f_to_device(device)?;
-            surrogate += (d * g).sum(Kind::Float);
-        }
-        for (out, g) in [(&rot, &grad_rot), (&trans, &grad_trans)].into_iter().filter(|_| on_host) {
-            let g = Tensor::f_from_slice(g)?.f_reshape(out.size())?.f_to_device(device)?;
-            surrogate += (out * g).sum(Kind::Float);
-        }
         self.stats.last_distill = 0.0;
         self.stats.last_distill_fraction = 0.0;
         if let Some(teacher_disp) = &teacher_disp {

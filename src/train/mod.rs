@@ -20,8 +20,9 @@
 //! on Ctrl-C.
 
 use crate::adapt::NetFrame;
+use crate::adapt::host_batch::{HostGradients, HostOutputs};
 use crate::engine::Preprocessor;
-use crate::loss::{LossConfig, LossError, LossInputs, Pose6, SelfSupervisedLoss, target_pyramid};
+use crate::loss::{LossConfig, LossError, LossInputs, SelfSupervisedLoss, target_pyramid};
 use crate::model::network::{DepthNetwork, PoseNetwork};
 use crate::model::{Arch, ModelError, PoseArch, check_input_size};
 use crate::source::dataset::{DatasetError, open_dataset};
@@ -561,14 +562,6 @@ fn prepare(
     Prepared { clean, jittered, depth, poses, intrinsics }
 }
 
-fn to_host(t: &Tensor) -> Result<Vec<f32>, TrainError> {
-    let t = t.f_detach()?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?;
-    let n = t.numel();
-    let mut out = vec![0f32; n];
-    t.f_copy_data(&mut out, n)?;
-    Ok(out)
-}
-
 fn batch_tensor(
     images: &[&[f32]],
     channels: i64,
@@ -623,31 +616,14 @@ impl Trainer<'_> {
         let mut objective = Tensor::f_zeros([], (Kind::Float, device))?;
 
         if o.self_supervised_weight > 0.0 {
-            let disp_host: Vec<Vec<f32>> = disps.iter().map(to_host).collect::<Result<_, _>>()?;
-            let rot_host = to_host(&rot)?;
-            let trans_host = to_host(&trans)?;
-            let mut grad_disp: Vec<Vec<f32>> =
-                disp_host.iter().map(|d| vec![0f32; d.len()]).collect();
-            let mut grad_rot = vec![0f32; 2 * b * 3];
-            let mut grad_trans = vec![0f32; 2 * b * 3];
+            let host = HostOutputs::copy(&disps, &rot, &trans, b, w, h)?;
+            let mut grads = HostGradients::zeros_like(&host);
             let inv_b = 1.0 / b as f32;
             for (i, sample) in batch.iter().enumerate() {
                 let pyramid = target_pyramid(&sample.clean[1], w, h, disps.len());
                 let pyramid_refs: Vec<&[f32]> = pyramid.iter().map(Vec::as_slice).collect();
-                let disp_refs: Vec<&[f32]> = disp_host
-                    .iter()
-                    .enumerate()
-                    .map(|(s, d)| {
-                        let n = (w >> s) * (h >> s);
-                        &d[i * n..(i + 1) * n]
-                    })
-                    .collect();
-                let pose_of = |j: usize, invert: bool| Pose6 {
-                    axis_angle: [rot_host[3 * j], rot_host[3 * j + 1], rot_host[3 * j + 2]],
-                    translation: [trans_host[3 * j], trans_host[3 * j + 1], trans_host[3 * j + 2]],
-                    invert,
-                };
-                let poses = [pose_of(i, true), pose_of(b + i, false)];
+                let disp_refs = host.sample_disparities(i);
+                let poses = host.sample_poses(i);
                 let sources: [&[f32]; 2] = [&sample.clean[0], &sample.clean[2]];
                 let inputs = LossInputs {
                     width: w,
@@ -674,39 +650,13 @@ impl Trainer<'_> {
                 }
                 parts.photometric += f64::from(out.photometric) / b as f64;
                 parts.smoothness += f64::from(out.smoothness) / b as f64;
-                for (s, g) in out.grad_disparities.iter().enumerate() {
-                    let n = g.len();
-                    for (dst, src) in grad_disp[s][i * n..(i + 1) * n].iter_mut().zip(g) {
-                        *dst = src * inv_b;
-                    }
-                }
-                for (k, j) in [i, b + i].into_iter().enumerate() {
-                    let g = out.grad_poses[k];
-                    for c in 0..3 {
-                        grad_rot[3 * j + c] = g[c] * inv_b;
-                        grad_trans[3 * j + c] = g[3 + c] * inv_b;
-                    }
-                }
+                grads.set_sample(i, out, inv_b);
             }
-            if !grad_disp
-                .iter()
-                .flatten()
-                .chain(&grad_rot)
-                .chain(&grad_trans)
-                .all(|v| v.is_finite())
-            {
+            if !grads.all_finite() {
                 return Ok(StepResult::Rejected("non-finite loss gradient".into()));
             }
             // Surrogate whose gradient is the self-supervised loss gradient.
-            let mut surrogate = Tensor::f_zeros([], (Kind::Float, device))?;
-            for (d, g) in disps.iter().zip(&grad_disp) {
-                let g = Tensor::f_from_slice(g)?.f_reshape(d.size())?.f_to_device(device)?;
-                surrogate += (d * g).sum(Kind::Float);
-            }
-            for (out, g) in [(&rot, &grad_rot), (&trans, &grad_trans)] {
-                let g = Tensor::f_from_slice(g)?.f_reshape(out.size())?.f_to_device(device)?;
-                surrogate += (out * g).sum(Kind::Float);
-            }
+            let surrogate = grads.surrogate(&disps, &rot, &trans)?;
             objective += surrogate * o.self_supervised_weight;
             parts.total += o.self_supervised_weight * (parts.photometric + parts.smoothness);
         }
