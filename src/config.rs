@@ -73,31 +73,24 @@ pub struct CameraConfig {
     pub distortion: Option<[f64; 5]>,
 }
 
-/// The depth network architectures livedepth knows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Arch {
-    /// RT-MonoDepth-S (the small real-time network).
-    #[serde(rename = "rtmonodepth-s")]
-    RtMonoDepthS,
-    /// Monodepth2 with a ResNet-18 encoder.
-    #[serde(rename = "monodepth2-r18")]
-    Monodepth2R18,
-    /// Monodepth2 with a ResNet-50 encoder.
-    #[serde(rename = "monodepth2-r50")]
-    Monodepth2R50,
-}
-
-impl Arch {
-    /// The name used in config files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Arch::RtMonoDepthS => "rtmonodepth-s",
-            Arch::Monodepth2R18 => "monodepth2-r18",
-            Arch::Monodepth2R50 => "monodepth2-r50",
+impl CameraConfig {
+    /// The calibration of an ideal pinhole camera (a synthetic renderer's, for one).
+    pub fn pinhole(k: &crate::camera::Intrinsics) -> Self {
+        Self {
+            fx: k.fx,
+            fy: k.fy,
+            cx: k.cx,
+            cy: k.cy,
+            width: k.width,
+            height: k.height,
+            distortion: None,
         }
     }
 }
+
+/// The depth network architectures (named in configs as `rtmonodepth-s`, `monodepth2-r18`,
+/// `monodepth2-r50`).
+pub use crate::model::Arch;
 
 /// `[network]`: the depth network and its input size.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -223,6 +216,20 @@ impl Default for OutputsConfig {
             video: true,
             pointcloud_every: 0,
             metrics: true,
+        }
+    }
+}
+
+impl NetworkConfig {
+    /// `arch` at `width` x `height` with `model`'s weights and the default depth range.
+    pub fn new(arch: Arch, width: u32, height: u32, model: Option<PathBuf>) -> Self {
+        Self {
+            arch,
+            width,
+            height,
+            model,
+            min_depth: default_min_depth(),
+            max_depth: default_max_depth(),
         }
     }
 }

@@ -11,7 +11,9 @@ use crate::adapt::{AdaptConfig, AdaptLayers, AdaptStats};
 use crate::app::adapt::{AdaptOptions, PoseInit, evaluate_adapt};
 use crate::app::eval::{EvalOptions, EvalReport};
 use crate::app::live::{LiveOptions, describe_outputs, run_live};
-use crate::config::Config;
+use crate::config::{
+    CameraConfig, Config, NetworkConfig, OutputsConfig, PipelineConfig, QueuePolicy, SourceConfig,
+};
 use crate::model::Arch;
 use crate::sink::plot::{Series, write_line_plot};
 use crate::sink::video::Mp4Writer;
@@ -207,55 +209,35 @@ fn live_config(
     renderer: &Renderer,
     fps: f64,
 ) -> crate::Result<Config> {
-    let k = renderer.intrinsics();
-    let text = format!(
-        r#"
-[source]
-uri = "file://{video}"
-live = false
-fps = {fps}
-
-[camera]
-fx = {fx}
-fy = {fy}
-cx = {cx}
-cy = {cy}
-width = {w}
-height = {h}
-
-[network]
-arch = "{arch}"
-width = {nw}
-height = {nh}
-model = "{depth}"
-
-[pipeline]
-queue_size = 4
-policy = "lossless"
-stats_interval_s = 2.0
-
-[outputs]
-dir = "{out}"
-depth_png = true
-colour_png = true
-video = true
-pointcloud_every = 25
-metrics = false
-"#,
-        video = video.display(),
-        depth = model.depth.display(),
-        arch = model.arch.name(),
-        nw = model.width,
-        nh = model.height,
-        out = out.display(),
-        fx = k.fx,
-        fy = k.fy,
-        cx = k.cx,
-        cy = k.cy,
-        w = k.width,
-        h = k.height,
-    );
-    Ok(Config::from_toml_str(&text, Path::new("<demo>"))?)
+    let config = Config {
+        source: SourceConfig {
+            uri: format!("file://{}", video.display()),
+            live: Some(false),
+            fps: Some(fps),
+        },
+        camera: Some(CameraConfig::pinhole(&renderer.intrinsics())),
+        network: NetworkConfig::new(
+            model.arch,
+            model.width,
+            model.height,
+            Some(model.depth.clone()),
+        ),
+        pipeline: PipelineConfig {
+            queue_size: 4,
+            policy: QueuePolicy::Lossless,
+            stats_interval_s: 2.0,
+        },
+        outputs: OutputsConfig {
+            dir: out.to_path_buf(),
+            depth_png: true,
+            colour_png: true,
+            video: true,
+            pointcloud_every: 25,
+            metrics: false,
+        },
+    };
+    config.validate(Path::new("<demo>"))?;
+    Ok(config)
 }
 
 /// The demo's adaptation: the adapter's defaults, but only the decoder adapts (on two unseen

@@ -17,7 +17,6 @@ use crate::config::{Config, OutputsConfig};
 use crate::engine::{Disparity, Preprocessor, TorchDepthEngine, default_device};
 use crate::eval::{EvalProtocol, MetricsAccumulator};
 use crate::frame::{DepthMap, Frame, RgbImage};
-use crate::model::Arch;
 use crate::pipeline::{Pipeline, RunReport, Sink, Stage, StageError};
 use crate::sink::colourise::{colourise_depth, write_rgb_png};
 use crate::sink::depth_png::write_depth_png;
@@ -527,7 +526,7 @@ fn resolve_model(options: &LiveOptions) -> crate::Result<PathBuf> {
 pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
     let config = &options.config;
     let model = resolve_model(options)?;
-    let arch: Arch = config.network.arch.as_str().parse()?;
+    let arch = config.network.arch;
     let (width, height) = (config.network.width, config.network.height);
     let engine = TorchDepthEngine::load(&model, arch, width, height, default_device())?;
     let (mean, std) = arch.normalisation();

@@ -83,14 +83,17 @@ impl From<tch::TchError> for ModelError {
     }
 }
 
-/// Depth network architectures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Depth network architectures (serialised under their config names, see [`Arch::name`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Arch {
     /// RT-MonoDepth-S (ICIP 2024): small encoder, decoder without skips, 3 output scales.
+    #[serde(rename = "rtmonodepth-s")]
     RtMonoDepthS,
     /// Monodepth2 with a ResNet-18 encoder, 4 output scales.
+    #[serde(rename = "monodepth2-r18")]
     Monodepth2R18,
     /// Monodepth2 with a ResNet-50 encoder, 4 output scales.
+    #[serde(rename = "monodepth2-r50")]
     Monodepth2R50,
 }
 

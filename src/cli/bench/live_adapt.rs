@@ -11,7 +11,9 @@ use clap::Args as ClapArgs;
 use livedepth::adapt::AdaptConfig;
 use livedepth::app::adapt::AdaptOptions;
 use livedepth::app::live::{LiveOptions, paced_replay_uri, run_live};
-use livedepth::config::Config;
+use livedepth::config::{
+    CameraConfig, Config, NetworkConfig, OutputsConfig, PipelineConfig, QueuePolicy, SourceConfig,
+};
 use livedepth::model::Arch;
 use livedepth::model::network::DepthNetwork;
 use livedepth::pipeline::RunReport;
@@ -75,51 +77,26 @@ fn live_config(
     (w, h): (u32, u32),
     out: &Path,
 ) -> livedepth::Result<Config> {
-    let k = renderer.intrinsics();
-    let text = format!(
-        r#"
-[source]
-uri = '{uri}'
-live = true
-fps = {FPS}
-
-[camera]
-fx = {fx}
-fy = {fy}
-cx = {cx}
-cy = {cy}
-width = {cw}
-height = {ch}
-
-[network]
-arch = "rtmonodepth-s"
-width = {w}
-height = {h}
-model = '{model}'
-
-[pipeline]
-queue_size = 2
-policy = "keep-latest"
-stats_interval_s = 2.0
-
-[outputs]
-dir = '{out}'
-depth_png = false
-colour_png = false
-video = false
-pointcloud_every = 0
-metrics = false
-"#,
-        model = model.display(),
-        out = out.display(),
-        fx = k.fx,
-        fy = k.fy,
-        cx = k.cx,
-        cy = k.cy,
-        cw = k.width,
-        ch = k.height,
-    );
-    Ok(Config::from_toml_str(&text, Path::new("<bench live-adapt>"))?)
+    let config = Config {
+        source: SourceConfig { uri: uri.to_string(), live: Some(true), fps: Some(FPS) },
+        camera: Some(CameraConfig::pinhole(&renderer.intrinsics())),
+        network: NetworkConfig::new(Arch::RtMonoDepthS, w, h, Some(model.to_path_buf())),
+        pipeline: PipelineConfig {
+            queue_size: 2,
+            policy: QueuePolicy::KeepLatest,
+            stats_interval_s: 2.0,
+        },
+        outputs: OutputsConfig {
+            dir: out.to_path_buf(),
+            depth_png: false,
+            colour_png: false,
+            video: false,
+            pointcloud_every: 0,
+            metrics: false,
+        },
+    };
+    config.validate(Path::new("<bench live-adapt>"))?;
+    Ok(config)
 }
 
 fn run_once(config: Config, adapt: bool, out: &Path) -> livedepth::Result<RunFigures> {
