@@ -21,22 +21,23 @@ use tch::{Device, Tensor};
 const W: usize = 96;
 const H: usize = 64;
 
-/// A smooth textured image shifted by `shift` pixels (planar RGB in [0, 1]).
 fn texture(shift: f32) -> Vec<f32> {
-    let mut out = vec![0f32; 3 * W * H];
-    for c in 0..3 {
-        for y in 0..H {
-            for x in 0..W {
-                let u = x as f32 + shift;
-                let v = y as f32;
-                let value = 0.5
-                    + 0.25 * (0.31 * u + 0.7 * c as f32).sin() * (0.23 * v).cos()
-                    + 0.2 * (0.07 * u * v / 40.0 + c as f32).sin();
-                out[c * W * H + y * W + x] = value.clamp(0.0, 1.0);
-            }
-        }
-    }
-    out
+    common::texture(W, H, shift)
+}
+
+/// Kitchen frames `indices` resized to `w` x `h` for the adapter.
+fn kitchen_net_frames(dir: &std::path::Path, indices: &[usize], w: u32, h: u32) -> Vec<NetFrame> {
+    let dataset = livedepth::source::dataset::open_dataset(&format!("kitchen:{}", dir.display()))
+        .expect("kitchen");
+    let mut pre = livedepth::engine::Preprocessor::new(w, h, [0.45; 3], [0.225; 3]).unwrap();
+    indices
+        .iter()
+        .map(|&i| {
+            let f = dataset.frame(i).unwrap();
+            let k = f.intrinsics.expect("kitchen intrinsics");
+            NetFrame::from_resized(i as u64, pre.resize(&f.rgb).unwrap(), &k)
+        })
+        .collect()
 }
 
 fn triplet() -> Arc<Triplet> {
@@ -310,16 +311,8 @@ fn adaptation_on_real_kitchen_frames_lowers_the_self_supervised_loss() {
     let _torch = torch_exclusive();
     let Some(dir) = common::shared("data/kitchen") else { return };
     let Some(model) = common::shared("models/rtmonodepth_s/m_640x192") else { return };
-    let dataset = livedepth::source::dataset::open_dataset(&format!("kitchen:{}", dir.display()))
-        .expect("kitchen");
     let (w, h) = (128u32, 96u32);
-    let mut pre = livedepth::engine::Preprocessor::new(w, h, [0.45; 3], [0.225; 3]).unwrap();
-    let mut frames = Vec::new();
-    for i in [0usize, 6, 12] {
-        let f = dataset.frame(i).unwrap();
-        let k = f.intrinsics.expect("kitchen intrinsics");
-        frames.push(NetFrame::from_resized(i as u64, pre.resize(&f.rgb).unwrap(), &k));
-    }
+    let frames = kitchen_net_frames(&dir, &[0, 6, 12], w, h);
     let student = DepthNetwork::load(&model, Arch::RtMonoDepthS, Device::Cpu).unwrap();
     // A seeded pose head, so the run (and its loss curve) is the same every time.
     tch::manual_seed(11);
@@ -492,16 +485,8 @@ fn forgetting_guard_bounds_the_drift_and_keeps_the_home_domain() {
     let Some(dir) = common::shared("data/kitchen") else { return };
     let Some(kitti) = common::shared("data/kitti_tiny") else { return };
     let Some(model) = common::shared("models/rtmonodepth_s/m_640x192") else { return };
-    let dataset = livedepth::source::dataset::open_dataset(&format!("kitchen:{}", dir.display()))
-        .expect("kitchen");
     let (w, h) = (128u32, 96u32);
-    let mut pre = livedepth::engine::Preprocessor::new(w, h, [0.45; 3], [0.225; 3]).unwrap();
-    let mut frames = Vec::new();
-    for i in [200usize, 204, 208] {
-        let f = dataset.frame(i).unwrap();
-        let k = f.intrinsics.expect("kitchen intrinsics");
-        frames.push(NetFrame::from_resized(i as u64, pre.resize(&f.rgb).unwrap(), &k));
-    }
+    let frames = kitchen_net_frames(&dir, &[200, 204, 208], w, h);
     let batch: Vec<Arc<Triplet>> = (0..1)
         .map(|j| {
             Arc::new(Triplet {

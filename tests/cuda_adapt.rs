@@ -96,21 +96,8 @@ mod gpu {
     const W: usize = 96;
     const H: usize = 64;
 
-    /// A smooth textured image shifted by `shift` pixels (planar RGB in [0, 1]).
     fn texture(shift: f32) -> Vec<f32> {
-        let mut out = vec![0f32; 3 * W * H];
-        for c in 0..3 {
-            for y in 0..H {
-                for x in 0..W {
-                    let u = x as f32 + shift;
-                    let value = 0.5
-                        + 0.25 * (0.31 * u + 0.7 * c as f32).sin() * (0.23 * y as f32).cos()
-                        + 0.2 * (0.07 * u * y as f32 / 40.0 + c as f32).sin();
-                    out[c * W * H + y * W + x] = value.clamp(0.0, 1.0);
-                }
-            }
-        }
-        out
+        super::common::texture(W, H, shift)
     }
 
     fn triplet(shift: f32) -> Arc<Triplet> {

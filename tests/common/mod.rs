@@ -51,3 +51,22 @@ pub fn psnr(a: &livedepth::frame::RgbImage, b: &livedepth::frame::RgbImage) -> f
         / a.data.len() as f64;
     if mse == 0.0 { f64::INFINITY } else { 10.0 * (255.0f64 * 255.0 / mse).log10() }
 }
+
+/// A smooth textured image, planar RGB in [0, 1] at `w` x `h`, shifted `shift` pixels to the
+/// left: three of them make a triplet with known horizontal motion.
+pub fn texture(w: usize, h: usize, shift: f32) -> Vec<f32> {
+    let mut out = vec![0f32; 3 * w * h];
+    for c in 0..3 {
+        for y in 0..h {
+            for x in 0..w {
+                let u = x as f32 + shift;
+                let v = y as f32;
+                let value = 0.5
+                    + 0.25 * (0.31 * u + 0.7 * c as f32).sin() * (0.23 * v).cos()
+                    + 0.2 * (0.07 * u * v / 40.0 + c as f32).sin();
+                out[c * w * h + y * w + x] = value.clamp(0.0, 1.0);
+            }
+        }
+    }
+    out
+}
