@@ -10,7 +10,7 @@
 //! records which preprocessing ran (`preprocess_path`).
 
 use crate::adapt::{AdaptStats, WeightsReceiver, weights_exchange};
-use crate::app::adapt::{AdaptFrame, build_adapter, run_adapter_thread};
+use crate::app::adapt::{AdaptFrame, build_adapter, lower_thread_priority, run_adapter_thread};
 use crate::app::eval::score_disparity;
 use crate::camera::Intrinsics;
 use crate::config::{Config, OutputsConfig};
@@ -575,6 +575,9 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
                 std::thread::Builder::new()
                     .name("adapt".into())
                     .spawn(move || -> crate::Result<AdaptStats> {
+                        if !lower_thread_priority() {
+                            eprintln!("adapt: could not lower the adaptation thread's priority");
+                        }
                         let adapter =
                             build_adapter(&model, arch, &adapt_options, default_device())?;
                         run_adapter_thread(adapter, publisher, frames_rx, 2.0)
