@@ -99,15 +99,20 @@ impl Adam {
     }
 
     /// Sum of |grad| over every variable (NaN or infinite when any gradient is).
-    fn gradient_magnitude(&self) -> f64 {
-        let mut total = 0.0;
+    /// Σ |gradient| over every variable (∞ or NaN when any gradient is not finite), reduced on
+    /// the variables' device and read back once.
+    fn gradient_magnitude(&self) -> Result<f64, tch::TchError> {
+        let mut sums = Vec::with_capacity(self.vars.len());
         for var in &self.vars {
             let g = var.grad();
             if g.defined() {
-                total += g.abs().sum(Kind::Double).double_value(&[]);
+                sums.push(g.f_abs()?.f_sum(Kind::Double)?);
             }
         }
-        total
+        if sums.is_empty() {
+            return Ok(0.0);
+        }
+        Tensor::f_stack(&sums, 0)?.f_sum(Kind::Double)?.f_double_value(&[])
     }
 
     fn zero_grad(&mut self) {
@@ -690,13 +695,13 @@ impl Adapter {
             surrogate += si * weight;
         }
         surrogate.f_backward()?;
-        let magnitude = self.adam.gradient_magnitude() + self.pose_adam.gradient_magnitude();
+        let magnitude = self.adam.gradient_magnitude()? + self.pose_adam.gradient_magnitude()?;
         if !magnitude.is_finite() {
             return Ok(StepOutcome::Rejected("non-finite parameter gradient".into()));
         }
         self.adam.step();
         self.pose_adam.step();
-        self.pull_toward_anchor();
+        self.pull_toward_anchor()?;
         if let Some(ema) = self.ema.as_mut() {
             let decay = distill.ema_decay;
             let student = self.student.var_store().variables();
@@ -717,18 +722,24 @@ impl Adapter {
 
     /// The forgetting guard (decoupled L2-SP toward the start weights): θ ← θ − ρ·(θ − θ₀) on
     /// every adapted depth variable; records the largest remaining |θ − θ₀|.
-    fn pull_toward_anchor(&mut self) {
+    fn pull_toward_anchor(&mut self) -> Result<(), AdaptError> {
         let rho = self.config.guards.anchor_pull;
-        let mut drift = 0f64;
-        tch::no_grad(|| {
+        let drift = tch::no_grad(|| -> Result<f64, tch::TchError> {
+            let mut maxima = Vec::with_capacity(self.anchor_values.len());
             for (var, anchor) in self.adam.vars.iter_mut().zip(&self.anchor_values) {
                 if rho > 0.0 {
-                    let _ = var.g_sub_(&((&*var - anchor) * rho));
+                    let _ = var.f_sub_(&((&*var - anchor) * rho))?;
                 }
-                drift = drift.max((&*var - anchor).abs().max().double_value(&[]));
+                maxima.push((&*var - anchor).f_abs()?.f_max()?);
             }
-        });
+            // One read back for all variables (no per-variable sync on a GPU).
+            match maxima.is_empty() {
+                true => Ok(0.0),
+                false => Tensor::f_stack(&maxima, 0)?.f_max()?.f_double_value(&[]),
+            }
+        })?;
         self.stats.last_anchor_drift = drift;
+        Ok(())
     }
 
     /// Mean self-supervised loss of the held-back triplets with `depth` (poses from the current
