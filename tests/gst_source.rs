@@ -245,9 +245,27 @@ fn broken_files_give_typed_errors_without_hanging() {
     let dir = tempfile::tempdir().unwrap();
     let (_, valid) = encode_pattern(dir.path(), "valid.mp4");
 
+    // A recording cut off before its index was written: the top-level boxes without `moov`
+    // (our writer puts it first), then only half of the media data.
     let bytes = std::fs::read(&valid).unwrap();
+    let mut without_index = Vec::new();
+    let (mut at, mut seen_media) = (0, false);
+    while at + 8 <= bytes.len() {
+        let size = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        assert!(size >= 8 && at + size <= bytes.len(), "unexpected MP4 box layout at {at}");
+        match &bytes[at + 4..at + 8] {
+            // Our writer's files are streamable: the index comes before the media data.
+            b"moov" => assert!(!seen_media, "the index (moov) follows the media data (mdat)"),
+            kind => {
+                seen_media |= kind == b"mdat";
+                without_index.extend_from_slice(&bytes[at..at + size]);
+            }
+        }
+        at += size;
+    }
+    assert!(without_index.len() < bytes.len(), "the encoded file has an index (moov) box");
     let truncated = dir.path().join("truncated.mp4");
-    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::write(&truncated, &without_index[..without_index.len() / 2]).unwrap();
     let result =
         read_all_within(&format!("file://{}", truncated.display()), quick_options(), BOUND);
     assert_stream_error(result, "truncated.mp4");

@@ -108,6 +108,9 @@ impl Mp4Writer {
         encoder.set_property("quantizer", X264_QUALITY);
         encoder.set_property("key-int-max", (fps * 2.0).round().max(1.0) as u32);
         let muxer = make("mp4mux")?;
+        // Index (moov) before the media data: a reader streaming the file (push mode, as our
+        // file source does) then never has to seek past the data to find the index and back.
+        muxer.set_property("faststart", true);
         let filesink = make("filesink")?;
         filesink.set_property("location", temp.to_string_lossy().as_ref());
 
