@@ -14,20 +14,24 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Builds the emulated harness once per test; None (after printing why) without g++.
-fn build_harness(dir: &Path) -> Option<PathBuf> {
+/// Writes the emulator header, `harness` (a C++ file under tests/cuda_emulator/) and the
+/// kernel `sources` (name, text) into `dir` and compiles them with g++; None (after printing
+/// why) without g++.
+fn compile_harness(dir: &Path, harness: (&str, &str), sources: &[(&str, &str)]) -> Option<PathBuf> {
     if Command::new("g++").arg("--version").output().is_err() {
         eprintln!("SKIP: g++ is not installed (needed to run the kernels under CPU emulation)");
         return None;
     }
     std::fs::write(dir.join("emu.hpp"), include_str!("cuda_emulator/emu.hpp")).expect("write");
-    std::fs::write(dir.join("harness.cpp"), include_str!("cuda_emulator/harness.cpp"))
-        .expect("write");
-    std::fs::write(dir.join("kernels_loss.cu"), sources::LOSS.program_text()).expect("write");
-    let exe = dir.join("harness");
+    let (harness_name, harness_text) = harness;
+    std::fs::write(dir.join(harness_name), harness_text).expect("write");
+    for (name, text) in sources {
+        std::fs::write(dir.join(name), text).expect("write");
+    }
+    let exe = dir.join(harness_name.trim_end_matches(".cpp"));
     let out = Command::new("g++")
         .args(["-std=c++20", "-O1", "-pthread", "-w", "-x", "c++"])
-        .arg(dir.join("harness.cpp"))
+        .arg(dir.join(harness_name))
         .arg("-o")
         .arg(&exe)
         .output()
@@ -38,6 +42,16 @@ fn build_harness(dir: &Path) -> Option<PathBuf> {
         String::from_utf8_lossy(&out.stderr)
     );
     Some(exe)
+}
+
+/// The loss harness, built once per test.
+fn build_harness(dir: &Path) -> Option<PathBuf> {
+    let loss = sources::LOSS.program_text();
+    compile_harness(
+        dir,
+        ("harness.cpp", include_str!("cuda_emulator/harness.cpp")),
+        &[("kernels_loss.cu", &loss)],
+    )
 }
 
 fn write_floats(f: &mut impl Write, v: &[f32]) {
@@ -164,31 +178,14 @@ fn emulated_loss_kernels_match_the_twin_on_real_kitchen_frames() {
     compare(&exe, dir.path(), &sc, &config);
 }
 
+/// The preprocessing and upsampling harness.
 fn build_image_harness(dir: &Path) -> Option<PathBuf> {
-    if Command::new("g++").arg("--version").output().is_err() {
-        eprintln!("SKIP: g++ is not installed (needed to run the kernels under CPU emulation)");
-        return None;
-    }
-    std::fs::write(dir.join("emu.hpp"), include_str!("cuda_emulator/emu.hpp")).expect("write");
-    std::fs::write(dir.join("harness_image.cpp"), include_str!("cuda_emulator/harness_image.cpp"))
-        .expect("write");
-    std::fs::write(dir.join("kernels_preprocess.cu"), sources::PREPROCESS.program_text())
-        .expect("write");
-    std::fs::write(dir.join("upsample_body.cu"), sources::UPSAMPLE.body).expect("write");
-    let exe = dir.join("harness_image");
-    let out = Command::new("g++")
-        .args(["-std=c++20", "-O1", "-pthread", "-w", "-x", "c++"])
-        .arg(dir.join("harness_image.cpp"))
-        .arg("-o")
-        .arg(&exe)
-        .output()
-        .expect("run g++");
-    assert!(
-        out.status.success(),
-        "the kernels do not compile as C++:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(exe)
+    let preprocess = sources::PREPROCESS.program_text();
+    compile_harness(
+        dir,
+        ("harness_image.cpp", include_str!("cuda_emulator/harness_image.cpp")),
+        &[("kernels_preprocess.cu", &preprocess), ("upsample_body.cu", sources::UPSAMPLE.body)],
+    )
 }
 
 fn run_image(exe: &Path, dir: &Path, mode: &str, input: &[u8]) -> Vec<f32> {
