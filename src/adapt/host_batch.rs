@@ -20,6 +20,24 @@ pub fn tensor_to_host(t: &Tensor) -> Result<Vec<f32>, TchError> {
     Ok(out)
 }
 
+/// Equal-sized planar images (`channels` x `h` x `w` each) stacked into one `[B, C, H, W]`
+/// tensor on `device`.
+pub fn stack_planar(
+    images: &[&[f32]],
+    channels: i64,
+    w: usize,
+    h: usize,
+    device: Device,
+) -> Result<Tensor, TchError> {
+    let mut host = Vec::with_capacity(images.iter().map(|i| i.len()).sum());
+    for image in images {
+        host.extend_from_slice(image);
+    }
+    Tensor::f_from_slice(&host)?
+        .f_reshape([images.len() as i64, channels, h as i64, w as i64])?
+        .f_to_device(device)
+}
+
 /// The network outputs of one batch, on the host.
 pub struct HostOutputs {
     /// Per scale, the whole batch (`B · (H >> s) · (W >> s)` values).

@@ -13,7 +13,7 @@
 
 use super::AdaptError;
 use super::config::{AdaptConfig, AdaptLayers, TeacherKind};
-use super::host_batch::{HostGradients, HostOutputs, tensor_to_host};
+use super::host_batch::{HostGradients, HostOutputs, stack_planar, tensor_to_host};
 use super::loss_backend::{DeviceBatch, LossBackend, LossBackendKind};
 use super::publish::WeightsPublisher;
 use super::triplet::{NetFrame, ReplayBuffer, Triplet, TripletSelector};
@@ -476,13 +476,7 @@ impl Adapter {
 
     fn normalised(&self, images: &[&[f32]], w: usize, h: usize) -> Result<Tensor, AdaptError> {
         let (mean, std) = self.student.arch().normalisation();
-        let mut host = Vec::with_capacity(images.len() * 3 * w * h);
-        for image in images {
-            host.extend_from_slice(image);
-        }
-        let x =
-            Tensor::f_from_slice(&host)?.f_reshape([images.len() as i64, 3, h as i64, w as i64])?;
-        let x = x.f_to_device(self.student.device())?;
+        let x = stack_planar(images, 3, w, h, self.student.device())?;
         Ok(((x - f64::from(mean[0])) / f64::from(std[0])).set_requires_grad(false))
     }
 

@@ -20,7 +20,7 @@
 //! on Ctrl-C.
 
 use crate::adapt::NetFrame;
-use crate::adapt::host_batch::{HostGradients, HostOutputs};
+use crate::adapt::host_batch::{HostGradients, HostOutputs, stack_planar};
 use crate::engine::Preprocessor;
 use crate::loss::{LossConfig, LossError, LossInputs, SelfSupervisedLoss, target_pyramid};
 use crate::model::network::{DepthNetwork, PoseNetwork};
@@ -33,7 +33,7 @@ use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use tch::{Device, Kind, Tensor, nn, nn::OptimizerConfig};
+use tch::{Kind, Tensor, nn, nn::OptimizerConfig};
 
 /// File names inside a training output folder.
 pub const DEPTH_FILE: &str = "depth.safetensors";
@@ -562,22 +562,6 @@ fn prepare(
     Prepared { clean, jittered, depth, poses, intrinsics }
 }
 
-fn batch_tensor(
-    images: &[&[f32]],
-    channels: i64,
-    w: usize,
-    h: usize,
-    device: Device,
-) -> Result<Tensor, TrainError> {
-    let mut host = Vec::with_capacity(images.iter().map(|i| i.len()).sum());
-    for image in images {
-        host.extend_from_slice(image);
-    }
-    Ok(Tensor::f_from_slice(&host)?
-        .f_reshape([images.len() as i64, channels, h as i64, w as i64])?
-        .f_to_device(device)?)
-}
-
 /// What one step computed: the loss parts (unweighted) or why it was rejected.
 enum StepResult {
     Done(LossParts),
@@ -602,9 +586,9 @@ impl Trainer<'_> {
         let (mean, std) = o.arch.normalisation();
         let norm = |x: Tensor| (x - f64::from(mean[0])) / f64::from(std[0]);
         let pick = |k: usize| -> Vec<&[f32]> { batch.iter().map(|p| &p.jittered[k][..]).collect() };
-        let x_prev = norm(batch_tensor(&pick(0), 3, w, h, device)?);
-        let x_target = norm(batch_tensor(&pick(1), 3, w, h, device)?);
-        let x_next = norm(batch_tensor(&pick(2), 3, w, h, device)?);
+        let x_prev = norm(stack_planar(&pick(0), 3, w, h, device)?);
+        let x_target = norm(stack_planar(&pick(1), 3, w, h, device)?);
+        let x_next = norm(stack_planar(&pick(2), 3, w, h, device)?);
 
         let disps = self.depth.try_forward_t(&x_target, true)?;
         let pairs = Tensor::f_cat(
@@ -663,9 +647,9 @@ impl Trainer<'_> {
 
         if o.supervised_weight > 0.0 && batch.iter().all(|p| p.depth.is_some()) {
             let depths: Vec<&[f32]> = batch.iter().filter_map(|p| p.depth.as_deref()).collect();
-            let gt = batch_tensor(&depths, 1, w, h, device)?
-                .clamp(f64::from(o.loss.min_depth), f64::from(o.loss.max_depth));
-            let valid = batch_tensor(&depths, 1, w, h, device)?.gt(0.0).to_kind(Kind::Float);
+            let depth = stack_planar(&depths, 1, w, h, device)?;
+            let valid = depth.gt(0.0).to_kind(Kind::Float);
+            let gt = depth.clamp(f64::from(o.loss.min_depth), f64::from(o.loss.max_depth));
             let count = valid.sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float);
             let log_gt = gt.log();
             let (min_disp, max_disp) =
