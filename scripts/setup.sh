@@ -21,6 +21,7 @@ APT_PACKAGES=(
   gstreamer1.0-libav
   gstreamer1.0-tools
   python3-venv
+  g++
 )
 
 log() { printf '[setup] %s\n' "$*" >&2; }

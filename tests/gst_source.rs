@@ -348,15 +348,14 @@ fn mp4_writer_rejects_bad_arguments() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
-/// Run a gst-launch description to completion (to make test media), or `None` after printing
-/// why the calling test skips (one of `elements` is not installed).
+/// Run a gst-launch description to completion (to make test media); panics naming the first of
+/// `elements` that is not installed (scripts/setup.sh installs them all).
 fn make_media(description: &str, elements: &[&str]) -> Option<()> {
     use gstreamer as gst;
     use gstreamer::prelude::*;
     gst::init().unwrap();
     if let Some(missing) = elements.iter().find(|e| gst::ElementFactory::find(e).is_none()) {
-        eprintln!("SKIP: GStreamer element {missing} is not installed");
-        return None;
+        panic!("GStreamer element {missing} is not installed (scripts/setup.sh installs it)");
     }
     let pipeline = gst::parse::launch(description).unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
