@@ -106,6 +106,15 @@ pub struct GuardConfig {
     /// moving a weight by about `learning_rate` per step, its drift from θ₀ stays within about
     /// `learning_rate / ρ`. 0 switches the guard off.
     pub anchor_pull: f64,
+    /// Never-worse guard: serve the adapted weights only while their photometric loss on the
+    /// last `serve_window` fresh triplets (scored before any step trains on them) is lower than
+    /// the frozen start weights' by at least `serve_margin` (relative); otherwise serve the
+    /// frozen weights. Off: always serve the adapted weights.
+    pub serve_guard: bool,
+    pub serve_window: usize,
+    /// Fresh triplets scored before the adapted weights may be served at all.
+    pub serve_min_samples: usize,
+    pub serve_margin: f64,
 }
 
 impl Default for GuardConfig {
@@ -117,6 +126,10 @@ impl Default for GuardConfig {
             check_every: 20,
             threshold: 0.05,
             anchor_pull: 0.2,
+            serve_guard: true,
+            serve_window: 16,
+            serve_min_samples: 4,
+            serve_margin: 0.0,
         }
     }
 }
@@ -157,6 +170,11 @@ pub struct AdaptConfig {
     pub seed: u64,
     /// Seed of the pose network's freshly initialised layers, when it should not follow `seed`.
     pub pose_init_seed: Option<u64>,
+    /// Test-time pose refinement (CPU loss backend): Rprop iterations of direct photometric
+    /// alignment of each sample's poses before the depth gradient is taken; the pose network
+    /// then learns to predict the refined poses. 0 = off (the loss gradient at the network's
+    /// poses trains both networks, as in Monodepth2).
+    pub pose_refine_iterations: usize,
 }
 
 impl Default for AdaptConfig {
@@ -180,6 +198,7 @@ impl Default for AdaptConfig {
             loss: LossConfig::default(),
             seed: 0,
             pose_init_seed: None,
+            pose_refine_iterations: 0,
         }
     }
 }
@@ -266,6 +285,16 @@ impl AdaptConfig {
                 "guards.anchor_pull",
                 "a value in [0, 1) (0 = off)",
                 g.anchor_pull,
+            ));
+        }
+        if g.serve_guard && g.serve_window == 0 {
+            return Err(AdaptError::config("guards.serve_window", "at least 1", 0));
+        }
+        if !(g.serve_margin.is_finite() && (0.0..1.0).contains(&g.serve_margin)) {
+            return Err(AdaptError::config(
+                "guards.serve_margin",
+                "a value in [0, 1)",
+                g.serve_margin,
             ));
         }
         self.loss.validate()?;

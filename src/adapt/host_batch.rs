@@ -131,6 +131,31 @@ impl HostGradients {
         }
     }
 
+    /// Replaces sample `i`'s pose gradients by those of an L2 pull of the network's poses
+    /// toward `targets` (the refined poses), translations measured in units of `depth_scale`,
+    /// scaled by `weight`.
+    pub fn set_pose_targets(
+        &mut self,
+        i: usize,
+        network: &[Pose6; 2],
+        targets: &[Pose6; 2],
+        depth_scale: f32,
+        weight: f32,
+    ) {
+        let inv_depth = if depth_scale > 0.0 { 1.0 / depth_scale } else { 1.0 };
+        for (k, row) in [i, self.batch + i].into_iter().enumerate() {
+            for c in 0..3 {
+                self.rotations[3 * row + c] =
+                    (network[k].axis_angle[c] - targets[k].axis_angle[c]) * weight;
+                self.translations[3 * row + c] = (network[k].translation[c]
+                    - targets[k].translation[c])
+                    * inv_depth
+                    * inv_depth
+                    * weight;
+            }
+        }
+    }
+
     /// Whether every gradient is finite.
     pub fn all_finite(&self) -> bool {
         self.disparities

@@ -10,19 +10,25 @@
 //!   gathered back (shared with offline training).
 //! - [`loss_backend`]: where the loss runs: our CPU loss, or (feature `cuda`, student on CUDA)
 //!   our fused kernels on libtorch's device tensors.
+//! - [`pose_refine`]: test-time refinement of a sample's poses by direct photometric alignment.
 //! - [`publish`]: the double buffer that hands new weights to the live engine.
+//! - [`serve_guard`]: the never-worse guard choosing adapted or frozen weights for the live path
+//!   from fresh triplets' losses (no ground truth).
 
 pub mod config;
 pub mod host_batch;
 pub mod loss_backend;
+pub mod pose_refine;
 pub mod publish;
+pub mod serve_guard;
 pub mod trainer;
 pub mod triplet;
 
 pub use config::{AdaptConfig, AdaptLayers, DistillConfig, GuardConfig, TeacherKind};
 pub use loss_backend::{LossBackend, LossBackendKind};
 pub use publish::{WeightsPublisher, WeightsReceiver, weights_exchange};
-pub use trainer::{AdaptStats, Adapter, StepOutcome};
+pub use serve_guard::{ServeGuard, Served};
+pub use trainer::{AdaptStats, Adapter, FreshScore, StepOutcome};
 pub use triplet::{NetFrame, ReplayBuffer, Triplet, TripletSelector};
 
 use std::path::PathBuf;

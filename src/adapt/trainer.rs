@@ -15,7 +15,9 @@ use super::AdaptError;
 use super::config::{AdaptConfig, AdaptLayers, TeacherKind};
 use super::host_batch::{HostGradients, HostOutputs, stack_planar, tensor_to_host};
 use super::loss_backend::{DeviceBatch, LossBackend, LossBackendKind};
+use super::pose_refine::refine_poses;
 use super::publish::WeightsPublisher;
+use super::serve_guard::{ServeGuard, Served};
 use super::triplet::{NetFrame, ReplayBuffer, Triplet, TripletSelector};
 use crate::loss::{LossConfig, LossInputs, Pose6, SelfSupervisedLoss, target_pyramid};
 use crate::model::checkpoint::{Checkpoint, MetaValue, StorageDtype, StoredTensor};
@@ -58,6 +60,45 @@ pub struct AdaptStats {
     /// Largest |θ − θ₀| over the adapted depth weights after the last accepted step.
     #[serde(default)]
     pub last_anchor_drift: f64,
+    /// What the never-worse guard serves now, how often that changed, and its last window's
+    /// loss ratio adapted / frozen (below 1: adaptation helps on the current scene).
+    #[serde(default)]
+    pub serving: Served,
+    #[serde(default)]
+    pub serve_switches: u64,
+    #[serde(default)]
+    pub serve_ratio: f64,
+    /// The last fresh triplet (scored before training on it): its spacing k, the photometric
+    /// loss of the adapted and of the frozen weights, the current pose network's motion
+    /// (axis-angle, translation: target→prev inverted, target→next) and the parallax that
+    /// motion implies at the adapted depth's median, in pixels (f·|t| / median depth).
+    #[serde(default)]
+    pub fresh: FreshScore,
+}
+
+/// The never-worse guard's view of one fresh triplet (see [`AdaptStats::fresh`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FreshScore {
+    pub target_index: u64,
+    pub k: u64,
+    pub adapted_loss: f64,
+    pub frozen_loss: f64,
+    /// [rx, ry, rz, tx, ty, tz] for (prev, target) and (target, next), network units.
+    pub motion: [[f32; 6]; 2],
+    pub parallax_px: f64,
+    /// Focal length fx at the network size, pixels.
+    pub fx: f64,
+    /// Frozen median depth over adapted median depth on the target.
+    pub frozen_scale: f64,
+    /// Among the pixels whose per-pixel minimum photometric error differs between the two
+    /// (by more than 1e-3): the fraction where the adapted weights' error is lower, and the
+    /// ratio of their summed errors adapted / frozen.
+    pub win_fraction: f64,
+    pub changed_ratio: f64,
+    /// The live sample's refined motion (same layout as `motion`) and the refinement's
+    /// photometric loss before / after, from the last step (zero without refinement).
+    pub refined_motion: [[f32; 6]; 2],
+    pub refine_loss: [f32; 2],
 }
 
 /// What one call of [`Adapter::step`] did.
@@ -239,6 +280,8 @@ pub struct Adapter {
     pose_adam: Adam,
     loss: SelfSupervisedLoss,
     teacher_loss: SelfSupervisedLoss,
+    /// The loss at the finest scale only, for pose refinement (its own workspace).
+    refine_loss: SelfSupervisedLoss,
     selector: TripletSelector,
     replay: ReplayBuffer,
     holdout: Vec<Arc<Triplet>>,
@@ -252,6 +295,9 @@ pub struct Adapter {
     noise: Vec<f32>,
     /// Where the loss runs: CPU on host copies, or the fused CUDA kernels on device tensors.
     backend: LossBackend,
+    /// The never-worse guard and the live triplet it has not scored yet.
+    serve: ServeGuard,
+    unscored: Option<Arc<Triplet>>,
 }
 
 impl std::fmt::Debug for Adapter {
@@ -308,13 +354,17 @@ impl Adapter {
         let loss_config = LossConfig { seed: config.seed, ..config.loss };
         let teacher_config = LossConfig { automask: false, seed: config.seed ^ 1, ..config.loss };
         let backend = LossBackend::new(device, &loss_config)?;
+        let g = config.guards;
         Ok(Self {
+            serve: ServeGuard::new(g.serve_window, g.serve_min_samples, g.serve_margin),
+            unscored: None,
             selector: TripletSelector::new(config.k_min, config.k_max, config.motion_threshold),
             replay: ReplayBuffer::new(config.replay_capacity),
             holdout: Vec::new(),
             live: None,
             rng: Pcg64Mcg::seed_from_u64(config.seed),
             loss: SelfSupervisedLoss::new(loss_config),
+            refine_loss: SelfSupervisedLoss::new(loss_config),
             teacher_loss: SelfSupervisedLoss::new(teacher_config),
             adam,
             pose_adam,
@@ -388,6 +438,9 @@ impl Adapter {
             self.holdout.push(triplet);
             return false;
         }
+        if self.config.guards.serve_guard {
+            self.unscored = Some(Arc::clone(&triplet));
+        }
         if let Some(previous) = self.live.replace(triplet) {
             self.replay.push(previous);
         }
@@ -405,6 +458,9 @@ impl Adapter {
         let Some(live) = self.live.clone() else {
             return Ok(None);
         };
+        if let Some(fresh) = self.unscored.take() {
+            self.score_fresh(&fresh)?;
+        }
         let mut batch = vec![live];
         batch.extend(self.replay.sample(&mut self.rng, self.config.replay_per_step));
         self.step_on(&batch).map(Some)
@@ -443,10 +499,23 @@ impl Adapter {
         Ok(outcome)
     }
 
-    /// Publishes the current weights now (if a publisher is attached).
+    /// The weights the live path should use: the adapted student, or the frozen start weights
+    /// while the never-worse guard finds adaptation no better on the current scene.
+    pub fn served(&self) -> &DepthNetwork {
+        match (self.config.guards.serve_guard, self.serve.serving()) {
+            (true, Served::Frozen) => &self.anchor,
+            _ => &self.student,
+        }
+    }
+
+    /// Publishes the served weights now (if a publisher is attached).
     pub fn publish(&mut self) -> Result<(), AdaptError> {
+        let served = match (self.config.guards.serve_guard, self.serve.serving()) {
+            (true, Served::Frozen) => &self.anchor,
+            _ => &self.student,
+        };
         if let Some(publisher) = self.publisher.as_mut() {
-            publisher.publish(&self.student)?;
+            publisher.publish(served)?;
             self.stats.published += 1;
         }
         Ok(())
@@ -467,11 +536,23 @@ impl Adapter {
         self.checkpoint()
     }
 
-    /// Disparity (scale 0, network size) of a frame with the current student weights.
+    /// Disparity (scale 0, network size) of a frame with the served weights ([`Self::served`]).
     pub fn predict(&self, frame: &NetFrame) -> Result<Vec<f32>, AdaptError> {
         let x = self.normalised(&[&frame.planar[..]], frame.width, frame.height)?;
-        let disp = tch::no_grad(|| self.student.try_forward_t(&x, false))?;
+        let disp = tch::no_grad(|| self.served().try_forward_t(&x, false))?;
         to_host(&disp[0])
+    }
+
+    /// Disparities (scale 0) of a frame with the adapted student and with the frozen start
+    /// weights, whatever is served (for diagnosis).
+    pub fn predict_adapted_and_frozen(
+        &self,
+        frame: &NetFrame,
+    ) -> Result<(Vec<f32>, Vec<f32>), AdaptError> {
+        let x = self.normalised(&[&frame.planar[..]], frame.width, frame.height)?;
+        let adapted = tch::no_grad(|| self.student.try_forward_t(&x, false))?;
+        let frozen = tch::no_grad(|| self.anchor.try_forward_t(&x, false))?;
+        Ok((to_host(&adapted[0])?, to_host(&frozen[0])?))
     }
 
     fn normalised(&self, images: &[&[f32]], w: usize, h: usize) -> Result<Tensor, AdaptError> {
@@ -575,8 +656,47 @@ impl Adapter {
             let pyramid = target_pyramid(&triplet.target, w, h, scales);
             let pyramid_refs: Vec<&[f32]> = pyramid.iter().map(Vec::as_slice).collect();
             let disp_refs = host.sample_disparities(i);
-            let poses = host.sample_poses(i);
+            let mut poses = host.sample_poses(i);
             let sources: [&[f32]; 2] = [&triplet.prev, &triplet.next];
+            let mut pose_targets = None;
+            if self.config.pose_refine_iterations > 0 {
+                let median = self.median_depth(disp_refs[0]) as f32;
+                let refine_inputs = LossInputs {
+                    width: w,
+                    height: h,
+                    target: &triplet.target,
+                    sources: &sources,
+                    disparities: &disp_refs[..1],
+                    target_pyramid: &pyramid_refs[..1],
+                    poses: &poses,
+                    intrinsics: triplet.intrinsics,
+                    tie_break_noise: None,
+                };
+                let refined = match refine_poses(
+                    &mut self.refine_loss,
+                    &refine_inputs,
+                    self.config.pose_refine_iterations,
+                    median,
+                ) {
+                    Ok(refined) => refined,
+                    Err(crate::loss::LossError::NonFinite { field, index }) => {
+                        return Ok(StepOutcome::Rejected(format!(
+                            "non-finite network output: {field} index {index}"
+                        )));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                if i == 0 {
+                    let layout = |p: &Pose6| {
+                        let (r, t) = (p.axis_angle, p.translation);
+                        [r[0], r[1], r[2], t[0], t[1], t[2]]
+                    };
+                    self.stats.fresh.refined_motion = refined.poses.each_ref().map(layout);
+                    self.stats.fresh.refine_loss = [refined.loss_before, refined.loss_after];
+                }
+                pose_targets = Some((poses, refined.poses, median));
+                poses = refined.poses;
+            }
             fill_tie_break_noise(
                 &mut self.noise,
                 2 * hw,
@@ -622,6 +742,9 @@ impl Adapter {
             photometric += f64::from(out.photometric);
             smoothness += f64::from(out.smoothness);
             grads.set_sample(i, out, inv_b);
+            if let Some((network, refined, median)) = &pose_targets {
+                grads.set_pose_targets(i, network, refined, *median, inv_b);
+            }
             let mask = &mut distill_mask[i * hw..(i + 1) * hw];
             if let (true, Some(teacher_host)) = (distill.multiview_mask, &teacher_host) {
                 let automask = out.automask.clone();
@@ -736,53 +859,201 @@ impl Adapter {
         Ok(())
     }
 
-    /// Mean self-supervised loss of the held-back triplets with `depth` (poses from the current
-    /// pose network, no gradients).
-    fn holdout_loss(&mut self, use_anchor: bool) -> Result<f64, AdaptError> {
-        let mut sum = 0.0;
-        let holdout = self.holdout.clone();
-        for t in &holdout {
-            let (w, h) = (t.width, t.height);
-            let x_target = self.normalised(&[&t.target[..]], w, h)?;
-            let x_prev = self.normalised(&[&t.prev[..]], w, h)?;
-            let x_next = self.normalised(&[&t.next[..]], w, h)?;
-            let depth = if use_anchor { &self.anchor } else { &self.student };
-            let (disps, rot, trans) = tch::no_grad(|| -> Result<_, AdaptError> {
-                let disps = depth.try_forward_t(&x_target, false)?;
-                let pairs = Tensor::f_cat(
-                    &[
-                        Tensor::f_cat(&[&x_prev, &x_target], 1)?,
-                        Tensor::f_cat(&[&x_target, &x_next], 1)?,
-                    ],
-                    0,
-                )?;
-                let (rot, trans) = self.pose.try_forward_t(&pairs, false)?;
-                Ok((disps, rot, trans))
-            })?;
-            let disp_host: Vec<Vec<f32>> = disps.iter().map(to_host).collect::<Result<_, _>>()?;
-            let (r, tr) = (to_host(&rot)?, to_host(&trans)?);
-            let pyramid = target_pyramid(&t.target, w, h, disp_host.len());
-            let pyramid_refs: Vec<&[f32]> = pyramid.iter().map(Vec::as_slice).collect();
-            let disp_refs: Vec<&[f32]> = disp_host.iter().map(Vec::as_slice).collect();
-            let pose_of = |j: usize, invert: bool| Pose6 {
-                axis_angle: [r[3 * j], r[3 * j + 1], r[3 * j + 2]],
-                translation: [tr[3 * j], tr[3 * j + 1], tr[3 * j + 2]],
-                invert,
-            };
-            let poses = [pose_of(0, true), pose_of(1, false)];
-            let sources: [&[f32]; 2] = [&t.prev, &t.next];
-            let out = self.loss.forward(&LossInputs {
+    /// The current pose network's two poses for a triplet (prev inverted, next), no gradients.
+    fn triplet_poses(&self, t: &Triplet) -> Result<[Pose6; 2], AdaptError> {
+        let (w, h) = (t.width, t.height);
+        let x_target = self.normalised(&[&t.target[..]], w, h)?;
+        let x_prev = self.normalised(&[&t.prev[..]], w, h)?;
+        let x_next = self.normalised(&[&t.next[..]], w, h)?;
+        let pairs = Tensor::f_cat(
+            &[Tensor::f_cat(&[&x_prev, &x_target], 1)?, Tensor::f_cat(&[&x_target, &x_next], 1)?],
+            0,
+        )?;
+        let (rot, trans) = tch::no_grad(|| self.pose.try_forward_t(&pairs, false))?;
+        let (r, tr) = (to_host(&rot)?, to_host(&trans)?);
+        let pose_of = |j: usize, invert: bool| Pose6 {
+            axis_angle: [r[3 * j], r[3 * j + 1], r[3 * j + 2]],
+            translation: [tr[3 * j], tr[3 * j + 1], tr[3 * j + 2]],
+            invert,
+        };
+        Ok([pose_of(0, true), pose_of(1, false)])
+    }
+
+    /// Disparities (every scale, host) of `depth` on a triplet's target, no gradients.
+    fn target_disparities(
+        &self,
+        t: &Triplet,
+        depth: &DepthNetwork,
+    ) -> Result<Vec<Vec<f32>>, AdaptError> {
+        let x_target = self.normalised(&[&t.target[..]], t.width, t.height)?;
+        let disps = tch::no_grad(|| depth.try_forward_t(&x_target, false))?;
+        disps.iter().map(to_host).collect()
+    }
+
+    /// The photometric part of the self-supervised loss of one triplet for given disparities
+    /// and poses (no tie-break noise, no gradients).
+    fn photometric(
+        &mut self,
+        t: &Triplet,
+        disparities: &[Vec<f32>],
+        poses: &[Pose6; 2],
+        min_error: Option<&mut Vec<f32>>,
+    ) -> Result<f64, AdaptError> {
+        let (w, h) = (t.width, t.height);
+        let pyramid = target_pyramid(&t.target, w, h, disparities.len());
+        let pyramid_refs: Vec<&[f32]> = pyramid.iter().map(Vec::as_slice).collect();
+        let disp_refs: Vec<&[f32]> = disparities.iter().map(Vec::as_slice).collect();
+        let sources: [&[f32]; 2] = [&t.prev, &t.next];
+        let out = self.loss.forward(&LossInputs {
+            width: w,
+            height: h,
+            target: &t.target,
+            sources: &sources,
+            disparities: &disp_refs,
+            target_pyramid: &pyramid_refs,
+            poses,
+            intrinsics: t.intrinsics,
+            tie_break_noise: None,
+        })?;
+        if let Some(dst) = min_error {
+            dst.clear();
+            dst.extend_from_slice(&out.min_error);
+        }
+        Ok(f64::from(out.photometric))
+    }
+
+    /// The photometric loss at the finest scale after refining the poses for these
+    /// disparities (each depth map gets the motion that explains the images best with it).
+    fn refined_photometric(
+        &mut self,
+        t: &Triplet,
+        disparities: &[Vec<f32>],
+        poses: &[Pose6; 2],
+    ) -> Result<f64, AdaptError> {
+        let (w, h) = (t.width, t.height);
+        let pyramid = target_pyramid(&t.target, w, h, 1);
+        let pyramid_refs: Vec<&[f32]> = pyramid.iter().map(Vec::as_slice).collect();
+        let disp_refs: Vec<&[f32]> = disparities.iter().take(1).map(Vec::as_slice).collect();
+        let sources: [&[f32]; 2] = [&t.prev, &t.next];
+        let median = self.median_depth(&disparities[0]) as f32;
+        let refined = refine_poses(
+            &mut self.refine_loss,
+            &LossInputs {
                 width: w,
                 height: h,
                 target: &t.target,
                 sources: &sources,
                 disparities: &disp_refs,
                 target_pyramid: &pyramid_refs,
-                poses: &poses,
+                poses,
                 intrinsics: t.intrinsics,
                 tie_break_noise: None,
-            })?;
-            sum += f64::from(out.photometric);
+            },
+            self.config.pose_refine_iterations,
+            median,
+        )?;
+        Ok(f64::from(refined.loss_after))
+    }
+
+    /// Median depth (loss units) of a scale-0 disparity map.
+    fn median_depth(&self, disparity: &[f32]) -> f64 {
+        let (min_disp, max_disp) = (
+            1.0 / f64::from(self.config.loss.max_depth),
+            1.0 / f64::from(self.config.loss.min_depth),
+        );
+        let mut depth: Vec<f64> = disparity
+            .iter()
+            .map(|&d| 1.0 / (min_disp + (max_disp - min_disp) * f64::from(d)))
+            .filter(|d| d.is_finite())
+            .collect();
+        if depth.is_empty() {
+            return f64::NAN;
+        }
+        let mid = depth.len() / 2;
+        *depth.select_nth_unstable_by(mid, f64::total_cmp).1
+    }
+
+    /// The never-worse guard's test of a fresh live triplet, before any step trains on it: the
+    /// photometric loss of the adapted and of the frozen depth with the same current poses (the
+    /// frozen translation rescaled by the ratio of median depths, so that only the depth's
+    /// shape is compared), recorded in the guard's window; publishes at once when what is
+    /// served changes.
+    fn score_fresh(&mut self, t: &Triplet) -> Result<(), AdaptError> {
+        let poses = self.triplet_poses(t)?;
+        let adapted = self.target_disparities(t, &self.student)?;
+        let frozen = self.target_disparities(t, &self.anchor)?;
+        let adapted_median = self.median_depth(&adapted[0]);
+        let frozen_scale = self.median_depth(&frozen[0]) / adapted_median;
+        let (mut adapted_error, mut frozen_error) = (Vec::new(), Vec::new());
+        let adapted_loss = self.photometric(t, &adapted, &poses, Some(&mut adapted_error))?;
+        let mut frozen_poses = poses;
+        if frozen_scale.is_finite() && frozen_scale > 0.0 {
+            for p in &mut frozen_poses {
+                p.translation = p.translation.map(|v| v * frozen_scale as f32);
+            }
+        }
+        let frozen_loss = self.photometric(t, &frozen, &frozen_poses, Some(&mut frozen_error))?;
+        // With pose refinement on, each depth map is judged with its own best motion.
+        let (adapted_loss, frozen_loss) = match self.config.pose_refine_iterations {
+            0 => (adapted_loss, frozen_loss),
+            _ => (
+                self.refined_photometric(t, &adapted, &poses)?,
+                self.refined_photometric(t, &frozen, &frozen_poses)?,
+            ),
+        };
+        let (mut wins, mut changed, mut sum_a, mut sum_f) = (0usize, 0usize, 0f64, 0f64);
+        for (&a, &f) in adapted_error.iter().zip(&frozen_error) {
+            if (a - f).abs() > 1e-3 {
+                changed += 1;
+                wins += usize::from(a < f);
+                sum_a += f64::from(a);
+                sum_f += f64::from(f);
+            }
+        }
+        let before = self.serve.serving();
+        let now = self.serve.record(adapted_loss, frozen_loss);
+        let motion = poses.map(|p| {
+            let (r, tr) = (p.axis_angle, p.translation);
+            [r[0], r[1], r[2], tr[0], tr[1], tr[2]]
+        });
+        let largest_translation = motion
+            .iter()
+            .map(|m| f64::from(m[3] * m[3] + m[4] * m[4] + m[5] * m[5]).sqrt())
+            .fold(0.0, f64::max);
+        self.stats.fresh = FreshScore {
+            target_index: t.target_index,
+            k: t.k as u64,
+            adapted_loss,
+            frozen_loss,
+            motion,
+            parallax_px: f64::from(t.intrinsics[0]) * largest_translation / adapted_median,
+            fx: f64::from(t.intrinsics[0]),
+            win_fraction: if changed > 0 { wins as f64 / changed as f64 } else { f64::NAN },
+            changed_ratio: if sum_f > 0.0 { sum_a / sum_f } else { f64::NAN },
+            // Filled by the step that trains on this triplet.
+            refined_motion: [[0.0; 6]; 2],
+            refine_loss: [0.0; 2],
+            frozen_scale,
+        };
+        self.stats.serving = now;
+        self.stats.serve_switches = self.serve.switches();
+        self.stats.serve_ratio = self.serve.ratio().unwrap_or(f64::NAN);
+        if now != before {
+            self.publish()?;
+        }
+        Ok(())
+    }
+
+    /// Mean photometric loss of the held-back triplets with the student or the frozen start
+    /// (poses from the current pose network, no gradients).
+    fn holdout_loss(&mut self, use_anchor: bool) -> Result<f64, AdaptError> {
+        let mut sum = 0.0;
+        let holdout = self.holdout.clone();
+        for t in &holdout {
+            let poses = self.triplet_poses(t)?;
+            let depth = if use_anchor { &self.anchor } else { &self.student };
+            let disparities = self.target_disparities(t, depth)?;
+            sum += self.photometric(t, &disparities, &poses, None)?;
         }
         Ok(sum / holdout.len().max(1) as f64)
     }

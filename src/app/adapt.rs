@@ -4,6 +4,7 @@
 //! asynchronous adapter thread that runs beside the live path.
 
 use crate::adapt::{AdaptConfig, AdaptStats, Adapter, NetFrame, StepOutcome, WeightsPublisher};
+use crate::app::adapt_diagnostics::AdaptDiagnostics;
 use crate::app::eval::{EvalOptions, EvalReport, FrameRow, score_disparity};
 use crate::camera::Intrinsics;
 use crate::engine::{Disparity, Preprocessor, default_device};
@@ -51,6 +52,9 @@ pub struct AdaptOptions {
     pub resume: Option<PathBuf>,
     /// Print a status line every this many frames (0 = never).
     pub print_every: usize,
+    /// Lock-step only: write the per-frame diagnosis CSV here (adapted, frozen and served
+    /// abs_rel, the guard's fresh-triplet scores against the ground-truth motion).
+    pub diagnose: Option<PathBuf>,
 }
 
 impl Default for AdaptOptions {
@@ -62,6 +66,7 @@ impl Default for AdaptOptions {
             checkpoint: None,
             resume: None,
             print_every: 25,
+            diagnose: None,
         }
     }
 }
@@ -132,7 +137,8 @@ pub fn build_adapter(
 pub fn status_line(stats: &AdaptStats, steps_per_second: f64) -> String {
     format!(
         "adapt: {} steps ({:.2}/s) loss {:.4} (photo {:.4} smooth {:.5} distill {:.4} on {:.0}%) \
-         masked {:.0}% drift {:.4} | published {} rollbacks {} rejected {} stationary {}",
+         masked {:.0}% drift {:.4} k {} | serving {} (loss ratio {:.3}, {} switches) | published {} \
+         rollbacks {} rejected {} stationary {}",
         stats.steps,
         steps_per_second,
         stats.last_total,
@@ -142,6 +148,10 @@ pub fn status_line(stats: &AdaptStats, steps_per_second: f64) -> String {
         100.0 * stats.last_distill_fraction,
         100.0 * stats.last_masked_fraction,
         stats.last_anchor_drift,
+        stats.fresh.k,
+        stats.serving,
+        stats.serve_ratio,
+        stats.serve_switches,
         stats.published,
         stats.rollbacks,
         stats.rejected,
@@ -167,6 +177,7 @@ pub fn evaluate_adapt(
     let mut accumulator = MetricsAccumulator::new();
     let started = Instant::now();
     let steps_at_start = adapter.stats().steps;
+    let mut diagnostics = adapt.diagnose.as_deref().map(AdaptDiagnostics::create).transpose()?;
     for (position, &index) in indices.iter().enumerate() {
         let frame = dataset.frame(index).map_err(crate::source::SourceError::from)?;
         let camera = frame.intrinsics.ok_or_else(|| {
@@ -181,10 +192,28 @@ pub fn evaluate_adapt(
         let disparity = Disparity { width: options.width, height: options.height, data };
         let metrics = score_disparity(&disparity, &frame, &protocol)?;
         accumulator.push(position as u64, metrics);
+        // The diagnosis scores the adapted and the frozen weights before the steps, as served.
+        let diagnosed = match diagnostics.is_some() {
+            true => {
+                let (adapted, frozen) = adapter.predict_adapted_and_frozen(&net_frame)?;
+                let score = |data| {
+                    score_disparity(
+                        &Disparity { width: options.width, height: options.height, data },
+                        &frame,
+                        &protocol,
+                    )
+                };
+                Some((score(adapted)?, score(frozen)?))
+            }
+            false => None,
+        };
         if adapter.observe(net_frame) {
             for _ in 0..adapt.config.steps_per_frame {
                 adapter.step()?;
             }
+        }
+        if let (Some(d), Some((adapted, frozen))) = (diagnostics.as_mut(), &diagnosed) {
+            d.record(position, &frame, &metrics, adapted, frozen, adapter.stats())?;
         }
         if adapt.print_every > 0 && (position + 1) % adapt.print_every == 0 {
             let rate = (adapter.stats().steps - steps_at_start) as f64
@@ -199,6 +228,9 @@ pub fn evaluate_adapt(
         }
     }
     adapter.finish()?;
+    if let Some(d) = diagnostics {
+        d.finish()?;
+    }
     let mean = accumulator.mean().ok_or(EvalError::NoFrames)?;
     let per_frame = accumulator
         .rows()

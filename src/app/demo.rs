@@ -257,6 +257,7 @@ fn adapt_options(model: &DemoModel, steps_per_frame: usize) -> AdaptOptions {
         checkpoint: None,
         resume: None,
         print_every: 20,
+        diagnose: None,
     }
 }
 

@@ -3,6 +3,7 @@
 //! arguments and calls these.
 
 pub mod adapt;
+pub mod adapt_diagnostics;
 pub mod demo;
 pub mod eval;
 pub mod live;

@@ -124,6 +124,17 @@ pub struct AdaptArgs {
     /// Random seed of the adaptation.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Write a per-frame diagnosis CSV (adapted, frozen and served abs_rel; the never-worse
+    /// guard's scores; pose-network motion against the ground truth) to this file.
+    #[arg(long)]
+    pub diagnose: Option<PathBuf>,
+    /// Test-time pose refinement: Rprop iterations of direct photometric alignment per sample
+    /// (0 = off).
+    #[arg(long)]
+    pub pose_refine: Option<usize>,
+    /// Turn the never-worse guard off (always serve the adapted weights).
+    #[arg(long)]
+    pub no_serve_guard: bool,
 }
 
 impl AdaptArgs {
@@ -190,6 +201,12 @@ impl AdaptArgs {
         if let Some(v) = self.seed {
             config.seed = v;
         }
+        if let Some(v) = self.pose_refine {
+            config.pose_refine_iterations = v;
+        }
+        if self.no_serve_guard {
+            config.guards.serve_guard = false;
+        }
         config.validate()?;
         Ok(AdaptOptions {
             config,
@@ -198,6 +215,7 @@ impl AdaptArgs {
             checkpoint: self.checkpoint.clone(),
             resume: self.resume.clone(),
             print_every: 25,
+            diagnose: self.diagnose.clone(),
         })
     }
 }
