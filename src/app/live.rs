@@ -13,7 +13,7 @@ use crate::adapt::{AdaptStats, WeightsReceiver, weights_exchange};
 use crate::app::adapt::{AdaptFrame, build_adapter, lower_thread_priority, run_adapter_thread};
 use crate::app::eval::score_disparity;
 use crate::camera::Intrinsics;
-use crate::config::{Config, OutputsConfig};
+use crate::config::{Config, OutputsConfig, SourceConfig};
 use crate::engine::{Disparity, Preprocessor, TorchDepthEngine, default_device};
 use crate::eval::{EvalProtocol, MetricsAccumulator};
 use crate::frame::{DepthMap, Frame, RgbImage};
@@ -361,6 +361,30 @@ pub fn paced_replay_uri(path: &Path) -> String {
     )
 }
 
+/// The source of a camera-like replay of the video file at `path` recorded at `fps`: the paced
+/// [`paced_replay_uri`], treated as live (the appsink keeps only the newest frame, so a busy
+/// live path drops frames as it would with a camera instead of slowing the video down).
+pub fn paced_replay_source(path: &Path, fps: f64) -> SourceConfig {
+    SourceConfig { uri: paced_replay_uri(path), live: Some(true), fps: Some(fps) }
+}
+
+/// The file in a live run's output folder where `run --adapt` saves the adapter's statistics.
+pub const ADAPT_REPORT_FILE: &str = "adapt_report.json";
+
+/// The adapter's statistics that a `run_live` with adaptation saved in `dir`
+/// ([`ADAPT_REPORT_FILE`]).
+pub fn read_adapt_report(dir: &Path) -> crate::Result<AdaptStats> {
+    let path = dir.join(ADAPT_REPORT_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| crate::Error::io(&path, e))?;
+    serde_json::from_str(&text).map_err(|e| {
+        crate::sink::SinkError::Format {
+            path: path.clone(),
+            reason: format!("not an adaptation report: {e}"),
+        }
+        .into()
+    })
+}
+
 /// The `outputs` sink: writes what the config's `[outputs]` asks for into its folder.
 pub struct OutputSink {
     outputs: OutputsConfig,
@@ -608,7 +632,7 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
         let stats = handle
             .join()
             .map_err(|_| crate::Error::Other("the adapt thread panicked".into()))??;
-        write_summary_json(&config.outputs.dir.join("adapt_report.json"), &stats)?;
+        write_summary_json(&config.outputs.dir.join(ADAPT_REPORT_FILE), &stats)?;
     }
     let report = report?;
     write_summary_json(
