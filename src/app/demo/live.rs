@@ -6,7 +6,8 @@
 use super::model::DemoModel;
 use crate::adapt::AdaptStats;
 use crate::app::adapt::AdaptOptions;
-use crate::app::live::{LiveOptions, paced_replay_source, read_adapt_report, run_live};
+use crate::app::live::{LiveOptions, run_live};
+use crate::app::replay::{paced_replay_source, read_adapt_report};
 use crate::config::{
     CameraConfig, Config, NetworkConfig, OutputsConfig, PipelineConfig, QueuePolicy,
 };

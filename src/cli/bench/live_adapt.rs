@@ -10,7 +10,8 @@
 use clap::Args as ClapArgs;
 use livedepth::adapt::AdaptConfig;
 use livedepth::app::adapt::AdaptOptions;
-use livedepth::app::live::{LiveOptions, paced_replay_source, read_adapt_report, run_live};
+use livedepth::app::live::{LiveOptions, run_live};
+use livedepth::app::replay::{paced_replay_source, read_adapt_report};
 use livedepth::config::{
     CameraConfig, Config, NetworkConfig, OutputsConfig, PipelineConfig, QueuePolicy,
 };
