@@ -1,11 +1,11 @@
 //! The paced replay that `bench live-adapt` feeds the live path with
-//! (`livedepth::app::live::paced_replay_uri`: the file decoded through GStreamer with an
+//! (`livedepth::app::replay::paced_replay_uri`: the file decoded through GStreamer with an
 //! `identity sync=true` releasing frames at their timestamps) gives exactly the frames of the
 //! plain `file://` replay, in the same order, with the same timestamps. (The pacing itself is a
 //! timing and is not asserted.)
 #![cfg(feature = "torch")]
 
-use livedepth::app::live::paced_replay_uri;
+use livedepth::app::replay::paced_replay_uri;
 use livedepth::sink::video::Mp4Writer;
 use livedepth::source::Source;
 use livedepth::source::gst::{GstOptions, GstSource};

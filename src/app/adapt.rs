@@ -8,7 +8,8 @@ use crate::app::adapt_diagnostics::AdaptDiagnostics;
 use crate::app::eval::{EvalOptions, EvalReport, FrameRow, score_disparity};
 use crate::camera::Intrinsics;
 use crate::engine::{Disparity, Preprocessor, default_device};
-use crate::eval::{EvalError, EvalProtocol, MetricsAccumulator};
+use crate::eval::{EvalError, EvalProtocol, FrameMetrics, MetricsAccumulator};
+use crate::frame::Frame;
 use crate::model::network::{DepthNetwork, PoseNetwork};
 use crate::model::{Arch, ModelError};
 use crate::source::dataset::open_dataset;
@@ -159,12 +160,33 @@ pub fn status_line(stats: &AdaptStats, steps_per_second: f64) -> String {
     )
 }
 
+/// One scored frame of a lock-step run, as [`evaluate_adapt_with`]'s callback sees it.
+pub struct LockStepFrame<'a> {
+    /// Position in the run (0 = first frame).
+    pub position: usize,
+    /// The dataset frame (RGB, ground truth, intrinsics).
+    pub frame: &'a Frame,
+    /// The prediction at the network size, made before any step saw this frame.
+    pub disparity: &'a Disparity,
+    pub metrics: &'a FrameMetrics,
+}
+
 /// Deterministic lock-step evaluation with adaptation: frames in order; each is first predicted
-/// with the current weights and scored, then fed to the adapter, which takes
-/// `steps_per_frame` steps. One thread of control, so one seed gives the same numbers.
+/// with the served weights and scored, then fed to the adapter, which takes `steps_per_frame`
+/// steps. One thread of control, so one seed gives the same numbers.
 pub fn evaluate_adapt(
     options: &EvalOptions,
     adapt: &AdaptOptions,
+) -> crate::Result<(EvalReport, AdaptStats)> {
+    evaluate_adapt_with(options, adapt, |_| Ok(()))
+}
+
+/// [`evaluate_adapt`], handing every scored frame to `on_frame` (before the adapter sees it),
+/// e.g. to draw the prediction.
+pub fn evaluate_adapt_with(
+    options: &EvalOptions,
+    adapt: &AdaptOptions,
+    mut on_frame: impl FnMut(LockStepFrame<'_>) -> crate::Result<()>,
 ) -> crate::Result<(EvalReport, AdaptStats)> {
     let dataset = open_dataset(&options.dataset).map_err(crate::source::SourceError::from)?;
     let indices =
@@ -192,6 +214,12 @@ pub fn evaluate_adapt(
         let disparity = Disparity { width: options.width, height: options.height, data };
         let metrics = score_disparity(&disparity, &frame, &protocol)?;
         accumulator.push(position as u64, metrics);
+        on_frame(LockStepFrame {
+            position,
+            frame: &frame,
+            disparity: &disparity,
+            metrics: &metrics,
+        })?;
         // The diagnosis scores the adapted and the frozen weights before the steps, as served.
         let diagnosed = match diagnostics.is_some() {
             true => {

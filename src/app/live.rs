@@ -12,6 +12,7 @@
 use crate::adapt::{AdaptStats, WeightsReceiver, weights_exchange};
 use crate::app::adapt::{AdaptFrame, build_adapter, lower_thread_priority, run_adapter_thread};
 use crate::app::eval::score_disparity;
+use crate::app::replay::ADAPT_REPORT_FILE;
 use crate::camera::Intrinsics;
 use crate::config::{Config, OutputsConfig};
 use crate::engine::{Disparity, Preprocessor, TorchDepthEngine, default_device};
@@ -350,17 +351,6 @@ fn gpu_preprocess_for(
     }
 }
 
-/// A `gst://` URI replaying the video file at `path` paced by the pipeline clock, like a camera:
-/// `identity sync=true` before the appsink releases each decoded frame at its timestamp (30 fps
-/// for a 30 fps file) instead of as fast as the decoder runs. Same frames, same order.
-pub fn paced_replay_uri(path: &Path) -> String {
-    format!(
-        "gst://filesrc location=\"{}\" ! decodebin ! identity sync=true ! videoconvert ! \
-         appsink name=sink",
-        path.display()
-    )
-}
-
 /// The `outputs` sink: writes what the config's `[outputs]` asks for into its folder.
 pub struct OutputSink {
     outputs: OutputsConfig,
@@ -608,7 +598,7 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
         let stats = handle
             .join()
             .map_err(|_| crate::Error::Other("the adapt thread panicked".into()))??;
-        write_summary_json(&config.outputs.dir.join("adapt_report.json"), &stats)?;
+        write_summary_json(&config.outputs.dir.join(ADAPT_REPORT_FILE), &stats)?;
     }
     let report = report?;
     write_summary_json(

@@ -1,9 +1,10 @@
 //! The jobs behind the command-line verbs that need a depth network: live depth (`run`),
-//! evaluation on recorded data (`eval`) and the end-to-end demo (`demo`). The CLI only parses
-//! arguments and calls these.
+//! evaluation on recorded data (`eval`) and the end-to-end demo (`demo`), plus the paced replay
+//! of a video file as a camera (`replay`). The CLI only parses arguments and calls these.
 
 pub mod adapt;
 pub mod adapt_diagnostics;
 pub mod demo;
 pub mod eval;
 pub mod live;
+pub mod replay;

@@ -4,8 +4,9 @@ use clap::Args as ClapArgs;
 use livedepth::app::demo::{DemoOptions, run_demo};
 use std::path::PathBuf;
 
-/// Render an unseen synthetic drive, replay it through GStreamer with live depth and online
-/// adaptation, and report the seven metrics frozen vs adapted.
+/// Render an unseen synthetic drive, replay it through GStreamer at the camera's frame rate with
+/// live depth and online adaptation, report the seven metrics frozen vs adapted, and write a
+/// side-by-side video (input | frozen depth | adapted depth, abs_rel over time).
 #[derive(ClapArgs, Debug)]
 pub struct Args {
     /// Output folder.
@@ -43,6 +44,9 @@ pub fn run(args: Args) -> livedepth::Result<()> {
         threads: (args.threads > 0).then_some(args.threads),
     })?;
     println!("synthetic drive: {} (dataset {})", report.video.display(), report.dataset.display());
+    if let Some(live) = &report.live {
+        println!("{}", live.summary());
+    }
     println!(
         "model {} ({}x{}) on the unseen drive, {} frames, lock-step, frozen vs adapted ({} steps \
          per frame, {} accepted, {} rollbacks):",

@@ -33,7 +33,8 @@ pub enum Command {
     Render(render::Args),
     /// Self-supervised loss file probe: npz inputs → losses, masks and gradients.
     Loss(loss::Args),
-    /// The end-to-end demo: render a drive, replay it through GStreamer with live depth, score it.
+    /// The end-to-end demo: render a drive, replay it through GStreamer at the camera's frame rate
+    /// with live depth and adaptation, score frozen vs adapted, write a side-by-side video.
     #[cfg(feature = "torch")]
     Demo(demo::Args),
     /// Live depth from a camera, stream, file or dataset, with per-stage statistics.

@@ -83,8 +83,19 @@ fn colourise_closeness(
     closeness: impl Iterator<Item = Option<f32>> + Clone,
     percentiles: (f32, f32),
 ) -> RgbImage {
-    let mut image = RgbImage::new(width, height);
     let range = percentile_range(closeness.clone().flatten(), percentiles.0, percentiles.1);
+    colourise_closeness_in(width, height, closeness, range)
+}
+
+/// Colourise closeness values between `range` (low → dark, high → bright); all black when
+/// `range` is `None` (no valid value).
+fn colourise_closeness_in(
+    width: u32,
+    height: u32,
+    closeness: impl Iterator<Item = Option<f32>>,
+    range: Option<(f32, f32)>,
+) -> RgbImage {
+    let mut image = RgbImage::new(width, height);
     let Some((lo, hi)) = range else {
         return image;
     };
@@ -111,11 +122,28 @@ pub fn colourise_depth(depth: &DepthMap) -> RgbImage {
 
 /// [`colourise_depth`] with chosen (low, high) percentiles of inverse depth.
 pub fn colourise_depth_with(depth: &DepthMap, percentiles: (f32, f32)) -> RgbImage {
+    colourise_closeness(depth.width, depth.height, depth_closeness(depth), percentiles)
+}
+
+/// The closeness (inverse depth) of a depth map's valid pixels; `None` where invalid.
+fn depth_closeness(depth: &DepthMap) -> impl Iterator<Item = Option<f32>> + Clone + '_ {
     let n = depth.width as usize * depth.height as usize;
-    let closeness = depth.data[..n.min(depth.data.len())]
+    depth.data[..n.min(depth.data.len())]
         .iter()
-        .map(|&d| (d.is_finite() && d > 0.0).then(|| 1.0 / d));
-    colourise_closeness(depth.width, depth.height, closeness, percentiles)
+        .map(|&d| (d.is_finite() && d > 0.0).then(|| 1.0 / d))
+}
+
+/// Colourise several depth maps of the same scene (e.g. two models' predictions of one frame)
+/// through ONE range, the default percentiles of all their inverse depths together, so that
+/// one colour means one depth in every image and they can be compared side by side.
+pub fn colourise_depths_shared(depths: &[&DepthMap]) -> Vec<RgbImage> {
+    let (low, high) = DEFAULT_PERCENTILES;
+    let all = depths.iter().flat_map(|d| depth_closeness(d));
+    let range = percentile_range(all.flatten(), low, high);
+    depths
+        .iter()
+        .map(|d| colourise_closeness_in(d.width, d.height, depth_closeness(d), range))
+        .collect()
 }
 
 /// Colourise a row-major disparity (or inverse depth) map of `width` x `height` (larger =
@@ -174,6 +202,25 @@ mod tests {
             assert!(luminance(LUT[i]) > luminance(LUT[i - 8]), "flat around entry {i}");
         }
         assert!(luminance(INVALID_COLOUR) < luminance(colour_at(0.0)));
+    }
+
+    #[test]
+    fn shared_colours_mean_the_same_depth_in_every_image() {
+        let ramp = |scale: f32| DepthMap {
+            width: 50,
+            height: 2,
+            data: (0..100).map(|i| scale * (1.0 + (i % 50) as f32)).collect(),
+        };
+        let (near, far) = (ramp(1.0), ramp(4.0));
+        let images = colourise_depths_shared(&[&near, &far]);
+        // 8 m is in both maps: the same colour in both images.
+        assert_eq!(images[0].pixel(7, 0), images[1].pixel(1, 0));
+        // Alone, each map would span the whole colour map; shared, the far one is darker.
+        let mean = |image: &RgbImage| {
+            image.data.chunks_exact(3).map(|p| luminance([p[0], p[1], p[2]])).sum::<f32>()
+        };
+        assert!(mean(&images[1]) < mean(&images[0]));
+        assert_eq!(colourise_depth(&near).pixel(0, 0), colourise_depth(&far).pixel(0, 0));
     }
 
     #[test]

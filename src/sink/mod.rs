@@ -1,5 +1,6 @@
-//! Output sinks: 16-bit depth PNGs (KITTI convention), colourised depth images, MP4 video,
-//! per-frame metrics CSV and summary JSON, and PLY point clouds.
+//! Output sinks: 16-bit depth PNGs (KITTI convention), colourised depth images, MP4 video (and
+//! the side-by-side comparison video of two models, annotated with our own drawing and bitmap
+//! font), per-frame metrics CSV and summary JSON, SVG plots, and PLY point clouds.
 //!
 //! Whole files are written atomically (temporary file in the same directory, fsync, rename), so
 //! a crash never leaves a half-written output under the final name. The metrics CSV is the
@@ -7,9 +8,12 @@
 
 pub mod colourise;
 pub mod depth_png;
+pub mod draw;
+pub mod font;
 pub mod metrics;
 pub mod plot;
 pub mod pointcloud;
+pub mod side_by_side;
 pub mod video;
 
 use std::fs::File;

@@ -10,9 +10,10 @@
 use clap::Args as ClapArgs;
 use livedepth::adapt::AdaptConfig;
 use livedepth::app::adapt::AdaptOptions;
-use livedepth::app::live::{LiveOptions, paced_replay_uri, run_live};
+use livedepth::app::live::{LiveOptions, run_live};
+use livedepth::app::replay::{paced_replay_source, read_adapt_report};
 use livedepth::config::{
-    CameraConfig, Config, NetworkConfig, OutputsConfig, PipelineConfig, QueuePolicy, SourceConfig,
+    CameraConfig, Config, NetworkConfig, OutputsConfig, PipelineConfig, QueuePolicy,
 };
 use livedepth::model::Arch;
 use livedepth::model::network::DepthNetwork;
@@ -71,14 +72,14 @@ struct RunFigures {
 }
 
 fn live_config(
-    uri: &str,
+    video: &Path,
     model: &Path,
     renderer: &Renderer,
     (w, h): (u32, u32),
     out: &Path,
 ) -> livedepth::Result<Config> {
     let config = Config {
-        source: SourceConfig { uri: uri.to_string(), live: Some(true), fps: Some(FPS) },
+        source: paced_replay_source(video, FPS),
         camera: Some(CameraConfig::pinhole(&renderer.intrinsics())),
         network: NetworkConfig::new(Arch::RtMonoDepthS, w, h, Some(model.to_path_buf())),
         pipeline: PipelineConfig {
@@ -109,14 +110,11 @@ fn run_once(config: Config, adapt: bool, out: &Path) -> livedepth::Result<RunFig
     let report = run_live(&LiveOptions { config, model: None, max_frames: None, adapt })?;
     let mut figures = RunFigures { report, steps: 0, published: 0, rejected: 0, stationary: 0 };
     if with_adapt {
-        let path = out.join("adapt_report.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| livedepth::Error::io(&path, e))?;
-        let stats: serde_json::Value = serde_json::from_str(&text).map_err(other)?;
-        let get = |key: &str| stats[key].as_u64().unwrap_or(0);
-        figures.steps = get("steps");
-        figures.published = get("published");
-        figures.rejected = get("rejected");
-        figures.stationary = get("skipped_stationary");
+        let stats = read_adapt_report(out)?;
+        figures.steps = stats.steps;
+        figures.published = stats.published;
+        figures.rejected = stats.rejected;
+        figures.stationary = stats.skipped_stationary;
     }
     Ok(figures)
 }
@@ -206,7 +204,6 @@ fn bench_in(
             path
         }
     };
-    let uri = paced_replay_uri(&video_path);
     println!(
         "bench live-adapt: {} frames of a synthetic drive ({}x{}) replayed at {FPS} fps through \
          GStreamer (paced: identity sync=true; live appsink keeps the newest frame), network \
@@ -222,7 +219,7 @@ fn bench_in(
     let mut runs = Vec::new();
     for (name, adapt) in [("frozen", false), ("adapting", true)] {
         let out = work.join(name);
-        let config = live_config(&uri, &model, &renderer, net, &out)?;
+        let config = live_config(&video_path, &model, &renderer, net, &out)?;
         let figures = run_once(config, adapt, &out)?;
         print_run(name, &figures, args.frames);
         runs.push(figures);
