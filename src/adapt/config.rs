@@ -53,7 +53,7 @@ impl std::str::FromStr for TeacherKind {
 
 /// Self-distillation from a teacher's depth (scale-invariant log-depth loss).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct DistillConfig {
     pub enabled: bool,
     pub teacher: TeacherKind,
@@ -90,7 +90,7 @@ impl Default for DistillConfig {
 
 /// Guards against divergence and forgetting.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct GuardConfig {
     /// Roll back to the last good weights when the held-back loss worsens too much.
     pub rollback: bool,
@@ -107,14 +107,15 @@ pub struct GuardConfig {
     /// `learning_rate / ρ`. 0 switches the guard off.
     pub anchor_pull: f64,
     /// Never-worse guard: serve the adapted weights only while their photometric loss on the
-    /// last `serve_window` fresh triplets (scored before any step trains on them) is lower than
-    /// the frozen start weights' by at least `serve_margin` (relative); otherwise serve the
-    /// frozen weights. Off: always serve the adapted weights.
+    /// last `serve_window` fresh triplets (scored before any step trains on them) is at most
+    /// (1 + `serve_tolerance`) times the frozen start weights'; otherwise, and until
+    /// `serve_min_samples` triplets were scored, serve the frozen weights. Off: always serve
+    /// the adapted weights.
     pub serve_guard: bool,
     pub serve_window: usize,
     /// Fresh triplets scored before the adapted weights may be served at all.
     pub serve_min_samples: usize,
-    pub serve_margin: f64,
+    pub serve_tolerance: f64,
 }
 
 impl Default for GuardConfig {
@@ -127,16 +128,16 @@ impl Default for GuardConfig {
             threshold: 0.05,
             anchor_pull: 0.2,
             serve_guard: true,
-            serve_window: 16,
+            serve_window: 32,
             serve_min_samples: 4,
-            serve_margin: 0.0,
+            serve_tolerance: 0.02,
         }
     }
 }
 
 /// Everything the adaptation loop needs to know.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct AdaptConfig {
     /// Adam learning rate (depth network).
     pub learning_rate: f64,
@@ -184,8 +185,8 @@ impl Default for AdaptConfig {
             pose_learning_rate: 1e-4,
             layers: AdaptLayers::All,
             steps_per_frame: 1,
-            k_min: 1,
-            k_max: 4,
+            k_min: 6,
+            k_max: 6,
             motion_threshold: 0.01,
             stationary_masked_fraction: 0.95,
             stationary_translation: 1e-4,
@@ -198,7 +199,7 @@ impl Default for AdaptConfig {
             loss: LossConfig::default(),
             seed: 0,
             pose_init_seed: None,
-            pose_refine_iterations: 0,
+            pose_refine_iterations: 8,
         }
     }
 }
@@ -290,11 +291,11 @@ impl AdaptConfig {
         if g.serve_guard && g.serve_window == 0 {
             return Err(AdaptError::config("guards.serve_window", "at least 1", 0));
         }
-        if !(g.serve_margin.is_finite() && (0.0..1.0).contains(&g.serve_margin)) {
+        if !(g.serve_tolerance.is_finite() && (0.0..1.0).contains(&g.serve_tolerance)) {
             return Err(AdaptError::config(
-                "guards.serve_margin",
+                "guards.serve_tolerance",
                 "a value in [0, 1)",
-                g.serve_margin,
+                g.serve_tolerance,
             ));
         }
         self.loss.validate()?;

@@ -98,3 +98,73 @@ pub fn refine_poses(
     }
     Ok(best)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loss::{LossConfig, target_pyramid};
+
+    const W: usize = 64;
+    const H: usize = 48;
+
+    /// A smooth planar RGB texture sampled at x + shift.
+    fn texture(shift: f32) -> Vec<f32> {
+        let mut out = vec![0f32; 3 * W * H];
+        for c in 0..3 {
+            for y in 0..H {
+                for x in 0..W {
+                    let (u, v) = (x as f32 + shift, y as f32);
+                    out[c * W * H + y * W + x] = 0.5
+                        + 0.2 * (0.31 * u + 0.7 * c as f32).sin()
+                        + 0.15 * (0.23 * v + 0.17 * u).cos();
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn refinement_moves_a_wrong_translation_toward_the_true_one() {
+        // A fronto-parallel plane at depth 5 seen by a camera that translates 0.2 along x
+        // between frames: with fx = 50 the sources are the target shifted by 2 px.
+        let (fx, depth, true_tx) = (50f32, 5f32, 0.2f32);
+        let shift = fx * true_tx / depth;
+        let (target, prev, next) = (texture(0.0), texture(shift), texture(-shift));
+        let config = LossConfig::default();
+        let (min_disp, max_disp) = (1.0 / config.max_depth, 1.0 / config.min_depth);
+        let disparity = vec![(1.0 / depth - min_disp) / (max_disp - min_disp); W * H];
+        let pyramid = target_pyramid(&target, W, H, 1);
+        let pose =
+            |tx: f32, invert| Pose6 { axis_angle: [0.0; 3], translation: [tx, 0.0, 0.0], invert };
+        let start = [pose(0.05, true), pose(0.05, false)];
+        let noise = vec![0f32; 2 * W * H];
+        let sources: [&[f32]; 2] = [&prev, &next];
+        let inputs = LossInputs {
+            width: W,
+            height: H,
+            target: &target,
+            sources: &sources,
+            disparities: &[&disparity],
+            target_pyramid: &[&pyramid[0]],
+            poses: &start,
+            intrinsics: [fx, fx, W as f32 / 2.0, H as f32 / 2.0],
+            tie_break_noise: Some(&noise),
+        };
+        let mut loss = SelfSupervisedLoss::new(config);
+        let refined = refine_poses(&mut loss, &inputs, 16, depth).unwrap();
+        assert!(
+            refined.loss_after < 0.5 * refined.loss_before,
+            "{} -> {}",
+            refined.loss_before,
+            refined.loss_after
+        );
+        for p in &refined.poses {
+            let error = (p.translation[0] - true_tx).abs();
+            assert!(error < 0.5 * (0.05 - true_tx).abs(), "tx {} vs {true_tx}", p.translation[0]);
+        }
+        // Zero iterations keep the network's poses.
+        let kept = refine_poses(&mut loss, &inputs, 0, depth).unwrap();
+        assert_eq!(kept.poses[1].translation, start[1].translation);
+        assert_eq!(kept.loss_before, kept.loss_after);
+    }
+}

@@ -11,6 +11,10 @@
 //! worsens beyond a threshold. Checkpoints (weights, Adam moments, EMA teacher, counters) are
 //! single safetensors files written atomically; [`Adapter::resume`] continues from one.
 
+mod adam;
+mod checkpoint;
+mod scoring;
+
 use super::AdaptError;
 use super::config::{AdaptConfig, AdaptLayers, TeacherKind};
 use super::host_batch::{HostGradients, HostOutputs, stack_planar, tensor_to_host};
@@ -20,8 +24,9 @@ use super::publish::WeightsPublisher;
 use super::serve_guard::{ServeGuard, Served};
 use super::triplet::{NetFrame, ReplayBuffer, Triplet, TripletSelector};
 use crate::loss::{LossConfig, LossInputs, Pose6, SelfSupervisedLoss, target_pyramid};
-use crate::model::checkpoint::{Checkpoint, MetaValue, StorageDtype, StoredTensor};
-use crate::model::network::{DepthNetwork, PoseNetwork, load_group};
+use crate::model::checkpoint::{StorageDtype, StoredTensor};
+use crate::model::network::{DepthNetwork, PoseNetwork};
+use adam::Adam;
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
@@ -121,80 +126,6 @@ struct SavedState {
     pose_arch: String,
 }
 
-/// Adam over a fixed, name-sorted list of variables (moments checkpointed with them).
-struct Adam {
-    names: Vec<String>,
-    vars: Vec<Tensor>,
-    m: Vec<Tensor>,
-    v: Vec<Tensor>,
-    steps: u64,
-    lr: f64,
-}
-
-impl Adam {
-    fn new(named: Vec<(String, Tensor)>, lr: f64) -> Self {
-        let (names, vars): (Vec<_>, Vec<_>) = named.into_iter().unzip();
-        let m = vars.iter().map(Tensor::zeros_like).collect();
-        let v = vars.iter().map(Tensor::zeros_like).collect();
-        Self { names, vars, m, v, steps: 0, lr }
-    }
-
-    /// Sum of |grad| over every variable (NaN or infinite when any gradient is).
-    /// Σ |gradient| over every variable (∞ or NaN when any gradient is not finite), reduced on
-    /// the variables' device and read back once.
-    fn gradient_magnitude(&self) -> Result<f64, tch::TchError> {
-        let mut sums = Vec::with_capacity(self.vars.len());
-        for var in &self.vars {
-            let g = var.grad();
-            if g.defined() {
-                sums.push(g.f_abs()?.f_sum(Kind::Double)?);
-            }
-        }
-        if sums.is_empty() {
-            return Ok(0.0);
-        }
-        Tensor::f_stack(&sums, 0)?.f_sum(Kind::Double)?.f_double_value(&[])
-    }
-
-    fn zero_grad(&mut self) {
-        for var in &mut self.vars {
-            var.zero_grad();
-        }
-    }
-
-    fn step(&mut self) {
-        const B1: f64 = 0.9;
-        const B2: f64 = 0.999;
-        const EPS: f64 = 1e-8;
-        self.steps += 1;
-        let bc1 = 1.0 - B1.powi(self.steps as i32);
-        let bc2 = 1.0 - B2.powi(self.steps as i32);
-        tch::no_grad(|| {
-            for ((var, m), v) in self.vars.iter_mut().zip(&mut self.m).zip(&mut self.v) {
-                let g = var.grad();
-                if !g.defined() {
-                    continue;
-                }
-                let _ = m.g_mul_scalar_(B1);
-                let _ = m.g_add_(&(&g * (1.0 - B1)));
-                let _ = v.g_mul_scalar_(B2);
-                let _ = v.g_add_(&(&g * &g * (1.0 - B2)));
-                let update = (&*m / bc1) / ((&*v / bc2).sqrt() + EPS) * self.lr;
-                let _ = var.g_sub_(&update);
-            }
-        });
-    }
-
-    fn reset_moments(&mut self) {
-        tch::no_grad(|| {
-            for t in self.m.iter_mut().chain(self.v.iter_mut()) {
-                let _ = t.zero_();
-            }
-        });
-        self.steps = 0;
-    }
-}
-
 /// Variables of `vs` sorted by name; those `adapt` rejects stop requiring gradients.
 fn select_variables(
     vs: &tch::nn::VarStore,
@@ -280,8 +211,11 @@ pub struct Adapter {
     pose_adam: Adam,
     loss: SelfSupervisedLoss,
     teacher_loss: SelfSupervisedLoss,
-    /// The loss at the finest scale only, for pose refinement (its own workspace).
+    /// The loss at the finest scale only, for pose refinement (its own workspace), and the
+    /// all-zero tie-break noise it runs with (so that its numbers do not depend on how often it
+    /// ran before).
     refine_loss: SelfSupervisedLoss,
+    zero_noise: Vec<f32>,
     selector: TripletSelector,
     replay: ReplayBuffer,
     holdout: Vec<Arc<Triplet>>,
@@ -356,7 +290,7 @@ impl Adapter {
         let backend = LossBackend::new(device, &loss_config)?;
         let g = config.guards;
         Ok(Self {
-            serve: ServeGuard::new(g.serve_window, g.serve_min_samples, g.serve_margin),
+            serve: ServeGuard::new(g.serve_window, g.serve_min_samples, g.serve_tolerance),
             unscored: None,
             selector: TripletSelector::new(config.k_min, config.k_max, config.motion_threshold),
             replay: ReplayBuffer::new(config.replay_capacity),
@@ -365,6 +299,7 @@ impl Adapter {
             rng: Pcg64Mcg::seed_from_u64(config.seed),
             loss: SelfSupervisedLoss::new(loss_config),
             refine_loss: SelfSupervisedLoss::new(loss_config),
+            zero_noise: Vec::new(),
             teacher_loss: SelfSupervisedLoss::new(teacher_config),
             adam,
             pose_adam,
@@ -661,6 +596,7 @@ impl Adapter {
             let mut pose_targets = None;
             if self.config.pose_refine_iterations > 0 {
                 let median = self.median_depth(disp_refs[0]) as f32;
+                self.zero_noise.resize(2 * hw, 0.0);
                 let refine_inputs = LossInputs {
                     width: w,
                     height: h,
@@ -670,7 +606,7 @@ impl Adapter {
                     target_pyramid: &pyramid_refs[..1],
                     poses: &poses,
                     intrinsics: triplet.intrinsics,
-                    tie_break_noise: None,
+                    tie_break_noise: Some(&self.zero_noise),
                 };
                 let refined = match refine_poses(
                     &mut self.refine_loss,
@@ -856,318 +792,6 @@ impl Adapter {
             }
         })?;
         self.stats.last_anchor_drift = drift;
-        Ok(())
-    }
-
-    /// The current pose network's two poses for a triplet (prev inverted, next), no gradients.
-    fn triplet_poses(&self, t: &Triplet) -> Result<[Pose6; 2], AdaptError> {
-        let (w, h) = (t.width, t.height);
-        let x_target = self.normalised(&[&t.target[..]], w, h)?;
-        let x_prev = self.normalised(&[&t.prev[..]], w, h)?;
-        let x_next = self.normalised(&[&t.next[..]], w, h)?;
-        let pairs = Tensor::f_cat(
-            &[Tensor::f_cat(&[&x_prev, &x_target], 1)?, Tensor::f_cat(&[&x_target, &x_next], 1)?],
-            0,
-        )?;
-        let (rot, trans) = tch::no_grad(|| self.pose.try_forward_t(&pairs, false))?;
-        let (r, tr) = (to_host(&rot)?, to_host(&trans)?);
-        let pose_of = |j: usize, invert: bool| Pose6 {
-            axis_angle: [r[3 * j], r[3 * j + 1], r[3 * j + 2]],
-            translation: [tr[3 * j], tr[3 * j + 1], tr[3 * j + 2]],
-            invert,
-        };
-        Ok([pose_of(0, true), pose_of(1, false)])
-    }
-
-    /// Disparities (every scale, host) of `depth` on a triplet's target, no gradients.
-    fn target_disparities(
-        &self,
-        t: &Triplet,
-        depth: &DepthNetwork,
-    ) -> Result<Vec<Vec<f32>>, AdaptError> {
-        let x_target = self.normalised(&[&t.target[..]], t.width, t.height)?;
-        let disps = tch::no_grad(|| depth.try_forward_t(&x_target, false))?;
-        disps.iter().map(to_host).collect()
-    }
-
-    /// The photometric part of the self-supervised loss of one triplet for given disparities
-    /// and poses (no tie-break noise, no gradients).
-    fn photometric(
-        &mut self,
-        t: &Triplet,
-        disparities: &[Vec<f32>],
-        poses: &[Pose6; 2],
-        min_error: Option<&mut Vec<f32>>,
-    ) -> Result<f64, AdaptError> {
-        let (w, h) = (t.width, t.height);
-        let pyramid = target_pyramid(&t.target, w, h, disparities.len());
-        let pyramid_refs: Vec<&[f32]> = pyramid.iter().map(Vec::as_slice).collect();
-        let disp_refs: Vec<&[f32]> = disparities.iter().map(Vec::as_slice).collect();
-        let sources: [&[f32]; 2] = [&t.prev, &t.next];
-        let out = self.loss.forward(&LossInputs {
-            width: w,
-            height: h,
-            target: &t.target,
-            sources: &sources,
-            disparities: &disp_refs,
-            target_pyramid: &pyramid_refs,
-            poses,
-            intrinsics: t.intrinsics,
-            tie_break_noise: None,
-        })?;
-        if let Some(dst) = min_error {
-            dst.clear();
-            dst.extend_from_slice(&out.min_error);
-        }
-        Ok(f64::from(out.photometric))
-    }
-
-    /// The photometric loss at the finest scale after refining the poses for these
-    /// disparities (each depth map gets the motion that explains the images best with it).
-    fn refined_photometric(
-        &mut self,
-        t: &Triplet,
-        disparities: &[Vec<f32>],
-        poses: &[Pose6; 2],
-    ) -> Result<f64, AdaptError> {
-        let (w, h) = (t.width, t.height);
-        let pyramid = target_pyramid(&t.target, w, h, 1);
-        let pyramid_refs: Vec<&[f32]> = pyramid.iter().map(Vec::as_slice).collect();
-        let disp_refs: Vec<&[f32]> = disparities.iter().take(1).map(Vec::as_slice).collect();
-        let sources: [&[f32]; 2] = [&t.prev, &t.next];
-        let median = self.median_depth(&disparities[0]) as f32;
-        let refined = refine_poses(
-            &mut self.refine_loss,
-            &LossInputs {
-                width: w,
-                height: h,
-                target: &t.target,
-                sources: &sources,
-                disparities: &disp_refs,
-                target_pyramid: &pyramid_refs,
-                poses,
-                intrinsics: t.intrinsics,
-                tie_break_noise: None,
-            },
-            self.config.pose_refine_iterations,
-            median,
-        )?;
-        Ok(f64::from(refined.loss_after))
-    }
-
-    /// Median depth (loss units) of a scale-0 disparity map.
-    fn median_depth(&self, disparity: &[f32]) -> f64 {
-        let (min_disp, max_disp) = (
-            1.0 / f64::from(self.config.loss.max_depth),
-            1.0 / f64::from(self.config.loss.min_depth),
-        );
-        let mut depth: Vec<f64> = disparity
-            .iter()
-            .map(|&d| 1.0 / (min_disp + (max_disp - min_disp) * f64::from(d)))
-            .filter(|d| d.is_finite())
-            .collect();
-        if depth.is_empty() {
-            return f64::NAN;
-        }
-        let mid = depth.len() / 2;
-        *depth.select_nth_unstable_by(mid, f64::total_cmp).1
-    }
-
-    /// The never-worse guard's test of a fresh live triplet, before any step trains on it: the
-    /// photometric loss of the adapted and of the frozen depth with the same current poses (the
-    /// frozen translation rescaled by the ratio of median depths, so that only the depth's
-    /// shape is compared), recorded in the guard's window; publishes at once when what is
-    /// served changes.
-    fn score_fresh(&mut self, t: &Triplet) -> Result<(), AdaptError> {
-        let poses = self.triplet_poses(t)?;
-        let adapted = self.target_disparities(t, &self.student)?;
-        let frozen = self.target_disparities(t, &self.anchor)?;
-        let adapted_median = self.median_depth(&adapted[0]);
-        let frozen_scale = self.median_depth(&frozen[0]) / adapted_median;
-        let (mut adapted_error, mut frozen_error) = (Vec::new(), Vec::new());
-        let adapted_loss = self.photometric(t, &adapted, &poses, Some(&mut adapted_error))?;
-        let mut frozen_poses = poses;
-        if frozen_scale.is_finite() && frozen_scale > 0.0 {
-            for p in &mut frozen_poses {
-                p.translation = p.translation.map(|v| v * frozen_scale as f32);
-            }
-        }
-        let frozen_loss = self.photometric(t, &frozen, &frozen_poses, Some(&mut frozen_error))?;
-        // With pose refinement on, each depth map is judged with its own best motion.
-        let (adapted_loss, frozen_loss) = match self.config.pose_refine_iterations {
-            0 => (adapted_loss, frozen_loss),
-            _ => (
-                self.refined_photometric(t, &adapted, &poses)?,
-                self.refined_photometric(t, &frozen, &frozen_poses)?,
-            ),
-        };
-        let (mut wins, mut changed, mut sum_a, mut sum_f) = (0usize, 0usize, 0f64, 0f64);
-        for (&a, &f) in adapted_error.iter().zip(&frozen_error) {
-            if (a - f).abs() > 1e-3 {
-                changed += 1;
-                wins += usize::from(a < f);
-                sum_a += f64::from(a);
-                sum_f += f64::from(f);
-            }
-        }
-        let before = self.serve.serving();
-        let now = self.serve.record(adapted_loss, frozen_loss);
-        let motion = poses.map(|p| {
-            let (r, tr) = (p.axis_angle, p.translation);
-            [r[0], r[1], r[2], tr[0], tr[1], tr[2]]
-        });
-        let largest_translation = motion
-            .iter()
-            .map(|m| f64::from(m[3] * m[3] + m[4] * m[4] + m[5] * m[5]).sqrt())
-            .fold(0.0, f64::max);
-        self.stats.fresh = FreshScore {
-            target_index: t.target_index,
-            k: t.k as u64,
-            adapted_loss,
-            frozen_loss,
-            motion,
-            parallax_px: f64::from(t.intrinsics[0]) * largest_translation / adapted_median,
-            fx: f64::from(t.intrinsics[0]),
-            win_fraction: if changed > 0 { wins as f64 / changed as f64 } else { f64::NAN },
-            changed_ratio: if sum_f > 0.0 { sum_a / sum_f } else { f64::NAN },
-            // Filled by the step that trains on this triplet.
-            refined_motion: [[0.0; 6]; 2],
-            refine_loss: [0.0; 2],
-            frozen_scale,
-        };
-        self.stats.serving = now;
-        self.stats.serve_switches = self.serve.switches();
-        self.stats.serve_ratio = self.serve.ratio().unwrap_or(f64::NAN);
-        if now != before {
-            self.publish()?;
-        }
-        Ok(())
-    }
-
-    /// Mean photometric loss of the held-back triplets with the student or the frozen start
-    /// (poses from the current pose network, no gradients).
-    fn holdout_loss(&mut self, use_anchor: bool) -> Result<f64, AdaptError> {
-        let mut sum = 0.0;
-        let holdout = self.holdout.clone();
-        for t in &holdout {
-            let poses = self.triplet_poses(t)?;
-            let depth = if use_anchor { &self.anchor } else { &self.student };
-            let disparities = self.target_disparities(t, depth)?;
-            sum += self.photometric(t, &disparities, &poses, None)?;
-        }
-        Ok(sum / holdout.len().max(1) as f64)
-    }
-
-    /// Compares the held-back loss with the frozen start; rolls back when it is worse by more
-    /// than the threshold, otherwise records the current weights as the last good ones.
-    /// Returns whether it rolled back.
-    fn check_holdout(&mut self) -> Result<bool, AdaptError> {
-        if self.holdout.is_empty() {
-            return Ok(false);
-        }
-        let student = self.holdout_loss(false)?;
-        let anchor = self.holdout_loss(true)?;
-        self.stats.last_holdout_student = student;
-        self.stats.last_holdout_anchor = anchor;
-        if !student.is_finite() || student > anchor * (1.0 + self.config.guards.threshold) {
-            self.student.copy_weights_from(&self.good_student)?;
-            self.pose.copy_weights_from(&self.good_pose)?;
-            self.adam.reset_moments();
-            self.pose_adam.reset_moments();
-            self.stats.rollbacks += 1;
-            Ok(true)
-        } else {
-            self.good_student.copy_weights_from(&self.student)?;
-            self.good_pose.copy_weights_from(&self.pose)?;
-            Ok(false)
-        }
-    }
-
-    /// Writes weights, Adam moments, the EMA teacher and the counters to one safetensors file,
-    /// atomically (temp file, fsync, rename): a crash leaves the previous checkpoint intact.
-    pub fn save_checkpoint(&self, path: &Path) -> Result<(), AdaptError> {
-        let mut ckpt = Checkpoint { path: path.to_path_buf(), ..Default::default() };
-        for (name, var) in self.student.var_store().variables() {
-            ckpt.tensors.insert(name, stored(&var)?);
-        }
-        for (name, var) in self.pose.var_store().variables() {
-            ckpt.tensors.insert(name, stored(&var)?);
-        }
-        for (prefix, adam) in [("adam.depth", &self.adam), ("adam.pose", &self.pose_adam)] {
-            for ((name, m), v) in adam.names.iter().zip(&adam.m).zip(&adam.v) {
-                ckpt.tensors.insert(format!("{prefix}.m.{name}"), stored(m)?);
-                ckpt.tensors.insert(format!("{prefix}.v.{name}"), stored(v)?);
-            }
-        }
-        if let Some(ema) = &self.ema {
-            for (name, var) in ema.var_store().variables() {
-                ckpt.tensors.insert(format!("ema.{name}"), stored(&var)?);
-            }
-        }
-        let state = SavedState {
-            stats: self.stats.clone(),
-            adam_steps: self.adam.steps,
-            pose_adam_steps: self.pose_adam.steps,
-            arch: self.student.arch().name().into(),
-            pose_arch: self.pose.arch().name().into(),
-        };
-        let json = serde_json::to_string(&state).map_err(|e| AdaptError::Checkpoint {
-            path: path.to_path_buf(),
-            reason: format!("cannot encode state: {e}"),
-        })?;
-        ckpt.metadata.insert(STATE_KEY.into(), MetaValue::Str(json));
-        ckpt.metadata.insert("arch".into(), MetaValue::Str(self.student.arch().name().into()));
-        ckpt.write_safetensors(path)?;
-        Ok(())
-    }
-
-    /// Continues from a checkpoint written by [`Self::save_checkpoint`]: weights, Adam moments,
-    /// EMA teacher and counters (the frozen anchor stays the model this adapter started from).
-    pub fn resume(&mut self, path: &Path) -> Result<(), AdaptError> {
-        let bad = |reason: String| AdaptError::Checkpoint { path: path.to_path_buf(), reason };
-        let ckpt = Checkpoint::read(path)?;
-        let state: SavedState = match ckpt.metadata.get(STATE_KEY) {
-            Some(MetaValue::Str(s)) => serde_json::from_str(s)
-                .map_err(|e| bad(format!("metadata `{STATE_KEY}` is not valid JSON: {e}")))?,
-            _ => {
-                return Err(bad(format!(
-                    "no `{STATE_KEY}` metadata: not an adaptation checkpoint"
-                )));
-            }
-        };
-        if state.arch != self.student.arch().name() || state.pose_arch != self.pose.arch().name() {
-            return Err(bad(format!(
-                "written for {} + {}, but this adapter runs {} + {}",
-                state.arch,
-                state.pose_arch,
-                self.student.arch(),
-                self.pose.arch()
-            )));
-        }
-        load_group(self.student.var_store_mut(), "", &ckpt, state.arch.as_str())?;
-        load_group(self.pose.var_store_mut(), "", &ckpt, state.pose_arch.as_str())?;
-        for (prefix, adam) in [("adam.depth", &mut self.adam), ("adam.pose", &mut self.pose_adam)] {
-            for ((name, m), v) in adam.names.iter().zip(adam.m.iter_mut()).zip(adam.v.iter_mut()) {
-                for (kind, dst) in [("m", m), ("v", v)] {
-                    let key = format!("{prefix}.{kind}.{name}");
-                    let src =
-                        ckpt.tensors.get(&key).ok_or_else(|| bad(format!("missing `{key}`")))?;
-                    copy_from_stored(dst, src, path, &key)?;
-                }
-            }
-        }
-        if let Some(ema) = self.ema.as_mut() {
-            for (name, mut var) in ema.var_store().variables() {
-                let key = format!("ema.{name}");
-                let src = ckpt.tensors.get(&key).ok_or_else(|| bad(format!("missing `{key}`")))?;
-                copy_from_stored(&mut var, src, path, &key)?;
-            }
-        }
-        self.adam.steps = state.adam_steps;
-        self.pose_adam.steps = state.pose_adam_steps;
-        self.good_student.copy_weights_from(&self.student)?;
-        self.good_pose.copy_weights_from(&self.pose)?;
-        self.stats = state.stats;
         Ok(())
     }
 }

@@ -134,6 +134,19 @@ pub fn build_adapter(
     Ok(adapter)
 }
 
+/// Rows of the network input that `eval --adapt` uses when no size is given.
+pub const DEFAULT_ADAPT_HEIGHT: u32 = 96;
+
+/// The network input size `eval --adapt` uses when no size is given: 96 rows, and the width that
+/// keeps the camera's aspect, rounded to a multiple of 32 (128x96 for a 4:3 camera, 320x96 for
+/// KITTI's 1242x375). Small inputs adapt best: the KITTI network scores best indoors at 128x96
+/// frozen, and the adaptation defaults were chosen at that size (docs/adapt.md).
+pub fn default_adapt_size(camera_width: u32, camera_height: u32) -> (u32, u32) {
+    let aspect = f64::from(camera_width.max(1)) / f64::from(camera_height.max(1));
+    let width = (aspect * f64::from(DEFAULT_ADAPT_HEIGHT) / 32.0).round().max(1.0) as u32 * 32;
+    (width, DEFAULT_ADAPT_HEIGHT)
+}
+
 /// One status line: steps/s, loss parts, masked fraction, publishes, rollbacks, guards.
 pub fn status_line(stats: &AdaptStats, steps_per_second: f64) -> String {
     format!(

@@ -3,7 +3,7 @@
 
 use clap::Args as ClapArgs;
 use livedepth::adapt::AdaptConfig;
-use livedepth::app::adapt::{AdaptOptions, evaluate_adapt, windowed_abs_rel};
+use livedepth::app::adapt::{AdaptOptions, default_adapt_size, evaluate_adapt, windowed_abs_rel};
 use livedepth::app::eval::{EvalOptions, evaluate};
 use livedepth::eval::format_metrics_table;
 use livedepth::model::Arch;
@@ -22,12 +22,13 @@ pub struct Args {
     /// Network architecture: rtmonodepth-s, monodepth2-r18 or monodepth2-r50.
     #[arg(long, default_value = "rtmonodepth-s")]
     pub arch: String,
-    /// Network input width (a multiple of 32).
-    #[arg(long, default_value_t = 640)]
-    pub width: u32,
-    /// Network input height (a multiple of 32).
-    #[arg(long, default_value_t = 192)]
-    pub height: u32,
+    /// Network input width (a multiple of 32). Default: 640, or with --adapt the width that
+    /// keeps the camera's aspect at 96 rows (128 for a 4:3 camera).
+    #[arg(long)]
+    pub width: Option<u32>,
+    /// Network input height (a multiple of 32). Default: 192, or 96 with --adapt.
+    #[arg(long)]
+    pub height: Option<u32>,
     /// Frames to evaluate: A..B (B excluded), A..=B, or START:END[:STEP]; all by default.
     #[arg(long)]
     pub frames: Option<String>,
@@ -220,6 +221,30 @@ impl AdaptArgs {
     }
 }
 
+/// The network input size: the flags, else 640x192, else (with --adapt) the adaptation
+/// default for the dataset's camera ([`default_adapt_size`], from the first frame's size).
+fn network_size(args: &Args) -> livedepth::Result<(u32, u32)> {
+    match (args.width, args.height, args.adapt.adapt) {
+        (Some(w), Some(h), _) => Ok((w, h)),
+        (None, None, true) => {
+            let dataset = livedepth::source::dataset::open_dataset(&args.dataset)
+                .map_err(livedepth::source::SourceError::from)?;
+            let first = dataset.frame(0).map_err(livedepth::source::SourceError::from)?;
+            let (w, h) = default_adapt_size(first.rgb.width, first.rgb.height);
+            eprintln!(
+                "eval --adapt: network input {w}x{h} (the adaptation default; --width/--height override)"
+            );
+            Ok((w, h))
+        }
+        (None, None, false) => Ok((640, 192)),
+        _ => Err(livedepth::Error::Other(
+            "--width and --height: give both or neither (then 640x192, or with --adapt the \
+             adaptation default for the camera)"
+                .into(),
+        )),
+    }
+}
+
 pub fn run(args: Args) -> livedepth::Result<()> {
     let arch: Arch = args.arch.parse()?;
     let mut selection = match &args.frames {
@@ -232,12 +257,13 @@ pub fn run(args: Args) -> livedepth::Result<()> {
         ));
     }
     selection.step *= args.step;
+    let (width, height) = network_size(&args)?;
     let options = EvalOptions {
         dataset: args.dataset.clone(),
         model: args.model.clone(),
         arch,
-        width: args.width,
-        height: args.height,
+        width,
+        height,
         selection,
         no_median_scaling: args.no_median_scaling,
         json: args.json.clone(),

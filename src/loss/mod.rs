@@ -43,7 +43,7 @@ pub enum LossError {
 
 /// Loss hyper-parameters (Monodepth2's defaults).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct LossConfig {
     pub min_depth: f32,
     pub max_depth: f32,

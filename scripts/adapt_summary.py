@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Summarises scripts/adapt_experiments.sh: one table row per run, set and seed, from the
+per-frame diagnosis CSVs (`eval --adapt --diagnose`), and the acceptance checks of issue #9.
+
+Usage: adapt_summary.py OUT_DIR
+"""
+import csv
+import glob
+import json
+import math
+import os
+import sys
+
+# Acceptance windows, as positions in each run: dev = kitchen 200-299, val = kitchen_val 400-549.
+WINDOWS = {"dev": (200, 300), "val": (100, 250)}
+FIRST_FRAME = {"dev": 0, "val": 300}
+
+
+def mean(values):
+    values = [v for v in values if not math.isnan(v)]
+    return sum(values) / len(values) if values else float("nan")
+
+
+def load(path):
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    col = lambda name: [float(r[name]) for r in rows]
+    return col("abs_rel_frozen"), col("abs_rel_adapted"), col("abs_rel_served"), rows
+
+
+def pct(new, old):
+    return f"{100.0 * (new / old - 1.0):+.0f} %"
+
+
+def main(out):
+    start = json.load(open(os.path.join(out, "start.kitti.json")))["abs_rel"]
+    print(f"KITTI tiny abs_rel of the start model: {start:.3f} (goal after adaptation <= {1.1 * start:.3f})\n")
+    print("| run | set | seed | frozen | adapted | served (shipped) | served per 50 frames (frozen -> served) "
+          "| worst 50-frame window after the first 50, served vs frozen | KITTI after |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    verdicts = []
+    for path in sorted(glob.glob(os.path.join(out, "*.s*.csv"))):
+        name = os.path.basename(path)[: -len(".csv")]
+        run, set_name, seed = name.rsplit(".", 2)
+        frozen, adapted, served, _ = load(path)
+        a, b = WINDOWS[set_name]
+        if len(frozen) < b:
+            print(f"| {run} | {set_name} | {seed[1:]} | incomplete ({len(frozen)} frames) |")
+            continue
+        f, ad, sv = mean(frozen[a:b]), mean(adapted[a:b]), mean(served[a:b])
+        first = FIRST_FRAME[set_name]
+        windows, worst = [], -1.0
+        for w in range(0, len(frozen), 50):
+            fw, sw = mean(frozen[w:w + 50]), mean(served[w:w + 50])
+            windows.append(f"{first + w}: {fw:.3f}->{sw:.3f}")
+            if w >= 50:
+                worst = max(worst, sw / fw - 1.0)
+        kitti_path = os.path.join(out, name + ".kitti.json")
+        kitti = json.load(open(kitti_path))["abs_rel"] if os.path.exists(kitti_path) else float("nan")
+        print(f"| {run} | {set_name} | {seed[1:]} | {f:.3f} | {ad:.3f} ({pct(ad, f)}) | "
+              f"**{sv:.3f}** ({pct(sv, f)}) | {', '.join(windows)} | {100 * worst:+.0f} % | "
+              f"{kitti:.3f} ({pct(kitti, start)}) |")
+        if run == "default":
+            goal = 0.70 if set_name == "dev" else 0.75
+            ok = sv <= goal * f and (set_name == "dev" or sv <= 0.32) and worst <= 0.05 \
+                and kitti <= 1.1 * start
+            verdicts.append(f"{set_name} seed {seed[1:]}: served {sv:.3f} vs frozen {f:.3f} "
+                            f"({pct(sv, f)}, goal <= {100 * (goal - 1):+.0f} %"
+                            f"{' and <= 0.32' if set_name == 'val' else ''}), worst window "
+                            f"{100 * worst:+.0f} % (goal <= +5 %), KITTI after {kitti:.3f} "
+                            f"(goal <= {1.1 * start:.3f}): {'PASS' if ok else 'FAIL'}")
+    if verdicts:
+        print("\nAcceptance (issue #9) of the shipped defaults:")
+        for v in verdicts:
+            print(f"- {v}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "out/adapt_experiments")

@@ -1,0 +1,238 @@
+//! The adapter's judgements without gradients: the photometric loss of a triplet for given
+//! depth and poses (optionally with the poses refined for that depth), the never-worse guard's
+//! scoring of each fresh triplet (adapted vs frozen weights), and the held-back rollback check.
+
+use super::{Adapter, FreshScore, to_host};
+use crate::adapt::AdaptError;
+use crate::adapt::pose_refine::refine_poses;
+use crate::adapt::triplet::Triplet;
+use crate::loss::{LossInputs, Pose6, target_pyramid};
+use crate::model::network::DepthNetwork;
+use tch::Tensor;
+
+impl Adapter {
+    /// The current pose network's two poses for a triplet (prev inverted, next), no gradients.
+    fn triplet_poses(&self, t: &Triplet) -> Result<[Pose6; 2], AdaptError> {
+        let (w, h) = (t.width, t.height);
+        let x_target = self.normalised(&[&t.target[..]], w, h)?;
+        let x_prev = self.normalised(&[&t.prev[..]], w, h)?;
+        let x_next = self.normalised(&[&t.next[..]], w, h)?;
+        let pairs = Tensor::f_cat(
+            &[Tensor::f_cat(&[&x_prev, &x_target], 1)?, Tensor::f_cat(&[&x_target, &x_next], 1)?],
+            0,
+        )?;
+        let (rot, trans) = tch::no_grad(|| self.pose.try_forward_t(&pairs, false))?;
+        let (r, tr) = (to_host(&rot)?, to_host(&trans)?);
+        let pose_of = |j: usize, invert: bool| Pose6 {
+            axis_angle: [r[3 * j], r[3 * j + 1], r[3 * j + 2]],
+            translation: [tr[3 * j], tr[3 * j + 1], tr[3 * j + 2]],
+            invert,
+        };
+        Ok([pose_of(0, true), pose_of(1, false)])
+    }
+
+    /// Disparities (every scale, host) of `depth` on a triplet's target, no gradients.
+    fn target_disparities(
+        &self,
+        t: &Triplet,
+        depth: &DepthNetwork,
+    ) -> Result<Vec<Vec<f32>>, AdaptError> {
+        let x_target = self.normalised(&[&t.target[..]], t.width, t.height)?;
+        let disps = tch::no_grad(|| depth.try_forward_t(&x_target, false))?;
+        disps.iter().map(to_host).collect()
+    }
+
+    /// The photometric part of the self-supervised loss of one triplet for given disparities
+    /// and poses (no tie-break noise, no gradients).
+    fn photometric(
+        &mut self,
+        t: &Triplet,
+        disparities: &[Vec<f32>],
+        poses: &[Pose6; 2],
+        min_error: Option<&mut Vec<f32>>,
+    ) -> Result<f64, AdaptError> {
+        let (w, h) = (t.width, t.height);
+        let pyramid = target_pyramid(&t.target, w, h, disparities.len());
+        let pyramid_refs: Vec<&[f32]> = pyramid.iter().map(Vec::as_slice).collect();
+        let disp_refs: Vec<&[f32]> = disparities.iter().map(Vec::as_slice).collect();
+        let sources: [&[f32]; 2] = [&t.prev, &t.next];
+        let out = self.loss.forward(&LossInputs {
+            width: w,
+            height: h,
+            target: &t.target,
+            sources: &sources,
+            disparities: &disp_refs,
+            target_pyramid: &pyramid_refs,
+            poses,
+            intrinsics: t.intrinsics,
+            tie_break_noise: None,
+        })?;
+        if let Some(dst) = min_error {
+            dst.clear();
+            dst.extend_from_slice(&out.min_error);
+        }
+        Ok(f64::from(out.photometric))
+    }
+
+    /// The photometric loss at the finest scale after refining the poses for these
+    /// disparities (each depth map gets the motion that explains the images best with it).
+    fn refined_photometric(
+        &mut self,
+        t: &Triplet,
+        disparities: &[Vec<f32>],
+        poses: &[Pose6; 2],
+    ) -> Result<f64, AdaptError> {
+        let (w, h) = (t.width, t.height);
+        let pyramid = target_pyramid(&t.target, w, h, 1);
+        let pyramid_refs: Vec<&[f32]> = pyramid.iter().map(Vec::as_slice).collect();
+        let disp_refs: Vec<&[f32]> = disparities.iter().take(1).map(Vec::as_slice).collect();
+        let sources: [&[f32]; 2] = [&t.prev, &t.next];
+        let median = self.median_depth(&disparities[0]) as f32;
+        self.zero_noise.resize(2 * w * h, 0.0);
+        let refined = refine_poses(
+            &mut self.refine_loss,
+            &LossInputs {
+                width: w,
+                height: h,
+                target: &t.target,
+                sources: &sources,
+                disparities: &disp_refs,
+                target_pyramid: &pyramid_refs,
+                poses,
+                intrinsics: t.intrinsics,
+                tie_break_noise: Some(&self.zero_noise),
+            },
+            self.config.pose_refine_iterations,
+            median,
+        )?;
+        Ok(f64::from(refined.loss_after))
+    }
+
+    /// Median depth (loss units) of a scale-0 disparity map.
+    pub(super) fn median_depth(&self, disparity: &[f32]) -> f64 {
+        let (min_disp, max_disp) = (
+            1.0 / f64::from(self.config.loss.max_depth),
+            1.0 / f64::from(self.config.loss.min_depth),
+        );
+        let mut depth: Vec<f64> = disparity
+            .iter()
+            .map(|&d| 1.0 / (min_disp + (max_disp - min_disp) * f64::from(d)))
+            .filter(|d| d.is_finite())
+            .collect();
+        if depth.is_empty() {
+            return f64::NAN;
+        }
+        let mid = depth.len() / 2;
+        *depth.select_nth_unstable_by(mid, f64::total_cmp).1
+    }
+
+    /// The never-worse guard's test of a fresh live triplet, before any step trains on it: the
+    /// photometric loss of the adapted and of the frozen depth with the same current poses (the
+    /// frozen translation rescaled by the ratio of median depths, so that only the depth's
+    /// shape is compared), recorded in the guard's window; publishes at once when what is
+    /// served changes.
+    pub(super) fn score_fresh(&mut self, t: &Triplet) -> Result<(), AdaptError> {
+        let poses = self.triplet_poses(t)?;
+        let adapted = self.target_disparities(t, &self.student)?;
+        let frozen = self.target_disparities(t, &self.anchor)?;
+        let adapted_median = self.median_depth(&adapted[0]);
+        let frozen_scale = self.median_depth(&frozen[0]) / adapted_median;
+        let (mut adapted_error, mut frozen_error) = (Vec::new(), Vec::new());
+        let adapted_loss = self.photometric(t, &adapted, &poses, Some(&mut adapted_error))?;
+        let mut frozen_poses = poses;
+        if frozen_scale.is_finite() && frozen_scale > 0.0 {
+            for p in &mut frozen_poses {
+                p.translation = p.translation.map(|v| v * frozen_scale as f32);
+            }
+        }
+        let frozen_loss = self.photometric(t, &frozen, &frozen_poses, Some(&mut frozen_error))?;
+        // With pose refinement on, each depth map is judged with its own best motion.
+        let (adapted_loss, frozen_loss) = match self.config.pose_refine_iterations {
+            0 => (adapted_loss, frozen_loss),
+            _ => (
+                self.refined_photometric(t, &adapted, &poses)?,
+                self.refined_photometric(t, &frozen, &frozen_poses)?,
+            ),
+        };
+        let (mut wins, mut changed, mut sum_a, mut sum_f) = (0usize, 0usize, 0f64, 0f64);
+        for (&a, &f) in adapted_error.iter().zip(&frozen_error) {
+            if (a - f).abs() > 1e-3 {
+                changed += 1;
+                wins += usize::from(a < f);
+                sum_a += f64::from(a);
+                sum_f += f64::from(f);
+            }
+        }
+        let before = self.serve.serving();
+        let now = self.serve.record(adapted_loss, frozen_loss);
+        let motion = poses.map(|p| {
+            let (r, tr) = (p.axis_angle, p.translation);
+            [r[0], r[1], r[2], tr[0], tr[1], tr[2]]
+        });
+        let largest_translation = motion
+            .iter()
+            .map(|m| f64::from(m[3] * m[3] + m[4] * m[4] + m[5] * m[5]).sqrt())
+            .fold(0.0, f64::max);
+        self.stats.fresh = FreshScore {
+            target_index: t.target_index,
+            k: t.k as u64,
+            adapted_loss,
+            frozen_loss,
+            motion,
+            parallax_px: f64::from(t.intrinsics[0]) * largest_translation / adapted_median,
+            fx: f64::from(t.intrinsics[0]),
+            win_fraction: if changed > 0 { wins as f64 / changed as f64 } else { f64::NAN },
+            changed_ratio: if sum_f > 0.0 { sum_a / sum_f } else { f64::NAN },
+            // Filled by the step that trains on this triplet.
+            refined_motion: [[0.0; 6]; 2],
+            refine_loss: [0.0; 2],
+            frozen_scale,
+        };
+        self.stats.serving = now;
+        self.stats.serve_switches = self.serve.switches();
+        self.stats.serve_ratio = self.serve.ratio().unwrap_or(f64::NAN);
+        if now != before {
+            self.publish()?;
+        }
+        Ok(())
+    }
+
+    /// Mean photometric loss of the held-back triplets with the student or the frozen start
+    /// (poses from the current pose network, no gradients).
+    fn holdout_loss(&mut self, use_anchor: bool) -> Result<f64, AdaptError> {
+        let mut sum = 0.0;
+        let holdout = self.holdout.clone();
+        for t in &holdout {
+            let poses = self.triplet_poses(t)?;
+            let depth = if use_anchor { &self.anchor } else { &self.student };
+            let disparities = self.target_disparities(t, depth)?;
+            sum += self.photometric(t, &disparities, &poses, None)?;
+        }
+        Ok(sum / holdout.len().max(1) as f64)
+    }
+
+    /// Compares the held-back loss with the frozen start; rolls back when it is worse by more
+    /// than the threshold, otherwise records the current weights as the last good ones.
+    /// Returns whether it rolled back.
+    pub(super) fn check_holdout(&mut self) -> Result<bool, AdaptError> {
+        if self.holdout.is_empty() {
+            return Ok(false);
+        }
+        let student = self.holdout_loss(false)?;
+        let anchor = self.holdout_loss(true)?;
+        self.stats.last_holdout_student = student;
+        self.stats.last_holdout_anchor = anchor;
+        if !student.is_finite() || student > anchor * (1.0 + self.config.guards.threshold) {
+            self.student.copy_weights_from(&self.good_student)?;
+            self.pose.copy_weights_from(&self.good_pose)?;
+            self.adam.reset_moments();
+            self.pose_adam.reset_moments();
+            self.stats.rollbacks += 1;
+            Ok(true)
+        } else {
+            self.good_student.copy_weights_from(&self.student)?;
+            self.good_pose.copy_weights_from(&self.pose)?;
+            Ok(false)
+        }
+    }
+}
