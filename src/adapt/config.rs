@@ -116,6 +116,11 @@ pub struct GuardConfig {
     /// Fresh triplets scored before the adapted weights may be served at all.
     pub serve_min_samples: usize,
     pub serve_tolerance: f64,
+    /// The guard's trust region: when the adapted depth's scale-invariant log-depth deviation
+    /// from the frozen depth (mean over the window) exceeds `serve_trust_deviation`, the adapted
+    /// loss must instead be at most (1 − `serve_evidence_margin`) times the frozen one's.
+    pub serve_trust_deviation: f64,
+    pub serve_evidence_margin: f64,
 }
 
 impl Default for GuardConfig {
@@ -131,6 +136,8 @@ impl Default for GuardConfig {
             serve_window: 32,
             serve_min_samples: 4,
             serve_tolerance: 0.02,
+            serve_trust_deviation: 0.3,
+            serve_evidence_margin: 0.05,
         }
     }
 }
@@ -296,6 +303,20 @@ impl AdaptConfig {
                 "guards.serve_tolerance",
                 "a value in [0, 1)",
                 g.serve_tolerance,
+            ));
+        }
+        if !(g.serve_trust_deviation.is_finite() && g.serve_trust_deviation > 0.0) {
+            return Err(AdaptError::config(
+                "guards.serve_trust_deviation",
+                "a finite value > 0",
+                g.serve_trust_deviation,
+            ));
+        }
+        if !(g.serve_evidence_margin.is_finite() && (0.0..1.0).contains(&g.serve_evidence_margin)) {
+            return Err(AdaptError::config(
+                "guards.serve_evidence_margin",
+                "a value in [0, 1)",
+                g.serve_evidence_margin,
             ));
         }
         self.loss.validate()?;

@@ -73,6 +73,9 @@ pub struct AdaptStats {
     pub serve_switches: u64,
     #[serde(default)]
     pub serve_ratio: f64,
+    /// The window's mean log-depth deviation of the adapted from the frozen depth.
+    #[serde(default)]
+    pub serve_deviation: f64,
     /// The last fresh triplet (scored before training on it): its spacing k, the photometric
     /// loss of the adapted and of the frozen weights, the current pose network's motion
     /// (axis-angle, translation: target→prev inverted, target→next) and the parallax that
@@ -100,6 +103,8 @@ pub struct FreshScore {
     /// ratio of their summed errors adapted / frozen.
     pub win_fraction: f64,
     pub changed_ratio: f64,
+    /// σ of log D_adapted − log D_frozen over the target's pixels (scale-invariant deviation).
+    pub deviation: f64,
     /// The live sample's refined motion (same layout as `motion`) and the refinement's
     /// photometric loss before / after, from the last step (zero without refinement).
     pub refined_motion: [[f32; 6]; 2],
@@ -290,7 +295,13 @@ impl Adapter {
         let backend = LossBackend::new(device, &loss_config)?;
         let g = config.guards;
         Ok(Self {
-            serve: ServeGuard::new(g.serve_window, g.serve_min_samples, g.serve_tolerance),
+            serve: ServeGuard::new(
+                g.serve_window,
+                g.serve_min_samples,
+                g.serve_tolerance,
+                g.serve_trust_deviation,
+                g.serve_evidence_margin,
+            ),
             unscored: None,
             selector: TripletSelector::new(config.k_min, config.k_max, config.motion_threshold),
             replay: ReplayBuffer::new(config.replay_capacity),
@@ -597,17 +608,13 @@ impl Adapter {
             if self.config.pose_refine_iterations > 0 {
                 let median = self.median_depth(disp_refs[0]) as f32;
                 self.zero_noise.resize(2 * hw, 0.0);
-                let refine_inputs = LossInputs {
-                    width: w,
-                    height: h,
-                    target: &triplet.target,
-                    sources: &sources,
-                    disparities: &disp_refs[..1],
-                    target_pyramid: &pyramid_refs[..1],
-                    poses: &poses,
-                    intrinsics: triplet.intrinsics,
-                    tie_break_noise: Some(&self.zero_noise),
-                };
+                let refine_inputs = triplet.loss_inputs(
+                    &sources,
+                    &disp_refs[..1],
+                    &pyramid_refs[..1],
+                    &poses,
+                    Some(&self.zero_noise),
+                );
                 let refined = match refine_poses(
                     &mut self.refine_loss,
                     &refine_inputs,
@@ -640,17 +647,8 @@ impl Adapter {
                 self.config.seed,
                 attempt * 1024 + i as u64,
             );
-            let inputs = LossInputs {
-                width: w,
-                height: h,
-                target: &triplet.target,
-                sources: &sources,
-                disparities: &disp_refs,
-                target_pyramid: &pyramid_refs,
-                poses: &poses,
-                intrinsics: triplet.intrinsics,
-                tie_break_noise: Some(&self.noise),
-            };
+            let inputs =
+                triplet.loss_inputs(&sources, &disp_refs, &pyramid_refs, &poses, Some(&self.noise));
             let out = match self.loss.forward_backward(&inputs) {
                 Ok(out) => out,
                 Err(crate::loss::LossError::NonFinite { field, index }) => {

@@ -4,6 +4,7 @@
 
 use crate::camera::Intrinsics;
 use crate::frame::RgbImage;
+use crate::loss::{LossInputs, Pose6};
 use rand::RngExt;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -56,6 +57,31 @@ pub struct Triplet {
     pub target: Arc<Vec<f32>>,
     pub next: Arc<Vec<f32>>,
     pub intrinsics: [f32; 4],
+}
+
+impl Triplet {
+    /// The loss inputs of this triplet at the given disparities, target pyramid and poses;
+    /// `sources` must be `[prev, next]` of this triplet (the caller owns that small array).
+    pub fn loss_inputs<'a>(
+        &'a self,
+        sources: &'a [&'a [f32]; 2],
+        disparities: &'a [&'a [f32]],
+        target_pyramid: &'a [&'a [f32]],
+        poses: &'a [Pose6],
+        tie_break_noise: Option<&'a [f32]>,
+    ) -> LossInputs<'a> {
+        LossInputs {
+            width: self.width,
+            height: self.height,
+            target: &self.target,
+            sources,
+            disparities,
+            target_pyramid,
+            poses,
+            intrinsics: self.intrinsics,
+            tie_break_noise,
+        }
+    }
 }
 
 /// Mean absolute difference of two planar images, on every 4th value (cheap motion measure).

@@ -151,7 +151,7 @@ pub fn default_adapt_size(camera_width: u32, camera_height: u32) -> (u32, u32) {
 pub fn status_line(stats: &AdaptStats, steps_per_second: f64) -> String {
     format!(
         "adapt: {} steps ({:.2}/s) loss {:.4} (photo {:.4} smooth {:.5} distill {:.4} on {:.0}%) \
-         masked {:.0}% drift {:.4} k {} | serving {} (loss ratio {:.3}, {} switches) | published {} \
+         masked {:.0}% drift {:.4} k {} | serving {} (loss ratio {:.3}, deviation {:.3}, {} switches) | published {} \
          rollbacks {} rejected {} stationary {}",
         stats.steps,
         steps_per_second,
@@ -165,6 +165,7 @@ pub fn status_line(stats: &AdaptStats, steps_per_second: f64) -> String {
         stats.fresh.k,
         stats.serving,
         stats.serve_ratio,
+        stats.serve_deviation,
         stats.serve_switches,
         stats.published,
         stats.rollbacks,

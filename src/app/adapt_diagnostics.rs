@@ -35,6 +35,7 @@ const COLUMNS: &[&str] = &[
     "frozen_scale",
     "win_fraction",
     "changed_ratio",
+    "deviation",
     "parallax_px",
     "gt_parallax_px",
     "gt_translation_mm",
@@ -98,7 +99,7 @@ impl AdaptDiagnostics {
         });
         let fresh = stats.fresh;
         let is_new = stats.fresh.k > 0 && self.last_fresh != Some(fresh.target_index);
-        let mut fresh_columns = [f64::NAN; 19];
+        let mut fresh_columns = [f64::NAN; 20];
         if is_new {
             self.last_fresh = Some(fresh.target_index);
             fresh_columns = self.fresh_columns(stats);
@@ -122,7 +123,7 @@ impl AdaptDiagnostics {
     }
 
     /// The fresh-triplet columns: target .. pose_scale_consistency.
-    fn fresh_columns(&self, stats: &AdaptStats) -> [f64; 19] {
+    fn fresh_columns(&self, stats: &AdaptStats) -> [f64; 20] {
         let fresh = stats.fresh;
         let target = fresh.target_index as usize;
         let k = fresh.k as usize;
@@ -172,6 +173,7 @@ impl AdaptDiagnostics {
             fresh.frozen_scale,
             fresh.win_fraction,
             fresh.changed_ratio,
+            fresh.deviation,
             fresh.parallax_px,
             gt_parallax,
             gt_mm,

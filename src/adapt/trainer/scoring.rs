@@ -6,7 +6,7 @@ use super::{Adapter, FreshScore, to_host};
 use crate::adapt::AdaptError;
 use crate::adapt::pose_refine::refine_poses;
 use crate::adapt::triplet::Triplet;
-use crate::loss::{LossInputs, Pose6, target_pyramid};
+use crate::loss::{Pose6, target_pyramid};
 use crate::model::network::DepthNetwork;
 use tch::Tensor;
 
@@ -56,17 +56,8 @@ impl Adapter {
         let pyramid_refs: Vec<&[f32]> = pyramid.iter().map(Vec::as_slice).collect();
         let disp_refs: Vec<&[f32]> = disparities.iter().map(Vec::as_slice).collect();
         let sources: [&[f32]; 2] = [&t.prev, &t.next];
-        let out = self.loss.forward(&LossInputs {
-            width: w,
-            height: h,
-            target: &t.target,
-            sources: &sources,
-            disparities: &disp_refs,
-            target_pyramid: &pyramid_refs,
-            poses,
-            intrinsics: t.intrinsics,
-            tie_break_noise: None,
-        })?;
+        let out =
+            self.loss.forward(&t.loss_inputs(&sources, &disp_refs, &pyramid_refs, poses, None))?;
         if let Some(dst) = min_error {
             dst.clear();
             dst.extend_from_slice(&out.min_error);
@@ -89,23 +80,39 @@ impl Adapter {
         let sources: [&[f32]; 2] = [&t.prev, &t.next];
         let median = self.median_depth(&disparities[0]) as f32;
         self.zero_noise.resize(2 * w * h, 0.0);
+        let inputs =
+            t.loss_inputs(&sources, &disp_refs, &pyramid_refs, poses, Some(&self.zero_noise));
         let refined = refine_poses(
             &mut self.refine_loss,
-            &LossInputs {
-                width: w,
-                height: h,
-                target: &t.target,
-                sources: &sources,
-                disparities: &disp_refs,
-                target_pyramid: &pyramid_refs,
-                poses,
-                intrinsics: t.intrinsics,
-                tie_break_noise: Some(&self.zero_noise),
-            },
+            &inputs,
             self.config.pose_refine_iterations,
             median,
         )?;
         Ok(f64::from(refined.loss_after))
+    }
+
+    /// Scale-invariant deviation of two scale-0 disparity maps: the standard deviation over the
+    /// pixels of the difference of their log depths.
+    fn log_depth_deviation(&self, a: &[f32], b: &[f32]) -> f64 {
+        let (min_disp, max_disp) = (
+            1.0 / f64::from(self.config.loss.max_depth),
+            1.0 / f64::from(self.config.loss.min_depth),
+        );
+        let log_depth = |d: f32| -(min_disp + (max_disp - min_disp) * f64::from(d)).ln();
+        let (mut sum, mut sum_sq, mut n) = (0f64, 0f64, 0usize);
+        for (&x, &y) in a.iter().zip(b) {
+            let d = log_depth(x) - log_depth(y);
+            if d.is_finite() {
+                sum += d;
+                sum_sq += d * d;
+                n += 1;
+            }
+        }
+        if n == 0 {
+            return f64::NAN;
+        }
+        let mean = sum / n as f64;
+        (sum_sq / n as f64 - mean * mean).max(0.0).sqrt()
     }
 
     /// Median depth (loss units) of a scale-0 disparity map.
@@ -164,7 +171,8 @@ impl Adapter {
             }
         }
         let before = self.serve.serving();
-        let now = self.serve.record(adapted_loss, frozen_loss);
+        let deviation = self.log_depth_deviation(&adapted[0], &frozen[0]);
+        let now = self.serve.record(adapted_loss, frozen_loss, deviation);
         let motion = poses.map(|p| {
             let (r, tr) = (p.axis_angle, p.translation);
             [r[0], r[1], r[2], tr[0], tr[1], tr[2]]
@@ -183,6 +191,7 @@ impl Adapter {
             fx: f64::from(t.intrinsics[0]),
             win_fraction: if changed > 0 { wins as f64 / changed as f64 } else { f64::NAN },
             changed_ratio: if sum_f > 0.0 { sum_a / sum_f } else { f64::NAN },
+            deviation,
             // Filled by the step that trains on this triplet.
             refined_motion: [[0.0; 6]; 2],
             refine_loss: [0.0; 2],
@@ -191,6 +200,7 @@ impl Adapter {
         self.stats.serving = now;
         self.stats.serve_switches = self.serve.switches();
         self.stats.serve_ratio = self.serve.ratio().unwrap_or(f64::NAN);
+        self.stats.serve_deviation = self.serve.deviation().unwrap_or(f64::NAN);
         if now != before {
             self.publish()?;
         }
