@@ -155,3 +155,18 @@ fn misspelt_adapt_config_keys_are_errors_naming_the_key() {
     assert_eq!((partial.k_min, partial.k_max), (2, 3));
     assert_eq!(partial.learning_rate, AdaptConfig::default().learning_rate);
 }
+
+#[test]
+fn adaptation_stats_with_non_finite_guard_figures_round_trip_through_json() {
+    // Before the first fresh triplet is scored the guard's figures are NaN, which JSON writes
+    // as null: the run's adapt_report.json must still read back.
+    let stats = AdaptStats { serve_ratio: f64::NAN, ..AdaptStats::default() };
+    let mut fresh = stats.fresh;
+    fresh.win_fraction = f64::NAN;
+    let stats = AdaptStats { fresh, ..stats };
+    let json = serde_json::to_string(&stats).unwrap();
+    assert!(json.contains("null"), "{json}");
+    let back: AdaptStats = serde_json::from_str(&json).unwrap();
+    assert!(back.serve_ratio.is_nan() && back.fresh.win_fraction.is_nan());
+    assert_eq!(back.steps, stats.steps);
+}

@@ -71,10 +71,10 @@ pub struct AdaptStats {
     pub serving: Served,
     #[serde(default)]
     pub serve_switches: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nan_if_null")]
     pub serve_ratio: f64,
     /// The window's mean log-depth deviation of the adapted from the frozen depth.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nan_if_null")]
     pub serve_deviation: f64,
     /// The last fresh triplet (scored before training on it): its spacing k, the photometric
     /// loss of the adapted and of the frozen weights, the current pose network's motion
@@ -84,26 +84,39 @@ pub struct AdaptStats {
     pub fresh: FreshScore,
 }
 
+/// JSON has no NaN: serde_json writes a non-finite value as `null`; read it back as NaN.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// The never-worse guard's view of one fresh triplet (see [`AdaptStats::fresh`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct FreshScore {
     pub target_index: u64,
     pub k: u64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub adapted_loss: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub frozen_loss: f64,
     /// [rx, ry, rz, tx, ty, tz] for (prev, target) and (target, next), network units.
     pub motion: [[f32; 6]; 2],
+    #[serde(deserialize_with = "nan_if_null")]
     pub parallax_px: f64,
     /// Focal length fx at the network size, pixels.
+    #[serde(deserialize_with = "nan_if_null")]
     pub fx: f64,
     /// Frozen median depth over adapted median depth on the target.
+    #[serde(deserialize_with = "nan_if_null")]
     pub frozen_scale: f64,
     /// Among the pixels whose per-pixel minimum photometric error differs between the two
     /// (by more than 1e-3): the fraction where the adapted weights' error is lower, and the
     /// ratio of their summed errors adapted / frozen.
+    #[serde(deserialize_with = "nan_if_null")]
     pub win_fraction: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub changed_ratio: f64,
     /// σ of log D_adapted − log D_frozen over the target's pixels (scale-invariant deviation).
+    #[serde(deserialize_with = "nan_if_null")]
     pub deviation: f64,
     /// The live sample's refined motion (same layout as `motion`) and the refinement's
     /// photometric loss before / after, from the last step (zero without refinement).
