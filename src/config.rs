@@ -454,6 +454,12 @@ impl CameraConfig {
 }
 
 impl PipelineConfig {
+    /// Like a live camera: queues of 2 that keep the latest frame, statistics every 2 s (the
+    /// paced replays of `demo` and `bench live-adapt`).
+    pub fn live_camera() -> Self {
+        Self { queue_size: 2, policy: QueuePolicy::KeepLatest, stats_interval_s: 2.0 }
+    }
+
     /// The pipeline options these settings select (other options at their defaults).
     pub fn options(&self) -> crate::pipeline::PipelineOptions {
         crate::pipeline::PipelineOptions {

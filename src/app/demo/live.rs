@@ -8,9 +8,7 @@ use crate::adapt::AdaptStats;
 use crate::app::adapt::AdaptOptions;
 use crate::app::live::{LiveOptions, run_live};
 use crate::app::replay::{paced_replay_source, read_adapt_report};
-use crate::config::{
-    CameraConfig, Config, NetworkConfig, OutputsConfig, PipelineConfig, QueuePolicy,
-};
+use crate::config::{CameraConfig, Config, NetworkConfig, OutputsConfig, PipelineConfig};
 use crate::synth::Renderer;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -76,11 +74,7 @@ fn live_config(
             model.height,
             Some(model.depth.clone()),
         ),
-        pipeline: PipelineConfig {
-            queue_size: 2,
-            policy: QueuePolicy::KeepLatest,
-            stats_interval_s: 2.0,
-        },
+        pipeline: PipelineConfig::live_camera(),
         outputs: OutputsConfig {
             dir: out.to_path_buf(),
             depth_png: true,

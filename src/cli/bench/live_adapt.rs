@@ -12,9 +12,7 @@ use livedepth::adapt::AdaptConfig;
 use livedepth::app::adapt::AdaptOptions;
 use livedepth::app::live::{LiveOptions, run_live};
 use livedepth::app::replay::{paced_replay_source, read_adapt_report};
-use livedepth::config::{
-    CameraConfig, Config, NetworkConfig, OutputsConfig, PipelineConfig, QueuePolicy,
-};
+use livedepth::config::{CameraConfig, Config, NetworkConfig, OutputsConfig, PipelineConfig};
 use livedepth::model::Arch;
 use livedepth::model::network::DepthNetwork;
 use livedepth::pipeline::RunReport;
@@ -82,11 +80,7 @@ fn live_config(
         source: paced_replay_source(video, FPS),
         camera: Some(CameraConfig::pinhole(&renderer.intrinsics())),
         network: NetworkConfig::new(Arch::RtMonoDepthS, w, h, Some(model.to_path_buf())),
-        pipeline: PipelineConfig {
-            queue_size: 2,
-            policy: QueuePolicy::KeepLatest,
-            stats_interval_s: 2.0,
-        },
+        pipeline: PipelineConfig::live_camera(),
         outputs: OutputsConfig {
             dir: out.to_path_buf(),
             depth_png: false,
