@@ -50,7 +50,8 @@ fn the_demo_writes_every_artefact_with_the_committed_base_model() {
     let model = common::repo_root().join(BASE_MODEL_DIR);
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("demo");
-    let frames = 10;
+    // At least 2·6 + 1 frames, so that the default triplet spacing k = 6 forms triplets.
+    let frames = 16;
     let report = run_demo(&DemoOptions {
         out: out.clone(),
         frames,
