@@ -75,9 +75,13 @@ one_run() {
     # shellcheck disable=SC2046
     "$BIN" eval --quiet --dataset "$(dataset_of "$set")" --model "$MODEL" --adapt \
         --seed "$seed" $(flags_of "$run") --checkpoint "$OUT/$name.safetensors" \
-        --diagnose "$OUT/$name.csv" --json "$OUT/$name.json" > "$OUT/$name.log" 2>&1
+        --diagnose "$OUT/$name.csv" --json "$OUT/$name.json" > "$OUT/$name.log" 2>&1 || {
+        # An interrupted or failed run leaves no KITTI score, so the next call runs it again.
+        echo "failed $name (see $OUT/$name.log)" >&2
+        return 1
+    }
     "$BIN" eval --quiet --dataset "kitti:$DATA/kitti_tiny" --model "$OUT/$name.safetensors" \
-        --json "$OUT/$name.kitti.json" > "$OUT/$name.kitti.log"
+        --json "$OUT/$name.kitti.json" > "$OUT/$name.kitti.log" || return 1
     echo "done $name" >&2
 }
 export -f one_run flags_of dataset_of
