@@ -144,6 +144,26 @@ struct SavedState {
     pose_arch: String,
 }
 
+/// The adapted student, or the frozen start while the never-worse guard (when on) serves it;
+/// a free function so that `publish` can borrow the publisher mutably beside it.
+fn served_network<'a>(
+    guard_on: bool,
+    guard: &ServeGuard,
+    student: &'a DepthNetwork,
+    anchor: &'a DepthNetwork,
+) -> &'a DepthNetwork {
+    match (guard_on, guard.serving()) {
+        (true, Served::Frozen) => anchor,
+        _ => student,
+    }
+}
+
+/// A pose as the row [rx, ry, rz, tx, ty, tz] that the statistics and the diagnosis record.
+fn pose_row(p: &Pose6) -> [f32; 6] {
+    let (r, t) = (p.axis_angle, p.translation);
+    [r[0], r[1], r[2], t[0], t[1], t[2]]
+}
+
 /// Variables of `vs` sorted by name; those `adapt` rejects stop requiring gradients.
 fn select_variables(
     vs: &tch::nn::VarStore,
@@ -461,18 +481,17 @@ impl Adapter {
     /// The weights the live path should use: the adapted student, or the frozen start weights
     /// while the never-worse guard finds adaptation no better on the current scene.
     pub fn served(&self) -> &DepthNetwork {
-        match (self.config.guards.serve_guard, self.serve.serving()) {
-            (true, Served::Frozen) => &self.anchor,
-            _ => &self.student,
-        }
+        served_network(self.config.guards.serve_guard, &self.serve, &self.student, &self.anchor)
     }
 
     /// Publishes the served weights now (if a publisher is attached).
     pub fn publish(&mut self) -> Result<(), AdaptError> {
-        let served = match (self.config.guards.serve_guard, self.serve.serving()) {
-            (true, Served::Frozen) => &self.anchor,
-            _ => &self.student,
-        };
+        let served = served_network(
+            self.config.guards.serve_guard,
+            &self.serve,
+            &self.student,
+            &self.anchor,
+        );
         if let Some(publisher) = self.publisher.as_mut() {
             publisher.publish(served)?;
             self.stats.published += 1;
@@ -643,11 +662,7 @@ impl Adapter {
                     Err(e) => return Err(e.into()),
                 };
                 if i == 0 {
-                    let layout = |p: &Pose6| {
-                        let (r, t) = (p.axis_angle, p.translation);
-                        [r[0], r[1], r[2], t[0], t[1], t[2]]
-                    };
-                    self.stats.fresh.refined_motion = refined.poses.each_ref().map(layout);
+                    self.stats.fresh.refined_motion = refined.poses.each_ref().map(pose_row);
                     self.stats.fresh.refine_loss = [refined.loss_before, refined.loss_after];
                 }
                 pose_targets = Some((poses, refined.poses, median));

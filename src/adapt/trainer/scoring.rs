@@ -2,7 +2,7 @@
 //! depth and poses (optionally with the poses refined for that depth), the never-worse guard's
 //! scoring of each fresh triplet (adapted vs frozen weights), and the held-back rollback check.
 
-use super::{Adapter, FreshScore, to_host};
+use super::{Adapter, FreshScore, pose_row, to_host};
 use crate::adapt::AdaptError;
 use crate::adapt::pose_refine::refine_poses;
 use crate::adapt::triplet::Triplet;
@@ -72,13 +72,13 @@ impl Adapter {
         t: &Triplet,
         disparities: &[Vec<f32>],
         poses: &[Pose6; 2],
+        median_depth: f64,
     ) -> Result<f64, AdaptError> {
         let (w, h) = (t.width, t.height);
         let pyramid = target_pyramid(&t.target, w, h, 1);
         let pyramid_refs: Vec<&[f32]> = pyramid.iter().map(Vec::as_slice).collect();
         let disp_refs: Vec<&[f32]> = disparities.iter().take(1).map(Vec::as_slice).collect();
         let sources: [&[f32]; 2] = [&t.prev, &t.next];
-        let median = self.median_depth(&disparities[0]) as f32;
         self.zero_noise.resize(2 * w * h, 0.0);
         let inputs =
             t.loss_inputs(&sources, &disp_refs, &pyramid_refs, poses, Some(&self.zero_noise));
@@ -86,7 +86,7 @@ impl Adapter {
             &mut self.refine_loss,
             &inputs,
             self.config.pose_refine_iterations,
-            median,
+            median_depth as f32,
         )?;
         Ok(f64::from(refined.loss_after))
     }
@@ -94,11 +94,7 @@ impl Adapter {
     /// Scale-invariant deviation of two scale-0 disparity maps: the standard deviation over the
     /// pixels of the difference of their log depths.
     fn log_depth_deviation(&self, a: &[f32], b: &[f32]) -> f64 {
-        let (min_disp, max_disp) = (
-            1.0 / f64::from(self.config.loss.max_depth),
-            1.0 / f64::from(self.config.loss.min_depth),
-        );
-        let log_depth = |d: f32| -(min_disp + (max_disp - min_disp) * f64::from(d)).ln();
+        let log_depth = |d: f32| self.depth_of(d).ln();
         let (mut sum, mut sum_sq, mut n) = (0f64, 0f64, 0usize);
         for (&x, &y) in a.iter().zip(b) {
             let d = log_depth(x) - log_depth(y);
@@ -115,17 +111,19 @@ impl Adapter {
         (sum_sq / n as f64 - mean * mean).max(0.0).sqrt()
     }
 
-    /// Median depth (loss units) of a scale-0 disparity map.
-    pub(super) fn median_depth(&self, disparity: &[f32]) -> f64 {
+    /// Depth (loss units) of a sigmoid disparity, with the loss's depth range.
+    fn depth_of(&self, disparity: f32) -> f64 {
         let (min_disp, max_disp) = (
             1.0 / f64::from(self.config.loss.max_depth),
             1.0 / f64::from(self.config.loss.min_depth),
         );
-        let mut depth: Vec<f64> = disparity
-            .iter()
-            .map(|&d| 1.0 / (min_disp + (max_disp - min_disp) * f64::from(d)))
-            .filter(|d| d.is_finite())
-            .collect();
+        1.0 / (min_disp + (max_disp - min_disp) * f64::from(disparity))
+    }
+
+    /// Median depth (loss units) of a scale-0 disparity map.
+    pub(super) fn median_depth(&self, disparity: &[f32]) -> f64 {
+        let mut depth: Vec<f64> =
+            disparity.iter().map(|&d| self.depth_of(d)).filter(|d| d.is_finite()).collect();
         if depth.is_empty() {
             return f64::NAN;
         }
@@ -143,7 +141,8 @@ impl Adapter {
         let adapted = self.target_disparities(t, &self.student)?;
         let frozen = self.target_disparities(t, &self.anchor)?;
         let adapted_median = self.median_depth(&adapted[0]);
-        let frozen_scale = self.median_depth(&frozen[0]) / adapted_median;
+        let frozen_median = self.median_depth(&frozen[0]);
+        let frozen_scale = frozen_median / adapted_median;
         let (mut adapted_error, mut frozen_error) = (Vec::new(), Vec::new());
         let adapted_loss = self.photometric(t, &adapted, &poses, Some(&mut adapted_error))?;
         let mut frozen_poses = poses;
@@ -157,8 +156,8 @@ impl Adapter {
         let (adapted_loss, frozen_loss) = match self.config.pose_refine_iterations {
             0 => (adapted_loss, frozen_loss),
             _ => (
-                self.refined_photometric(t, &adapted, &poses)?,
-                self.refined_photometric(t, &frozen, &frozen_poses)?,
+                self.refined_photometric(t, &adapted, &poses, adapted_median)?,
+                self.refined_photometric(t, &frozen, &frozen_poses, frozen_median)?,
             ),
         };
         let (mut wins, mut changed, mut sum_a, mut sum_f) = (0usize, 0usize, 0f64, 0f64);
@@ -173,10 +172,7 @@ impl Adapter {
         let before = self.serve.serving();
         let deviation = self.log_depth_deviation(&adapted[0], &frozen[0]);
         let now = self.serve.record(adapted_loss, frozen_loss, deviation);
-        let motion = poses.map(|p| {
-            let (r, tr) = (p.axis_angle, p.translation);
-            [r[0], r[1], r[2], tr[0], tr[1], tr[2]]
-        });
+        let motion = poses.each_ref().map(pose_row);
         let largest_translation = motion
             .iter()
             .map(|m| f64::from(m[3] * m[3] + m[4] * m[4] + m[5] * m[5]).sqrt())
