@@ -1,17 +1,21 @@
-//! `livedepth demo` without ../shared: with the committed base model it renders an unseen drive,
+//! `livedepth demo`. Without ../shared (`--scene synthetic`): with the committed base model it
+//! renders an unseen drive,
 //! replays it through GStreamer at the camera's frame rate (paced) with live depth and online
 //! adaptation, and writes every promised artefact (mp4 of the drive, colourised depth video,
 //! depth PNGs, frozen-vs-adapted report in JSON, abs_rel-over-time SVG, and the side-by-side
 //! video input | frozen depth | adapted depth, which decodes back frame for frame); a missing
-//! model is a clear error naming it. Nothing here asserts a timing: how many frames the paced
+//! model is a clear error naming it. With ../shared (the default scene there): it replays the
+//! real kitchen_val recording with the KITTI model at the adaptation defaults and scores exactly
+//! what `eval --adapt` without flags scores. Nothing here asserts a timing: how many frames the paced
 //! live replay delivers and how many steps the adapter takes meanwhile depend on the machine.
 #![cfg(feature = "torch")]
 
 mod common;
 
+use livedepth::adapt::AdaptConfig;
 use livedepth::app::adapt::{AdaptOptions, evaluate_adapt};
 use livedepth::app::demo::{
-    BASE_MODEL_DIR, DemoOptions, demo_render_config, resolve_model, run_demo,
+    BASE_MODEL_DIR, DemoOptions, SceneChoice, demo_render_config, resolve_model, run_demo,
 };
 use livedepth::app::eval::{EvalOptions, EvalReport};
 use livedepth::frame::RgbImage;
@@ -54,10 +58,11 @@ fn the_demo_writes_every_artefact_with_the_committed_base_model() {
     let frames = 16;
     let report = run_demo(&DemoOptions {
         out: out.clone(),
-        frames,
+        scene: SceneChoice::Synthetic,
+        frames: Some(frames),
         seed: 77,
         model: Some(model.clone()),
-        steps_per_frame: 1,
+        steps_per_frame: Some(1),
         live: true,
         threads: Some(1),
     })
@@ -106,6 +111,7 @@ fn the_demo_writes_every_artefact_with_the_committed_base_model() {
     for key in ["frozen", "adapted", "windows", "adapt_stats", "scene", "model", "side_by_side"] {
         assert!(json.get(key).is_some(), "report.json lacks `{key}`");
     }
+    assert_eq!(json["scene"]["kind"], "synthetic");
     for key in ["adapt_steps", "delivered_fps", "frames_delivered", "frames_dropped"] {
         assert!(json["live"].get(key).is_some(), "report.json lacks `live.{key}`");
     }
@@ -125,15 +131,17 @@ fn the_side_by_side_video_shows_input_frozen_and_adapted_for_every_frame() {
     let frames = 8;
     let report = run_demo(&DemoOptions {
         out: out.clone(),
-        frames,
+        scene: SceneChoice::Synthetic,
+        frames: Some(frames),
         seed: 78,
         model: Some(common::repo_root().join(BASE_MODEL_DIR)),
-        steps_per_frame: 1,
+        steps_per_frame: Some(1),
         live: false,
         threads: Some(1),
     })
     .expect("the demo runs without its live part");
     assert!(report.live.is_none());
+    assert_eq!(report.scene.kind, "synthetic");
     let path = out.join("side_by_side.mp4");
     assert_eq!(report.side_by_side, path);
     assert!(report.outputs.contains(&path.display().to_string()));
@@ -165,7 +173,7 @@ fn the_side_by_side_video_shows_input_frozen_and_adapted_for_every_frame() {
         ..AdaptOptions::default()
     };
     let eval = EvalOptions {
-        dataset: format!("kitti:{}", report.dataset.display()),
+        dataset: report.scene.dataset_spec.clone(),
         model: report.model.depth.clone(),
         arch: report.model.arch,
         width: report.model.width,
@@ -196,4 +204,68 @@ fn a_missing_model_is_an_error_naming_it() {
     assert!(err.contains("/nonexistent/model"), "{err}");
     let err = resolve_model(std::path::Path::new("/nonexistent/model")).unwrap_err().to_string();
     assert!(err.contains("train.json"), "{err}");
+}
+
+#[test]
+fn with_shared_the_demo_replays_the_real_recording_at_the_adaptation_defaults() {
+    let (Some(recording), Some(kitti_model)) =
+        (common::shared("data/kitchen_val"), common::shared("models/rtmonodepth_s/m_640x192"))
+    else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("demo");
+    let frames = 14;
+    let report = run_demo(&DemoOptions {
+        out: out.clone(),
+        scene: SceneChoice::Recorded(recording.clone()),
+        frames: Some(frames),
+        model: Some(kitti_model.clone()),
+        live: true,
+        ..DemoOptions::default()
+    })
+    .expect("the demo replays the recording");
+
+    // The real recording, as a 30 fps camera recorded it, with its calibration.
+    assert_eq!(report.scene.kind, "recorded");
+    assert_eq!(report.scene.frames, frames);
+    assert!((report.scene.fps - 30.0).abs() < 0.01, "{}", report.scene.fps);
+    assert_eq!((report.scene.width, report.scene.height), (640, 480));
+    assert_eq!(report.scene.camera.fx, 585.0);
+    assert!(report.scene.dataset_spec.starts_with("kitchen:"));
+    assert!(std::fs::metadata(out.join("recording.mp4")).unwrap().len() > 1000);
+    // The KITTI model at the adaptation's default size, with the adaptation's defaults.
+    assert_eq!(report.model.depth, kitti_model);
+    assert_eq!((report.model.width, report.model.height), (128, 96));
+    assert_eq!(report.adapt_config, AdaptConfig::default());
+    let replay = report.live.as_ref().expect("the live replay ran");
+    assert!(replay.uri.contains("recording.mp4"), "{}", replay.uri);
+    assert!((1..=frames as u64).contains(&replay.frames_delivered), "{replay:?}");
+
+    // The side-by-side video: one frame per lock-step frame, three 640-wide columns.
+    let decoded = decode(&report.side_by_side);
+    assert_eq!(decoded.len(), frames);
+    assert_eq!((decoded[0].width, decoded[0].height), (3 * 640, 480 + STRIP_HEIGHT));
+
+    // The lock-step runs score exactly what `eval --adapt` without flags scores.
+    let eval = EvalOptions {
+        dataset: format!("kitchen:{}", recording.display()),
+        model: kitti_model,
+        arch: report.model.arch,
+        width: 128,
+        height: 96,
+        selection: FrameSelection { start: 0, end: Some(frames), step: 1 },
+        no_median_scaling: false,
+        json: None,
+        plot: None,
+        progress: false,
+    };
+    let (reference, stats) =
+        evaluate_adapt(&eval, &AdaptOptions { print_every: 0, ..AdaptOptions::default() }).unwrap();
+    assert!(stats.steps > 0, "{stats:?}");
+    assert_eq!(stats.steps, report.adapt_stats.steps);
+    let abs_rel =
+        |r: &EvalReport| r.per_frame.iter().map(|f| f.metrics.abs_rel).collect::<Vec<_>>();
+    assert_eq!(abs_rel(&reference), abs_rel(&report.adapted));
+    assert_eq!(report.frozen.per_frame.len(), frames);
 }

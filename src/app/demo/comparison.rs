@@ -58,18 +58,19 @@ pub struct ComparisonVideo {
 }
 
 impl ComparisonVideo {
-    /// Starts `path` for `frozen.len()` frames of `column` size at `fps`; `steps_per_frame` is
-    /// the adapted run's S (shown in its column's title).
+    /// Starts `path` for `frozen.len()` frames of `column` size at `fps`; `input_label` titles
+    /// the input column and `steps_per_frame` is the adapted run's S (in its column's title).
     pub fn create(
         path: &Path,
         column: (u32, u32),
         fps: f64,
         frozen: FrozenTrack,
+        input_label: &str,
         steps_per_frame: usize,
     ) -> crate::Result<Self> {
         let labels = SideBySideLabels {
             columns: [
-                "input (unseen drive)".into(),
+                input_label.into(),
                 "frozen depth".into(),
                 format!(
                     "adapted depth ({steps_per_frame} step{} per frame)",

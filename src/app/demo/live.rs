@@ -1,15 +1,15 @@
-//! The demo's live part: the drive's mp4 replayed through GStreamer at the camera's frame rate,
+//! The demo's live part: the scene's mp4 replayed through GStreamer at the camera's frame rate,
 //! paced by the pipeline clock like a camera ([`paced_replay_source`], as `bench live-adapt`
 //! does), into the live path with depth outputs (colourised video, depth PNGs, point clouds)
 //! and online adaptation on its own thread, so the networks adapt while the video plays.
 
 use super::model::DemoModel;
+use super::scene::DemoScene;
 use crate::adapt::AdaptStats;
 use crate::app::adapt::AdaptOptions;
 use crate::app::live::{LiveOptions, run_live};
 use crate::app::replay::{paced_replay_source, read_adapt_report};
-use crate::config::{CameraConfig, Config, NetworkConfig, OutputsConfig, PipelineConfig};
-use crate::synth::Renderer;
+use crate::config::{Config, NetworkConfig, OutputsConfig, PipelineConfig};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -58,16 +58,10 @@ impl LiveReplay {
     }
 }
 
-fn live_config(
-    video: &Path,
-    out: &Path,
-    model: &DemoModel,
-    renderer: &Renderer,
-    fps: f64,
-) -> crate::Result<Config> {
+fn live_config(scene: &DemoScene, out: &Path, model: &DemoModel) -> crate::Result<Config> {
     let config = Config {
-        source: paced_replay_source(video, fps),
-        camera: Some(CameraConfig::pinhole(&renderer.intrinsics())),
+        source: paced_replay_source(&scene.video, scene.fps),
+        camera: Some(scene.camera.clone()),
         network: NetworkConfig::new(
             model.arch,
             model.width,
@@ -88,18 +82,16 @@ fn live_config(
     Ok(config)
 }
 
-/// Replays `video` (`frames` frames at `fps`) into the live path with `adapt` on its own
+/// Replays the scene's video at its frame rate into the live path with `adapt` on its own
 /// thread, writing the outputs into `out`.
 pub fn run_live_replay(
-    video: &Path,
-    frames: usize,
-    fps: f64,
+    scene: &DemoScene,
     out: &Path,
     model: &DemoModel,
-    renderer: &Renderer,
     adapt: &AdaptOptions,
 ) -> crate::Result<LiveReplay> {
-    let config = live_config(video, out, model, renderer, fps)?;
+    let (frames, fps) = (scene.frames, scene.fps);
+    let config = live_config(scene, out, model)?;
     let uri = config.source.uri.clone();
     let report = run_live(&LiveOptions {
         config,

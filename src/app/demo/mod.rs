@@ -1,13 +1,14 @@
 //! `livedepth demo` (what `make demo` runs), self-contained, one job per file:
-//! - [`drive`]: render a synthetic drive through a scene variant the committed base model
-//!   (models/base_WxH, trained on other seeds and the default scene style) never saw, with exact
-//!   depth, and encode it to H.264 mp4 through GStreamer;
+//! - [`scene`]: the scene, encoded to an H.264 mp4 as a camera would record it: the real
+//!   hand-held kitchen recording that nothing was tuned on (`../shared/data/kitchen_val`) with
+//!   the real KITTI model where `../shared` is present, else a synthetic drive ([`drive`])
+//!   through a street style the committed base model (models/base_WxH) never saw;
 //! - [`live`]: replay the mp4 at the camera's frame rate, paced by the GStreamer clock, into the
 //!   live path with depth outputs AND online adaptation on its own thread (adaptation happens
 //!   while the video plays; steps and delivered fps are reported);
 //! - the frozen and the adapted model are scored in deterministic lock-step
-//!   ([`evaluate_adapt_with`] with 0 and S steps per frame, same frames) against the drive's
-//!   exact depth;
+//!   ([`evaluate_adapt_with`] with 0 and S steps per frame, same frames) against the scene's
+//!   ground-truth depth;
 //! - [`comparison`]: from those two runs, `side_by_side.mp4`: [input | frozen depth | adapted
 //!   depth] with abs_rel over time drawn below;
 //! - [`report`]: `report.json`, the printed table and the SVG plot of abs_rel over time.
@@ -19,34 +20,41 @@ pub mod drive;
 pub mod live;
 pub mod model;
 pub mod report;
+pub mod scene;
 
 pub use drive::demo_render_config;
 pub use live::LiveReplay;
 pub use model::{BASE_MODEL_DIR, DemoModel, default_model_candidates, find_model, resolve_model};
 pub use report::{DemoReport, WindowRow};
+pub use scene::{DemoScene, RECORDED_MODEL_DIR, RECORDED_SCENE_DIR, SceneChoice};
 
 use crate::adapt::{AdaptConfig, AdaptLayers};
-use crate::app::adapt::{AdaptOptions, PoseInit, evaluate_adapt_with};
+use crate::app::adapt::{AdaptOptions, PoseInit, default_adapt_size, evaluate_adapt_with};
 use crate::app::eval::EvalOptions;
 use crate::app::live::describe_outputs;
 use crate::source::dataset::FrameSelection;
 use comparison::{ComparisonVideo, FrozenTrack};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The demo's settings.
 #[derive(Clone, Debug)]
 pub struct DemoOptions {
     /// Folder for everything the demo writes.
     pub out: PathBuf,
-    /// Frames of the synthetic drive.
-    pub frames: usize,
-    /// Scene seed (a street the model never saw: the base model trained on seeds 101..=112).
+    /// What to replay: the real recording where present, else the synthetic drive.
+    pub scene: SceneChoice,
+    /// Frames: the whole recording, or 120 frames of synthetic drive, when `None`.
+    pub frames: Option<usize>,
+    /// Synthetic scene seed (a street the model never saw: the base model trained on seeds
+    /// 101..=112).
     pub seed: u64,
     /// Depth model: a `livedepth train` folder, a Monodepth2-format folder (encoder.pth +
-    /// depth.pth) or a safetensors file; the first of [`default_model_candidates`] when `None`.
+    /// depth.pth) or a safetensors file. When `None`: the KITTI RT-MonoDepth-S for the recorded
+    /// scene, the first of [`default_model_candidates`] for the synthetic one.
     pub model: Option<PathBuf>,
-    /// Adaptation steps per frame S of the lock-step comparison.
-    pub steps_per_frame: usize,
+    /// Adaptation steps per frame S of the lock-step comparison (the adaptation default for the
+    /// recorded scene, 2 for the synthetic one, when `None`).
+    pub steps_per_frame: Option<usize>,
     /// Also run the live GStreamer replay with asynchronous adaptation (the lock-step report
     /// does not depend on it).
     pub live: bool,
@@ -59,25 +67,28 @@ impl Default for DemoOptions {
     fn default() -> Self {
         Self {
             out: PathBuf::from("out/demo"),
-            frames: 120,
+            scene: SceneChoice::Auto,
+            frames: None,
             seed: 2026,
             model: None,
-            steps_per_frame: 2,
+            steps_per_frame: None,
             live: true,
             threads: Some(1),
         }
     }
 }
 
-/// The demo's adaptation: the adapter's defaults, but only the decoder adapts (on two unseen
-/// demo scenes this beat adapting all layers: abs_rel 0.196 vs 0.209 and 0.185 vs 0.193; see
-/// docs/adapt.md).
-fn adapt_options(model: &DemoModel, steps_per_frame: usize) -> AdaptOptions {
-    // The shipped defaults, except that only the decoder adapts (better on two demo scenes, see
-    // docs/adapt.md). Spacing k from image motion (1..4, which takes k = 1 for this 10 fps car)
-    // scored abs_rel -5.6 % / rmse +5.9 % against -3.7 % / +1.6 % with the default k = 6.
+/// Frames of the synthetic drive when none are asked for.
+const SYNTHETIC_FRAMES: usize = 120;
+
+/// The synthetic demo's adaptation: the adapter's defaults, but only the decoder adapts and
+/// 2 steps per frame (on two unseen demo scenes adapting the decoder beat adapting all layers:
+/// abs_rel 0.196 vs 0.209 and 0.185 vs 0.193; see docs/adapt.md).
+fn synthetic_adapt_options(model: &DemoModel, steps_per_frame: Option<usize>) -> AdaptOptions {
+    // Spacing k from image motion (1..4, which takes k = 1 for this 10 fps car) scored abs_rel
+    // -5.6 % / rmse +5.9 % against -3.7 % / +1.6 % with the default k = 6.
     let config = AdaptConfig {
-        steps_per_frame,
+        steps_per_frame: steps_per_frame.unwrap_or(2),
         seed: 7,
         layers: AdaptLayers::Decoder,
         ..AdaptConfig::default()
@@ -86,62 +97,119 @@ fn adapt_options(model: &DemoModel, steps_per_frame: usize) -> AdaptOptions {
         config,
         pose_model: model.pose.clone(),
         pose_init: PoseInit::DepthEncoder,
-        checkpoint: None,
-        resume: None,
         print_every: 20,
-        diagnose: None,
+        ..AdaptOptions::default()
     }
+}
+
+/// The recorded demo's adaptation: exactly what `eval --adapt` and `run --adapt` do without
+/// flags (so the demo reproduces the documented figures), steps per frame aside.
+fn recorded_adapt_options(model: &DemoModel, steps_per_frame: Option<usize>) -> AdaptOptions {
+    let defaults = AdaptConfig::default();
+    let config = AdaptConfig {
+        steps_per_frame: steps_per_frame.unwrap_or(defaults.steps_per_frame),
+        ..defaults
+    };
+    AdaptOptions { config, pose_model: model.pose.clone(), print_every: 50, ..Default::default() }
+}
+
+/// The scene the user asked for, encoded into `out`, and the model that runs on it.
+fn prepare(options: &DemoOptions, out: &Path) -> crate::Result<(DemoScene, DemoModel)> {
+    let recorded = match &options.scene {
+        SceneChoice::Synthetic => None,
+        SceneChoice::Recorded(dir) => Some(dir.clone()),
+        SceneChoice::Auto => {
+            let found = scene::find_existing(RECORDED_SCENE_DIR);
+            let model_found =
+                options.model.is_some() || scene::find_existing(RECORDED_MODEL_DIR).is_some();
+            match found {
+                Some(dir) if model_found => Some(dir),
+                _ => {
+                    eprintln!(
+                        "demo: {RECORDED_SCENE_DIR} or {RECORDED_MODEL_DIR} is absent, so the \
+                         demo renders a synthetic drive instead of replaying the real recording"
+                    );
+                    None
+                }
+            }
+        }
+    };
+    match recorded {
+        Some(dir) => {
+            let model = match &options.model {
+                Some(path) => resolve_model(path)?,
+                None => {
+                    let path = scene::find_existing(RECORDED_MODEL_DIR).ok_or_else(|| {
+                        crate::Error::Other(format!(
+                            "demo: the recorded scene's model {RECORDED_MODEL_DIR} is missing \
+                             (pass --model DIR, or --scene synthetic)"
+                        ))
+                    })?;
+                    resolve_model(&path)?
+                }
+            };
+            eprintln!(
+                "[1/{}] encoding {} as a camera would record it",
+                stages(options),
+                dir.display()
+            );
+            let scene = scene::recorded_scene(out, &dir, options.frames)?;
+            // The adaptation's default input size for this camera, as `eval --adapt` uses.
+            let (width, height) = default_adapt_size(scene.width, scene.height);
+            Ok((scene, DemoModel { width, height, ..model }))
+        }
+        None => {
+            let model = find_model(options.model.as_deref())?;
+            let frames = options.frames.unwrap_or(SYNTHETIC_FRAMES);
+            eprintln!(
+                "[1/{}] rendering a {frames}-frame synthetic drive through an unseen scene (seed \
+                 {}) and encoding it",
+                stages(options),
+                options.seed
+            );
+            Ok((scene::synthetic_scene(out, frames, options.seed)?, model))
+        }
+    }
+}
+
+fn stages(options: &DemoOptions) -> usize {
+    if options.live { 4 } else { 3 }
 }
 
 /// Runs the demo.
 pub fn run_demo(options: &DemoOptions) -> crate::Result<DemoReport> {
-    let model = find_model(options.model.as_deref())?;
     if let Some(threads) = options.threads {
         tch::set_num_threads(threads.max(1) as i32);
     }
-    if options.frames < 8 {
+    if options.frames.is_some_and(|f| f < 8) {
         return Err(crate::Error::Other(format!(
             "demo --frames: expected at least 8 frames, got {}",
-            options.frames
+            options.frames.unwrap_or_default()
         )));
     }
     let out = &options.out;
     std::fs::create_dir_all(out).map_err(|e| crate::Error::io(out, e))?;
     let out = out.canonicalize().map_err(|e| crate::Error::io(out, e))?;
-    let render = demo_render_config(options.frames, options.seed);
-    let dataset = out.join("drive");
-    let video_path = out.join("drive.mp4");
-    let stages = if options.live { 4 } else { 3 };
+    let (scene, model) = prepare(options, &out)?;
+    let stages = stages(options);
+    let adapt = match scene.kind {
+        "recorded" => recorded_adapt_options(&model, options.steps_per_frame),
+        _ => synthetic_adapt_options(&model, options.steps_per_frame),
+    };
+    let steps_per_frame = adapt.config.steps_per_frame;
 
-    eprintln!(
-        "[1/{stages}] rendering a {}-frame synthetic drive through an unseen scene (seed {}) into \
-         {} and encoding {}",
-        render.frames,
-        render.seed,
-        dataset.display(),
-        video_path.display()
-    );
-    let renderer = drive::render_drive(&render, &dataset, &video_path)?;
-
-    let adapt = adapt_options(&model, options.steps_per_frame);
     let live_dir = out.join("live");
     let live = if options.live {
         eprintln!(
-            "[2/{stages}] live depth + online adaptation: replaying {} at the camera's {} fps \
-             through GStreamer (paced) with {}",
-            video_path.display(),
-            render.fps,
-            model.path.display()
+            "[2/{stages}] live depth + online adaptation: replaying {} at the camera's {:.0} fps \
+             through GStreamer (paced) with {} at {}x{}",
+            scene.video.display(),
+            scene.fps,
+            model.path.display(),
+            model.width,
+            model.height
         );
-        let replay = live::run_live_replay(
-            &video_path,
-            render.frames,
-            render.fps,
-            &live_dir,
-            &model,
-            &renderer,
-            &adapt,
-        )?;
+        let replay = live::run_live_replay(&scene, &live_dir, &model, &adapt)?;
         eprintln!("{}", replay.summary());
         Some(replay)
     } else {
@@ -149,12 +217,12 @@ pub fn run_demo(options: &DemoOptions) -> crate::Result<DemoReport> {
     };
 
     let eval_options = |json: &str| EvalOptions {
-        dataset: format!("kitti:{}", dataset.display()),
+        dataset: scene.dataset_spec.clone(),
         model: model.depth.clone(),
         arch: model.arch,
         width: model.width,
         height: model.height,
-        selection: FrameSelection::all(),
+        selection: FrameSelection { start: 0, end: Some(scene.frames), step: 1 },
         no_median_scaling: false,
         json: Some(out.join(json)),
         plot: None,
@@ -172,21 +240,26 @@ pub fn run_demo(options: &DemoOptions) -> crate::Result<DemoReport> {
     })?;
     let side_by_side = out.join("side_by_side.mp4");
     eprintln!(
-        "[{stages}/{stages}] lock-step evaluation, adapted ({} steps per frame, same frames), \
-         drawing {}",
-        options.steps_per_frame,
+        "[{stages}/{stages}] lock-step evaluation, adapted ({steps_per_frame} steps per frame, \
+         same frames), drawing {}",
         side_by_side.display()
     );
-    let column = (render.width, render.height);
-    let mut video =
-        ComparisonVideo::create(&side_by_side, column, render.fps, track, options.steps_per_frame)?;
+    let column = (scene.width, scene.height);
+    let mut video = ComparisonVideo::create(
+        &side_by_side,
+        column,
+        scene.fps,
+        track,
+        &scene.input_label,
+        steps_per_frame,
+    )?;
     let (adapted, adapt_stats) =
         evaluate_adapt_with(&eval_options("eval_adapted.json"), &adapt, |f| video.push(&f))?;
     video.finish()?;
 
-    let windows = report::windows(&frozen, &adapted, options.frames / 6);
+    let windows = report::windows(&frozen, &adapted, scene.window);
     let plot = out.join("abs_rel_over_time.svg");
-    report::write_abs_rel_plot(&plot, &model.path, &frozen, &adapted)?;
+    report::write_abs_rel_plot(&plot, &model.path, &scene.description, &frozen, &adapted)?;
     let report_json = out.join("report.json");
     let mut outputs = if options.live { describe_outputs(&live_dir) } else { Vec::new() };
     for name in ["eval_frozen.json", "eval_adapted.json"] {
@@ -196,11 +269,11 @@ pub fn run_demo(options: &DemoOptions) -> crate::Result<DemoReport> {
         outputs.push(path.display().to_string());
     }
     let report = DemoReport {
-        video: video_path,
-        dataset,
+        video: scene.video.clone(),
+        dataset: scene.dataset.clone(),
         model,
-        scene: render,
-        steps_per_frame: options.steps_per_frame,
+        scene,
+        steps_per_frame,
         adapt_config: adapt.config,
         frozen,
         adapted,

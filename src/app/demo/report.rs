@@ -3,10 +3,10 @@
 
 use super::live::LiveReplay;
 use super::model::DemoModel;
+use super::scene::DemoScene;
 use crate::adapt::{AdaptConfig, AdaptStats};
 use crate::app::eval::EvalReport;
 use crate::sink::plot::{Series, write_line_plot};
-use crate::synth::RenderConfig;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -25,7 +25,7 @@ pub struct DemoReport {
     pub video: PathBuf,
     pub dataset: PathBuf,
     pub model: DemoModel,
-    pub scene: RenderConfig,
+    pub scene: DemoScene,
     pub steps_per_frame: usize,
     pub adapt_config: AdaptConfig,
     /// Lock-step, 0 steps per frame.
@@ -83,10 +83,12 @@ pub fn windows(frozen: &EvalReport, adapted: &EvalReport, window: usize) -> Vec<
         .collect()
 }
 
-/// Writes the SVG plot of abs_rel per frame and its 10-frame trailing mean, frozen and adapted.
+/// Writes the SVG plot of abs_rel per frame and its 10-frame trailing mean, frozen and adapted,
+/// of `model` on the scene `scene` describes.
 pub fn write_abs_rel_plot(
     path: &Path,
     model: &Path,
+    scene: &str,
     frozen: &EvalReport,
     adapted: &EvalReport,
 ) -> crate::Result<()> {
@@ -105,7 +107,7 @@ pub fn write_abs_rel_plot(
     };
     write_line_plot(
         path,
-        &format!("abs_rel over time, {} on an unseen synthetic drive", model.display()),
+        &format!("abs_rel over time, {} on {scene}", model.display()),
         "frame",
         "abs_rel",
         &[
