@@ -234,13 +234,40 @@ impl NetworkConfig {
     }
 }
 
-/// URI schemes a `source.uri` may use (GStreamer-style), and dataset spec prefixes.
-pub const URI_SCHEMES: [&str; 9] = [
-    "file://", "v4l2://", "rtsp://", "rtsps://", "http://", "https://", "csi://", "test://",
-    "gst://",
-];
 /// Dataset spec prefixes a `source.uri` may use (`kitti:DIR`, …).
 pub const DATASET_PREFIXES: [&str; 3] = ["kitti:", "kitchen:", "tum:"];
+
+/// Checks a source URI or dataset spec the way the source that opens it will (one parser,
+/// [`crate::source::gst_uri::parse_source_uri`], for the config file and `run --source`);
+/// `Err` says what was expected. Unlike the command line, a config must name the scheme
+/// (`file://PATH` for a file).
+pub fn check_source_uri(uri: &str) -> Result<(), String> {
+    let uri = uri.trim();
+    if uri.is_empty() {
+        return Err("a non-empty URI or dataset spec".into());
+    }
+    if let Some(prefix) = DATASET_PREFIXES.iter().find(|p| uri.starts_with(*p)) {
+        if uri.len() == prefix.len() {
+            return Err(
+                "a dataset folder after the prefix, e.g. `kitchen:../shared/data/kitchen`".into()
+            );
+        }
+        return Ok(());
+    }
+    if !uri.contains("://") {
+        return Err(format!(
+            "a URI with a scheme ({}), or a dataset spec kitti:DIR, kitchen:DIR or tum:DIR",
+            crate::source::gst_uri::ACCEPTED_URIS
+        ));
+    }
+    crate::source::gst_uri::parse_source_uri(uri).map(|_| ()).map_err(|e| {
+        let reason = match e {
+            crate::source::SourceError::InvalidUri { reason, .. } => reason,
+            other => other.to_string(),
+        };
+        format!("a URI the source can open ({reason})")
+    })
+}
 
 impl Config {
     /// Reads, parses and validates a config file.
@@ -279,24 +306,8 @@ impl Config {
 
         // [source]
         let uri = self.source.uri.trim();
-        if uri.is_empty() {
-            return Err(invalid("source.uri", "a non-empty URI or dataset spec", "\"\"".into()));
-        }
-        if let Some(prefix) = DATASET_PREFIXES.iter().find(|p| uri.starts_with(*p)) {
-            if uri.len() == prefix.len() {
-                return Err(invalid(
-                    "source.uri",
-                    "a dataset folder after the prefix, e.g. `kitchen:../shared/data/kitchen`",
-                    format!("{uri:?}"),
-                ));
-            }
-        } else if !URI_SCHEMES.iter().any(|s| uri.starts_with(s)) {
-            return Err(invalid(
-                "source.uri",
-                "a URI starting with file://, v4l2://, rtsp://, rtsps://, http(s)://, csi://, \
-                 test:// or gst://, or a dataset spec kitti:DIR, kitchen:DIR or tum:DIR",
-                format!("{uri:?}"),
-            ));
+        if let Err(expected) = check_source_uri(uri) {
+            return Err(invalid("source.uri", &expected, format!("{uri:?}")));
         }
         if let Some(fps) = self.source.fps
             && !(fps.is_finite() && fps > 0.0)

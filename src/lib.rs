@@ -24,6 +24,7 @@ pub mod python;
 pub mod sink;
 pub mod source;
 pub mod synth;
+pub mod tempfiles;
 #[cfg(feature = "torch")]
 pub mod train;
 

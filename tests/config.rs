@@ -105,6 +105,11 @@ fn every_out_of_range_field_is_named() {
     let cases: &[(&str, &str, &str, &str)] = &[
         ("source", "uri", "\"\"", "source.uri"),
         ("source", "uri", "\"ftp://host/x.mp4\"", "source.uri"),
+        // Accepted by the config before issue #13 and rejected by the source that opens it.
+        ("source", "uri", "\"http://host/x.mp4\"", "source.uri"),
+        ("source", "uri", "\"https://host/x.mp4\"", "source.uri"),
+        ("source", "uri", "\"v4l2://video0\"", "source.uri"),
+        ("source", "uri", "\"test://?frames=3\"", "source.uri"),
         ("source", "uri", "\"kitchen:\"", "source.uri"),
         ("source", "fps", "0.0", "source.fps"),
         ("source", "fps", "-30.0", "source.fps"),

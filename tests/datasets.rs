@@ -192,6 +192,10 @@ fn frame_selection_parses_and_rejects() {
     assert_eq!(FrameSelection::parse("2..5").unwrap().indices(10).unwrap(), [2, 3, 4]);
     assert_eq!(FrameSelection::parse("2..=5").unwrap().indices(10).unwrap(), [2, 3, 4, 5]);
     assert_eq!(FrameSelection::parse("..2").unwrap().indices(10).unwrap(), [0, 1]);
+    // The largest inclusive end means "to the last frame": it neither wraps to an empty
+    // selection nor panics (issue #13).
+    let to_the_end = FrameSelection::parse("0..=18446744073709551615").unwrap();
+    assert_eq!(to_the_end.indices(4).unwrap(), [0, 1, 2, 3]);
     for bad in ["a..5", "1..x", "1..=-2"] {
         assert!(
             matches!(FrameSelection::parse(bad), Err(DatasetError::BadSelection { .. })),

@@ -217,6 +217,13 @@ fn minimal_inputs_work_and_bad_inputs_name_the_array() {
     let msg = probe_error(&bad);
     assert!(msg.contains("disp_0") && msg.contains("non-finite"), "{msg}");
 
+    // Negative disparities were accepted silently before issue #13.
+    let mut bad = valid_arrays(&f);
+    bad[2].2[f.w + 3] = -0.25;
+    let msg = probe_error(&bad);
+    assert!(msg.contains("disp_0") && msg.contains("[0, 1]") && msg.contains("-0.25"), "{msg}");
+    assert!(msg.contains("row 1, column 3"), "{msg}");
+
     let mut bad = valid_arrays(&f);
     bad[3].1 = vec![3, 2];
     let msg = probe_error(&bad);

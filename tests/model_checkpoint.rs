@@ -243,3 +243,80 @@ fn light_pose_network_trains_with_autograd() {
     let (r1, _) = net.forward_t(&pair, true);
     assert!(max_abs_diff(&before, &values(&r1)) > 0.0);
 }
+
+/// A protocol-2 pickle of the state dict `{"t": tensor}` whose tensor view is `shape` / `stride`
+/// at `offset` into a FloatStorage of `numel` elements (key `0`), as torch.save writes one.
+fn tensor_pickle(shape: &[u64], stride: &[u64], offset: u64, numel: u64) -> Vec<u8> {
+    let mut p = vec![0x80, 2, b'}'];
+    let text = |p: &mut Vec<u8>, s: &str| {
+        p.push(b'X');
+        p.extend((s.len() as u32).to_le_bytes());
+        p.extend(s.as_bytes());
+    };
+    // LONG1 with 8 little-endian bytes (every value here is below 2^63).
+    let int = |p: &mut Vec<u8>, v: u64| {
+        p.extend([0x8a, 8]);
+        p.extend(v.to_le_bytes());
+    };
+    text(&mut p, "t");
+    p.extend(b"ctorch._utils\n_rebuild_tensor_v2\n(");
+    p.push(b'(');
+    text(&mut p, "storage");
+    p.extend(b"ctorch\nFloatStorage\n");
+    text(&mut p, "0");
+    text(&mut p, "cpu");
+    int(&mut p, numel);
+    p.extend(b"tQ");
+    int(&mut p, offset);
+    for values in [shape, stride] {
+        p.push(b'(');
+        for &v in values {
+            int(&mut p, v);
+        }
+        p.push(b't');
+    }
+    p.push(0x89);
+    p.extend(b"ccollections\nOrderedDict\n)RtRs.");
+    p
+}
+
+#[test]
+fn crafted_tensor_shapes_are_errors_and_never_an_allocation_abort() {
+    let dir = tempfile::tempdir().unwrap();
+    let write_pth = |name: &str, pickle: &[u8], storage: &[u8]| {
+        let path = dir.path().join(name);
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        for (entry, bytes) in [
+            ("archive/data.pkl", pickle),
+            ("archive/byteorder", b"little"),
+            ("archive/data/0", storage),
+        ] {
+            zip.start_file(entry, zip::write::SimpleFileOptions::default()).unwrap();
+            zip.write_all(bytes).unwrap();
+        }
+        zip.finish().unwrap();
+        path
+    };
+    let one_float = 1.5f32.to_le_bytes();
+    // The honest file reads back.
+    let ok = write_pth("ok.pth", &tensor_pickle(&[1], &[1], 0, 1), &one_float);
+    assert_eq!(Checkpoint::read_pth(&ok).unwrap().tensors["t"].values, [1.5]);
+    // Before issue #13: 2^46 elements with stride 0 passed the bounds check and aborted the
+    // process allocating them; a shape whose product overflows wrapped around.
+    /// File name, shape, stride, offset and what the error must say.
+    type Case<'a> = (&'a str, &'a [u64], &'a [u64], u64, &'a str);
+    let cases: [Case; 5] = [
+        ("broadcast.pth", &[1 << 46], &[0], 0, "elements"),
+        ("overflow.pth", &[1 << 40, 1 << 40], &[1, 1], 0, "overflows"),
+        ("far_stride.pth", &[5], &[1 << 62], 0, "overflows"),
+        ("far_offset.pth", &[4], &[1 << 62], 1 << 62, "overflows"),
+        ("past_storage.pth", &[2], &[1], 0, "reads past"),
+    ];
+    for (name, shape, stride, offset, expected) in cases {
+        let path = write_pth(name, &tensor_pickle(shape, stride, offset, 1), &one_float);
+        let err = Checkpoint::read_pth(&path).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, ModelError::Pickle { .. }), "{name}: {msg}");
+        assert!(msg.contains(name) && msg.contains("`t`") && msg.contains(expected), "{msg}");
+    }
+}

@@ -26,6 +26,7 @@ use crate::sink::pointcloud::write_ply;
 use crate::sink::video::Mp4Writer;
 use crate::source::dataset::{DatasetKind, FrameSelection};
 use crate::source::gst::GstOptions;
+use crate::tempfiles::create_output_dir;
 use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -376,16 +377,16 @@ impl OutputSink {
         protocol: EvalProtocol,
         camera: Option<Intrinsics>,
     ) -> crate::Result<Self> {
-        std::fs::create_dir_all(&outputs.dir).map_err(|e| crate::Error::io(&outputs.dir, e))?;
-        for (wanted, sub) in [(outputs.depth_png, "depth"), (outputs.colour_png, "colour")] {
+        let field = "outputs.dir (--out)";
+        create_output_dir(&outputs.dir, field)?;
+        for (wanted, sub) in [
+            (outputs.depth_png, "depth"),
+            (outputs.colour_png, "colour"),
+            (outputs.pointcloud_every > 0, "pointcloud"),
+        ] {
             if wanted {
-                let dir = outputs.dir.join(sub);
-                std::fs::create_dir_all(&dir).map_err(|e| crate::Error::io(&dir, e))?;
+                create_output_dir(&outputs.dir.join(sub), field)?;
             }
-        }
-        if outputs.pointcloud_every > 0 {
-            let dir = outputs.dir.join("pointcloud");
-            std::fs::create_dir_all(&dir).map_err(|e| crate::Error::io(&dir, e))?;
         }
         Ok(Self {
             outputs,

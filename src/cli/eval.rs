@@ -236,7 +236,22 @@ fn network_size(args: &Args) -> livedepth::Result<(u32, u32)> {
             );
             Ok((w, h))
         }
-        (None, None, false) => Ok((640, 192)),
+        (None, None, false) => {
+            // A folder that records its training size (`livedepth train` output, or an
+            // encoder.pth with width/height) runs at that size.
+            let trained = if args.model.is_dir() {
+                livedepth::model::trained_input_size(&args.model).ok().flatten()
+            } else {
+                None
+            };
+            if let Some((w, h)) = trained {
+                eprintln!(
+                    "eval: network input {w}x{h}, the size {} was trained at",
+                    args.model.display()
+                );
+            }
+            Ok(trained.unwrap_or((640, 192)))
+        }
         _ => Err(livedepth::Error::Other(
             "--width and --height: give both or neither (then 640x192, or with --adapt the \
              adaptation default for the camera)"

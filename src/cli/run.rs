@@ -34,6 +34,10 @@ pub struct Args {
 pub fn run(args: Args) -> livedepth::Result<()> {
     let mut config = Config::load(&args.config)?;
     if let Some(uri) = args.source {
+        // Checked here, so that an error names the flag and not the config file's field.
+        livedepth::config::check_source_uri(&uri).map_err(|expected| {
+            livedepth::Error::Other(format!("--source: expected {expected}, found {uri:?}"))
+        })?;
         config.source.uri = uri;
     }
     if let Some(out) = args.out {

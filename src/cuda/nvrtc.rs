@@ -221,11 +221,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CudaError> {
     let cache_err = |source| CudaError::Cache { path: path.to_path_buf(), source };
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(cache_err)?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("ptx"),
-        std::process::id()
-    ));
+    let tmp = crate::tempfiles::temp_path_for(path);
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;

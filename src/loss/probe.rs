@@ -143,6 +143,21 @@ pub fn run_probe(inputs: &Path, out: &Path) -> Result<ProbeSummary, LossError> {
     while let Some(d) = file.optional(&format!("disp_{}", disparities.len()))? {
         let s = disparities.len();
         file.check_shape(&format!("disp_{s}"), &d, &[h >> s, w >> s])?;
+        // The network's sigmoid output: the loss maps [0, 1] onto [1/max_depth, 1/min_depth]
+        // (non-finite values get their own error from the loss).
+        if let Some((i, v)) =
+            d.data.iter().enumerate().find(|(_, v)| v.is_finite() && !(0.0..=1.0).contains(*v))
+        {
+            return Err(file.error(
+                &format!("disp_{s}"),
+                format!(
+                    "expected sigmoid disparities in [0, 1], found {v} at element {i} \
+                     (row {}, column {})",
+                    i / (w >> s).max(1),
+                    i % (w >> s).max(1)
+                ),
+            ));
+        }
         disparities.push(to_f32(&d.data));
     }
     if disparities.is_empty() {

@@ -129,6 +129,10 @@ impl Checkpoint {
     pub fn read_pth(path: &Path) -> Result<Self, ModelError> {
         let file = std::fs::File::open(path)
             .map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+        let file_len = file
+            .metadata()
+            .map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?
+            .len();
         let not_ckpt =
             |reason: String| ModelError::NotACheckpoint { path: path.to_path_buf(), reason };
         let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| {
@@ -150,8 +154,21 @@ impl Checkpoint {
                 let mut entry = zip
                     .by_name(name)
                     .map_err(|e| not_ckpt(format!("cannot open zip entry `{name}`: {e}")))?;
-                let mut buf = Vec::with_capacity(entry.size() as usize);
-                entry
+                // The declared size is not trusted: a stored entry cannot be larger than the
+                // file, a compressed one is allowed a generous ratio, and nothing is read past
+                // what was declared.
+                let declared = entry.size();
+                let stored = entry.compression() == zip::CompressionMethod::Stored;
+                let limit = if stored { file_len } else { file_len.saturating_mul(MAX_INFLATION) };
+                if declared > limit {
+                    return Err(not_ckpt(format!(
+                        "zip entry `{name}` declares {declared} bytes, more than a {file_len}-byte \
+                         file can hold"
+                    )));
+                }
+                let mut buf = Vec::with_capacity(usize::try_from(declared).unwrap_or(0));
+                (&mut entry)
+                    .take(declared)
                     .read_to_end(&mut buf)
                     .map_err(|e| not_ckpt(format!("cannot read zip entry `{name}`: {e}")))?;
                 Ok(buf)
@@ -315,8 +332,7 @@ impl Checkpoint {
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
     let io = |source| ModelError::Io { path: path.to_path_buf(), source };
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
+    let tmp = crate::tempfiles::temp_path_for(path);
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -332,6 +348,11 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
     }
     result.map_err(io)
 }
+
+/// A compressed zip entry may declare at most this many times the file's size.
+const MAX_INFLATION: u64 = 64;
+/// A tensor view may hold more elements than its storage (stride-0 broadcasting) up to this.
+const MAX_BROADCAST_ELEMENTS: usize = 1 << 24;
 
 #[derive(Clone, Debug)]
 struct StorageRef {
@@ -358,12 +379,37 @@ impl TensorRef {
                 self.storage.key, self.storage.numel
             ));
         }
-        let numel: usize = self.shape.iter().product();
+        // Shapes, strides and offsets come from the pickle: every product and sum is checked, and
+        // a view may not hold more elements than its storage (beyond a small broadcast
+        // allowance), so a crafted file is an error and never an allocation abort.
+        let overflow = || {
+            format!(
+                "shape {:?} with strides {:?} at offset {} overflows",
+                self.shape, self.stride, self.offset
+            )
+        };
+        let numel = self
+            .shape
+            .iter()
+            .try_fold(1usize, |acc, &n| acc.checked_mul(n))
+            .ok_or_else(overflow)?;
+        if numel > available.max(MAX_BROADCAST_ELEMENTS) {
+            return Err(format!(
+                "shape {:?} declares {numel} elements, more than its storage `{}` holds \
+                 ({available})",
+                self.shape, self.storage.key
+            ));
+        }
         let mut values = Vec::with_capacity(numel);
         if numel > 0 {
             // Largest element index reachable, for a bounds check before reading.
-            let last = self.offset
-                + self.shape.iter().zip(&self.stride).map(|(&n, &s)| (n - 1) * s).sum::<usize>();
+            let reach = self
+                .shape
+                .iter()
+                .zip(&self.stride)
+                .try_fold(0usize, |acc, (&n, &s)| (n - 1).checked_mul(s)?.checked_add(acc))
+                .ok_or_else(overflow)?;
+            let last = self.offset.checked_add(reach).ok_or_else(overflow)?;
             if last >= available {
                 return Err(format!(
                     "shape {:?} with strides {:?} at offset {} reads past the storage ({available} elements)",

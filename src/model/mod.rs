@@ -183,11 +183,41 @@ impl std::str::FromStr for PoseArch {
     }
 }
 
-/// The input size (width, height) a Monodepth2-format checkpoint folder was trained at, from
-/// the `width` / `height` entries of its `encoder.pth`; `None` when they are absent.
+/// The sidecar a `livedepth train` output folder holds (architecture, input size and the names
+/// of its depth and pose weight files).
+pub const TRAINED_SIDECAR: &str = "train.json";
+
+/// Field `key` of the `train.json` in `dir`, when `dir` is a `livedepth train` output folder
+/// (`Ok(None)` when it is not).
+pub fn trained_dir_field(
+    dir: &std::path::Path,
+    key: &str,
+) -> Result<Option<serde_json::Value>, ModelError> {
+    let path = dir.join(TRAINED_SIDECAR);
+    if !dir.is_dir() || !path.is_file() {
+        return Ok(None);
+    }
+    let bad = |reason: String| ModelError::NoWeights {
+        path: path.clone(),
+        expected: format!("a `livedepth train` sidecar with `{key}` ({reason})"),
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    json.get(key).cloned().map(Some).ok_or_else(|| bad(format!("`{key}` is missing")))
+}
+
+/// The input size (width, height) a checkpoint folder was trained at: from the sidecar of a
+/// `livedepth train` folder, or from the `width` / `height` entries of a Monodepth2-format
+/// folder's `encoder.pth`; `None` when they are absent.
 pub fn trained_input_size(
     checkpoint_dir: &std::path::Path,
 ) -> Result<Option<(u32, u32)>, ModelError> {
+    let positive = |v: Option<u64>| v.and_then(|v| u32::try_from(v).ok()).filter(|&v| v > 0);
+    if let (Some(w), Some(h)) =
+        (trained_dir_field(checkpoint_dir, "width")?, trained_dir_field(checkpoint_dir, "height")?)
+    {
+        return Ok(positive(w.as_u64()).zip(positive(h.as_u64())));
+    }
     let ckpt = checkpoint::Checkpoint::read_pth(&checkpoint_dir.join("encoder.pth"))?;
     let dim = |key| ckpt.meta_int(key).and_then(|v| u32::try_from(v).ok()).filter(|&v| v > 0);
     Ok(dim("width").zip(dim("height")))

@@ -62,8 +62,9 @@ impl DepthNetwork {
         Self { arch, vs, modules }
     }
 
-    /// Loads weights from a Monodepth2-format checkpoint folder (`encoder.pth` + `depth.pth`) or
-    /// a safetensors file written by [`DepthNetwork::save_safetensors`].
+    /// Loads weights from a Monodepth2-format checkpoint folder (`encoder.pth` + `depth.pth`), a
+    /// `livedepth train` folder or a safetensors file written by
+    /// [`DepthNetwork::save_safetensors`].
     pub fn load(path: &Path, arch: Arch, device: Device) -> Result<Self, ModelError> {
         let mut net = Self::new(arch, device);
         load_weights(
@@ -71,6 +72,7 @@ impl DepthNetwork {
             path,
             [("encoder.pth", ENCODER_GROUP), ("depth.pth", DEPTH_GROUP)],
             arch.name(),
+            "depth_file",
         )?;
         Ok(net)
     }
@@ -196,6 +198,7 @@ impl PoseNetwork {
             path,
             [("pose_encoder.pth", POSE_ENCODER_GROUP), ("pose.pth", POSE_GROUP)],
             arch.name(),
+            "pose_file",
         )?;
         Ok(net)
     }
@@ -271,16 +274,26 @@ fn check_input(x: &Tensor, channels: i64) -> Result<(), ModelError> {
 }
 
 /// Loads a network's weights into `vs`: from a Monodepth2-style folder holding one `.pth` per
-/// variable group (`groups`: file name and the group's name prefix), or from a single
-/// safetensors (or `.pth`) file holding every group.
+/// variable group (`groups`: file name and the group's name prefix), from a `livedepth train`
+/// folder (the file its sidecar names under `trained_file_key`), or from a single safetensors
+/// (or `.pth`) file holding every group.
 fn load_weights(
     vs: &mut nn::VarStore,
     path: &Path,
     groups: [(&str, &str); 2],
     arch: &str,
+    trained_file_key: &str,
 ) -> Result<(), ModelError> {
     if !path.is_dir() {
         return load_group(vs, "", &Checkpoint::read(path)?, arch);
+    }
+    // A `livedepth train` folder: its sidecar names the safetensors file.
+    if let Some(file) = super::trained_dir_field(path, trained_file_key)? {
+        let file = file.as_str().map(|f| path.join(f)).ok_or_else(|| ModelError::NoWeights {
+            path: path.join(super::TRAINED_SIDECAR),
+            expected: format!("`{trained_file_key}` naming a weights file"),
+        })?;
+        return load_group(vs, "", &Checkpoint::read(&file)?, arch);
     }
     let files = groups.map(|(file, _)| path.join(file));
     if files.iter().any(|f| !f.exists()) {

@@ -19,7 +19,6 @@ pub mod video;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Errors of the output sinks. Every variant names the file involved.
 #[derive(Debug, thiserror::Error)]
@@ -66,13 +65,7 @@ impl SinkError {
     }
 }
 
-/// A fresh temporary path beside `path` (same directory, so the final rename is atomic).
-pub(crate) fn temp_path_for(path: &Path) -> PathBuf {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
-}
+pub(crate) use crate::tempfiles::temp_path_for;
 
 /// Rename a finished, fsynced temporary file onto `path` and sync the directory.
 pub(crate) fn commit_temp(temp: &Path, path: &Path) -> Result<(), SinkError> {

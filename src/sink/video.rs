@@ -57,6 +57,15 @@ impl Mp4Writer {
                 format!("{fps} is not in (0, 1000]"),
             ));
         }
+        if path.is_dir() {
+            // Checked before any work, so that e.g. `render --mp4 DIR` fails at once and not at
+            // the final rename after rendering everything.
+            return Err(SinkError::invalid(
+                path,
+                "video path",
+                "it is a folder; expected a file name such as drive.mp4",
+            ));
+        }
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| SinkError::io(parent, e))?;
         }

@@ -54,9 +54,7 @@ fn write_atomically(
     path: &Path,
     fill: impl FnOnce(&mut BufWriter<File>) -> Result<(), SynthError>,
 ) -> Result<(), SynthError> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let tmp = crate::tempfiles::temp_path_for(path);
     let result = (|| {
         let file = File::create(&tmp).map_err(io_error(&tmp))?;
         let mut writer = BufWriter::new(file);

@@ -38,7 +38,7 @@ use tch::{Kind, Tensor, nn, nn::OptimizerConfig};
 /// File names inside a training output folder.
 pub const DEPTH_FILE: &str = "depth.safetensors";
 pub const POSE_FILE: &str = "pose.safetensors";
-pub const SIDECAR_FILE: &str = "train.json";
+pub const SIDECAR_FILE: &str = crate::model::TRAINED_SIDECAR;
 /// Format tag of the sidecar.
 pub const SIDECAR_FORMAT: &str = "livedepth-train/1";
 
@@ -58,6 +58,8 @@ pub enum TrainError {
     Sidecar { path: PathBuf, reason: String },
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("train --out {}: {reason}", path.display())]
+    Output { path: PathBuf, reason: String },
     #[error(transparent)]
     Model(#[from] ModelError),
     #[error(transparent)]
@@ -748,8 +750,8 @@ impl Trainer<'_> {
 pub fn train(options: &TrainOptions) -> Result<TrainSidecar, TrainError> {
     options.validate()?;
     let started = Instant::now();
-    std::fs::create_dir_all(&options.out)
-        .map_err(|source| TrainError::Io { path: options.out.clone(), source })?;
+    crate::tempfiles::create_output_dir(&options.out, "train --out")
+        .map_err(|e| TrainError::Output { path: options.out.clone(), reason: e.to_string() })?;
     let (w, h) = (options.width, options.height);
     let mut clips = Vec::new();
     let mut usage = Vec::new();

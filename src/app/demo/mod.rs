@@ -188,7 +188,7 @@ pub fn run_demo(options: &DemoOptions) -> crate::Result<DemoReport> {
         )));
     }
     let out = &options.out;
-    std::fs::create_dir_all(out).map_err(|e| crate::Error::io(out, e))?;
+    crate::tempfiles::create_output_dir(out, "demo --out")?;
     let out = out.canonicalize().map_err(|e| crate::Error::io(out, e))?;
     let (scene, model) = prepare(options, &out)?;
     let stages = stages(options);

@@ -160,7 +160,8 @@ impl FrameSelection {
                     .trim()
                     .parse()
                     .map_err(|_| bad("A..B or A..=B with non-negative integers"))?;
-                Some(if inclusive { b + 1 } else { b })
+                // `A..=usize::MAX` means "to the end", not a wrapped-around 0.
+                Some(if inclusive { b.saturating_add(1) } else { b })
             };
             return Ok(Self { start, end, step: 1 });
         }
