@@ -14,7 +14,7 @@ use crate::model::network::{DepthNetwork, PoseNetwork};
 use crate::model::{Arch, ModelError};
 use crate::source::dataset::open_dataset;
 use crossbeam_channel::{Receiver, TryRecvError};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{Device, Tensor};
 
@@ -126,6 +126,12 @@ pub fn build_adapter(
     let mut adapter = Adapter::new(options.config.clone(), student, pose)?;
     eprintln!("adapt: networks on {device:?}, loss on {}", adapter.loss_backend());
     if let Some(path) = &options.checkpoint {
+        // A run killed while checkpointing (SIGKILL, a second Ctrl-C) leaves its temporary
+        // file beside the checkpoint; only such files of processes that are gone are removed.
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        for stale in crate::tempfiles::sweep_stale(dir) {
+            eprintln!("removed {} (left by an interrupted run)", stale.display());
+        }
         adapter = adapter.with_checkpoint(path);
     }
     if let Some(path) = &options.resume {
