@@ -24,8 +24,12 @@ test: setup
 fmt:
 	$(CARGO) fmt
 
+# Every benchmark, each printing its ratio against a peer measured in the same run (`bench adapt`
+# compares GPU and CPU and says so where there is no GPU).
+BENCHES ?= infer loss live-adapt recording adapt
 bench: setup
-	$(CARGO) run --release -- bench all
+	$(CARGO) build --release
+	@set -e; for b in $(BENCHES); do echo "== livedepth bench $$b"; target/release/livedepth bench $$b; done
 
 # Our own base model (see docs/adapt.md): renders BASE_DRIVES synthetic car drives (fixed seeds,
 # speeds and traffic varied) at the network size and trains RT-MonoDepth-S + its light pose

@@ -420,7 +420,8 @@ impl OutputSink {
         let (w, h) = (resized.width, resized.height);
         if self.video.is_none() {
             let path = self.outputs.dir.join("depth.mp4");
-            self.video = Some(Mp4Writer::create(&path, w, h * 2, self.fps)?);
+            // Crash-safe: a killed run leaves a playable depth video up to its last second.
+            self.video = Some(Mp4Writer::create_recording(&path, w, h * 2, self.fps)?);
         }
         // The input above, its colourised depth below.
         let mut stacked = RgbImage::new(w, h * 2);

@@ -1,6 +1,12 @@
 //! [`Mp4Writer`]: H.264 MP4 video from RGB frames through GStreamer
-//! (`appsrc ! videoconvert ! I420 ! x264enc ! mp4mux ! filesink`), written to a temporary file
-//! beside the target that is renamed onto it only when the stream finished cleanly.
+//! (`appsrc ! videoconvert ! I420 ! x264enc ! mp4mux ! filesink`), in one of two modes:
+//! - [`Mp4Writer::create`], for artefacts written in one go (the demo's videos, `render --mp4`):
+//!   a temporary file beside the target, renamed onto it only when the stream finished cleanly,
+//!   with the index first (faststart);
+//! - [`Mp4Writer::create_recording`], for recordings of a live run that may be killed at any
+//!   moment: fragmented MP4 (an index fragment every [`RECORDING_FRAGMENT_MS`] ms, a key frame
+//!   every second, no encoder look-ahead) written in place under the final name, so that a
+//!   SIGKILL or a power cut leaves a playable file up to the last finished fragment.
 
 use super::{SinkError, commit_temp, temp_path_for};
 use crate::frame::RgbImage;
@@ -21,6 +27,9 @@ const FINISH_TIMEOUT: Duration = Duration::from_secs(120);
 const POLL_INTERVAL: gst::ClockTime = gst::ClockTime::from_mseconds(10);
 /// x264 constant-quality setting (lower = better; ~18-23 is visually near-lossless to good).
 const X264_QUALITY: u32 = 18;
+/// Fragment length of a crash-safe recording: what a kill can lose at most, beyond the
+/// encoder's and the file system's buffers.
+pub const RECORDING_FRAGMENT_MS: u32 = 1000;
 
 /// Writes RGB frames to an H.264 MP4 file. Call [`Mp4Writer::finish`] to complete the file;
 /// dropping the writer unfinished discards it.
@@ -35,12 +44,36 @@ pub struct Mp4Writer {
     last_pts: Option<f64>,
     frames: u64,
     finished: bool,
+    /// Written in place as fragmented MP4 ([`Mp4Writer::create_recording`]).
+    crash_safe: bool,
 }
 
 impl Mp4Writer {
     /// Start writing `path` (a temporary file beside it until [`Mp4Writer::finish`]) for frames
     /// of `width` x `height` (both even) at a nominal `fps`.
     pub fn create(path: &Path, width: u32, height: u32, fps: f64) -> Result<Self, SinkError> {
+        Self::open(path, width, height, fps, false)
+    }
+
+    /// Start a crash-safe recording at `path`: fragmented MP4 written in place (see the module
+    /// documentation). A previous file at `path` is replaced at once. Dropping the writer
+    /// unfinished keeps what was recorded.
+    pub fn create_recording(
+        path: &Path,
+        width: u32,
+        height: u32,
+        fps: f64,
+    ) -> Result<Self, SinkError> {
+        Self::open(path, width, height, fps, true)
+    }
+
+    fn open(
+        path: &Path,
+        width: u32,
+        height: u32,
+        fps: f64,
+        crash_safe: bool,
+    ) -> Result<Self, SinkError> {
         if width == 0 || height == 0 || !width.is_multiple_of(2) || !height.is_multiple_of(2) {
             return Err(SinkError::invalid(
                 path,
@@ -96,7 +129,7 @@ impl Mp4Writer {
             .map_err(|e| SinkError::invalid(path, "video size", e.to_string()))?;
         let caps =
             info.to_caps().map_err(|e| SinkError::invalid(path, "video caps", e.to_string()))?;
-        let temp = temp_path_for(path);
+        let temp = if crash_safe { path.to_path_buf() } else { temp_path_for(path) };
 
         let make = |factory: &str| {
             gst::ElementFactory::make(factory)
@@ -115,11 +148,18 @@ impl Mp4Writer {
         encoder.set_property_from_str("speed-preset", "ultrafast");
         encoder.set_property_from_str("pass", "qual");
         encoder.set_property("quantizer", X264_QUALITY);
-        encoder.set_property("key-int-max", (fps * 2.0).round().max(1.0) as u32);
+        let seconds_per_key_frame = if crash_safe { 1.0 } else { 2.0 };
+        encoder.set_property("key-int-max", (fps * seconds_per_key_frame).round().max(1.0) as u32);
         let muxer = make("mp4mux")?;
-        // Index (moov) before the media data: a reader streaming the file (push mode, as our
-        // file source does) then never has to seek past the data to find the index and back.
-        muxer.set_property("faststart", true);
+        if crash_safe {
+            // No look-ahead: a frame reaches the file within a fragment of being pushed.
+            encoder.set_property_from_str("tune", "zerolatency");
+            muxer.set_property("fragment-duration", RECORDING_FRAGMENT_MS);
+        } else {
+            // Index (moov) before the media data: a reader streaming the file (push mode, as
+            // our file source does) never has to seek past the data to find the index and back.
+            muxer.set_property("faststart", true);
+        }
         let filesink = make("filesink")?;
         filesink.set_property("location", temp.to_string_lossy().as_ref());
 
@@ -154,6 +194,7 @@ impl Mp4Writer {
             last_pts: None,
             frames: 0,
             finished: false,
+            crash_safe,
         };
         if writer.pipeline.set_state(gst::State::Playing).is_err() {
             writer.check_bus(POLL_INTERVAL * 50)?;
@@ -319,7 +360,9 @@ impl Mp4Writer {
         let file = std::fs::File::open(&self.temp).map_err(|e| SinkError::io(&self.temp, e))?;
         file.sync_all().map_err(|e| SinkError::io(&self.temp, e))?;
         drop(file);
-        commit_temp(&self.temp, &self.path)?;
+        if !self.crash_safe {
+            commit_temp(&self.temp, &self.path)?;
+        }
         self.finished = true;
         Ok(self.path.clone())
     }
@@ -328,7 +371,8 @@ impl Mp4Writer {
 impl Drop for Mp4Writer {
     fn drop(&mut self) {
         let _ = self.pipeline.set_state(gst::State::Null);
-        if !self.finished {
+        // An unfinished recording keeps what it recorded; an unfinished artefact is discarded.
+        if !self.finished && !self.crash_safe {
             let _ = std::fs::remove_file(&self.temp);
         }
     }

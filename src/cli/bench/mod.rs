@@ -4,6 +4,7 @@ mod adapt;
 mod infer;
 mod live_adapt;
 mod loss;
+mod recording;
 
 use clap::{Args as ClapArgs, Subcommand};
 
@@ -23,6 +24,8 @@ pub enum BenchCommand {
     Adapt(adapt::AdaptBenchArgs),
     /// Live depth on a paced 30 fps GStreamer replay, without and with online adaptation.
     LiveAdapt(live_adapt::LiveAdaptBenchArgs),
+    /// What crash-safe recording costs: fragmented in-place MP4 vs one-go faststart MP4.
+    Recording(recording::RecordingBenchArgs),
 }
 
 pub fn run(args: Args) -> livedepth::Result<()> {
@@ -31,5 +34,6 @@ pub fn run(args: Args) -> livedepth::Result<()> {
         BenchCommand::Loss(a) => loss::bench_loss(a),
         BenchCommand::Adapt(a) => adapt::bench_adapt(a),
         BenchCommand::LiveAdapt(a) => live_adapt::bench_live_adapt(a),
+        BenchCommand::Recording(a) => recording::bench_recording(a),
     }
 }
