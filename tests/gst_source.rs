@@ -70,6 +70,9 @@ fn encode_pattern(dir: &Path, name: &str) -> (Vec<RgbImage>, PathBuf) {
 
 struct ReadResult {
     frames: Vec<livedepth::frame::Frame>,
+    /// Frames the file declared but did not deliver.
+    frames_lost: u64,
+    warnings: u64,
     native_size: Option<(u32, u32)>,
     framerate: Option<f64>,
     caps: String,
@@ -93,6 +96,8 @@ fn read_all_within(
             }
             Ok(ReadResult {
                 frames,
+                frames_lost: source.frames_lost(),
+                warnings: source.warning_count(),
                 native_size: source.native_size(),
                 framerate: source.framerate(),
                 caps: source.caps_description().to_string(),
@@ -409,4 +414,31 @@ fn sources_and_writers_are_send() {
     assert_send::<GstSource>();
     assert_send::<Mp4Writer>();
     assert_send::<livedepth::sink::metrics::MetricsCsvWriter>();
+}
+
+#[test]
+fn cut_off_recordings_say_what_was_lost_and_an_undecodable_one_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, path) = encode_pattern(dir.path(), "whole.mp4");
+    let bytes = std::fs::read(&path).unwrap();
+    let options = GstOptions { live: Some(false), ..quick_options() };
+    let uri = |p: &Path| format!("file://{}", p.display());
+
+    let whole = read_all_within(&uri(&path), options.clone(), BOUND).unwrap();
+    assert_eq!((whole.frames.len(), whole.frames_lost), (FRAMES, 0));
+
+    // Cut in half (as `head -c` does): some frames decode, the rest is reported lost.
+    let half = dir.path().join("half.mp4");
+    std::fs::write(&half, &bytes[..bytes.len() / 2]).unwrap();
+    let read = read_all_within(&uri(&half), options.clone(), BOUND).unwrap();
+    assert!(read.frames.len() < FRAMES, "{} frames from half a file", read.frames.len());
+    assert_eq!(read.frames_lost as usize, FRAMES - read.frames.len());
+    assert!(read.warnings >= 1);
+
+    // Cut to 2000 bytes: not a single frame, which is an error naming the file.
+    let stub = dir.path().join("stub.mp4");
+    std::fs::write(&stub, &bytes[..2000]).unwrap();
+    let err = read_all_within(&uri(&stub), options, BOUND).err().expect("an error");
+    assert!(matches!(err, SourceError::Truncated { .. }), "{err}");
+    assert!(err.to_string().contains("stub.mp4") && err.to_string().contains("no frame"), "{err}");
 }

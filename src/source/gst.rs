@@ -97,6 +97,10 @@ pub struct GstSource {
     /// A fatal bus error, repeated on every later call.
     failed: Option<BusError>,
     ended: bool,
+    /// Whether the end of a recording was checked against its declared length.
+    end_checked: bool,
+    /// Frames a recording declared but did not deliver (set at its end).
+    frames_lost: u64,
     warnings: u64,
     next_index: u64,
     video_info: Option<(gst::Caps, gst_video::VideoInfo)>,
@@ -145,6 +149,8 @@ impl GstSource {
             pending: None,
             failed: None,
             ended: false,
+            end_checked: false,
+            frames_lost: 0,
             warnings: 0,
             next_index: 0,
             video_info: None,
@@ -239,6 +245,58 @@ impl GstSource {
     /// How many warnings the pipeline posted so far (each is also printed to stderr).
     pub fn warning_count(&self) -> u64 {
         self.warnings
+    }
+
+    /// Frames the recording declared but did not deliver (known once it ended; 0 for live
+    /// sources and complete files).
+    pub fn frames_lost(&self) -> u64 {
+        self.frames_lost
+    }
+
+    /// At the end of a recording (not a live source): no frame at all is an error; fewer frames
+    /// than the container declared (duration times frame rate) is a warning saying what was
+    /// lost. Containers that declare no duration (fragmented MP4, pipes) are not judged.
+    fn check_end_of_recording(&mut self) -> Result<(), SourceError> {
+        if self.live || self.end_checked {
+            return Ok(());
+        }
+        self.end_checked = true;
+        let delivered = self.next_index;
+        let declared_seconds = self
+            .pipeline
+            .query_duration::<gst::ClockTime>()
+            .map(|d| d.nseconds() as f64 * 1e-9)
+            .filter(|s| *s > 0.0);
+        if delivered == 0 {
+            let declared = declared_seconds
+                .map(|s| format!(" although it declares {s:.2} s"))
+                .unwrap_or_default();
+            return Err(SourceError::Truncated {
+                uri: self.uri.clone(),
+                reason: format!(
+                    "no frame could be decoded{declared}: the file is empty, cut off or not a \
+                     video (check that it plays, or re-record it)"
+                ),
+            });
+        }
+        let (Some(seconds), Some(fps)) = (declared_seconds, self.framerate) else {
+            return Ok(());
+        };
+        let declared = (seconds * fps).round() as u64;
+        let lost = declared.saturating_sub(delivered);
+        // One frame of rounding, and 1 % for containers whose duration is approximate.
+        if lost >= 2 && lost as f64 > 0.01 * declared as f64 {
+            self.frames_lost = lost;
+            self.warnings += 1;
+            eprintln!(
+                "warning: {}: the file declares {seconds:.2} s ({declared} frames at {fps:.3} fps) \
+                 but only {delivered} frames ({:.2} s) could be decoded: {lost} frames are lost \
+                 (the file is cut off or damaged)",
+                self.uri,
+                delivered as f64 / fps
+            );
+        }
+        Ok(())
     }
 
     fn handle_message(&mut self, msg: &gst::Message) -> Result<(), SourceError> {
@@ -364,7 +422,10 @@ impl Source for GstSource {
     fn next_frame(&mut self) -> Result<Option<Frame>, SourceError> {
         match self.pull_sample()? {
             Some(sample) => self.sample_to_frame(&sample).map(Some),
-            None => Ok(None),
+            None => {
+                self.check_end_of_recording()?;
+                Ok(None)
+            }
         }
     }
 

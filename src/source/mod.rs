@@ -39,6 +39,10 @@ pub enum SourceError {
     /// No frame, end of stream or error arrived within the configured timeout.
     #[error("{uri}: no frame within {seconds:.1} s (stalled source or undecodable stream)")]
     Timeout { uri: String, seconds: f64 },
+    /// A recording ended before what its container declared, or without a single frame: the
+    /// file is cut off or damaged.
+    #[error("{uri}: {reason}")]
+    Truncated { uri: String, reason: String },
     /// The negotiated frames are not what was expected.
     #[error("{uri}: unexpected video format: {reason}")]
     Format { uri: String, reason: String },
