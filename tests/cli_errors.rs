@@ -118,3 +118,54 @@ fn eval_accepts_our_own_model_folder_at_its_trained_size_and_a_selection_to_the_
     let abs_rel = report["abs_rel"].as_f64().unwrap();
     assert!(abs_rel.is_finite() && abs_rel < 0.5, "{abs_rel}");
 }
+
+#[test]
+fn a_failing_adaptation_thread_shows_at_once_and_the_run_exits_non_zero_under_either_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let config = dir.path().join("camera.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nuri = \"test://ball?num-buffers=450\"\n[network]\narch = \
+             \"rtmonodepth-s\"\nwidth = 320\nheight = 96\nmodel = \"models/base_320x96\"\n\
+             [outputs]\ndir = \"{}\"\nvideo = false\nmetrics = false\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    // A checkpoint path that is a folder: the adaptation thread fails as it starts, while the
+    // 15 s camera stream goes on.
+    let folder = dir.path().join("checkpoints");
+    std::fs::create_dir(&folder).unwrap();
+    let run = |policy: &str| {
+        livedepth(&[
+            "run",
+            "--config",
+            path_str(&config),
+            "--adapt",
+            "--checkpoint",
+            path_str(&folder),
+            "--adapt-on-failure",
+            policy,
+        ])
+    };
+
+    let output = run("continue");
+    let err = stderr(&output);
+    assert!(!output.status.success(), "a failed adaptation must fail the run: {err}");
+    assert!(err.contains("adapt: FAILED") && err.contains("--checkpoint"), "{err}");
+    assert!(err.contains("live depth goes on with the last published weights"), "{err}");
+    // The live path ran to the end of the stream and wrote its report.
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("run_report.json")).expect("run_report.json"),
+    )
+    .unwrap();
+    assert!(report["frames_delivered"].as_u64().unwrap_or(0) > 0, "{report}");
+
+    let output = run("stop");
+    let err = stderr(&output);
+    assert!(!output.status.success());
+    assert!(err.contains("the run stops (--adapt-on-failure stop)"), "{err}");
+    assert!(err.contains("expected a file path"), "{err}");
+}

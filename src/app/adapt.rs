@@ -40,6 +40,31 @@ impl std::str::FromStr for PoseInit {
     }
 }
 
+/// What a live run does when its adaptation thread fails (a checkpoint that cannot be written,
+/// a libtorch error): either way the failure is printed at once, the live status shows it and the
+/// run exits non-zero at the end.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AdaptFailurePolicy {
+    /// Live depth goes on with the last published weights (a camera keeps serving depth).
+    #[default]
+    Continue,
+    /// The run stops.
+    Stop,
+}
+
+impl std::str::FromStr for AdaptFailurePolicy {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s {
+            "continue" => Ok(Self::Continue),
+            "stop" => Ok(Self::Stop),
+            other => Err(crate::Error::Other(format!(
+                "--adapt-on-failure: expected continue or stop, got `{other}`"
+            ))),
+        }
+    }
+}
+
 /// What `--adapt` adds to `eval` and `run`.
 #[derive(Clone, Debug)]
 pub struct AdaptOptions {
@@ -56,6 +81,8 @@ pub struct AdaptOptions {
     /// Lock-step only: write the per-frame diagnosis CSV here (adapted, frozen and served
     /// abs_rel, the guard's fresh-triplet scores against the ground-truth motion).
     pub diagnose: Option<PathBuf>,
+    /// Live runs only: what happens when the adaptation thread fails.
+    pub on_failure: AdaptFailurePolicy,
 }
 
 impl Default for AdaptOptions {
@@ -68,6 +95,7 @@ impl Default for AdaptOptions {
             resume: None,
             print_every: 25,
             diagnose: None,
+            on_failure: AdaptFailurePolicy::Continue,
         }
     }
 }
@@ -126,6 +154,13 @@ pub fn build_adapter(
     let mut adapter = Adapter::new(options.config.clone(), student, pose)?;
     eprintln!("adapt: networks on {device:?}, loss on {}", adapter.loss_backend());
     if let Some(path) = &options.checkpoint {
+        if path.is_dir() {
+            return Err(crate::Error::Other(format!(
+                "--checkpoint {}: expected a file path (e.g. adapt.safetensors), but it is a \
+                 folder",
+                path.display()
+            )));
+        }
         // A run killed while checkpointing (SIGKILL, a second Ctrl-C) leaves its temporary
         // file beside the checkpoint; only such files of processes that are gone are removed.
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));

@@ -10,7 +10,9 @@
 //! records which preprocessing ran (`preprocess_path`).
 
 use crate::adapt::{AdaptStats, WeightsReceiver, weights_exchange};
-use crate::app::adapt::{AdaptFrame, build_adapter, lower_thread_priority, run_adapter_thread};
+use crate::app::adapt::{
+    AdaptFailurePolicy, AdaptFrame, build_adapter, lower_thread_priority, run_adapter_thread,
+};
 use crate::app::eval::score_disparity;
 use crate::app::replay::ADAPT_REPORT_FILE;
 use crate::camera::Intrinsics;
@@ -30,7 +32,8 @@ use crate::tempfiles::create_output_dir;
 use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 /// What `livedepth run` runs: a loaded config with command-line overrides applied.
 #[derive(Clone, Debug)]
@@ -269,19 +272,46 @@ pub struct LiveAdaptHook {
     camera: Intrinsics,
     /// Frames the adapter was too busy to take.
     pub offered_but_dropped: u64,
+    /// Set by the adaptation thread when it fails.
+    failure: Arc<OnceLock<String>>,
+    on_failure: AdaptFailurePolicy,
+    /// When the failure was last shown on the console.
+    failure_shown: Option<Instant>,
 }
+
+/// How often a live run repeats that its adaptation failed.
+const FAILURE_REMINDER: Duration = Duration::from_secs(2);
 
 impl LiveAdaptHook {
     fn before_frame(&self, engine: &mut TorchDepthEngine) {
         self.receiver.try_install(engine.network_mut());
     }
 
-    fn after_frame(&mut self, frame: &Frame, resized: &RgbImage) {
+    /// Offers the frame to the adapter; once the adapter has failed, shows the failure (at once,
+    /// then every [`FAILURE_REMINDER`]) and, under [`AdaptFailurePolicy::Stop`], stops the run.
+    fn after_frame(&mut self, frame: &Frame, resized: &RgbImage) -> Result<(), StageError> {
+        if let Some(reason) = self.failure.get() {
+            if self.on_failure == AdaptFailurePolicy::Stop {
+                return Err(format!(
+                    "adaptation failed ({reason}); the run stops (--adapt-on-failure stop)"
+                )
+                .into());
+            }
+            if self.failure_shown.is_none_or(|t| t.elapsed() >= FAILURE_REMINDER) {
+                eprintln!(
+                    "adapt: FAILED ({reason}) | live depth goes on with the last published \
+                     weights (--adapt-on-failure continue); the run will exit non-zero"
+                );
+                self.failure_shown = Some(Instant::now());
+            }
+            return Ok(());
+        }
         let camera = frame.intrinsics.unwrap_or(self.camera);
         let offer = AdaptFrame { index: frame.index, resized: resized.clone(), camera };
         if self.frames.try_send(offer).is_err() {
             self.offered_but_dropped += 1;
         }
+        Ok(())
     }
 }
 
@@ -309,7 +339,7 @@ impl Stage<PreparedFrame> for DepthStage {
             self.pool.put(input);
         }
         if let Some(hook) = self.adapt.as_mut() {
-            hook.after_frame(&frame, &resized);
+            hook.after_frame(&frame, &resized)?;
         }
         Ok(DepthFrame { frame, resized, disparity })
     }
@@ -562,7 +592,10 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
             let (publisher, receiver) = weights_exchange();
             let (frames, frames_rx) = crossbeam_channel::bounded(2);
             let adapt_options = adapt_options.clone();
+            let on_failure = adapt_options.on_failure;
             let model = model.clone();
+            let failure = Arc::new(OnceLock::new());
+            let failure_slot = Arc::clone(&failure);
             adapter_thread = Some(
                 std::thread::Builder::new()
                     .name("adapt".into())
@@ -570,15 +603,30 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
                         if !lower_thread_priority() {
                             eprintln!("adapt: could not lower the adaptation thread's priority");
                         }
-                        let adapter =
-                            build_adapter(&model, arch, &adapt_options, default_device())?;
-                        run_adapter_thread(adapter, publisher, frames_rx, 2.0)
+                        let result = build_adapter(&model, arch, &adapt_options, default_device())
+                            .and_then(|adapter| {
+                                run_adapter_thread(adapter, publisher, frames_rx, 2.0)
+                            });
+                        if let Err(e) = &result {
+                            // Shown at once, not when the source ends (possibly hours later).
+                            eprintln!("adapt: FAILED: {e}");
+                            let _ = failure_slot.set(e.to_string());
+                        }
+                        result
                     })
                     .map_err(|e| {
                         crate::Error::Other(format!("cannot start the adapt thread: {e}"))
                     })?,
             );
-            Some(LiveAdaptHook { receiver, frames, camera, offered_but_dropped: 0 })
+            Some(LiveAdaptHook {
+                receiver,
+                frames,
+                camera,
+                offered_but_dropped: 0,
+                failure,
+                on_failure,
+                failure_shown: None,
+            })
         }
         None => None,
     };
@@ -596,17 +644,24 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
         .run();
     // The depth stage (and with it the frame sender) is gone: the adapter finishes, publishes
     // and checkpoints once more, then ends.
-    if let Some(handle) = adapter_thread {
-        let stats = handle
-            .join()
-            .map_err(|_| crate::Error::Other("the adapt thread panicked".into()))??;
-        write_summary_json(&config.outputs.dir.join(ADAPT_REPORT_FILE), &stats)?;
+    let adapted = adapter_thread.map(|handle| {
+        handle.join().map_err(|_| crate::Error::Other("the adapt thread panicked".into()))?
+    });
+    if let Some(Ok(stats)) = &adapted {
+        write_summary_json(&config.outputs.dir.join(ADAPT_REPORT_FILE), stats)?;
     }
     let report = report?;
     write_summary_json(
         &config.outputs.dir.join("run_report.json"),
         &LiveRunReport { pipeline: &report, preprocess_path },
     )?;
+    // The live outputs are complete; a failed adaptation still makes the run fail.
+    if let Some(Err(e)) = adapted {
+        return Err(crate::Error::Other(format!(
+            "adaptation failed: {e} (live depth ran to the end with the last published weights; \
+             see --adapt-on-failure)"
+        )));
+    }
     Ok(report)
 }
 

@@ -119,6 +119,11 @@ pub struct AdaptArgs {
     /// Checkpoint cadence in accepted steps (0 = only at the end).
     #[arg(long)]
     pub checkpoint_every: Option<u64>,
+    /// `run --adapt` only: when the adaptation thread fails (e.g. a checkpoint cannot be
+    /// written), `continue` serving depth with the last published weights or `stop` the run.
+    /// Either way the failure is shown at once and the exit code is non-zero.
+    #[arg(long, default_value = "continue")]
+    pub adapt_on_failure: String,
     /// Continue from an adaptation checkpoint.
     #[arg(long)]
     pub resume: Option<PathBuf>,
@@ -217,6 +222,7 @@ impl AdaptArgs {
             resume: self.resume.clone(),
             print_every: 25,
             diagnose: self.diagnose.clone(),
+            on_failure: self.adapt_on_failure.parse()?,
         })
     }
 }
