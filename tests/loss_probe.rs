@@ -137,7 +137,7 @@ fn probe_outputs_equal_the_library_outputs() {
     assert!(expected.grad_poses.iter().all(|g| g.iter().any(|v| *v != 0.0)));
 
     // The PyTorch peer reads the same file and computes the same loss.
-    let Some(python) = common::python() else { return };
+    let python = common::python();
     let script = common::repo_root().join("scripts/bench/loss_peer.py");
     let out = Command::new(python)
         .arg(script)

@@ -40,7 +40,7 @@ fn eval_command_reproduces_published_accuracy_on_kitti_tiny() {
     let per_frame = report["per_frame"].as_array().unwrap();
     assert_eq!(per_frame.len(), 7);
 
-    let Some(python) = common::python() else { return };
+    let python = common::python();
     let json = run_python(
         &python,
         "kitti_eval_reference.py",

@@ -80,7 +80,7 @@ fn check_rt_parity(model_dir: &Path, python: &Path, width: u32, height: u32) {
 #[test]
 fn rtmonodepth_s_real_checkpoint_matches_python_reference() {
     let Some(model) = common::shared("models/rtmonodepth_s/m_640x192") else { return };
-    let Some(python) = common::python() else { return };
+    let python = common::python();
     check_rt_parity(&model, &python, 640, 192);
     // Fully convolutional: a smaller multiple of 32 works too.
     check_rt_parity(&model, &python, 320, 96);
@@ -88,7 +88,7 @@ fn rtmonodepth_s_real_checkpoint_matches_python_reference() {
 
 #[test]
 fn monodepth2_r18_depth_and_pose_from_torch_save_match() {
-    let Some(python) = common::python() else { return };
+    let python = common::python();
     let dir = tempfile::tempdir().unwrap();
     run_python(&python, "monodepth2_fixture.py", &[dir.path().to_str().unwrap()]);
 

@@ -107,7 +107,12 @@ fn real_kitchen_depth_round_trip() {
             assert_eq!(px, INVALID_COLOUR);
         }
     }
-    write_colourised_depth_png(&dir.path().join("kitchen_colour.png"), &depth).unwrap();
+    let colour_png = dir.path().join("kitchen_colour.png");
+    write_colourised_depth_png(&colour_png, &depth).unwrap();
+    // The file holds exactly the colourised view.
+    let back = image::open(&colour_png).expect("the colourised PNG decodes").to_rgb8();
+    assert_eq!((back.width(), back.height()), (colour.width, colour.height));
+    assert_eq!(back.as_raw(), &colour.data);
 }
 
 #[test]

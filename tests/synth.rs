@@ -278,7 +278,7 @@ fn frames_have_finite_depth_and_sky_is_invalid() {
         // Pixels whose centre ray points above the horizon and hit nothing are sky: depth 0.
         let k = renderer.intrinsics();
         let rotation = frame.pose_cam_to_world.rotation;
-        let mut sky = 0;
+        let (mut sky, mut sky_blue) = (0usize, 0usize);
         for v in 0..k.height {
             for u in 0..k.width {
                 let ray = rotation
@@ -294,11 +294,18 @@ fn frames_have_finite_depth_and_sky_is_invalid() {
                         );
                     }
                 } else if frame.depth.at(u, v) == 0.0 {
+                    let [r, _, b] = frame.rgb.pixel(u, v);
+                    sky_blue += usize::from(b > r);
                     sky += 1;
                 }
             }
         }
         eprintln!("{trajectory}: {sky} sky pixels");
+        // Both cameras look level enough to see some sky (at least 1 % of the frame).
+        assert!(sky * 100 >= (k.width * k.height) as usize, "{trajectory}: {sky} sky pixels");
+        // Their colour is the sky's (edge pixels, whose colour is supersampled across an
+        // object's outline while the depth is the centre ray's, may differ).
+        assert!(sky_blue * 10 >= sky * 9, "{trajectory}: {sky_blue} of {sky} sky pixels are blue");
     }
 }
 

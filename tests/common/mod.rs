@@ -27,16 +27,19 @@ pub fn shared(rel: &str) -> Option<PathBuf> {
     }
 }
 
-/// The Python interpreter of the torch venv made by scripts/setup.sh, or `None` after printing
-/// why the calling test skips.
-pub fn python() -> Option<PathBuf> {
-    let py = std::env::var_os("LIVEDEPTH_PYTHON").map(PathBuf::from)?;
-    if py.exists() {
-        Some(py)
-    } else {
-        eprintln!("SKIP: LIVEDEPTH_PYTHON={} does not exist (run scripts/setup.sh)", py.display());
-        None
-    }
+/// The Python interpreter of the torch venv that scripts/setup.sh makes (found as the library
+/// finds it: `$LIVEDEPTH_PYTHON`, `$LIVEDEPTH_TORCH_VENV`, `~/.cache/livedepth/torch-2.11`).
+/// Setup installs it, so a test that needs it fails, saying what to run, where it is missing:
+/// it never skips silently.
+pub fn python() -> PathBuf {
+    let python = livedepth::python::torch_python(None);
+    assert!(
+        python.is_absolute() && python.exists(),
+        "the torch venv's Python is missing (looked for {}): run `scripts/setup.sh` (`make test` \
+         runs it), or point LIVEDEPTH_PYTHON at a Python with torch==2.11.0",
+        python.display()
+    );
+    python
 }
 
 /// Peak signal-to-noise ratio of two same-size 8-bit RGB images, in dB (infinite when equal).

@@ -284,6 +284,9 @@ pub fn kitchen_scene(
 
 /// Largest |a - b| relative to the largest |b| (0 for empty slices).
 pub fn max_rel_diff(a: &[f32], b: &[f32]) -> f64 {
+    // Zipping would pass an empty or a short output; a missing element is a failure.
+    assert_eq!(a.len(), b.len(), "compared outputs differ in length");
+    assert!(!a.is_empty(), "compared outputs are empty");
     let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64)).max(1e-30);
     a.iter().zip(b).fold(0.0f64, |m, (x, y)| m.max((*x as f64 - *y as f64).abs())) / scale
 }
