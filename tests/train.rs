@@ -101,6 +101,17 @@ fn a_few_steps_lower_the_loss_and_write_loadable_weights_with_a_sidecar() {
     let disp = tch::no_grad(|| depth.forward_t(&x, false));
     assert_eq!(disp[0].size(), vec![1, 1, 32, 64]);
     assert!(disp[0].isfinite().all().int64_value(&[]) == 1);
+
+    // One generation in all three files; a weight file from another save (a crash between the
+    // three renames) makes the folder a mismatched set, which is an error naming it.
+    let generation = read.generation.clone().expect("the sidecar names its save");
+    assert!(generation.ends_with("/step-16"), "{generation}");
+    depth
+        .save_safetensors_with(&out.join(DEPTH_FILE), &[("generation", "another-run/step-8")])
+        .unwrap();
+    let err = TrainedModel::open(&out).unwrap_err().to_string();
+    assert!(err.contains("mismatched set") && err.contains("another-run/step-8"), "{err}");
+    assert!(err.contains(&generation) && err.contains(DEPTH_FILE), "{err}");
 }
 
 #[test]

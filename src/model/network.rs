@@ -79,7 +79,18 @@ impl DepthNetwork {
 
     /// Saves all weights (prefixed names) plus `arch` metadata as safetensors, atomically.
     pub fn save_safetensors(&self, path: &Path) -> Result<(), ModelError> {
-        save_var_store(&self.vs, path, &[("arch", self.arch.name())])
+        self.save_safetensors_with(path, &[])
+    }
+
+    /// [`Self::save_safetensors`] with `extra` string metadata.
+    pub fn save_safetensors_with(
+        &self,
+        path: &Path,
+        extra: &[(&str, &str)],
+    ) -> Result<(), ModelError> {
+        let mut metadata = vec![("arch", self.arch.name())];
+        metadata.extend_from_slice(extra);
+        save_var_store(&self.vs, path, &metadata)
     }
 
     pub fn arch(&self) -> Arch {
@@ -205,7 +216,18 @@ impl PoseNetwork {
 
     /// Saves all weights plus `arch` metadata as safetensors, atomically.
     pub fn save_safetensors(&self, path: &Path) -> Result<(), ModelError> {
-        save_var_store(&self.vs, path, &[("arch", self.arch.name())])
+        self.save_safetensors_with(path, &[])
+    }
+
+    /// [`Self::save_safetensors`] with `extra` string metadata.
+    pub fn save_safetensors_with(
+        &self,
+        path: &Path,
+        extra: &[(&str, &str)],
+    ) -> Result<(), ModelError> {
+        let mut metadata = vec![("arch", self.arch.name())];
+        metadata.extend_from_slice(extra);
+        save_var_store(&self.vs, path, &metadata)
     }
 
     pub fn arch(&self) -> PoseArch {

@@ -19,6 +19,7 @@
 //! JSON sidecar ([`TrainSidecar`]) atomically, every `checkpoint_every` steps, at the end and
 //! on Ctrl-C.
 
+pub mod saved_set;
 use crate::adapt::NetFrame;
 use crate::adapt::host_batch::{HostGradients, HostOutputs, stack_planar};
 use crate::engine::Preprocessor;
@@ -294,6 +295,10 @@ pub struct TrainSidecar {
     pub complete: bool,
     pub interrupted: bool,
     pub wall_seconds: f64,
+    /// The save these files belong to; both weight files carry it too (see [`saved_set`]).
+    /// Absent in folders written before it existed.
+    #[serde(default)]
+    pub generation: Option<String>,
 }
 
 impl TrainSidecar {
@@ -343,6 +348,7 @@ impl TrainedModel {
                 });
             }
         }
+        saved_set::check(&dir.join(SIDECAR_FILE), sidecar.generation.as_deref(), &depth, &pose)?;
         Ok(Self { dir: dir.to_path_buf(), sidecar, depth, pose })
     }
 
@@ -577,6 +583,8 @@ struct Trainer<'a> {
     depth_opt: nn::Optimizer,
     pose_opt: nn::Optimizer,
     loss: SelfSupervisedLoss,
+    /// This run's id, part of every save's generation.
+    run_id: String,
 }
 
 impl Trainer<'_> {
@@ -731,12 +739,16 @@ impl Trainer<'_> {
         Ok(StepResult::Done(parts))
     }
 
+    /// Writes the weights, then the sidecar: one generation in all three (see [`saved_set`]).
     fn save(&self, sidecar: &TrainSidecar) -> Result<(), TrainError> {
         let out = &self.options.out;
-        self.depth.save_safetensors(&out.join(DEPTH_FILE))?;
-        self.pose.save_safetensors(&out.join(POSE_FILE))?;
+        let generation = saved_set::generation(&self.run_id, sidecar.steps);
+        let stamp = [(saved_set::GENERATION_KEY, generation.as_str())];
+        self.depth.save_safetensors_with(&out.join(DEPTH_FILE), &stamp)?;
+        self.pose.save_safetensors_with(&out.join(POSE_FILE), &stamp)?;
+        let sidecar = TrainSidecar { generation: Some(generation.clone()), ..sidecar.clone() };
         let path = out.join(SIDECAR_FILE);
-        let mut json = serde_json::to_vec_pretty(sidecar).map_err(|e| TrainError::Sidecar {
+        let mut json = serde_json::to_vec_pretty(&sidecar).map_err(|e| TrainError::Sidecar {
             path: path.clone(),
             reason: format!("cannot encode: {e}"),
         })?;
@@ -802,6 +814,7 @@ pub fn train(options: &TrainOptions) -> Result<TrainSidecar, TrainError> {
         depth_opt,
         pose_opt,
         loss: SelfSupervisedLoss::new(loss_config),
+        run_id: saved_set::new_run_id(),
     };
 
     let steps_per_epoch = triplets.len().div_ceil(options.batch_size);
@@ -836,6 +849,7 @@ pub fn train(options: &TrainOptions) -> Result<TrainSidecar, TrainError> {
         complete: false,
         interrupted: false,
         wall_seconds: 0.0,
+        generation: None,
     };
 
     let ctrl_c_baseline = if options.stop_on_ctrl_c {
