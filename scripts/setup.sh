@@ -20,6 +20,7 @@ APT_PACKAGES=(
   gstreamer1.0-plugins-ugly
   gstreamer1.0-libav
   gstreamer1.0-tools
+  libgstrtspserver-1.0-dev
   python3-venv
   g++
 )

@@ -54,6 +54,18 @@ pub struct SourceConfig {
     /// Requested frame rate (live cameras) or playback rate (files, datasets).
     #[serde(default)]
     pub fps: Option<f64>,
+    /// Seconds without a frame before the source counts as stalled (default 10): the run ends
+    /// with a timeout error, or, with `reconnect`, the source is reopened.
+    #[serde(default)]
+    pub stall_timeout_s: Option<f64>,
+    /// Reopen the source with backoff when it stalls, errors or ends (default: on for
+    /// v4l2://, rtsp:// and csi:// cameras, off otherwise). Reconnects are counted in the
+    /// statistics and in run_report.json.
+    #[serde(default)]
+    pub reconnect: Option<bool>,
+    /// Give up reconnecting after this many seconds without a frame (default: never).
+    #[serde(default)]
+    pub reconnect_give_up_s: Option<f64>,
 }
 
 /// `[camera]`: pinhole calibration at the calibration resolution.
@@ -314,6 +326,16 @@ impl Config {
         {
             return Err(invalid("source.fps", "a positive frame rate", fps.to_string()));
         }
+        for (field, value) in [
+            ("source.stall_timeout_s", self.source.stall_timeout_s),
+            ("source.reconnect_give_up_s", self.source.reconnect_give_up_s),
+        ] {
+            if let Some(v) = value
+                && !(v.is_finite() && (0.1..=86_400.0).contains(&v))
+            {
+                return Err(invalid(field, "seconds between 0.1 and 86400", v.to_string()));
+            }
+        }
 
         // [camera]
         if let Some(cam) = &self.camera {
@@ -484,7 +506,43 @@ impl PipelineConfig {
     }
 }
 
+/// The stall timeout when `source.stall_timeout_s` is not given.
+pub const DEFAULT_STALL_TIMEOUT_S: f64 = 10.0;
+
 impl SourceConfig {
+    /// A source config for `uri` with every optional field at its default.
+    pub fn new(uri: impl Into<String>) -> Self {
+        Self {
+            uri: uri.into(),
+            live: None,
+            fps: None,
+            stall_timeout_s: None,
+            reconnect: None,
+            reconnect_give_up_s: None,
+        }
+    }
+
+    /// The stall timeout in effect.
+    pub fn stall_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.stall_timeout_s.unwrap_or(DEFAULT_STALL_TIMEOUT_S))
+    }
+
+    /// Whether the source is reopened when lost: `reconnect`, else on for cameras (v4l2://,
+    /// rtsp://, csi://).
+    pub fn reconnect_enabled(&self) -> bool {
+        if self.is_dataset() {
+            return false;
+        }
+        self.reconnect.unwrap_or_else(|| {
+            matches!(
+                crate::source::gst_uri::parse_source_uri(&self.uri),
+                Ok(crate::source::gst_uri::SourceUri::V4l2(_)
+                    | crate::source::gst_uri::SourceUri::Rtsp(_)
+                    | crate::source::gst_uri::SourceUri::Csi(_))
+            )
+        })
+    }
+
     /// Whether `uri` names a recorded dataset (`kitti:`, `kitchen:`, `tum:`).
     pub fn is_dataset(&self) -> bool {
         DATASET_PREFIXES.iter().any(|p| self.uri.trim().starts_with(p))

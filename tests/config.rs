@@ -114,6 +114,9 @@ fn every_out_of_range_field_is_named() {
         ("source", "fps", "0.0", "source.fps"),
         ("source", "fps", "-30.0", "source.fps"),
         ("source", "fps", "nan", "source.fps"),
+        ("source", "stall_timeout_s", "0.0", "source.stall_timeout_s"),
+        ("source", "stall_timeout_s", "nan", "source.stall_timeout_s"),
+        ("source", "reconnect_give_up_s", "-1.0", "source.reconnect_give_up_s"),
         ("camera", "fx", "0.0", "camera.fx"),
         ("camera", "fx", "nan", "camera.fx"),
         ("camera", "fy", "-1.0", "camera.fy"),
@@ -293,4 +296,25 @@ fn check_paths_names_missing_data_and_weights() {
     with("v4l2:///dev/video0", &weights)
         .check_paths(Path::new(FILE))
         .expect("devices are not checked");
+}
+
+#[test]
+fn cameras_reconnect_by_default_and_the_stall_timeout_is_configurable() {
+    use livedepth::config::SourceConfig;
+    for (uri, expected) in [
+        ("rtsp://cam.local/stream", true),
+        ("v4l2:///dev/video0", true),
+        ("csi://0", true),
+        ("test://ball", false),
+        ("file:///x.mp4", false),
+        ("kitchen:../shared/data/kitchen", false),
+    ] {
+        assert_eq!(SourceConfig::new(uri).reconnect_enabled(), expected, "{uri}");
+    }
+    let explicit = SourceConfig { reconnect: Some(true), ..SourceConfig::new("test://ball") };
+    assert!(explicit.reconnect_enabled());
+    assert_eq!(SourceConfig::new("test://").stall_timeout(), std::time::Duration::from_secs(10));
+    let text = mutate("source", "stall_timeout_s", Some("2.5"));
+    let config = Config::from_toml_str(&text, FILE).expect("valid");
+    assert_eq!(config.source.stall_timeout(), std::time::Duration::from_millis(2500));
 }

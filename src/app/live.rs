@@ -26,8 +26,10 @@ use crate::sink::depth_png::write_depth_png;
 use crate::sink::metrics::{MetricsCsvWriter, write_summary_json};
 use crate::sink::pointcloud::write_ply;
 use crate::sink::video::Mp4Writer;
+use crate::source::Source;
 use crate::source::dataset::{DatasetKind, FrameSelection};
 use crate::source::gst::GstOptions;
+use crate::source::reconnect::{ReconnectPolicy, ReconnectingSource};
 use crate::tempfiles::create_output_dir;
 use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
@@ -558,10 +560,18 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
     let uri = config.source.resolved_uri();
     let gst_options = GstOptions {
         live: config.source.live,
-        timeout: Duration::from_secs(10),
+        timeout: config.source.stall_timeout(),
         ..GstOptions::default()
     };
-    let mut source = crate::source::open(&uri, &gst_options, FrameSelection::all())?;
+    let mut source: Box<dyn Source> = if config.source.reconnect_enabled() {
+        let policy = ReconnectPolicy {
+            give_up_after: config.source.reconnect_give_up_s.map(Duration::from_secs_f64),
+            ..ReconnectPolicy::default()
+        };
+        Box::new(ReconnectingSource::open(&uri, gst_options, policy)?)
+    } else {
+        crate::source::open(&uri, &gst_options, FrameSelection::all())?
+    };
     if let Some(limit) = options.max_frames {
         source = Box::new(crate::source::Limited::new(source, limit));
     }

@@ -22,7 +22,7 @@ pub fn paced_replay_uri(path: &Path) -> String {
 /// [`paced_replay_uri`], treated as live (the appsink keeps only the newest frame, so a busy
 /// live path drops frames as it would with a camera instead of slowing the video down).
 pub fn paced_replay_source(path: &Path, fps: f64) -> SourceConfig {
-    SourceConfig { uri: paced_replay_uri(path), live: Some(true), fps: Some(fps) }
+    SourceConfig { live: Some(true), fps: Some(fps), ..SourceConfig::new(paced_replay_uri(path)) }
 }
 
 /// The file in a live run's output folder where `run --adapt` saves the adapter's statistics.

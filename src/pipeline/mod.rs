@@ -45,7 +45,7 @@ use serde::{Deserialize, Serialize};
 use stats::{LatencyStats, NodeStats, QueueStats};
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -259,6 +259,8 @@ struct RunContext {
     interrupts: Option<InterruptWatch>,
     first_error: Mutex<Option<PipelineError>>,
     source_ended: AtomicBool,
+    /// The source's reconnect count ([`Source::reconnects`]), kept current by its thread.
+    source_reconnects: AtomicU64,
     end_to_end: Mutex<LatencyStats>,
 }
 
@@ -429,6 +431,7 @@ impl ReadyPipeline {
             interrupts: core.options.handle_ctrl_c.then(InterruptWatch::start),
             first_error: Mutex::new(None),
             source_ended: AtomicBool::new(false),
+            source_reconnects: AtomicU64::new(0),
             end_to_end: Mutex::new(LatencyStats::new()),
         });
         let started = Instant::now();
@@ -464,7 +467,7 @@ impl ReadyPipeline {
         } else {
             StopReason::Stopped
         };
-        let report = build_report(
+        let mut report = build_report(
             &core.source_description,
             core.policy,
             core.options.queue_size,
@@ -473,6 +476,7 @@ impl ReadyPipeline {
             &core.nodes,
             &lock(&ctx.end_to_end),
         );
+        report.source_reconnects = ctx.source_reconnects.load(Ordering::Relaxed);
         if core.options.show_progress {
             eprint!("{report}");
         }
@@ -525,6 +529,7 @@ fn run_source(
         let started = Instant::now();
         let result = panic::catch_unwind(AssertUnwindSafe(|| source.next_frame()));
         let finished = Instant::now();
+        ctx.source_reconnects.store(source.reconnects(), Ordering::Relaxed);
         match result {
             Ok(Ok(Some(frame))) => {
                 lock(&node.stats).record(started, finished);
@@ -677,6 +682,7 @@ fn build_report(
         fps: if wall_seconds > 0.0 { frames_delivered as f64 / wall_seconds } else { 0.0 },
         end_to_end: end_to_end.total.summary(),
         nodes,
+        source_reconnects: 0,
     }
 }
 
@@ -801,7 +807,16 @@ impl StatsWindow {
             compact.push_str(&format!("{} {:.1}fps {:.1}/{:.1}ms | ", node.name, fps, p50, p99));
         }
         let (e2e_p50, e2e_p99) = lock(&ctx.end_to_end).recent.p50_p99_ms();
-        rows.push(format!("{:<14} p50 {:>8.2} ms  p99 {:>8.2} ms", "end-to-end", e2e_p50, e2e_p99));
+        let reconnects = ctx.source_reconnects.load(Ordering::Relaxed);
+        let reconnected = if reconnects > 0 {
+            format!("  source reconnects {reconnects}")
+        } else {
+            String::new()
+        };
+        rows.push(format!(
+            "{:<14} p50 {:>8.2} ms  p99 {:>8.2} ms{reconnected}",
+            "end-to-end", e2e_p50, e2e_p99
+        ));
         compact.push_str(&format!("e2e {e2e_p50:.1}/{e2e_p99:.1}ms"));
         self.since = now;
         IntervalStats { rows, compact }

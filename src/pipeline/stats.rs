@@ -312,6 +312,8 @@ pub struct RunReport {
     pub end_to_end: LatencySummary,
     /// The source first, then each stage in order, then the sink.
     pub nodes: Vec<NodeReport>,
+    /// How often the source lost its camera or stream and reopened it.
+    pub source_reconnects: u64,
 }
 
 impl RunReport {
@@ -341,7 +343,7 @@ impl fmt::Display for RunReport {
         writeln!(
             f,
             "pipeline {} after {:.2} s ({}): read {}, delivered {}, dropped {}, {:.1} fps; \
-             end-to-end p50 {:.1} ms p99 {:.1} ms",
+             end-to-end p50 {:.1} ms p99 {:.1} ms{}",
             self.stop_reason,
             self.wall_seconds,
             self.source,
@@ -351,6 +353,11 @@ impl fmt::Display for RunReport {
             self.fps,
             self.end_to_end.p50_ms,
             self.end_to_end.p99_ms,
+            if self.source_reconnects > 0 {
+                format!("; source reconnects {}", self.source_reconnects)
+            } else {
+                String::new()
+            },
         )?;
         writeln!(
             f,

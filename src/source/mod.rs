@@ -5,6 +5,7 @@
 
 pub mod gst;
 pub mod gst_uri;
+pub mod reconnect;
 
 pub mod dataset;
 
@@ -67,6 +68,12 @@ pub trait Source: Send {
 
     /// A one-line human description (URI, caps, size).
     fn describe(&self) -> String;
+
+    /// How often the source lost its camera or stream and reopened it (see
+    /// [`reconnect::ReconnectingSource`]).
+    fn reconnects(&self) -> u64 {
+        0
+    }
 }
 
 /// Whether `uri` names a recorded dataset (`kitti:DIR`, `kitchen:DIR`, `tum:DIR`) rather than a
@@ -120,5 +127,9 @@ impl Source for Limited {
 
     fn describe(&self) -> String {
         format!("{} (first {} frames)", self.inner.describe(), self.remaining)
+    }
+
+    fn reconnects(&self) -> u64 {
+        self.inner.reconnects()
     }
 }
