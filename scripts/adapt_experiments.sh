@@ -14,7 +14,8 @@
 # Runs: default (the shipped defaults, no size flags), previous (the defaults before issue #9:
 # k from image motion 1-4, no pose refinement, no never-worse guard), no-refine, k1 (k from
 # image motion as before, with refinement), no-distill, no-replay, no-forgetting-guard, and
-# anchor-R (the forgetting guard's anchor pull set to R instead of 0.2).
+# anchor-R (the forgetting guard's anchor pull set to R instead of 0.2), steps-S (S adaptation
+# steps per frame instead of 1).
 # The summary (OUT/summary.md) has, per run and seed: abs_rel on the acceptance window
 # (dev 200-299, val 400-549) for frozen / adapted / served, abs_rel per 50-frame window, the
 # worst 50-frame window after the first 50 relative to frozen, and KITTI tiny after.
@@ -53,6 +54,7 @@ flags_of() {
         no-replay) echo "--replay 0" ;;
         no-forgetting-guard) echo "--no-forgetting-guard" ;;
         anchor-*) echo "--anchor-pull ${1#anchor-}" ;;
+        steps-*) echo "--steps-per-frame ${1#steps-}" ;;
         *) echo "unknown run $1" >&2; exit 1 ;;
     esac
 }

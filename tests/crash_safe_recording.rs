@@ -1,6 +1,6 @@
 //! A live run killed with SIGKILL leaves a playable depth video (issue #13): `livedepth run` on a
 //! 30 fps `test://` camera with the committed base model records `depth.mp4` as fragmented MP4
-//! in place; after at least 300 frames (10 s of camera time, counted from the depth PNGs the run
+//! in place (0.5 s fragments); after at least 300 frames (10 s of camera time, counted from the depth PNGs the run
 //! writes, not from a clock) the process is killed and the video must decode to all but the last
 //! fragment's frames. No timing is asserted: the kill waits for the frames, however long that
 //! takes on the machine.
@@ -8,6 +8,7 @@
 
 mod common;
 
+use livedepth::sink::video::RECORDING_FRAGMENT_MS;
 use livedepth::source::Source;
 use livedepth::source::gst::{GstOptions, GstSource};
 use std::path::Path;
@@ -15,9 +16,9 @@ use std::time::{Duration, Instant};
 
 /// Camera frames before the kill: 10 s at 30 fps.
 const FRAMES_BEFORE_KILL: usize = 300;
-/// At most this many recorded frames may be lost: one 1 s fragment at 30 fps plus the frames
-/// queued between the encoder and the file.
-const MAY_LOSE: usize = 30 + 10;
+/// At most this many recorded frames may be lost: one unfinished fragment at 30 fps plus the
+/// frames queued between the encoder and the file.
+const MAY_LOSE: usize = (30 * RECORDING_FRAGMENT_MS as usize).div_ceil(1000) + 10;
 
 fn count_pngs(dir: &Path) -> usize {
     std::fs::read_dir(dir)

@@ -29,7 +29,7 @@ const POLL_INTERVAL: gst::ClockTime = gst::ClockTime::from_mseconds(10);
 const X264_QUALITY: u32 = 18;
 /// Fragment length of a crash-safe recording: what a kill can lose at most, beyond the
 /// encoder's and the file system's buffers.
-pub const RECORDING_FRAGMENT_MS: u32 = 1000;
+pub const RECORDING_FRAGMENT_MS: u32 = 500;
 
 /// Writes RGB frames to an H.264 MP4 file. Call [`Mp4Writer::finish`] to complete the file;
 /// dropping the writer unfinished discards it.

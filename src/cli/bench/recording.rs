@@ -1,6 +1,6 @@
 //! `livedepth bench recording`: what crash safety costs. The same rendered frames are encoded
 //! twice through the real GStreamer encoder: as a crash-safe recording (fragmented MP4 written in
-//! place, 1 s fragments, a key frame every second, no encoder look-ahead; what `run` writes) and
+//! place, 0.5 s fragments, a key frame every second, no encoder look-ahead; what `run` writes) and
 //! as a one-go artefact (faststart MP4 through a temporary file; what the demo writes). Prints
 //! the encoding throughput and the file size of both, and the ratios.
 
