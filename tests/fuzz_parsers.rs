@@ -9,14 +9,15 @@
 //! the source URI parser (with the config validation that must agree with it).
 #![cfg(feature = "torch")]
 
+mod common;
+
+use common::files::{pth_bytes, tensor_pickle, write_npz};
 use livedepth::adapt::AdaptConfig;
 use livedepth::config::{Config, check_source_uri};
 use livedepth::model::checkpoint::{Checkpoint, MetaValue, StorageDtype, StoredTensor};
 use livedepth::source::gst_uri::parse_source_uri;
-use npyz::WriterBuilder;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestRunner};
-use std::io::Write;
 use std::path::Path;
 
 /// Cases per target: (name, cases).
@@ -75,53 +76,6 @@ fn mutate(seed: &[u8], (edits, truncate): &(Vec<Edit>, Option<usize>)) -> Vec<u8
         bytes.truncate(keep);
     }
     bytes
-}
-
-/// A protocol-2 pickle of `{"t": tensor}` whose view is `shape` / `stride` at `offset` into a
-/// FloatStorage of `numel` elements (key `0`), as torch.save writes one.
-fn tensor_pickle(shape: &[u64], stride: &[u64], offset: u64, numel: u64) -> Vec<u8> {
-    let mut p = vec![0x80, 2, b'}'];
-    let text = |p: &mut Vec<u8>, s: &str| {
-        p.push(b'X');
-        p.extend((s.len() as u32).to_le_bytes());
-        p.extend(s.as_bytes());
-    };
-    let int = |p: &mut Vec<u8>, v: u64| {
-        p.extend([0x8a, 8]);
-        p.extend(v.to_le_bytes());
-    };
-    text(&mut p, "t");
-    p.extend(b"ctorch._utils\n_rebuild_tensor_v2\n((");
-    text(&mut p, "storage");
-    p.extend(b"ctorch\nFloatStorage\n");
-    text(&mut p, "0");
-    text(&mut p, "cpu");
-    int(&mut p, numel);
-    p.extend(b"tQ");
-    int(&mut p, offset);
-    for values in [shape, stride] {
-        p.push(b'(');
-        for &v in values {
-            int(&mut p, v);
-        }
-        p.push(b't');
-    }
-    p.push(0x89);
-    p.extend(b"ccollections\nOrderedDict\n)RtRs.");
-    p
-}
-
-fn pth_bytes(pickle: &[u8], storage: &[u8]) -> Vec<u8> {
-    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for (entry, bytes) in [
-        ("archive/data.pkl", pickle),
-        ("archive/byteorder", b"little"),
-        ("archive/data/0", storage),
-    ] {
-        zip.start_file(entry, zip::write::SimpleFileOptions::default()).unwrap();
-        zip.write_all(bytes).unwrap();
-    }
-    zip.finish().unwrap().into_inner()
 }
 
 /// A read error must name the file it is about.
@@ -216,21 +170,7 @@ fn loss_probe_survives_mutated_npz_inputs() {
         ("translation", vec![1, 3], vec![0.05, 0.0, 0.0]),
         ("K", vec![4], vec![12.0, 12.0, 8.0, 4.0]),
     ];
-    {
-        let mut npz = npyz::npz::NpzWriter::create(&input).unwrap();
-        for (name, shape, data) in &arrays {
-            let mut writer = npz
-                .array::<f32>(name, Default::default())
-                .unwrap()
-                .default_dtype()
-                .shape(shape)
-                .begin_nd()
-                .unwrap();
-            writer.extend(data.iter().copied()).unwrap();
-            writer.finish().unwrap();
-        }
-        npz.zip_writer().finish().unwrap();
-    }
+    write_npz(&input, &arrays);
     let seed = std::fs::read(&input).unwrap();
     livedepth::loss::probe::run_probe(&input, &out).expect("the seed input is valid");
     runner("npz probe inputs")

@@ -4,10 +4,10 @@
 
 mod common;
 
+use common::files::write_npz;
 use livedepth::loss::{
     LossConfig, LossError, LossInputs, Pose6, SelfSupervisedLoss, probe, target_pyramid,
 };
-use npyz::WriterBuilder;
 use std::path::Path;
 use std::process::Command;
 
@@ -154,22 +154,6 @@ fn probe_outputs_equal_the_library_outputs() {
 }
 
 /// Writes an npz with the given float32 arrays.
-fn write_npz(path: &Path, arrays: &[(&str, Vec<u64>, Vec<f32>)]) {
-    let mut npz = npyz::npz::NpzWriter::create(path).expect("create");
-    for (name, shape, data) in arrays {
-        let mut w = npz
-            .array::<f32>(name, Default::default())
-            .unwrap()
-            .default_dtype()
-            .shape(shape)
-            .begin_nd()
-            .unwrap();
-        w.extend(data.iter().copied()).unwrap();
-        w.finish().unwrap();
-    }
-    npz.zip_writer().finish().unwrap();
-}
-
 fn valid_arrays(f: &Fixture) -> Vec<(&'static str, Vec<u64>, Vec<f32>)> {
     let (w, h) = (f.w as u64, f.h as u64);
     vec![

@@ -7,6 +7,7 @@
 mod common;
 mod model_support;
 
+use common::files::{pth_bytes, tensor_pickle};
 use livedepth::model::checkpoint::{Checkpoint, MetaValue, StorageDtype};
 use livedepth::model::network::{DepthNetwork, PoseNetwork};
 use livedepth::model::{Arch, ModelError, PoseArch};
@@ -244,57 +245,12 @@ fn light_pose_network_trains_with_autograd() {
     assert!(max_abs_diff(&before, &values(&r1)) > 0.0);
 }
 
-/// A protocol-2 pickle of the state dict `{"t": tensor}` whose tensor view is `shape` / `stride`
-/// at `offset` into a FloatStorage of `numel` elements (key `0`), as torch.save writes one.
-fn tensor_pickle(shape: &[u64], stride: &[u64], offset: u64, numel: u64) -> Vec<u8> {
-    let mut p = vec![0x80, 2, b'}'];
-    let text = |p: &mut Vec<u8>, s: &str| {
-        p.push(b'X');
-        p.extend((s.len() as u32).to_le_bytes());
-        p.extend(s.as_bytes());
-    };
-    // LONG1 with 8 little-endian bytes (every value here is below 2^63).
-    let int = |p: &mut Vec<u8>, v: u64| {
-        p.extend([0x8a, 8]);
-        p.extend(v.to_le_bytes());
-    };
-    text(&mut p, "t");
-    p.extend(b"ctorch._utils\n_rebuild_tensor_v2\n(");
-    p.push(b'(');
-    text(&mut p, "storage");
-    p.extend(b"ctorch\nFloatStorage\n");
-    text(&mut p, "0");
-    text(&mut p, "cpu");
-    int(&mut p, numel);
-    p.extend(b"tQ");
-    int(&mut p, offset);
-    for values in [shape, stride] {
-        p.push(b'(');
-        for &v in values {
-            int(&mut p, v);
-        }
-        p.push(b't');
-    }
-    p.push(0x89);
-    p.extend(b"ccollections\nOrderedDict\n)RtRs.");
-    p
-}
-
 #[test]
 fn crafted_tensor_shapes_are_errors_and_never_an_allocation_abort() {
     let dir = tempfile::tempdir().unwrap();
     let write_pth = |name: &str, pickle: &[u8], storage: &[u8]| {
         let path = dir.path().join(name);
-        let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
-        for (entry, bytes) in [
-            ("archive/data.pkl", pickle),
-            ("archive/byteorder", b"little"),
-            ("archive/data/0", storage),
-        ] {
-            zip.start_file(entry, zip::write::SimpleFileOptions::default()).unwrap();
-            zip.write_all(bytes).unwrap();
-        }
-        zip.finish().unwrap();
+        std::fs::write(&path, pth_bytes(pickle, storage)).unwrap();
         path
     };
     let one_float = 1.5f32.to_le_bytes();

@@ -88,9 +88,7 @@ impl DepthNetwork {
         path: &Path,
         extra: &[(&str, &str)],
     ) -> Result<(), ModelError> {
-        let mut metadata = vec![("arch", self.arch.name())];
-        metadata.extend_from_slice(extra);
-        save_var_store(&self.vs, path, &metadata)
+        save_with_arch(&self.vs, path, self.arch.name(), extra)
     }
 
     pub fn arch(&self) -> Arch {
@@ -225,9 +223,7 @@ impl PoseNetwork {
         path: &Path,
         extra: &[(&str, &str)],
     ) -> Result<(), ModelError> {
-        let mut metadata = vec![("arch", self.arch.name())];
-        metadata.extend_from_slice(extra);
-        save_var_store(&self.vs, path, &metadata)
+        save_with_arch(&self.vs, path, self.arch.name(), extra)
     }
 
     pub fn arch(&self) -> PoseArch {
@@ -381,6 +377,18 @@ pub fn load_group(
         }
         Ok(())
     })
+}
+
+/// Saves `vs` with its `arch` name and `extra` string metadata (see [`save_var_store`]).
+fn save_with_arch(
+    vs: &nn::VarStore,
+    path: &Path,
+    arch: &str,
+    extra: &[(&str, &str)],
+) -> Result<(), ModelError> {
+    let mut metadata = vec![("arch", arch)];
+    metadata.extend_from_slice(extra);
+    save_var_store(vs, path, &metadata)
 }
 
 /// Writes every variable of `vs` (f32, full names) plus `metadata` to a safetensors file.

@@ -2,6 +2,8 @@
 //! a printed reason where it is absent) and the Python venv used for parity fixtures.
 #![allow(dead_code)]
 
+pub mod files;
+
 use std::path::PathBuf;
 
 /// The repository root.
