@@ -1,5 +1,6 @@
-//! The temporary files behind our atomic writes, under one naming scheme, and the sweep that
-//! removes the ones a killed run left behind.
+//! The one atomic write ([`write_atomic`]: temporary file, fsync, rename, folder fsync), the
+//! naming scheme of its temporary files, and the sweep that removes the ones a killed run left
+//! behind.
 //!
 //! Every whole-file output (sinks, checkpoints, datasets, reports) is written to
 //! `.<name>.tmp-<pid>-<n>` beside its target, fsynced and renamed onto it. A SIGKILL or a second
@@ -18,6 +19,38 @@ pub fn temp_path_for(path: &Path) -> PathBuf {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
+}
+
+/// Writes `path` atomically: `fill` writes the whole file at the temporary path it is given
+/// (beside `path`), which is then fsynced and renamed over `path`, and the folder is fsynced so
+/// that the rename survives a power cut. On any error the temporary file is removed and `path`
+/// is left as it was. `io_error` turns the helper's own I/O errors into the caller's type.
+pub fn write_atomic<E>(
+    path: &Path,
+    fill: impl FnOnce(&Path) -> Result<(), E>,
+    io_error: impl Fn(std::io::Error) -> E,
+) -> Result<(), E> {
+    let temp = temp_path_for(path);
+    let result = fill(&temp).and_then(|()| {
+        std::fs::File::open(&temp).and_then(|file| file.sync_all()).map_err(&io_error)?;
+        commit(&temp, path).map_err(&io_error)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Renames a finished, fsynced temporary file onto `path` and fsyncs the folder (not every
+/// file system can sync a folder; that is not an error).
+pub fn commit(temp: &Path, path: &Path) -> std::io::Result<()> {
+    std::fs::rename(temp, path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && let Ok(dir) = std::fs::File::open(dir)
+    {
+        let _ = dir.sync_all();
+    }
+    Ok(())
 }
 
 /// The process id in a name made by [`temp_path_for`], or `None` when the name is not ours.

@@ -10,7 +10,6 @@
 use super::error::CudaError;
 use super::sources::KernelModule;
 use sha2::{Digest, Sha256};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -216,20 +215,14 @@ pub fn cached_ptx(
     Ok((ptx, false))
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory, fsync and rename.
+/// Writes `bytes` to `path` atomically ([`crate::tempfiles::write_atomic`]), creating its folder.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CudaError> {
     let cache_err = |source| CudaError::Cache { path: path.to_path_buf(), source };
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(cache_err)?;
-    let tmp = crate::tempfiles::temp_path_for(path);
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(cache_err)
+    crate::tempfiles::write_atomic(
+        path,
+        |temp| std::fs::write(temp, bytes).map_err(cache_err),
+        cache_err,
+    )
 }

@@ -285,39 +285,26 @@ fn put_u8(npz: &mut NpzOut, name: &str, shape: &[u64], data: &[u8]) -> std::io::
     writer.finish()
 }
 
-/// Writes an npz file atomically: `fill` writes the arrays into a temporary file in the same
-/// folder, which is synced and renamed onto `out`.
+/// Writes an npz file atomically ([`crate::tempfiles::write_atomic`]): `fill` writes the arrays.
 fn write_npz_atomic(
     out: &Path,
     fill: impl FnOnce(&mut NpzOut) -> std::io::Result<()>,
 ) -> Result<(), LossError> {
     let io_error = |source| LossError::Io { path: out.to_path_buf(), source };
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "loss.npz".into());
-    let tmp = out.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut npz = npyz::npz::NpzWriter::new(BufWriter::new(File::create(&tmp)?));
-        fill(&mut npz)?;
-        let buffered = npz.zip_writer().finish().map_err(std::io::Error::other)?;
-        let file = buffered.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io_error(e));
-    }
-    std::fs::rename(&tmp, out).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io_error(e)
-    })?;
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty())
-        && let Ok(d) = File::open(dir)
-    {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    crate::tempfiles::write_atomic(
+        out,
+        |temp| {
+            let written = (|| -> std::io::Result<()> {
+                let mut npz = npyz::npz::NpzWriter::new(BufWriter::new(File::create(temp)?));
+                fill(&mut npz)?;
+                let buffered = npz.zip_writer().finish().map_err(std::io::Error::other)?;
+                buffered.into_inner().map_err(|e| e.into_error())?;
+                Ok(())
+            })();
+            written.map_err(io_error)
+        },
+        io_error,
+    )
 }
 
 /// Writes `inputs` and `config` as a probe input file (the format [`run_probe`] reads).

@@ -8,7 +8,7 @@
 
 use super::ModelError;
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Element type of a stored tensor, as named by its PyTorch storage class.
@@ -328,25 +328,10 @@ impl Checkpoint {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder, fsynced and renamed.
+/// Writes `bytes` to `path` atomically ([`crate::tempfiles::write_atomic`]).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
     let io = |source| ModelError::Io { path: path.to_path_buf(), source };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = crate::tempfiles::temp_path_for(path);
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io)
+    crate::tempfiles::write_atomic(path, |temp| std::fs::write(temp, bytes).map_err(io), io)
 }
 
 /// A compressed zip entry may declare at most this many times the file's size.

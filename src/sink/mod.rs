@@ -67,43 +67,32 @@ impl SinkError {
 
 pub(crate) use crate::tempfiles::temp_path_for;
 
-/// Rename a finished, fsynced temporary file onto `path` and sync the directory.
+/// Renames a finished, fsynced temporary file onto `path` (see [`crate::tempfiles::commit`]);
+/// the temporary file is removed when that fails.
 pub(crate) fn commit_temp(temp: &Path, path: &Path) -> Result<(), SinkError> {
-    if let Err(e) = std::fs::rename(temp, path) {
+    crate::tempfiles::commit(temp, path).map_err(|e| {
         let _ = std::fs::remove_file(temp);
-        return Err(SinkError::io(path, e));
-    }
-    // Make the rename itself durable; not every filesystem supports syncing a directory.
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-        && let Ok(dir) = File::open(dir)
-    {
-        let _ = dir.sync_all();
-    }
-    Ok(())
+        SinkError::io(path, e)
+    })
 }
 
-/// Write `path` atomically: `write` fills a buffered temporary file beside it, which is
-/// flushed, fsynced and renamed over `path`. On any error the temporary file is removed and
-/// `path` is left untouched.
+/// Write `path` atomically ([`crate::tempfiles::write_atomic`]): `write` fills a buffered
+/// temporary file beside it. On any error the temporary file is removed and `path` is left
+/// untouched.
 pub fn write_atomic<F>(path: &Path, write: F) -> Result<(), SinkError>
 where
     F: FnOnce(&mut BufWriter<File>) -> Result<(), SinkError>,
 {
-    let temp = temp_path_for(path);
-    let file = File::create(&temp).map_err(|e| SinkError::io(path, e))?;
-    let mut writer = BufWriter::new(file);
-    let written = write(&mut writer).and_then(|()| {
-        writer.flush().map_err(|e| SinkError::io(path, e))?;
-        writer.get_ref().sync_all().map_err(|e| SinkError::io(path, e))
-    });
-    drop(writer);
-    match written {
-        Ok(()) => commit_temp(&temp, path),
-        Err(e) => {
-            let _ = std::fs::remove_file(&temp);
-            Err(e)
-        }
-    }
+    let io = |e| SinkError::io(path, e);
+    crate::tempfiles::write_atomic(
+        path,
+        |temp| {
+            let mut writer = BufWriter::new(File::create(temp).map_err(io)?);
+            write(&mut writer)?;
+            writer.flush().map_err(io)
+        },
+        io,
+    )
 }
 
 #[cfg(test)]

@@ -48,26 +48,21 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SynthError + '_ {
     move |source| SynthError::Io { path: path.to_path_buf(), source }
 }
 
-/// Writes `path` atomically: `fill` writes into a temporary file beside it, which is flushed,
-/// fsynced and renamed over `path`. The temporary file is removed on failure.
+/// Writes `path` atomically ([`crate::tempfiles::write_atomic`]): `fill` writes into a buffered
+/// temporary file beside it.
 fn write_atomically(
     path: &Path,
     fill: impl FnOnce(&mut BufWriter<File>) -> Result<(), SynthError>,
 ) -> Result<(), SynthError> {
-    let tmp = crate::tempfiles::temp_path_for(path);
-    let result = (|| {
-        let file = File::create(&tmp).map_err(io_error(&tmp))?;
-        let mut writer = BufWriter::new(file);
-        fill(&mut writer)?;
-        writer.flush().map_err(io_error(&tmp))?;
-        let file = writer.into_inner().map_err(|e| io_error(&tmp)(e.into_error()))?;
-        file.sync_all().map_err(io_error(&tmp))?;
-        std::fs::rename(&tmp, path).map_err(io_error(path))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::tempfiles::write_atomic(
+        path,
+        |temp| {
+            let mut writer = BufWriter::new(File::create(temp).map_err(io_error(temp))?);
+            fill(&mut writer)?;
+            writer.flush().map_err(io_error(temp))
+        },
+        |e| io_error(path)(e),
+    )
 }
 
 fn write_text(path: &Path, text: &str) -> Result<(), SynthError> {
