@@ -1,5 +1,6 @@
 //! The frame type that flows from sources through the pipeline: packed RGB pixels plus the
-//! optional ground truth (metric depth, camera-to-world pose) and intrinsics of recorded data.
+//! optional ground truth (metric depth, camera-to-world pose) and intrinsics of recorded data;
+//! and the one bilinear resize of single-channel float images (depth, disparity).
 
 use crate::camera::Intrinsics;
 use nalgebra::Isometry3;
@@ -65,5 +66,71 @@ impl Frame {
     /// A frame with pixels only.
     pub fn from_rgb(index: u64, timestamp: f64, rgb: RgbImage) -> Self {
         Self { index, timestamp, rgb, gt_depth: None, gt_pose: None, intrinsics: None }
+    }
+}
+
+/// Source index pairs and weights of one output coordinate axis.
+struct AxisTaps {
+    lo: Vec<usize>,
+    hi: Vec<usize>,
+    weight_hi: Vec<f32>,
+}
+
+fn axis_taps(src: u32, dst: u32) -> AxisTaps {
+    let scale = src as f64 / dst as f64;
+    let last = src as usize - 1;
+    let mut taps = AxisTaps {
+        lo: Vec::with_capacity(dst as usize),
+        hi: Vec::with_capacity(dst as usize),
+        weight_hi: Vec::with_capacity(dst as usize),
+    };
+    for d in 0..dst {
+        let pos = (d as f64 + 0.5) * scale - 0.5;
+        let floor = pos.floor();
+        let (lo, w) = if floor < 0.0 {
+            (0, 0.0)
+        } else if floor as usize >= last {
+            (last, 0.0)
+        } else {
+            (floor as usize, pos - floor)
+        };
+        taps.lo.push(lo);
+        taps.hi.push((lo + 1).min(last));
+        taps.weight_hi.push(w as f32);
+    }
+    taps
+}
+
+/// Resizes the single-channel `src` of `(width, height)` into `out` of `(width, height)` by
+/// bilinear interpolation with half-pixel centres and clamped edges (OpenCV's INTER_LINEAR
+/// sampling). Leaves `out` as it is when either size is empty or a buffer does not match its
+/// size.
+pub fn resize_bilinear(src: &[f32], (sw, sh): (u32, u32), out: &mut [f32], (dw, dh): (u32, u32)) {
+    let (src_w, dst_w) = (sw as usize, dw as usize);
+    if sw == 0
+        || sh == 0
+        || dw == 0
+        || dh == 0
+        || src.len() != src_w * sh as usize
+        || out.len() != dst_w * dh as usize
+    {
+        return;
+    }
+    if (sw, sh) == (dw, dh) {
+        out.copy_from_slice(src);
+        return;
+    }
+    let xs = axis_taps(sw, dw);
+    let ys = axis_taps(sh, dh);
+    for (y, row) in out.chunks_exact_mut(dst_w).enumerate() {
+        let top = &src[ys.lo[y] * src_w..][..src_w];
+        let bottom = &src[ys.hi[y] * src_w..][..src_w];
+        let wy = ys.weight_hi[y];
+        for (x, value) in row.iter_mut().enumerate() {
+            let (x0, x1, wx) = (xs.lo[x], xs.hi[x], xs.weight_hi[x]);
+            let t = top[x0] + (top[x1] - top[x0]) * wx;
+            let b = bottom[x0] + (bottom[x1] - bottom[x0]) * wx;
+            *value = t + (b - t) * wy;
+        }
     }
 }

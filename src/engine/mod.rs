@@ -63,32 +63,12 @@ impl Disparity {
     /// ground-truth size for evaluation.
     pub fn resized_bilinear(&self, width: u32, height: u32) -> Disparity {
         let mut out = Disparity::new(width, height);
-        if self.width == 0 || self.height == 0 || width == 0 || height == 0 {
-            return out;
-        }
-        let axis = |in_size: u32, out_size: u32| -> Vec<(usize, usize, f32)> {
-            let scale = in_size as f64 / out_size as f64;
-            (0..out_size)
-                .map(|o| {
-                    let src = ((o as f64 + 0.5) * scale - 0.5).max(0.0);
-                    let i0 = (src.floor() as usize).min(in_size as usize - 1);
-                    let i1 = (i0 + 1).min(in_size as usize - 1);
-                    (i0, i1, (src - i0 as f64) as f32)
-                })
-                .collect()
-        };
-        let xs = axis(self.width, width);
-        let ys = axis(self.height, height);
-        let w = self.width as usize;
-        for (oy, &(y0, y1, fy)) in ys.iter().enumerate() {
-            let (r0, r1) = (&self.data[y0 * w..(y0 + 1) * w], &self.data[y1 * w..(y1 + 1) * w]);
-            let row = &mut out.data[oy * width as usize..(oy + 1) * width as usize];
-            for (o, &(x0, x1, fx)) in row.iter_mut().zip(&xs) {
-                let top = r0[x0] + (r0[x1] - r0[x0]) * fx;
-                let bottom = r1[x0] + (r1[x1] - r1[x0]) * fx;
-                *o = top + (bottom - top) * fy;
-            }
-        }
+        crate::frame::resize_bilinear(
+            &self.data,
+            (self.width, self.height),
+            &mut out.data,
+            (width, height),
+        );
         out
     }
 

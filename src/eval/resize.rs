@@ -1,72 +1,16 @@
 //! Bilinear resizing of depth maps with half-pixel centres (the sampling of OpenCV's
 //! `cv2.resize(..., interpolation=INTER_LINEAR)`), used to bring a prediction at network
-//! resolution to the ground-truth size.
+//! resolution to the ground-truth size. The sampling itself is [`crate::frame::resize_bilinear`],
+//! shared with disparities.
 
-use crate::frame::DepthMap;
-
-/// Source index pairs and weights of one output coordinate axis.
-struct AxisTaps {
-    lo: Vec<usize>,
-    hi: Vec<usize>,
-    weight_hi: Vec<f32>,
-}
-
-fn axis_taps(src: u32, dst: u32) -> AxisTaps {
-    let scale = src as f64 / dst as f64;
-    let last = src as usize - 1;
-    let mut taps = AxisTaps {
-        lo: Vec::with_capacity(dst as usize),
-        hi: Vec::with_capacity(dst as usize),
-        weight_hi: Vec::with_capacity(dst as usize),
-    };
-    for d in 0..dst {
-        let pos = (d as f64 + 0.5) * scale - 0.5;
-        let floor = pos.floor();
-        let (lo, w) = if floor < 0.0 {
-            (0, 0.0)
-        } else if floor as usize >= last {
-            (last, 0.0)
-        } else {
-            (floor as usize, pos - floor)
-        };
-        taps.lo.push(lo);
-        taps.hi.push((lo + 1).min(last));
-        taps.weight_hi.push(w as f32);
-    }
-    taps
-}
+use crate::frame::{DepthMap, resize_bilinear};
 
 /// `depth` resized to `width` x `height` by bilinear interpolation with half-pixel centres
 /// (edges clamped), exactly as OpenCV's INTER_LINEAR samples. Returns an empty map when
 /// `depth` or the target is empty.
 pub fn bilinear_resize_depth(depth: &DepthMap, width: u32, height: u32) -> DepthMap {
     let mut out = DepthMap::new(width, height);
-    if depth.width == 0
-        || depth.height == 0
-        || width == 0
-        || height == 0
-        || depth.data.len() != depth.width as usize * depth.height as usize
-    {
-        return out;
-    }
-    if (depth.width, depth.height) == (width, height) {
-        out.data.copy_from_slice(&depth.data);
-        return out;
-    }
-    let xs = axis_taps(depth.width, width);
-    let ys = axis_taps(depth.height, height);
-    let src_w = depth.width as usize;
-    for (y, row) in out.data.chunks_exact_mut(width as usize).enumerate() {
-        let top = &depth.data[ys.lo[y] * src_w..][..src_w];
-        let bottom = &depth.data[ys.hi[y] * src_w..][..src_w];
-        let wy = ys.weight_hi[y];
-        for (x, value) in row.iter_mut().enumerate() {
-            let (x0, x1, wx) = (xs.lo[x], xs.hi[x], xs.weight_hi[x]);
-            let t = top[x0] + (top[x1] - top[x0]) * wx;
-            let b = bottom[x0] + (bottom[x1] - bottom[x0]) * wx;
-            *value = t + (b - t) * wy;
-        }
-    }
+    resize_bilinear(&depth.data, (depth.width, depth.height), &mut out.data, (width, height));
     out
 }
 
