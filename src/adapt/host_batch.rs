@@ -86,13 +86,25 @@ impl HostOutputs {
 
     /// Sample `i`'s two poses: to the previous frame (inverted) and to the next frame.
     pub fn sample_poses(&self, i: usize) -> [Pose6; 2] {
-        let pose_of = |row: usize, invert: bool| Pose6 {
-            axis_angle: std::array::from_fn(|c| self.rotations[3 * row + c]),
-            translation: std::array::from_fn(|c| self.translations[3 * row + c]),
-            invert,
-        };
-        [pose_of(i, true), pose_of(self.batch + i, false)]
+        triplet_pose_rows(&self.rotations, &self.translations, i, self.batch + i)
     }
+}
+
+/// The two poses of one triplet from the pose network's rows (axis-angle and translation, 3
+/// values per row): `prev_row` is the (prev, target) pair, inverted to map target → prev, and
+/// `next_row` the (target, next) pair.
+pub fn triplet_pose_rows(
+    rotations: &[f32],
+    translations: &[f32],
+    prev_row: usize,
+    next_row: usize,
+) -> [Pose6; 2] {
+    let pose_of = |row: usize, invert: bool| Pose6 {
+        axis_angle: std::array::from_fn(|c| rotations[3 * row + c]),
+        translation: std::array::from_fn(|c| translations[3 * row + c]),
+        invert,
+    };
+    [pose_of(prev_row, true), pose_of(next_row, false)]
 }
 
 /// d loss / d output for a whole batch, in the layout of [`HostOutputs`].

@@ -23,12 +23,7 @@ impl Adapter {
         )?;
         let (rot, trans) = tch::no_grad(|| self.pose.try_forward_t(&pairs, false))?;
         let (r, tr) = (to_host(&rot)?, to_host(&trans)?);
-        let pose_of = |j: usize, invert: bool| Pose6 {
-            axis_angle: [r[3 * j], r[3 * j + 1], r[3 * j + 2]],
-            translation: [tr[3 * j], tr[3 * j + 1], tr[3 * j + 2]],
-            invert,
-        };
-        Ok([pose_of(0, true), pose_of(1, false)])
+        Ok(crate::adapt::host_batch::triplet_pose_rows(&r, &tr, 0, 1))
     }
 
     /// Disparities (every scale, host) of `depth` on a triplet's target, no gradients.
