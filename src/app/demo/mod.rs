@@ -24,7 +24,7 @@ pub mod scene;
 
 pub use drive::demo_render_config;
 pub use live::LiveReplay;
-pub use model::{BASE_MODEL_DIR, DemoModel, default_model_candidates, find_model, resolve_model};
+pub use model::{BASE_MODEL_DIR, DemoModel, find_existing, find_model, resolve_model};
 pub use report::{DemoReport, WindowRow};
 pub use scene::{DemoScene, RECORDED_MODEL_DIR, RECORDED_SCENE_DIR, SceneChoice};
 
@@ -50,7 +50,7 @@ pub struct DemoOptions {
     pub seed: u64,
     /// Depth model: a `livedepth train` folder, a Monodepth2-format folder (encoder.pth +
     /// depth.pth) or a safetensors file. When `None`: the KITTI RT-MonoDepth-S for the recorded
-    /// scene, the first of [`default_model_candidates`] for the synthetic one.
+    /// scene, the committed base model ([`BASE_MODEL_DIR`]) for the synthetic one.
     pub model: Option<PathBuf>,
     /// Adaptation steps per frame S of the lock-step comparison (the adaptation default for the
     /// recorded scene, 2 for the synthetic one, when `None`).
@@ -115,39 +115,31 @@ fn recorded_adapt_options(model: &DemoModel, steps_per_frame: Option<usize>) -> 
 
 /// The scene the user asked for, encoded into `out`, and the model that runs on it.
 fn prepare(options: &DemoOptions, out: &Path) -> crate::Result<(DemoScene, DemoModel)> {
+    // The recorded scene's model: the one asked for, else the shared KITTI model.
+    let recorded_model = || options.model.clone().or_else(|| find_existing(RECORDED_MODEL_DIR));
     let recorded = match &options.scene {
         SceneChoice::Synthetic => None,
         SceneChoice::Recorded(dir) => Some(dir.clone()),
-        SceneChoice::Auto => {
-            let found = scene::find_existing(RECORDED_SCENE_DIR);
-            let model_found =
-                options.model.is_some() || scene::find_existing(RECORDED_MODEL_DIR).is_some();
-            match found {
-                Some(dir) if model_found => Some(dir),
-                _ => {
-                    eprintln!(
-                        "demo: {RECORDED_SCENE_DIR} or {RECORDED_MODEL_DIR} is absent, so the \
-                         demo renders a synthetic drive instead of replaying the real recording"
-                    );
-                    None
-                }
+        SceneChoice::Auto => match (find_existing(RECORDED_SCENE_DIR), recorded_model()) {
+            (Some(dir), Some(_)) => Some(dir),
+            _ => {
+                eprintln!(
+                    "demo: {RECORDED_SCENE_DIR} or {RECORDED_MODEL_DIR} is absent, so the demo \
+                     renders a synthetic drive instead of replaying the real recording"
+                );
+                None
             }
-        }
+        },
     };
     match recorded {
         Some(dir) => {
-            let model = match &options.model {
-                Some(path) => resolve_model(path)?,
-                None => {
-                    let path = scene::find_existing(RECORDED_MODEL_DIR).ok_or_else(|| {
-                        crate::Error::Other(format!(
-                            "demo: the recorded scene's model {RECORDED_MODEL_DIR} is missing \
-                             (pass --model DIR, or --scene synthetic)"
-                        ))
-                    })?;
-                    resolve_model(&path)?
-                }
-            };
+            let path = recorded_model().ok_or_else(|| {
+                crate::Error::Other(format!(
+                    "demo: the recorded scene's model {RECORDED_MODEL_DIR} is missing (pass \
+                     --model DIR, or --scene synthetic)"
+                ))
+            })?;
+            let model = resolve_model(&path)?;
             eprintln!(
                 "[1/{}] encoding {} as a camera would record it",
                 stages(options),

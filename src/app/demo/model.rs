@@ -10,10 +10,12 @@ use std::path::{Path, PathBuf};
 /// The committed base model's folder, relative to the repository root.
 pub const BASE_MODEL_DIR: &str = "models/base_320x96";
 
-/// Where the demo looks for a model when none is given: the committed base model (relative to
-/// the current folder, then to this source tree).
-pub fn default_model_candidates() -> Vec<PathBuf> {
-    vec![PathBuf::from(BASE_MODEL_DIR), Path::new(env!("CARGO_MANIFEST_DIR")).join(BASE_MODEL_DIR)]
+/// `relative` (to the repository root: the committed base model, or `../shared`) resolved
+/// against the current folder, then against this source tree, if it exists.
+pub fn find_existing(relative: &str) -> Option<PathBuf> {
+    [PathBuf::from(relative), Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)]
+        .into_iter()
+        .find(|p| p.exists())
 }
 
 /// A depth model as the demo uses it.
@@ -72,12 +74,12 @@ pub fn resolve_model(path: &Path) -> crate::Result<DemoModel> {
     })
 }
 
-/// The model the demo runs: `requested`, else the first of [`default_model_candidates`] that
-/// exists (an error saying how to get one when none does).
+/// The model the demo runs: `requested`, else the committed base model ([`find_existing`]; an
+/// error saying how to get one when it is missing).
 pub fn find_model(requested: Option<&Path>) -> crate::Result<DemoModel> {
     let path = match requested {
         Some(model) => model.to_path_buf(),
-        None => default_model_candidates().into_iter().find(|p| p.exists()).ok_or_else(|| {
+        None => find_existing(BASE_MODEL_DIR).ok_or_else(|| {
             crate::Error::Other(format!(
                 "no depth model: {BASE_MODEL_DIR} is missing (run `make base-model`, or pass \
                  --model DIR)"

@@ -10,6 +10,7 @@
 //! would have recorded them, and the live part replays that file.
 
 use super::drive::{demo_render_config, render_drive};
+use super::model::find_existing;
 use crate::config::CameraConfig;
 use crate::sink::video::Mp4Writer;
 use crate::source::SourceError;
@@ -53,14 +54,6 @@ impl std::str::FromStr for SceneChoice {
             ))),
         }
     }
-}
-
-/// `relative` (to the repository root) resolved against the current folder, then against this
-/// source tree, if it exists.
-pub fn find_existing(relative: &str) -> Option<PathBuf> {
-    [PathBuf::from(relative), Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)]
-        .into_iter()
-        .find(|p| p.exists())
 }
 
 /// The scene as the demo runs it (in `report.json` as `scene`).
@@ -141,7 +134,8 @@ pub fn recorded_scene(out: &Path, dir: &Path, frames: Option<usize>) -> crate::R
     let (width, height) = (first.rgb.width, first.rgb.height);
     let video = out.join("recording.mp4");
     let mut writer = Mp4Writer::create(&video, width, height, fps)?;
-    for i in 0..count {
+    writer.push(&first.rgb, 0.0)?;
+    for i in 1..count {
         let frame = read(i)?;
         writer.push(&frame.rgb, frame.timestamp - first.timestamp)?;
     }
