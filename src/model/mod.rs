@@ -187,23 +187,27 @@ impl std::str::FromStr for PoseArch {
 /// of its depth and pose weight files).
 pub const TRAINED_SIDECAR: &str = "train.json";
 
-/// Field `key` of the `train.json` in `dir`, when `dir` is a `livedepth train` output folder
-/// (`Ok(None)` when it is not).
-pub fn trained_dir_field(
+/// The fields `keys` of the `train.json` in `dir`, in order, when `dir` is a `livedepth train`
+/// output folder (`Ok(None)` when it is not); the sidecar is read once.
+pub fn trained_dir_fields<const N: usize>(
     dir: &std::path::Path,
-    key: &str,
-) -> Result<Option<serde_json::Value>, ModelError> {
+    keys: [&str; N],
+) -> Result<Option<[serde_json::Value; N]>, ModelError> {
     let path = dir.join(TRAINED_SIDECAR);
     if !dir.is_dir() || !path.is_file() {
         return Ok(None);
     }
     let bad = |reason: String| ModelError::NoWeights {
         path: path.clone(),
-        expected: format!("a `livedepth train` sidecar with `{key}` ({reason})"),
+        expected: format!("a `livedepth train` sidecar with {keys:?} ({reason})"),
     };
     let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
     let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-    json.get(key).cloned().map(Some).ok_or_else(|| bad(format!("`{key}` is missing")))
+    let mut fields = Vec::with_capacity(N);
+    for key in keys {
+        fields.push(json.get(key).cloned().ok_or_else(|| bad(format!("`{key}` is missing")))?);
+    }
+    Ok(fields.try_into().ok())
 }
 
 /// The input size (width, height) a checkpoint folder was trained at: from the sidecar of a
@@ -213,9 +217,7 @@ pub fn trained_input_size(
     checkpoint_dir: &std::path::Path,
 ) -> Result<Option<(u32, u32)>, ModelError> {
     let positive = |v: Option<u64>| v.and_then(|v| u32::try_from(v).ok()).filter(|&v| v > 0);
-    if let (Some(w), Some(h)) =
-        (trained_dir_field(checkpoint_dir, "width")?, trained_dir_field(checkpoint_dir, "height")?)
-    {
+    if let Some([w, h]) = trained_dir_fields(checkpoint_dir, ["width", "height"])? {
         return Ok(positive(w.as_u64()).zip(positive(h.as_u64())));
     }
     let ckpt = checkpoint::Checkpoint::read_pth(&checkpoint_dir.join("encoder.pth"))?;

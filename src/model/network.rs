@@ -306,7 +306,7 @@ fn load_weights(
         return load_group(vs, "", &Checkpoint::read(path)?, arch);
     }
     // A `livedepth train` folder: its sidecar names the safetensors file.
-    if let Some(file) = super::trained_dir_field(path, trained_file_key)? {
+    if let Some([file]) = super::trained_dir_fields(path, [trained_file_key])? {
         let file = file.as_str().map(|f| path.join(f)).ok_or_else(|| ModelError::NoWeights {
             path: path.join(super::TRAINED_SIDECAR),
             expected: format!("`{trained_file_key}` naming a weights file"),
