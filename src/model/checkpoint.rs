@@ -261,19 +261,23 @@ impl Checkpoint {
                 StoredTensor { dtype, shape: view.shape().to_vec(), values },
             );
         }
-        if let Some(meta) = header.metadata() {
-            for (k, v) in meta {
-                let value = if let Ok(i) = v.parse::<i64>() {
-                    MetaValue::Int(i)
-                } else if let Ok(b) = v.parse::<bool>() {
-                    MetaValue::Bool(b)
-                } else {
-                    MetaValue::Str(v.clone())
-                };
-                ckpt.metadata.insert(k.clone(), value);
-            }
-        }
+        ckpt.metadata = meta_values(&header);
         Ok(ckpt)
+    }
+
+    /// Only the metadata of a safetensors file (its header), without decoding any tensor.
+    pub fn read_safetensors_metadata(
+        path: &Path,
+    ) -> Result<BTreeMap<String, MetaValue>, ModelError> {
+        let bytes = std::fs::read(path)
+            .map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| {
+            ModelError::Safetensors {
+                path: path.to_path_buf(),
+                reason: format!("not a valid safetensors file: {e}"),
+            }
+        })?;
+        Ok(meta_values(&header))
     }
 
     /// Reads `path` as safetensors when it ends in `.safetensors`, else as a PyTorch checkpoint.
@@ -332,6 +336,20 @@ impl Checkpoint {
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
     let io = |source| ModelError::Io { path: path.to_path_buf(), source };
     crate::tempfiles::write_atomic(path, |temp| std::fs::write(temp, bytes).map_err(io), io)
+}
+
+/// A safetensors header's string metadata, with integers and booleans typed.
+fn meta_values(header: &safetensors::tensor::Metadata) -> BTreeMap<String, MetaValue> {
+    let typed = |v: &String| {
+        if let Ok(i) = v.parse::<i64>() {
+            MetaValue::Int(i)
+        } else if let Ok(b) = v.parse::<bool>() {
+            MetaValue::Bool(b)
+        } else {
+            MetaValue::Str(v.clone())
+        }
+    };
+    header.metadata().iter().flatten().map(|(k, v)| (k.clone(), typed(v))).collect()
 }
 
 /// A compressed zip entry may declare at most this many times the file's size.

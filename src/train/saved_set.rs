@@ -26,10 +26,10 @@ pub fn generation(run_id: &str, steps: usize) -> String {
     format!("{run_id}/step-{steps}")
 }
 
-/// The generation stamped into a safetensors weight file, if any.
+/// The generation stamped into a safetensors weight file, if any (its header only).
 fn stamped(path: &Path) -> Result<Option<String>, TrainError> {
-    let ckpt = Checkpoint::read_safetensors(path)?;
-    Ok(match ckpt.metadata.get(GENERATION_KEY) {
+    let metadata = Checkpoint::read_safetensors_metadata(path)?;
+    Ok(match metadata.get(GENERATION_KEY) {
         Some(MetaValue::Str(g)) => Some(g.clone()),
         _ => None,
     })
