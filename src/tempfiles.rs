@@ -94,6 +94,13 @@ pub fn sweep_stale(dir: &Path) -> Vec<PathBuf> {
     removed
 }
 
+/// [`sweep_stale`], telling the user each file removed.
+pub fn sweep_stale_and_tell(dir: &Path) {
+    for path in sweep_stale(dir) {
+        eprintln!("removed {} (left by an interrupted run)", path.display());
+    }
+}
+
 /// Creates the output folder `dir` (and its parents) after checking that it is not a file,
 /// and sweeps stale temporary files from it, telling the user what was removed. `flag` names
 /// the option or field that chose `dir`, for the error.
@@ -106,9 +113,7 @@ pub fn create_output_dir(dir: &Path, flag: &str) -> crate::Result<()> {
         )));
     }
     std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
-    for path in sweep_stale(dir) {
-        eprintln!("removed {} (left by an interrupted run)", path.display());
-    }
+    sweep_stale_and_tell(dir);
     Ok(())
 }
 

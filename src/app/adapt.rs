@@ -164,9 +164,7 @@ pub fn build_adapter(
         // A run killed while checkpointing (SIGKILL, a second Ctrl-C) leaves its temporary
         // file beside the checkpoint; only such files of processes that are gone are removed.
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        for stale in crate::tempfiles::sweep_stale(dir) {
-            eprintln!("removed {} (left by an interrupted run)", stale.display());
-        }
+        crate::tempfiles::sweep_stale_and_tell(dir);
         adapter = adapter.with_checkpoint(path);
     }
     if let Some(path) = &options.resume {
