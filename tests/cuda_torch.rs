@@ -14,7 +14,7 @@ use tch::{Device, Kind, Tensor};
 
 #[test]
 fn torch_step_matches_the_cpu_loss_and_backpropagates_its_gradients() {
-    if !tch::Cuda::is_available() {
+    if !livedepth::engine::torch_cuda_available() {
         eprintln!("SKIP: libtorch sees no CUDA device");
         return;
     }

@@ -4,10 +4,12 @@ thread count as the Rust/libtorch engine, timed the same way (warm-up, then per-
 time under torch.no_grad / eval mode).
 
 Usage: infer_peer.py --input IN.npy --iters N --warmup W --threads T [--model DIR]
-                     [--out-disp OUT.npy] [--profile] [--channels-last]
+                     [--out-disp OUT.npy] [--profile] [--channels-last] [--device cpu|cuda]
 Prints one JSON object: median/mean/min ms of the full forward, the encoder and the decoder,
 and, with --profile, the ATen operators taking the most self CPU time. --channels-last converts
-weights and input to torch.channels_last (the layout the Rust engine uses)."""
+weights and input to torch.channels_last (the layout the Rust engine uses). --device cuda runs
+on GPU 0; each timed full forward then starts with the input's upload and ends with the
+disparity's copy to the host, as the engine's does."""
 
 import argparse
 import json
@@ -82,13 +84,14 @@ def stats(times):
     return {"median_ms": float(np.median(t)), "mean_ms": float(t.mean()), "min_ms": float(t.min())}
 
 
-def timed(fn, warmup, iters):
+def timed(fn, warmup, iters, sync=lambda: None):
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(iters):
         start = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - start)
     return stats(times)
 
@@ -103,6 +106,7 @@ def main():
     ap.add_argument("--out-disp")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     a = ap.parse_args()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
@@ -113,19 +117,24 @@ def main():
         dec.load_state_dict(torch.load(os.path.join(a.model, "depth.pth"), map_location="cpu",
                                        weights_only=True))
     x = torch.from_numpy(np.load(a.input))
+    dev = torch.device(a.device)
+    x_host = x
+    enc, dec, x = enc.to(dev), dec.to(dev), x.to(dev)
+    sync = torch.cuda.synchronize if a.device == "cuda" else (lambda: None)
     if a.channels_last:
         enc = enc.to(memory_format=torch.channels_last)
         dec = dec.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
+        x_host = x_host.contiguous(memory_format=torch.channels_last)
     result = {"threads": torch.get_num_threads(), "torch": torch.__version__,
-              "channels_last": a.channels_last}
+              "channels_last": a.channels_last, "device": a.device}
     with torch.no_grad():
         feats = enc(x)
-        result["total"] = timed(lambda: dec(enc(x)), a.warmup, a.iters)
-        result["encoder"] = timed(lambda: enc(x), a.warmup, a.iters)
-        result["decoder"] = timed(lambda: dec(feats), a.warmup, a.iters)
+        result["total"] = timed(lambda: dec(enc(x_host.to(dev)))[0].cpu(), a.warmup, a.iters)
+        result["encoder"] = timed(lambda: enc(x), a.warmup, a.iters, sync)
+        result["decoder"] = timed(lambda: dec(feats), a.warmup, a.iters, sync)
         if a.out_disp:
-            np.save(a.out_disp, dec(enc(x))[0].numpy())
+            np.save(a.out_disp, dec(enc(x))[0].cpu().numpy())
         if a.profile:
             from torch.profiler import ProfilerActivity, profile
             with profile(activities=[ProfilerActivity.CPU]) as prof:

@@ -214,6 +214,9 @@ pub struct DeviceBatch<'a> {
     pub attempt: u64,
     pub stationary_masked_fraction: f32,
     pub stationary_translation: f32,
+    /// Rprop iterations of test-time pose refinement per sample (0: off), as on the CPU path:
+    /// the loss then uses the refined poses and the pose network is pulled toward them.
+    pub pose_refine_iterations: usize,
 }
 
 /// What the trainer needs from the loss of one batch.
@@ -229,6 +232,8 @@ pub struct DeviceTerms {
     pub live_masked_fraction: f64,
     /// A rejection or stationary skip, decided as the CPU path decides it.
     pub verdict: Option<StepOutcome>,
+    /// The live (first) sample's pose refinement, when refinement is on.
+    pub live_refinement: Option<super::pose_refine::RefinedPoses>,
 }
 
 impl LossBackend {
@@ -318,10 +323,34 @@ fn summarise_step(
 #[cfg(feature = "cuda")]
 mod device {
     use super::{AdaptError, DeviceBatch, DeviceTerms, summarise_step, tie_break_noise_tensor};
+    use crate::adapt::pose_refine::{RefinedPoses, refine_poses_with};
     use crate::cuda::torch::{TorchFusedLoss, TorchLossInputs};
     use crate::cuda::twin::FusedLossConfig;
-    use crate::loss::LossConfig;
+    use crate::loss::{LossConfig, Pose6};
     use tch::{Device, Kind, Tensor};
+
+    /// Copies a small float device tensor to the host (one synchronising read).
+    fn to_host(t: &Tensor) -> Result<Vec<f32>, AdaptError> {
+        let t = t.f_detach()?.f_to_kind(Kind::Float)?.f_to_device(Device::Cpu)?.f_contiguous()?;
+        let mut out = vec![0f32; t.numel()];
+        let len = out.len();
+        t.f_copy_data(&mut out, len)?;
+        Ok(out)
+    }
+
+    /// Two poses [2, 6] (axis-angle, translation), previous (inverted) then next.
+    fn poses_from_rows(v: &[f32]) -> [Pose6; 2] {
+        let pose = |r: &[f32], invert| Pose6 {
+            axis_angle: [r[0], r[1], r[2]],
+            translation: [r[3], r[4], r[5]],
+            invert,
+        };
+        [pose(&v[0..6], true), pose(&v[6..12], false)]
+    }
+
+    fn rows_from_poses(p: &[Pose6]) -> Vec<f32> {
+        p.iter().flat_map(|q| q.axis_angle.into_iter().chain(q.translation)).collect()
+    }
 
     impl From<crate::cuda::CudaError> for AdaptError {
         fn from(e: crate::cuda::CudaError) -> Self {
@@ -334,9 +363,14 @@ mod device {
     pub struct DeviceLoss {
         student: TorchFusedLoss,
         teacher: TorchFusedLoss,
+        /// The student's loss at the finest scale, for pose refinement (its own workspace).
+        refiner: TorchFusedLoss,
         ordinal: usize,
         tie_break_std: f32,
         seed: u64,
+        /// Disparity range of the loss (for the median depth that scales refinement steps).
+        min_disp: f64,
+        max_disp: f64,
     }
 
     impl DeviceLoss {
@@ -362,13 +396,75 @@ mod device {
                 FusedLossConfig { automask: false, ..fused },
             )
             .map_err(cannot_load)?;
+            let refiner = TorchFusedLoss::with_kernels(student.kernels().clone(), ordinal, fused)
+                .map_err(cannot_load)?;
             Ok(Self {
                 student,
                 teacher,
+                refiner,
                 ordinal,
                 tie_break_std: config.tie_break_std,
                 seed: config.seed,
+                min_disp: 1.0 / f64::from(config.max_depth),
+                max_disp: 1.0 / f64::from(config.min_depth),
             })
+        }
+
+        /// Test-time pose refinement of one sample on the device, as the CPU path does it
+        /// ([`refine_poses_with`]): the finest scale, the current depth held fixed, no tie-break
+        /// noise. Returns the refined poses [2, 6] on the device, the median depth that scaled
+        /// the steps, and the refinement's record. Each iteration reads 13 floats back.
+        #[allow(clippy::too_many_arguments)]
+        fn refine(
+            &mut self,
+            target: &Tensor,
+            sources: &[Tensor; 2],
+            disparity: &Tensor,
+            network_poses: &Tensor,
+            intrinsics: [f32; 4],
+            iterations: usize,
+        ) -> Result<(Tensor, f32, RefinedPoses), AdaptError> {
+            let device = Device::Cuda(self.ordinal);
+            let disparity = disparity.f_detach()?.f_contiguous()?;
+            // The median depth as the CPU computes it: element len / 2 of the sorted depths.
+            let depth = disparity
+                .f_mul_scalar(self.max_disp - self.min_disp)?
+                .f_add_scalar(self.min_disp)?
+                .f_reciprocal()?
+                .f_flatten(0, -1)?;
+            let k = depth.numel() as i64 / 2 + 1;
+            let (median, _) = depth.f_kthvalue(k, 0, false)?;
+            let median = to_host(&median)?.first().copied().unwrap_or(f32::NAN);
+            let start = poses_from_rows(&to_host(network_poses)?);
+            let pyramid = [target.shallow_clone()];
+            let disparities = [disparity];
+            let refiner = &mut self.refiner;
+            let refined = refine_poses_with(start, iterations, median, |poses| {
+                let rows = Tensor::f_from_slice(&rows_from_poses(poses))?
+                    .f_to_device(device)?
+                    .f_reshape([2, 6])?;
+                let step = refiner.step(&TorchLossInputs {
+                    target,
+                    sources,
+                    disparities: &disparities,
+                    target_pyramid: &pyramid,
+                    poses: &rows,
+                    invert: &[true, false],
+                    intrinsics,
+                    tie_break_noise: None,
+                })?;
+                let read = Tensor::f_cat(
+                    &[step.scalars.f_narrow(0, 1, 1)?, step.grad_poses.f_reshape([-1])?],
+                    0,
+                )?;
+                let v = to_host(&read)?;
+                let g = |s: usize| -> [f32; 6] { std::array::from_fn(|c| v[1 + 6 * s + c]) };
+                Ok::<_, AdaptError>((v[0], [g(0), g(1)]))
+            })?;
+            let rows = Tensor::f_from_slice(&rows_from_poses(&refined.poses))?
+                .f_to_device(device)?
+                .f_reshape([2, 6])?;
+            Ok((rows, median, refined))
         }
 
         /// Loss, gradients (as a surrogate), distillation mask and the step's verdict for a
@@ -400,6 +496,7 @@ mod device {
             let mut masks = Vec::with_capacity(bu);
             let mut bad_gradients = Tensor::f_zeros([], (Kind::Float, device))?;
             let mut live_translation = None;
+            let mut live_refinement = None;
             for i in 0..b {
                 let target_i = target.f_narrow(0, i, 1)?;
                 let sources = [prev.f_narrow(0, i, 1)?, next.f_narrow(0, i, 1)?];
@@ -414,12 +511,36 @@ mod device {
                 let pose_row = |j: i64| -> Result<Tensor, tch::TchError> {
                     Tensor::f_cat(&[rot.f_narrow(0, j, 1)?, trans.f_narrow(0, j, 1)?], 1)
                 };
-                let poses = Tensor::f_cat(&[pose_row(i)?, pose_row(b + i)?], 0)?;
+                let network_poses = Tensor::f_cat(&[pose_row(i)?, pose_row(b + i)?], 0)?;
+                let intrinsics = batch.triplets[i as usize].intrinsics;
+                // With refinement the loss sees the refined poses (constants), and the pose
+                // network is pulled toward them: the gradient of ½‖r − r*‖² + ½‖t − t*‖² / m²
+                // (m the median depth), as the CPU path's pose targets.
+                let poses = if batch.pose_refine_iterations > 0 {
+                    let (refined, median, record) = self.refine(
+                        &target_i,
+                        &sources,
+                        &disparities[0],
+                        &network_poses,
+                        intrinsics,
+                        batch.pose_refine_iterations,
+                    )?;
+                    if i == 0 {
+                        live_refinement = Some(record);
+                    }
+                    let m = if median.is_finite() && median > 0.0 { median } else { 1.0 };
+                    let inv_m2 = f64::from(1.0 / (m * m));
+                    let scale = Tensor::f_from_slice(&[1.0f32, 1.0, 1.0, 0.0, 0.0, 0.0])?
+                        .f_to_device(device)?;
+                    let scale = (scale.f_mul_scalar(1.0 - inv_m2)? + inv_m2).f_reshape([1, 6])?;
+                    let pull = (network_poses.f_detach()? - &refined) * scale;
+                    surrogate += (&network_poses * pull.f_detach()?).f_sum(Kind::Float)?;
+                    refined
+                } else {
+                    network_poses
+                };
                 if i == 0 {
-                    live_translation = Some(Tensor::f_cat(
-                        &[trans.f_narrow(0, 0, 1)?, trans.f_narrow(0, b, 1)?],
-                        0,
-                    )?);
+                    live_translation = Some(poses.f_narrow(1, 3, 3)?.f_detach()?);
                 }
                 let stream = batch.attempt * 1024 + i as u64;
                 let noise = if self.tie_break_std > 0.0 {
@@ -436,7 +557,6 @@ mod device {
                 } else {
                     None
                 };
-                let intrinsics = batch.triplets[i as usize].intrinsics;
                 let inputs = TorchLossInputs {
                     target: &target_i,
                     sources: &sources,
@@ -509,6 +629,7 @@ mod device {
                 sums: summary.sums,
                 live_masked_fraction: summary.live_masked_fraction,
                 verdict: summary.verdict,
+                live_refinement,
             })
         }
     }

@@ -46,6 +46,22 @@ pub fn refine_poses(
             got: inputs.poses.len().to_string(),
         });
     };
+    refine_poses_with(start, iterations, median_depth, |poses| {
+        let out = loss.forward_backward(&LossInputs { poses, ..*inputs })?;
+        Ok((out.photometric, [out.grad_poses[0], out.grad_poses[1]]))
+    })
+}
+
+/// The refinement itself, on any evaluator of the loss: `evaluate(poses)` returns the
+/// photometric loss at the finest scale and its gradient with respect to each pose (axis-angle,
+/// translation). The CPU path evaluates with our CPU loss ([`refine_poses`]), the CUDA path with
+/// the fused kernels on the device; both walk the same iterations.
+pub fn refine_poses_with<E>(
+    start: [Pose6; 2],
+    iterations: usize,
+    median_depth: f32,
+    mut evaluate: impl FnMut(&[Pose6]) -> Result<(f32, [[f32; 6]; 2]), E>,
+) -> Result<RefinedPoses, E> {
     let depth = if median_depth.is_finite() && median_depth > 0.0 { median_depth } else { 1.0 };
     let mut current = start;
     let mut steps = [[0f32; 6]; 2];
@@ -56,8 +72,7 @@ pub fn refine_poses(
     let mut previous_gradient = [[0f32; 6]; 2];
     let mut best = RefinedPoses { poses: start, loss_before: f32::NAN, loss_after: f32::INFINITY };
     for iteration in 0..=iterations {
-        let out = loss.forward_backward(&LossInputs { poses: &current, ..*inputs })?;
-        let value = out.photometric;
+        let (value, gradient) = evaluate(&current)?;
         if iteration == 0 {
             best.loss_before = value;
         }
@@ -70,7 +85,7 @@ pub fn refine_poses(
         }
         for (s, pose) in current.iter_mut().enumerate() {
             for c in 0..6 {
-                let g = out.grad_poses[s][c];
+                let g = gradient[s][c];
                 if !g.is_finite() {
                     continue;
                 }

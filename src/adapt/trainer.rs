@@ -610,9 +610,14 @@ impl Adapter {
             attempt,
             stationary_masked_fraction: self.config.stationary_masked_fraction,
             stationary_translation: self.config.stationary_translation,
+            pose_refine_iterations: self.config.pose_refine_iterations,
         })?;
         if let Some(terms) = &device_terms {
             self.stats.last_masked_fraction = terms.live_masked_fraction;
+            if let Some(refined) = &terms.live_refinement {
+                self.stats.fresh.refined_motion = refined.poses.each_ref().map(pose_row);
+                self.stats.fresh.refine_loss = [refined.loss_before, refined.loss_after];
+            }
             if let Some(verdict) = &terms.verdict {
                 return Ok(verdict.clone());
             }

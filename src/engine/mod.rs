@@ -6,10 +6,14 @@
 pub mod preprocess;
 #[cfg(feature = "torch")]
 mod torch_backend;
+#[cfg(feature = "torch")]
+mod torch_cuda;
 
 pub use preprocess::{Preprocessor, resize_lanczos};
 #[cfg(feature = "torch")]
 pub use torch_backend::{TorchDepthEngine, TorchPoseEngine, default_device};
+#[cfg(feature = "torch")]
+pub use torch_cuda::{preload_torch_cuda, torch_cuda_available, torch_cuda_status};
 
 use crate::frame::{DepthMap, RgbImage};
 use crate::model::ModelError;

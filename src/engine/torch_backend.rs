@@ -9,9 +9,9 @@ use crate::model::{Arch, PoseArch, check_input_size};
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
-/// CUDA device 0 when libtorch sees a GPU, else the CPU.
+/// CUDA device 0 when libtorch sees a GPU (after loading its CUDA backend), else the CPU.
 pub fn default_device() -> Device {
-    Device::cuda_if_available()
+    if super::torch_cuda_available() { Device::Cuda(0) } else { Device::Cpu }
 }
 
 /// A zero `[batch, channels, height, width]` tensor with channels-last strides.

@@ -192,7 +192,7 @@ fn gpu_unavailable() -> Option<String> {
     if !cfg!(feature = "cuda") {
         return Some("this binary was built without the `cuda` feature".into());
     }
-    if !tch::Cuda::is_available() {
+    if !livedepth::engine::torch_cuda_available() {
         return Some("libtorch sees no CUDA device on this machine".into());
     }
     None
@@ -218,6 +218,8 @@ pub fn bench_adapt(args: AdaptBenchArgs) -> livedepth::Result<()> {
             args.width, args.height
         )));
     }
+    // Asked before any libtorch work (libtorch settles once whether CUDA exists).
+    let gpu_missing = want_gpu.then(gpu_unavailable).flatten();
     let (_, model) = networks(&args, Device::Cpu)?;
     println!(
         "bench adapt: {}x{}, RT-MonoDepth-S + light pose ({model}), batch = live + 1 replayed \
@@ -242,7 +244,7 @@ pub fn bench_adapt(args: AdaptBenchArgs) -> livedepth::Result<()> {
         println!("  GPU: not measured (--device cpu)");
         return Ok(());
     }
-    if let Some(reason) = gpu_unavailable() {
+    if let Some(reason) = gpu_missing {
         println!("  GPU: NOT MEASURED: {reason}; no GPU / CPU ratio in this run");
         return Ok(());
     }

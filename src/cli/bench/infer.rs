@@ -1,7 +1,9 @@
 //! `livedepth bench infer` times the RT-MonoDepth-S forward of the
-//! libtorch engine on the CPU at several input sizes against a PyTorch eager peer
-//! (scripts/bench/infer_peer.py) on the same weights, input and thread count, in the same run,
-//! and shows where the time goes (encoder vs decoder, preprocessing, the peer's top operators).
+//! libtorch engine at several input sizes, on the CPU or (`--device cuda`) on the GPU, against a
+//! PyTorch eager peer (scripts/bench/infer_peer.py) on the same weights, input, device and thread
+//! count, in the same run, and shows where the time goes (encoder vs decoder, preprocessing, the
+//! peer's top operators). On the GPU a timed forward includes the disparity's copy to the host,
+//! as the live path needs it, for both runtimes.
 
 use clap::Args as ClapArgs;
 use livedepth::engine::{Preprocessor, TorchDepthEngine};
@@ -38,6 +40,34 @@ pub struct InferArgs {
     /// Skip the PyTorch peer.
     #[arg(long)]
     pub no_peer: bool,
+    /// `cpu`, or `cuda` (GPU 0 for both runtimes; an error that says why where libtorch sees no
+    /// GPU).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// The device named by `--device`, or an error naming the flag.
+fn bench_device(name: &str) -> livedepth::Result<Device> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" if livedepth::engine::torch_cuda_available() => Ok(Device::Cuda(0)),
+        "cuda" => Err(Error::Other(format!(
+            "--device cuda: libtorch sees no CUDA device ({}); run with --device cpu",
+            match livedepth::engine::torch_cuda_status() {
+                Ok(path) =>
+                    format!("its CUDA backend {} loaded, but no GPU answered", path.display()),
+                Err(why) => why.clone(),
+            }
+        ))),
+        other => Err(Error::Other(format!("--device: `{other}` is not cpu or cuda"))),
+    }
+}
+
+/// Waits for the GPU's queued work so that a timing covers it (no-op on the CPU).
+fn sync(device: Device) {
+    if let Device::Cuda(ordinal) = device {
+        tch::Cuda::synchronize(ordinal as i64);
+    }
 }
 
 /// Median, mean and minimum of per-iteration times in milliseconds.
@@ -162,6 +192,7 @@ fn run_peer(
     profile: bool,
     channels_last: bool,
     rust_disp: &[f32],
+    device: Device,
 ) -> livedepth::Result<PeerResult> {
     let script = repo_root().join("scripts/bench/infer_peer.py");
     let mut cmd = std::process::Command::new(python);
@@ -180,6 +211,9 @@ fn run_peer(
     }
     if channels_last {
         cmd.arg("--channels-last");
+    }
+    if device.is_cuda() {
+        cmd.args(["--device", "cuda"]);
     }
     let out = cmd.output().map_err(|e| Error::io(python, e))?;
     if !out.status.success() {
@@ -235,17 +269,24 @@ pub fn run_infer(args: InferArgs) -> livedepth::Result<()> {
         let shared = repo_root().join("../shared/models/rtmonodepth_s/m_640x192");
         shared.join("encoder.pth").exists().then_some(shared)
     });
+    let device = bench_device(&args.device)?;
     let network = match &model {
-        Some(dir) => DepthNetwork::load(dir, Arch::RtMonoDepthS, Device::Cpu)?,
-        None => DepthNetwork::new(Arch::RtMonoDepthS, Device::Cpu),
+        Some(dir) => DepthNetwork::load(dir, Arch::RtMonoDepthS, device)?,
+        None => DepthNetwork::new(Arch::RtMonoDepthS, device),
     };
     let python = livedepth::python::torch_python(args.python.clone());
     let (frame, frame_name) = source_frame();
     let tmp = std::env::temp_dir().join(format!("livedepth-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
 
+    let on = match device {
+        Device::Cuda(_) => {
+            "GPU 0 (disparity copied back to the host in each timed forward)".to_owned()
+        }
+        _ => format!("the CPU, {threads} threads"),
+    };
     println!(
-        "RT-MonoDepth-S forward on the CPU, batch 1, {threads} threads, {} iterations after {} warm-up",
+        "RT-MonoDepth-S forward on {on}, batch 1, {} iterations after {} warm-up",
         args.iters, args.warmup
     );
     println!(
@@ -290,16 +331,18 @@ pub fn run_infer(args: InferArgs) -> livedepth::Result<()> {
             engine.forward_normalised(&input, 1).map(|_| ()).map_err(Error::from)
         })?;
         let rust_disp = engine.forward_normalised(&input, 1)?.to_vec();
-        let x = Tensor::from_slice(&input).reshape([1, 3, h as i64, w as i64]);
+        let x = Tensor::from_slice(&input).reshape([1, 3, h as i64, w as i64]).to_device(device);
         let (encoder, decoder) = tch::no_grad(|| -> livedepth::Result<(Stats, Stats)> {
             let net = engine.network();
             let enc = timed(args.warmup, args.iters, || {
                 net.encode(&x, false);
+                sync(device);
                 Ok(())
             })?;
             let features = net.encode(&x, false);
             let dec = timed(args.warmup, args.iters, || {
                 net.decode(&features);
+                sync(device);
                 Ok(())
             })?;
             Ok((enc, dec))
@@ -319,12 +362,23 @@ pub fn run_infer(args: InferArgs) -> livedepth::Result<()> {
                 &disp_path,
                 a,
                 threads,
-                index == 0,
+                index == 0 && !device.is_cuda(),
                 false,
                 &rust_disp,
+                device,
             )?;
-            let eager_cl =
-                run_peer(py, model, &input_path, &disp_path, a, threads, false, true, &rust_disp)?;
+            let eager_cl = run_peer(
+                py,
+                model,
+                &input_path,
+                &disp_path,
+                a,
+                threads,
+                false,
+                true,
+                &rust_disp,
+                device,
+            )?;
             Some((eager, eager_cl))
         };
         let fmt = |s: Option<Stats>| s.map_or("-".to_owned(), |s| format!("{:.2}", s.median_ms));
