@@ -33,8 +33,14 @@ def pct(new, old):
 
 
 def main(out):
-    start = json.load(open(os.path.join(out, "start.kitti.json")))["abs_rel"]
-    print(f"KITTI tiny abs_rel of the start model: {start:.3f} (goal after adaptation <= {1.1 * start:.3f})\n")
+    start_path = os.path.join(out, "start.kitti.json")
+    if os.path.exists(start_path):
+        start = json.load(open(start_path))["abs_rel"]
+        print(f"KITTI tiny abs_rel of the start model: {start:.3f} (goal after adaptation <= {1.1 * start:.3f})\n")
+    else:
+        # E.g. scripts/gpu_check.sh's runs, which carry no KITTI frames: no forgetting check.
+        start = float("nan")
+        print("no start.kitti.json here: KITTI forgetting was not measured (shown as nan)\n")
     print("| run | set | seed | frozen | adapted | served (shipped) | served per 50 frames (frozen -> served) "
           "| worst 50-frame window after the first 50, served vs frozen | KITTI after |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -62,13 +68,16 @@ def main(out):
               f"{kitti:.3f} ({pct(kitti, start)}) |")
         if run == "default":
             goal = 0.70 if set_name == "dev" else 0.75
+            kitti_known = kitti == kitti and start == start
             ok = sv <= goal * f and (set_name == "dev" or sv <= 0.32) and worst <= 0.05 \
-                and kitti <= 1.1 * start
+                and (not kitti_known or kitti <= 1.1 * start)
             verdicts.append(f"{set_name} seed {seed[1:]}: served {sv:.3f} vs frozen {f:.3f} "
                             f"({pct(sv, f)}, goal <= {100 * (goal - 1):+.0f} %"
                             f"{' and <= 0.32' if set_name == 'val' else ''}), worst window "
-                            f"{100 * worst:+.0f} % (goal <= +5 %), KITTI after {kitti:.3f} "
-                            f"(goal <= {1.1 * start:.3f}): {'PASS' if ok else 'FAIL'}")
+                            f"{100 * worst:+.0f} % (goal <= +5 %), "
+                            + (f"KITTI after {kitti:.3f} (goal <= {1.1 * start:.3f})" if kitti_known
+                               else "KITTI not measured")
+                            + f": {'PASS' if ok else 'FAIL'}")
     if verdicts:
         print("\nAcceptance (issue #9) of the shipped defaults:")
         for v in verdicts:

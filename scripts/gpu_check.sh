@@ -5,14 +5,20 @@
 #   scripts/gpu_check.sh --pack       here: build the cuda binaries (release CLI + the GPU test
 #                                      binaries), strip them, and gather into .gpu/ (git-ignored)
 #                                      what the GPU machine lacks: GStreamer/GLib libraries, and a
-#                                      small subset of ../shared (the KITTI model, 12 kitchen
-#                                      frames, one KITTI frame). Carry `.gpu` to the GPU machine.
+#                                      subset of ../shared (the KITTI model, 14 kitchen frames,
+#                                      one KITTI frame, all of kitchen_val). Binaries and libraries
+#                                      travel xz-compressed. Carry `.gpu` to the GPU machine.
 #   scripts/gpu_check.sh --dry-run    anywhere: say what would run and what is missing, run nothing.
 #   scripts/gpu_check.sh [--out DIR]  on the GPU machine: every GPU test, `bench infer --device
 #                                      cuda`, `bench loss --device cuda`, `bench adapt --device
-#                                      cuda`; one log and one JSON summary in DIR (default $OUT, else
-#                                      out/gpu_check). Each step has its own time limit; the whole
-#                                      run stays under 8 minutes.
+#                                      cuda`, then the shipped adaptation on the GPU on kitchen_val
+#                                      (lock-step `eval --adapt`, seeds 0-2, as
+#                                      scripts/adapt_experiments.sh runs `default val`); one log,
+#                                      one JSON summary and each seed's eval JSON and per-frame CSV
+#                                      in DIR (default $OUT, else out/gpu_check); summarise those
+#                                      with scripts/adapt_summary.py DIR. Each step has its own time
+#                                      limit; the whole run stays under 8 minutes.
+#                                      GPU_CHECK_ONLY=REGEX runs only the matching steps.
 #
 # libtorch comes from the GPU machine's own PyTorch (python3), the same version (2.11) the binaries
 # were linked against; the binaries load its CUDA backend themselves (src/engine/torch_cuda.rs).
@@ -79,10 +85,13 @@ EOF
     done
     local kitti=data/kitti_tiny/2011_09_26/2011_09_26_drive_0023_sync/image_02/data
     mkdir -p "$PACK/shared/$kitti" && cp "$SHARED_SRC/$kitti/0000000000.png" "$PACK/shared/$kitti/"
+    cp -r "$SHARED_SRC/data/kitchen_val" "$PACK/shared/data/"
   else
     echo "   ../shared is absent: the real-data GPU tests will print SKIP there"
   fi
   echo "$ROOT" >"$PACK/build_root"
+  echo "== compressing the binaries and libraries"
+  tar -C "$PACK" -cJf "$PACK/payload.tar.xz" bin lib && rm -rf "$PACK/bin" "$PACK/lib"
   du -sh "$PACK"
   echo "carry \`$PACK\` and run \`bash scripts/gpu_check.sh\` on the GPU machine"
 }
@@ -97,6 +106,9 @@ torch_python() {
 }
 
 setup_env() {
+  if [ -f "$PACK/payload.tar.xz" ] && [ ! -d "$PACK/bin" ]; then
+    tar -C "$PACK" -xJf "$PACK/payload.tar.xz" || return 1
+  fi
   PY=$(torch_python) || { echo "no python with torch: cannot find libtorch" ; return 1; }
   TORCH_DIR=$("$PY" -c 'import os, torch; print(os.path.dirname(torch.__file__))')
   SITE=$(dirname "$TORCH_DIR")
@@ -133,6 +145,11 @@ for t in "${GPU_TESTS[@]}"; do step "test:$t" 100 "$PACK/bin/$t --test-threads=1
 step "bench:infer" 90 "$PACK/bin/livedepth bench infer --device cuda --iters 100 --warmup 10"
 step "bench:loss" 90 "$PACK/bin/livedepth bench loss --device cuda"
 step "bench:adapt" 120 "$PACK/bin/livedepth bench adapt --device cuda --steps 10 --frames 50"
+for seed in 0 1 2; do
+  step "adapt:val:s$seed" 150 "$PACK/bin/livedepth eval --quiet --dataset kitchen:$PACK/shared/data/kitchen_val \
+--model $PACK/shared/models/rtmonodepth_s/m_640x192 --adapt --seed $seed \
+--json $OUT_DIR/default.val.s$seed.json --diagnose $OUT_DIR/default.val.s$seed.csv"
+done
 
 if [ "$MODE" = pack ]; then pack; exit $?; fi
 
@@ -142,9 +159,14 @@ if [ "$MODE" = dry ]; then
   echo "and write $OUT_DIR/gpu_check.log and $OUT_DIR/gpu_check.json"
   echo "what it has and lacks here:"
   lacks=0
-  for b in livedepth "${GPU_TESTS[@]}"; do
-    [ -x "$PACK/bin/$b" ] && echo "  ok      $PACK/bin/$b" || { echo "  MISSING $PACK/bin/$b (run scripts/gpu_check.sh --pack here)"; lacks=1; }
-  done
+  if [ -f "$PACK/payload.tar.xz" ]; then
+    listed=$(tar -tJf "$PACK/payload.tar.xz")
+    for b in livedepth "${GPU_TESTS[@]}"; do
+      grep -qx "bin/$b" <<<"$listed" && echo "  ok      bin/$b (in $PACK/payload.tar.xz)" || { echo "  MISSING bin/$b in $PACK/payload.tar.xz (run scripts/gpu_check.sh --pack here)"; lacks=1; }
+    done
+  else
+    echo "  MISSING $PACK/payload.tar.xz (run scripts/gpu_check.sh --pack here)"; lacks=1
+  fi
   if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
     echo "  ok      GPU: $(nvidia-smi -L | head -1)"
   else
@@ -156,6 +178,8 @@ if [ "$MODE" = dry ]; then
     echo "  MISSING python3 with torch (libtorch comes from it)"; lacks=1
   fi
   [ -d "$PACK/shared" ] && echo "  ok      shared subset $PACK/shared" || echo "  MISSING $PACK/shared: the real-data GPU tests would SKIP"
+  [ -d "$PACK/shared/data/kitchen_val" ] || { echo "  MISSING $PACK/shared/data/kitchen_val: the GPU adaptation runs would fail"; lacks=1; }
+  [ "$lacks" = 0 ] && echo "nothing missing: ready to run on a GPU machine" || echo "something is missing (above)"
   exit 0
 fi
 
@@ -172,6 +196,8 @@ setup_env || { echo "gpu_check: $(torch_python || echo 'no python3 with torch')"
 } >>"$LOG" 2>&1
 for s in "${STEPS[@]}"; do
   IFS='|' read -r name limit cmd <<<"$s"
+  # GPU_CHECK_ONLY=REGEX runs only the steps whose name matches (e.g. `adapt:` or `test:`).
+  if [ -n "${GPU_CHECK_ONLY:-}" ] && ! [[ $name =~ $GPU_CHECK_ONLY ]]; then continue; fi
   echo "== $name: $cmd" | tee -a "$LOG"
   start=$(date +%s.%N)
   timeout "$limit" bash -c "$cmd" >"$OUT_DIR/.step.log" 2>&1
