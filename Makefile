@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 OUT ?= out/demo
 
-.PHONY: setup demo test fmt lint bench base-model
+.PHONY: setup demo test fmt lint bench base-model jetson
 
 setup:
 	@bash scripts/setup.sh
@@ -16,13 +16,21 @@ demo: setup
 # The cuda feature builds everywhere (cudarc loads CUDA at run time); GPU tests skip without a GPU.
 FEATURES ?= cuda
 
+# The aarch64 check builds everything for a Jetson (CUDA 12.6 API, `jetpack6`) without linking:
+# pkg-config may answer from the x86-64 .pc files, since a check links nothing.
 test: setup
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets --features $(FEATURES) -- -D warnings
+	PKG_CONFIG_ALLOW_CROSS=1 $(CARGO) check --target aarch64-unknown-linux-gnu --all-targets --features jetpack6
 	$(CARGO) test --features $(FEATURES)
 
 fmt:
 	$(CARGO) fmt
+
+# Cross-build for aarch64 (Jetson, JetPack 6 CUDA API) and run a smoke suite under qemu-aarch64
+# (scripts/jetson.sh; installs what it needs once; about 25 minutes the first time).
+jetson: setup
+	@bash scripts/jetson.sh
 
 # Every benchmark, each printing its ratio against a peer measured in the same run (`bench adapt`
 # compares GPU and CPU and says so where there is no GPU).

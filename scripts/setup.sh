@@ -23,6 +23,9 @@ APT_PACKAGES=(
   libgstrtspserver-1.0-dev
   python3-venv
   g++
+  # `make test` checks that the code builds for aarch64 (Jetson): the cross C++ compiler is for
+  # torch-sys's wrapper (see the aarch64 step below).
+  g++-aarch64-linux-gnu
 )
 
 log() { printf '[setup] %s\n' "$*" >&2; }
@@ -61,6 +64,15 @@ if ! "$VENV/bin/python" -c "import nvidia.cuda_nvrtc" 2>/dev/null && ! ls "$VENV
 fi
 # Point cargo (for this clone) at the venv's libtorch and Python, so that plain `cargo build`,
 # `cargo test` and `cargo run` work without hand-set environment variables.
+if command -v rustup >/dev/null; then
+  if ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
+    log "adding the aarch64-unknown-linux-gnu Rust target (for the Jetson build check)"
+    rustup target add aarch64-unknown-linux-gnu
+  fi
+elif ! rustc --print target-list >/dev/null 2>&1 || [[ ! -d "$(rustc --print sysroot)/lib/rustlib/aarch64-unknown-linux-gnu" ]]; then
+  log "no rustup and no aarch64-unknown-linux-gnu standard library: install rustup (https://rustup.rs), then run this again"
+  exit 1
+fi
 TORCH_DIR=$("$VENV/bin/python" -c "import torch, os; print(os.path.dirname(torch.__file__))")
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 mkdir -p "$repo_root/.cargo"
