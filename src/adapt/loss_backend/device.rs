@@ -1,0 +1,308 @@
+//! The CUDA loss backend of the adaptation loop (feature `cuda`): the fused kernels on
+//! libtorch's device tensors for a whole batch (loss, gradients as a surrogate, the multi-view
+//! distillation mask, test-time pose refinement), with one small host read per step; see the
+//! parent module for the contract it shares with the CPU backend.
+
+use super::{AdaptError, DeviceBatch, DeviceTerms, summarise_step, tie_break_noise_tensor};
+use crate::adapt::pose_refine::{RefinedPoses, refine_poses_with};
+use crate::cuda::torch::{TorchFusedLoss, TorchLossInputs};
+use crate::cuda::twin::FusedLossConfig;
+use crate::loss::{LossConfig, Pose6};
+use tch::{Device, Kind, Tensor};
+
+/// Copies a small float device tensor to the host (one synchronising read).
+fn to_host(t: &Tensor) -> Result<Vec<f32>, AdaptError> {
+    let t = t.f_detach()?.f_to_kind(Kind::Float)?.f_to_device(Device::Cpu)?.f_contiguous()?;
+    let mut out = vec![0f32; t.numel()];
+    let len = out.len();
+    t.f_copy_data(&mut out, len)?;
+    Ok(out)
+}
+
+/// Two poses [2, 6] (axis-angle, translation), previous (inverted) then next.
+fn poses_from_rows(v: &[f32]) -> [Pose6; 2] {
+    let pose = |r: &[f32], invert| Pose6 {
+        axis_angle: [r[0], r[1], r[2]],
+        translation: [r[3], r[4], r[5]],
+        invert,
+    };
+    [pose(&v[0..6], true), pose(&v[6..12], false)]
+}
+
+fn rows_from_poses(p: &[Pose6]) -> Vec<f32> {
+    p.iter().flat_map(|q| q.axis_angle.into_iter().chain(q.translation)).collect()
+}
+
+impl From<crate::cuda::CudaError> for AdaptError {
+    fn from(e: crate::cuda::CudaError) -> Self {
+        AdaptError::Cuda(e.to_string())
+    }
+}
+
+/// The fused CUDA loss for the adaptation loop: the student's loss with gradients, and the
+/// teacher's (no automask, scale 0, forward only) for the multi-view distillation mask.
+pub struct DeviceLoss {
+    student: TorchFusedLoss,
+    teacher: TorchFusedLoss,
+    /// The student's loss at the finest scale, for pose refinement (its own workspace).
+    refiner: TorchFusedLoss,
+    ordinal: usize,
+    tie_break_std: f32,
+    seed: u64,
+    /// Disparity range of the loss (for the median depth that scales refinement steps).
+    min_disp: f64,
+    max_disp: f64,
+}
+
+impl DeviceLoss {
+    /// Loads the kernels on CUDA device `ordinal` (libtorch's), with the loss settings.
+    pub fn new(ordinal: usize, config: &LossConfig) -> Result<Self, AdaptError> {
+        let fused = FusedLossConfig {
+            min_depth: config.min_depth,
+            max_depth: config.max_depth,
+            ssim_weight: config.ssim_weight,
+            smoothness_weight: config.smoothness_weight,
+            automask: config.automask,
+        };
+        let cannot_load = |e: crate::cuda::CudaError| {
+            AdaptError::Cuda(format!(
+                "the loss kernels cannot load on cuda:{ordinal} ({e}); run with \
+                 LIVEDEPTH_ADAPT_LOSS=cpu to use the CPU loss instead"
+            ))
+        };
+        let student = TorchFusedLoss::new(ordinal, fused).map_err(cannot_load)?;
+        let teacher = TorchFusedLoss::with_kernels(
+            student.kernels().clone(),
+            ordinal,
+            FusedLossConfig { automask: false, ..fused },
+        )
+        .map_err(cannot_load)?;
+        let refiner = TorchFusedLoss::with_kernels(student.kernels().clone(), ordinal, fused)
+            .map_err(cannot_load)?;
+        Ok(Self {
+            student,
+            teacher,
+            refiner,
+            ordinal,
+            tie_break_std: config.tie_break_std,
+            seed: config.seed,
+            min_disp: 1.0 / f64::from(config.max_depth),
+            max_disp: 1.0 / f64::from(config.min_depth),
+        })
+    }
+
+    /// Test-time pose refinement of one sample on the device, as the CPU path does it
+    /// ([`refine_poses_with`]): the finest scale, the current depth held fixed, no tie-break
+    /// noise. Returns the refined poses [2, 6] on the device, the median depth that scaled
+    /// the steps, and the refinement's record. Each iteration reads 13 floats back.
+    #[allow(clippy::too_many_arguments)]
+    fn refine(
+        &mut self,
+        target: &Tensor,
+        sources: &[Tensor; 2],
+        disparity: &Tensor,
+        network_poses: &Tensor,
+        intrinsics: [f32; 4],
+        iterations: usize,
+    ) -> Result<(Tensor, f32, RefinedPoses), AdaptError> {
+        let device = Device::Cuda(self.ordinal);
+        let disparity = disparity.f_detach()?.f_contiguous()?;
+        // The median depth as the CPU computes it: element len / 2 of the sorted depths.
+        let depth = disparity
+            .f_mul_scalar(self.max_disp - self.min_disp)?
+            .f_add_scalar(self.min_disp)?
+            .f_reciprocal()?
+            .f_flatten(0, -1)?;
+        let k = depth.numel() as i64 / 2 + 1;
+        let (median, _) = depth.f_kthvalue(k, 0, false)?;
+        let median = to_host(&median)?.first().copied().unwrap_or(f32::NAN);
+        let start = poses_from_rows(&to_host(network_poses)?);
+        let pyramid = [target.shallow_clone()];
+        let disparities = [disparity];
+        let refiner = &mut self.refiner;
+        let refined = refine_poses_with(start, iterations, median, |poses| {
+            let rows = Tensor::f_from_slice(&rows_from_poses(poses))?
+                .f_to_device(device)?
+                .f_reshape([2, 6])?;
+            let step = refiner.step(&TorchLossInputs {
+                target,
+                sources,
+                disparities: &disparities,
+                target_pyramid: &pyramid,
+                poses: &rows,
+                invert: &[true, false],
+                intrinsics,
+                tie_break_noise: None,
+            })?;
+            let read = Tensor::f_cat(
+                &[step.scalars.f_narrow(0, 1, 1)?, step.grad_poses.f_reshape([-1])?],
+                0,
+            )?;
+            let v = to_host(&read)?;
+            let g = |s: usize| -> [f32; 6] { std::array::from_fn(|c| v[1 + 6 * s + c]) };
+            Ok::<_, AdaptError>((v[0], [g(0), g(1)]))
+        })?;
+        let rows = Tensor::f_from_slice(&rows_from_poses(&refined.poses))?
+            .f_to_device(device)?
+            .f_reshape([2, 6])?;
+        Ok((rows, median, refined))
+    }
+
+    /// Loss, gradients (as a surrogate), distillation mask and the step's verdict for a
+    /// batch, all on the device; one small device-to-host copy at the end.
+    pub fn batch_terms(&mut self, batch: &DeviceBatch) -> Result<DeviceTerms, AdaptError> {
+        let device = Device::Cuda(self.ordinal);
+        let size = batch.x_target.size();
+        let [b, _, h, w] = size[..] else {
+            return Err(AdaptError::Frame(format!("target batch shape {size:?}")));
+        };
+        let (hw, bu) = ((w * h) as usize, b as usize);
+        if batch.triplets.len() != bu {
+            return Err(AdaptError::Frame(format!(
+                "{} triplets for a batch of {b} network inputs",
+                batch.triplets.len()
+            )));
+        }
+        let (mean, std) = (f64::from(batch.normalisation.0), f64::from(batch.normalisation.1));
+        let raw = |x: &Tensor| -> Result<Tensor, AdaptError> {
+            Ok(x.f_detach()?.f_mul_scalar(std)?.f_add_scalar(mean)?.f_contiguous()?)
+        };
+        let (target, prev, next) = (raw(batch.x_target)?, raw(batch.x_prev)?, raw(batch.x_next)?);
+        let rot = batch.rot.f_reshape([-1, 3])?;
+        let trans = batch.trans.f_reshape([-1, 3])?;
+        let scales = batch.disps.len();
+        let mut surrogate = Tensor::f_zeros([], (Kind::Float, device))?;
+        let mut scalars = Vec::with_capacity(bu);
+        let mut masks = Vec::with_capacity(bu);
+        let mut bad_gradients = Tensor::f_zeros([], (Kind::Float, device))?;
+        let mut live_translation = None;
+        let mut live_refinement = None;
+        for i in 0..b {
+            let target_i = target.f_narrow(0, i, 1)?;
+            let sources = [prev.f_narrow(0, i, 1)?, next.f_narrow(0, i, 1)?];
+            let disparities: Vec<Tensor> =
+                batch.disps.iter().map(|d| d.f_narrow(0, i, 1)).collect::<Result<_, _>>()?;
+            let mut pyramid = vec![target_i.shallow_clone()];
+            for s in 1..scales {
+                let level =
+                    pyramid[s - 1].f_avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None)?;
+                pyramid.push(level);
+            }
+            let pose_row = |j: i64| -> Result<Tensor, tch::TchError> {
+                Tensor::f_cat(&[rot.f_narrow(0, j, 1)?, trans.f_narrow(0, j, 1)?], 1)
+            };
+            let network_poses = Tensor::f_cat(&[pose_row(i)?, pose_row(b + i)?], 0)?;
+            let intrinsics = batch.triplets[i as usize].intrinsics;
+            // With refinement the loss sees the refined poses (constants), and the pose
+            // network is pulled toward them: the gradient of ½‖r − r*‖² + ½‖t − t*‖² / m²
+            // (m the median depth), as the CPU path's pose targets.
+            let poses = if batch.pose_refine_iterations > 0 {
+                let (refined, median, record) = self.refine(
+                    &target_i,
+                    &sources,
+                    &disparities[0],
+                    &network_poses,
+                    intrinsics,
+                    batch.pose_refine_iterations,
+                )?;
+                if i == 0 {
+                    live_refinement = Some(record);
+                }
+                let m = if median.is_finite() && median > 0.0 { median } else { 1.0 };
+                let inv_m2 = f64::from(1.0 / (m * m));
+                let scale = Tensor::f_from_slice(&[1.0f32, 1.0, 1.0, 0.0, 0.0, 0.0])?
+                    .f_to_device(device)?;
+                let scale = (scale.f_mul_scalar(1.0 - inv_m2)? + inv_m2).f_reshape([1, 6])?;
+                let pull = (network_poses.f_detach()? - &refined) * scale;
+                surrogate += (&network_poses * pull.f_detach()?).f_sum(Kind::Float)?;
+                refined
+            } else {
+                network_poses
+            };
+            if i == 0 {
+                live_translation = Some(poses.f_narrow(1, 3, 3)?.f_detach()?);
+            }
+            let stream = batch.attempt * 1024 + i as u64;
+            let noise = if self.tie_break_std > 0.0 {
+                Some(
+                    tie_break_noise_tensor(2 * hw, self.tie_break_std, self.seed, stream, device)?
+                        .f_reshape([2, h, w])?,
+                )
+            } else {
+                None
+            };
+            let inputs = TorchLossInputs {
+                target: &target_i,
+                sources: &sources,
+                disparities: &disparities,
+                target_pyramid: &pyramid,
+                poses: &poses,
+                invert: &[true, false],
+                intrinsics,
+                tie_break_noise: noise.as_ref(),
+            };
+            let step = self.student.step(&inputs)?;
+            surrogate += step.surrogate;
+            scalars.push(step.scalars);
+            for g in step.grad_disparities.iter().chain(std::iter::once(&step.grad_poses)) {
+                bad_gradients += g.f_isfinite()?.f_logical_not()?.f_sum(Kind::Float)?;
+            }
+            let mask = match batch.multiview {
+                Some((teacher_disp, threshold)) => {
+                    let (_, kept) = self.student.scale0_maps((w as usize, h as usize), 2)?;
+                    let teacher_d = [teacher_disp.f_narrow(0, i, 1)?];
+                    let _teacher_scalars = self.teacher.forward(&TorchLossInputs {
+                        disparities: &teacher_d,
+                        target_pyramid: &pyramid[..1],
+                        tie_break_noise: None,
+                        ..inputs
+                    })?;
+                    let (teacher_min, _) = self.teacher.scale0_maps((w as usize, h as usize), 2)?;
+                    kept * teacher_min.f_lt(f64::from(threshold))?.f_to_kind(Kind::Float)?
+                }
+                None => Tensor::f_ones([h, w], (Kind::Float, device))?,
+            };
+            masks.push(mask);
+        }
+        let surrogate = surrogate / b as f64;
+        let distill_mask = Tensor::f_stack(&masks, 0)?.f_reshape([b, 1, h, w])?;
+        // The one host read of the step: [B × 12 scalars, 2 live translations, bad gradient
+        // count, mask coverage].
+        let Some(live_translation) = live_translation else {
+            return Err(AdaptError::Frame("empty batch".into()));
+        };
+        let translation_norms = live_translation.f_reshape([2, 3])?.f_norm_scalaropt_dim(
+            2,
+            [1i64].as_slice(),
+            false,
+        )?;
+        let summary = Tensor::f_cat(
+            &[
+                Tensor::f_stack(&scalars, 0)?.f_reshape([-1])?,
+                translation_norms.f_detach()?.f_to_kind(Kind::Float)?,
+                bad_gradients.f_reshape([1])?,
+                distill_mask.f_mean(Kind::Float)?.f_reshape([1])?,
+            ],
+            0,
+        )?
+        .f_to_device(Device::Cpu)?;
+        let mut host = vec![0f32; summary.numel()];
+        let len = host.len();
+        summary.f_copy_data(&mut host, len)?;
+        let summary = summarise_step(
+            &host,
+            bu,
+            batch.stationary_masked_fraction,
+            batch.stationary_translation,
+        )?;
+        Ok(DeviceTerms {
+            surrogate,
+            distill_mask,
+            distill_fraction: summary.distill_fraction,
+            sums: summary.sums,
+            live_masked_fraction: summary.live_masked_fraction,
+            verdict: summary.verdict,
+            live_refinement,
+        })
+    }
+}
