@@ -97,7 +97,7 @@ pub fn sweep_stale(dir: &Path) -> Vec<PathBuf> {
 /// [`sweep_stale`], telling the user each file removed.
 pub fn sweep_stale_and_tell(dir: &Path) {
     for path in sweep_stale(dir) {
-        eprintln!("removed {} (left by an interrupted run)", path.display());
+        tracing::info!("removed {} (left by an interrupted run)", path.display());
     }
 }
 

@@ -152,7 +152,7 @@ pub fn build_adapter(
         }
     };
     let mut adapter = Adapter::new(options.config.clone(), student, pose)?;
-    eprintln!("adapt: networks on {device:?}, loss on {}", adapter.loss_backend());
+    tracing::info!("adapt: networks on {device:?}, loss on {}", adapter.loss_backend());
     if let Some(path) = &options.checkpoint {
         if path.is_dir() {
             return Err(crate::Error::Other(format!(
@@ -299,7 +299,7 @@ pub fn evaluate_adapt_with(
         if adapt.print_every > 0 && (position + 1) % adapt.print_every == 0 {
             let rate = (adapter.stats().steps - steps_at_start) as f64
                 / started.elapsed().as_secs_f64().max(1e-9);
-            eprintln!(
+            tracing::info!(
                 "[frame {}/{}] abs_rel {:.4} | {}",
                 position + 1,
                 indices.len(),
@@ -416,17 +416,17 @@ pub fn run_adapter_thread(
             }
         }
         if open && let Some(StepOutcome::Rejected(reason)) = adapter.step()? {
-            eprintln!("adapt: step rejected: {reason}");
+            tracing::info!("adapt: step rejected: {reason}");
         }
         if print_every_s > 0.0 && last_print.elapsed().as_secs_f64() >= print_every_s {
             let rate = adapter.stats().steps as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            eprintln!("{}", status_line(adapter.stats(), rate));
+            tracing::info!("{}", status_line(adapter.stats(), rate));
             last_print = Instant::now();
         }
     }
     adapter.finish()?;
     let rate = adapter.stats().steps as f64 / started.elapsed().as_secs_f64().max(1e-9);
-    eprintln!("{} (final)", status_line(adapter.stats(), rate));
+    tracing::info!("{} (final)", status_line(adapter.stats(), rate));
     Ok(adapter.stats().clone())
 }
 

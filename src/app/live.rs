@@ -300,7 +300,7 @@ impl LiveAdaptHook {
                 .into());
             }
             if self.failure_shown.is_none_or(|t| t.elapsed() >= FAILURE_REMINDER) {
-                eprintln!(
+                tracing::error!(
                     "adapt: FAILED ({reason}) | live depth goes on with the last published \
                      weights (--adapt-on-failure continue); the run will exit non-zero"
                 );
@@ -378,7 +378,9 @@ fn gpu_preprocess_for(
     match gpu_preprocess::GpuPreprocess::new(ordinal, size, normalisation) {
         Ok(gpu) => Some(gpu),
         Err(e) => {
-            eprintln!("warning: CUDA preprocessing unavailable ({e}); using the CPU preprocessing");
+            tracing::warn!(
+                "warning: CUDA preprocessing unavailable ({e}); using the CPU preprocessing"
+            );
             None
         }
     }
@@ -611,7 +613,9 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
                     .name("adapt".into())
                     .spawn(move || -> crate::Result<AdaptStats> {
                         if !lower_thread_priority() {
-                            eprintln!("adapt: could not lower the adaptation thread's priority");
+                            tracing::warn!(
+                                "adapt: could not lower the adaptation thread's priority"
+                            );
                         }
                         let result = build_adapter(&model, arch, &adapt_options, default_device())
                             .and_then(|adapter| {
@@ -619,7 +623,7 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
                             });
                         if let Err(e) = &result {
                             // Shown at once, not when the source ends (possibly hours later).
-                            eprintln!("adapt: FAILED: {e}");
+                            tracing::error!("adapt: FAILED: {e}");
                             let _ = failure_slot.set(e.to_string());
                         }
                         result

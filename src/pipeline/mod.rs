@@ -489,7 +489,7 @@ fn warn_once_if_ctrl_c_unavailable() {
     if let Err(error) = install_ctrl_c_handler()
         && !WARNED.swap(true, Ordering::SeqCst)
     {
-        eprintln!("warning: {error}; Ctrl-C will end the process without a graceful stop");
+        tracing::warn!("warning: {error}; Ctrl-C will end the process without a graceful stop");
     }
 }
 
@@ -729,7 +729,7 @@ impl LivePrinter {
             })
             .ok();
         if thread.is_none() {
-            eprintln!("warning: could not start the live statistics thread");
+            tracing::warn!("warning: could not start the live statistics thread");
         }
         Self { done, thread }
     }

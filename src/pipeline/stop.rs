@@ -23,10 +23,10 @@ pub fn install_ctrl_c_handler() -> Result<(), PipelineError> {
             ctrlc::set_handler(|| {
                 let presses = INTERRUPTS.fetch_add(1, Ordering::SeqCst) + 1;
                 if presses >= INTERRUPTS_AT_LAST_START.load(Ordering::SeqCst) + 2 {
-                    eprintln!("\nsecond Ctrl-C: exiting now");
+                    tracing::info!("\nsecond Ctrl-C: exiting now");
                     std::process::exit(130);
                 }
-                eprintln!("\nCtrl-C: stopping (press again to exit immediately)");
+                tracing::info!("\nCtrl-C: stopping (press again to exit immediately)");
             })
             .map_err(|e| e.to_string())
         })

@@ -288,7 +288,7 @@ impl GstSource {
         if lost >= 2 && lost as f64 > 0.01 * declared as f64 {
             self.frames_lost = lost;
             self.warnings += 1;
-            eprintln!(
+            tracing::warn!(
                 "warning: {}: the file declares {seconds:.2} s ({declared} frames at {fps:.3} fps) \
                  but only {delivered} frames ({:.2} s) could be decoded: {lost} frames are lost \
                  (the file is cut off or damaged)",
@@ -310,7 +310,7 @@ impl GstSource {
             gst::MessageView::Warning(warning) => {
                 self.warnings += 1;
                 let element = warning.src().map(|s| s.name().to_string()).unwrap_or_default();
-                eprintln!(
+                tracing::warn!(
                     "warning: {}: GStreamer warning from `{element}`: {} ({})",
                     self.uri,
                     warning.error(),

@@ -81,7 +81,7 @@ impl ReconnectingSource {
         let lost_at = Instant::now();
         let mut backoff = self.policy.initial_backoff;
         let mut attempts = 0u64;
-        eprintln!("source {}: lost ({reason}); reconnecting", self.uri);
+        tracing::warn!("source {}: lost ({reason}); reconnecting", self.uri);
         loop {
             let deadline = Instant::now() + backoff;
             while Instant::now() < deadline {
@@ -94,7 +94,7 @@ impl ReconnectingSource {
             match GstSource::open(&self.uri, &self.options) {
                 Ok(source) => {
                     self.reconnects += 1;
-                    eprintln!(
+                    tracing::info!(
                         "source {}: reconnected after {:.1} s ({attempts} attempt{}; {} \
                          reconnects so far)",
                         self.uri,
@@ -117,7 +117,7 @@ impl ReconnectingSource {
                             ),
                         });
                     }
-                    eprintln!(
+                    tracing::warn!(
                         "source {}: still lost after {:.1} s (attempt {attempts}: {error}); next \
                          try in {:.1} s",
                         self.uri,

@@ -770,7 +770,7 @@ pub fn train(options: &TrainOptions) -> Result<TrainSidecar, TrainError> {
     for spec in &options.datasets {
         let (samples, used) = load_clip(spec, w, h, options.frame_gap)?;
         if options.supervised_weight > 0.0 && !used.with_depth {
-            eprintln!(
+            tracing::info!(
                 "train: {spec} has no ground-truth depth on every frame: self-supervised only there"
             );
         }
@@ -913,7 +913,7 @@ pub fn train(options: &TrainOptions) -> Result<TrainSidecar, TrainError> {
                 }
                 StepResult::Rejected(reason) => {
                     sidecar.rejected_steps += 1;
-                    eprintln!("train: step {step} rejected: {reason}");
+                    tracing::info!("train: step {step} rejected: {reason}");
                 }
             }
             step += 1;
@@ -926,7 +926,7 @@ pub fn train(options: &TrainOptions) -> Result<TrainSidecar, TrainError> {
             if options.log_every > 0 && step.is_multiple_of(options.log_every) {
                 let elapsed = started.elapsed().as_secs_f64();
                 let eta = elapsed / step as f64 * (total_steps - step) as f64;
-                eprintln!(
+                tracing::info!(
                     "train: step {step}/{total_steps} epoch {:.2} loss {:.4} (photo {:.4} smooth \
                      {:.5} depth {:.4} pose {:.4}) {:.1}s elapsed, ETA {:.0}s",
                     step as f64 / steps_per_epoch as f64,

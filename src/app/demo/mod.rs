@@ -123,7 +123,7 @@ fn prepare(options: &DemoOptions, out: &Path) -> crate::Result<(DemoScene, DemoM
         SceneChoice::Auto => match (find_existing(RECORDED_SCENE_DIR), recorded_model()) {
             (Some(dir), Some(_)) => Some(dir),
             _ => {
-                eprintln!(
+                tracing::info!(
                     "demo: {RECORDED_SCENE_DIR} or {RECORDED_MODEL_DIR} is absent, so the demo \
                      renders a synthetic drive instead of replaying the real recording"
                 );
@@ -140,7 +140,7 @@ fn prepare(options: &DemoOptions, out: &Path) -> crate::Result<(DemoScene, DemoM
                 ))
             })?;
             let model = resolve_model(&path)?;
-            eprintln!(
+            tracing::info!(
                 "[1/{}] encoding {} as a camera would record it",
                 stages(options),
                 dir.display()
@@ -153,7 +153,7 @@ fn prepare(options: &DemoOptions, out: &Path) -> crate::Result<(DemoScene, DemoM
         None => {
             let model = find_model(options.model.as_deref())?;
             let frames = options.frames.unwrap_or(SYNTHETIC_FRAMES);
-            eprintln!(
+            tracing::info!(
                 "[1/{}] rendering a {frames}-frame synthetic drive through an unseen scene (seed \
                  {}) and encoding it",
                 stages(options),
@@ -192,7 +192,7 @@ pub fn run_demo(options: &DemoOptions) -> crate::Result<DemoReport> {
 
     let live_dir = out.join("live");
     let live = if options.live {
-        eprintln!(
+        tracing::info!(
             "[2/{stages}] live depth + online adaptation: replaying {} at the camera's {:.0} fps \
              through GStreamer (paced) with {} at {}x{}",
             scene.video.display(),
@@ -202,7 +202,7 @@ pub fn run_demo(options: &DemoOptions) -> crate::Result<DemoReport> {
             model.height
         );
         let replay = live::run_live_replay(&scene, &live_dir, &model, &adapt)?;
-        eprintln!("{}", replay.summary());
+        tracing::info!("{}", replay.summary());
         Some(replay)
     } else {
         None
@@ -220,7 +220,7 @@ pub fn run_demo(options: &DemoOptions) -> crate::Result<DemoReport> {
         plot: None,
         progress: false,
     };
-    eprintln!("[{}/{stages}] lock-step evaluation, frozen (0 steps per frame)", stages - 1);
+    tracing::info!("[{}/{stages}] lock-step evaluation, frozen (0 steps per frame)", stages - 1);
     let frozen_adapt = AdaptOptions {
         config: AdaptConfig { steps_per_frame: 0, ..adapt.config.clone() },
         print_every: 0,
@@ -231,7 +231,7 @@ pub fn run_demo(options: &DemoOptions) -> crate::Result<DemoReport> {
         track.record(&f)
     })?;
     let side_by_side = out.join("side_by_side.mp4");
-    eprintln!(
+    tracing::info!(
         "[{stages}/{stages}] lock-step evaluation, adapted ({steps_per_frame} steps per frame, \
          same frames), drawing {}",
         side_by_side.display()
