@@ -563,6 +563,11 @@ fn build_pipeline(
             )?;
             let head = format!("nvarguscamerasrc sensor-id={sensor} ! nvvidconv");
             add_raw_head(uri, &pipeline, &head, &convert)?;
+            // Which memory path frames take (the zero-copy NVMM → CUDA path is not written yet).
+            tracing::info!(
+                "{uri}: system-memory path (nvvidconv copies each frame out of NVMM; \
+                 preprocessing uploads it again)"
+            );
         }
         SourceUri::Test { pattern, num_buffers } => {
             require_elements(uri, &[("videotestsrc", BASE_HINT)])?;
