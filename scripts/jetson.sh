@@ -181,27 +181,9 @@ step eval "KITTI tiny abs_rel 0.128 ± 0.003, as on x86-64" kitti_eval
 render_run() {
   rm -rf "$OUT/drive" "$OUT/run"
   a64 render --out "$OUT/drive" --frames 12 --width 320 --height 96 --mp4 "$OUT/drive/drive.mp4" --quiet
-  # Our base model at the drive's size (KITTI-like intrinsics: fx = 0.58 W, fy = 1.92 H).
-  cat >"$OUT/run.toml" <<TOML
-[source]
-uri = "file://$ROOT/$OUT/drive/drive.mp4"
-live = false
-[camera]
-fx = 185.6
-fy = 184.32
-cx = 160.0
-cy = 48.0
-width = 320
-height = 96
-[network]
-arch = "rtmonodepth-s"
-width = 320
-height = 96
-model = "$ROOT/models/base_320x96"
-[outputs]
-dir = "$ROOT/$OUT/run"
-TOML
-  a64 run --config "$OUT/run.toml" --source "file://$ROOT/$OUT/drive/drive.mp4" --out "$OUT/run"
+  # Our base model at the drive's size (configs/rendered_320x96.toml).
+  a64 run --config configs/rendered_320x96.toml --source "file://$ROOT/$OUT/drive/drive.mp4" \
+    --out "$OUT/run"
   python3 - "$OUT/run/run_report.json" <<'EOF'
 import json, sys
 def find(node, key):

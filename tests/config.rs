@@ -258,8 +258,19 @@ fn all_shipped_configs_load() {
     names.sort();
     assert_eq!(
         names,
-        ["generic.toml", "kitchen.toml", "kitti.toml", "synthetic.toml", "tum_fr1.toml"]
+        [
+            "generic.toml",
+            "kitchen.toml",
+            "kitti.toml",
+            "rendered_320x96.toml",
+            "synthetic.toml",
+            "tum_fr1.toml"
+        ]
     );
+    // `make jetson` runs our base model on a 320x96 rendered drive with it.
+    let rendered = Config::load(dir.join("rendered_320x96.toml")).unwrap();
+    let camera = rendered.camera.as_ref().unwrap();
+    assert_eq!((camera.width, camera.height), (320, 96));
     let tum = Config::load(dir.join("tum_fr1.toml")).unwrap();
     assert_eq!(tum.intrinsics().unwrap().distortion.unwrap().k1, 0.2624);
     let kitti = Config::load(dir.join("kitti.toml")).unwrap();
