@@ -272,3 +272,15 @@ fn outputs_report_consistent_parts() {
         assert_eq!(*m, u8::from(c >= 2));
     }
 }
+
+#[test]
+fn pose_rows_round_trip_in_the_pose_network_layout() {
+    let pose =
+        Pose6 { axis_angle: [0.1f32, -0.2, 0.3], translation: [1.0, -2.0, 3.5], invert: true };
+    // Axis-angle first, then translation: the pose network's rows and the fused loss's input.
+    assert_eq!(pose.row(), [0.1, -0.2, 0.3, 1.0, -2.0, 3.5]);
+    assert_eq!(Pose6::from_row(&pose.row(), true), pose);
+    let rows = [pose.row(), [9.0; 6]].concat();
+    let next = Pose6::from_row(&rows[6..], false);
+    assert_eq!((next.axis_angle, next.translation, next.invert), ([9.0; 3], [9.0; 3], false));
+}

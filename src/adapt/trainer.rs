@@ -158,12 +158,6 @@ fn served_network<'a>(
     }
 }
 
-/// A pose as the row [rx, ry, rz, tx, ty, tz] that the statistics and the diagnosis record.
-fn pose_row(p: &Pose6) -> [f32; 6] {
-    let (r, t) = (p.axis_angle, p.translation);
-    [r[0], r[1], r[2], t[0], t[1], t[2]]
-}
-
 /// Variables of `vs` sorted by name; those `adapt` rejects stop requiring gradients.
 fn select_variables(
     vs: &tch::nn::VarStore,
@@ -615,7 +609,7 @@ impl Adapter {
         if let Some(terms) = &device_terms {
             self.stats.last_masked_fraction = terms.live_masked_fraction;
             if let Some(refined) = &terms.live_refinement {
-                self.stats.fresh.refined_motion = refined.poses.each_ref().map(pose_row);
+                self.stats.fresh.refined_motion = refined.poses.each_ref().map(Pose6::row);
                 self.stats.fresh.refine_loss = [refined.loss_before, refined.loss_after];
             }
             if let Some(verdict) = &terms.verdict {
@@ -667,7 +661,7 @@ impl Adapter {
                     Err(e) => return Err(e.into()),
                 };
                 if i == 0 {
-                    self.stats.fresh.refined_motion = refined.poses.each_ref().map(pose_row);
+                    self.stats.fresh.refined_motion = refined.poses.each_ref().map(Pose6::row);
                     self.stats.fresh.refine_loss = [refined.loss_before, refined.loss_after];
                 }
                 pose_targets = Some((poses, refined.poses, median));

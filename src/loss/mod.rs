@@ -102,6 +102,20 @@ pub struct Pose6<T = f32> {
     pub invert: bool,
 }
 
+impl<T: Copy> Pose6<T> {
+    /// The pose as one row of six values, axis-angle then translation: the layout of the pose
+    /// network's output rows and of the fused CUDA loss's pose input.
+    pub fn row(&self) -> [T; 6] {
+        let (r, t) = (self.axis_angle, self.translation);
+        [r[0], r[1], r[2], t[0], t[1], t[2]]
+    }
+
+    /// The pose of a [`Pose6::row`] (its first six values).
+    pub fn from_row(row: &[T], invert: bool) -> Self {
+        Self { axis_angle: [row[0], row[1], row[2]], translation: [row[3], row[4], row[5]], invert }
+    }
+}
+
 /// One target frame with its sources, disparities and poses.
 #[derive(Debug, Clone, Copy)]
 pub struct LossInputs<'a, T = f32> {

@@ -4,33 +4,17 @@
 //! parent module for the contract it shares with the CPU backend.
 
 use super::{AdaptError, DeviceBatch, DeviceTerms, summarise_step, tie_break_noise_tensor};
+use crate::adapt::host_batch::tensor_to_host;
 use crate::adapt::pose_refine::{RefinedPoses, refine_poses_with};
 use crate::cuda::torch::{TorchFusedLoss, TorchLossInputs};
 use crate::cuda::twin::FusedLossConfig;
 use crate::loss::{LossConfig, Pose6};
 use tch::{Device, Kind, Tensor};
 
-/// Copies a small float device tensor to the host (one synchronising read).
-fn to_host(t: &Tensor) -> Result<Vec<f32>, AdaptError> {
-    let t = t.f_detach()?.f_to_kind(Kind::Float)?.f_to_device(Device::Cpu)?.f_contiguous()?;
-    let mut out = vec![0f32; t.numel()];
-    let len = out.len();
-    t.f_copy_data(&mut out, len)?;
-    Ok(out)
-}
-
-/// Two poses [2, 6] (axis-angle, translation), previous (inverted) then next.
-fn poses_from_rows(v: &[f32]) -> [Pose6; 2] {
-    let pose = |r: &[f32], invert| Pose6 {
-        axis_angle: [r[0], r[1], r[2]],
-        translation: [r[3], r[4], r[5]],
-        invert,
-    };
-    [pose(&v[0..6], true), pose(&v[6..12], false)]
-}
-
-fn rows_from_poses(p: &[Pose6]) -> Vec<f32> {
-    p.iter().flat_map(|q| q.axis_angle.into_iter().chain(q.translation)).collect()
+/// Two poses as the fused loss takes them: a [2, 6] tensor of [`Pose6::row`]s on `device`.
+fn pose_rows_tensor(poses: &[Pose6], device: Device) -> Result<Tensor, tch::TchError> {
+    let rows: Vec<f32> = poses.iter().flat_map(Pose6::row).collect();
+    Tensor::f_from_slice(&rows)?.f_to_device(device)?.f_reshape([-1, 6])
 }
 
 impl From<crate::cuda::CudaError> for AdaptError {
@@ -115,15 +99,14 @@ impl DeviceLoss {
             .f_flatten(0, -1)?;
         let k = depth.numel() as i64 / 2 + 1;
         let (median, _) = depth.f_kthvalue(k, 0, false)?;
-        let median = to_host(&median)?.first().copied().unwrap_or(f32::NAN);
-        let start = poses_from_rows(&to_host(network_poses)?);
+        let median = tensor_to_host(&median)?.first().copied().unwrap_or(f32::NAN);
+        let rows = tensor_to_host(network_poses)?;
+        let start = [Pose6::from_row(&rows[..6], true), Pose6::from_row(&rows[6..], false)];
         let pyramid = [target.shallow_clone()];
         let disparities = [disparity];
         let refiner = &mut self.refiner;
         let refined = refine_poses_with(start, iterations, median, |poses| {
-            let rows = Tensor::f_from_slice(&rows_from_poses(poses))?
-                .f_to_device(device)?
-                .f_reshape([2, 6])?;
+            let rows = pose_rows_tensor(poses, device)?;
             let step = refiner.step(&TorchLossInputs {
                 target,
                 sources,
@@ -138,14 +121,11 @@ impl DeviceLoss {
                 &[step.scalars.f_narrow(0, 1, 1)?, step.grad_poses.f_reshape([-1])?],
                 0,
             )?;
-            let v = to_host(&read)?;
+            let v = tensor_to_host(&read)?;
             let g = |s: usize| -> [f32; 6] { std::array::from_fn(|c| v[1 + 6 * s + c]) };
             Ok::<_, AdaptError>((v[0], [g(0), g(1)]))
         })?;
-        let rows = Tensor::f_from_slice(&rows_from_poses(&refined.poses))?
-            .f_to_device(device)?
-            .f_reshape([2, 6])?;
-        Ok((rows, median, refined))
+        Ok((pose_rows_tensor(&refined.poses, device)?, median, refined))
     }
 
     /// Loss, gradients (as a surrogate), distillation mask and the step's verdict for a
@@ -209,10 +189,12 @@ impl DeviceLoss {
                     live_refinement = Some(record);
                 }
                 let m = if median.is_finite() && median > 0.0 { median } else { 1.0 };
-                let inv_m2 = f64::from(1.0 / (m * m));
-                let scale = Tensor::f_from_slice(&[1.0f32, 1.0, 1.0, 0.0, 0.0, 0.0])?
-                    .f_to_device(device)?;
-                let scale = (scale.f_mul_scalar(1.0 - inv_m2)? + inv_m2).f_reshape([1, 6])?;
+                // As the CPU path's pose targets compute it: (1 / m)².
+                let inv_m = 1.0 / m;
+                let inv_m2 = inv_m * inv_m;
+                let scale = Tensor::f_from_slice(&[1.0f32, 1.0, 1.0, inv_m2, inv_m2, inv_m2])?
+                    .f_to_device(device)?
+                    .f_reshape([1, 6])?;
                 let pull = (network_poses.f_detach()? - &refined) * scale;
                 surrogate += (&network_poses * pull.f_detach()?).f_sum(Kind::Float)?;
                 refined
@@ -284,13 +266,9 @@ impl DeviceLoss {
                 distill_mask.f_mean(Kind::Float)?.f_reshape([1])?,
             ],
             0,
-        )?
-        .f_to_device(Device::Cpu)?;
-        let mut host = vec![0f32; summary.numel()];
-        let len = host.len();
-        summary.f_copy_data(&mut host, len)?;
+        )?;
         let summary = summarise_step(
-            &host,
+            &tensor_to_host(&summary)?,
             bu,
             batch.stationary_masked_fraction,
             batch.stationary_translation,

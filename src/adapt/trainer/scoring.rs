@@ -2,7 +2,7 @@
 //! depth and poses (optionally with the poses refined for that depth), the never-worse guard's
 //! scoring of each fresh triplet (adapted vs frozen weights), and the held-back rollback check.
 
-use super::{Adapter, FreshScore, pose_row, to_host};
+use super::{Adapter, FreshScore, to_host};
 use crate::adapt::AdaptError;
 use crate::adapt::pose_refine::refine_poses;
 use crate::adapt::triplet::Triplet;
@@ -167,7 +167,7 @@ impl Adapter {
         let before = self.serve.serving();
         let deviation = self.log_depth_deviation(&adapted[0], &frozen[0]);
         let now = self.serve.record(adapted_loss, frozen_loss, deviation);
-        let motion = poses.each_ref().map(pose_row);
+        let motion = poses.each_ref().map(Pose6::row);
         let largest_translation = motion
             .iter()
             .map(|m| f64::from(m[3] * m[3] + m[4] * m[4] + m[5] * m[5]).sqrt())
