@@ -11,9 +11,16 @@ fn init_logging() {
     let level = match std::env::var("LIVEDEPTH_LOG").ok().as_deref().map(str::trim) {
         Some("error") => Level::ERROR,
         Some("warn") => Level::WARN,
+        Some("info") | Some("") | None => Level::INFO,
         Some("debug") => Level::DEBUG,
         Some("trace") => Level::TRACE,
-        _ => Level::INFO,
+        Some(other) => {
+            eprintln!(
+                "warning: LIVEDEPTH_LOG=`{other}` is not one of error, warn, info, debug, trace; \
+                 logging at info"
+            );
+            Level::INFO
+        }
     };
     // A second initialisation (impossible here) would only be refused; nothing to report.
     let _ = tracing_subscriber::fmt()
