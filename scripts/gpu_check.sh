@@ -54,7 +54,7 @@ pack() {
   for t in "${GPU_TESTS[@]}"; do args+=(--test "$t"); done
   cargo test --features cuda --no-run --message-format=json "${args[@]}" >"$PACK/build.json" || exit 1
   python3 - "$PACK" "${GPU_TESTS[@]}" <<'EOF' || exit 1
-import json, shutil, subprocess, sys
+import json, subprocess, sys
 pack, wanted = sys.argv[1], set(sys.argv[2:])
 found = {}
 for line in open(f"{pack}/build.json"):
@@ -119,9 +119,10 @@ setup_env() {
   # Only the carried libraries the machine does not have itself.
   mkdir -p /tmp/gpu_check_lib
   if [ -d "$PACK/lib" ]; then
-    local f
+    local f known
+    known=$(ldconfig -p 2>/dev/null)
     for f in "$PACK"/lib/*; do
-      ldconfig -p 2>/dev/null | grep -q "[[:space:]]$(basename "$f") " || ln -sf "$ROOT/$f" /tmp/gpu_check_lib/
+      grep -q "[[:space:]]$(basename "$f") " <<<"$known" || ln -sf "$ROOT/$f" /tmp/gpu_check_lib/
     done
   fi
   export LD_LIBRARY_PATH="$libpath:/tmp/gpu_check_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
