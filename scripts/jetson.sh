@@ -118,6 +118,9 @@ for lib in gstreamer-1.0 gstbase-1.0 gstapp-1.0 gstvideo-1.0 glib-2.0 gobject-2.
 done
 
 # --- the cross build -------------------------------------------------------------------------
+# First the x86-64 peer of the comparisons, from the same sources (a no-op when up to date), with
+# the host's libtorch: the exports below point LIBTORCH at the aarch64 one.
+cargo build --release
 export LIBTORCH=$A64/torch LIBTORCH_CXX11_ABI=1
 export PKG_CONFIG_ALLOW_CROSS=1
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
@@ -133,8 +136,6 @@ cargo build --release --target "$TARGET" --features jetpack6
 build_secs=$(( $(date +%s) - build_start ))
 BIN=target/$TARGET/release/livedepth
 X86=target/release/livedepth
-# The x86-64 peer of the comparisons, built from the same sources (a no-op when up to date).
-cargo build --release
 
 # --- the smoke suite under qemu --------------------------------------------------------------
 mkdir -p "$OUT"
