@@ -13,12 +13,16 @@
 #                                      cuda`, `bench loss --device cuda`, `bench adapt --device
 #                                      cuda`, then the shipped adaptation on the GPU on kitchen_val
 #                                      (lock-step `eval --adapt`, seeds 0-2, as
-#                                      scripts/adapt_experiments.sh runs `default val`); one log,
-#                                      one JSON summary and each seed's eval JSON and per-frame CSV
-#                                      in DIR (default $OUT, else out/gpu_check); summarise those
-#                                      with scripts/adapt_summary.py DIR. Each step has its own time
-#                                      limit; the whole run stays under 8 minutes.
-#                                      GPU_CHECK_ONLY=REGEX runs only the matching steps.
+#                                      scripts/adapt_experiments.sh runs `default val`, all seeds
+#                                      at once); one log, one JSON summary and adapt_runs.tar.gz
+#                                      (each run's eval JSON and per-frame CSV) in DIR (default
+#                                      $OUT, else out/gpu_check); summarise them with
+#                                      scripts/adapt_summary.py after unpacking. Each step has its
+#                                      own time limit; the whole run stays under 8 minutes.
+#                                      GPU_CHECK_ONLY=REGEX runs only the matching steps;
+#                                      GPU_CHECK_SEEDS (default "0 1 2") and GPU_CHECK_VARIANTS
+#                                      (default "default"; each NAME or NAME:VAR=VALUE,VAR=VALUE,
+#                                      the environment of that variant's runs) widen the runs.
 #
 # libtorch comes from the GPU machine's own PyTorch (python3), the same version (2.11) the binaries
 # were linked against; the binaries load its CUDA backend themselves (src/engine/torch_cuda.rs).
@@ -33,7 +37,7 @@ while [ $# -gt 0 ]; do
     --pack) MODE=pack ;;
     --dry-run) MODE=dry ;;
     --out) OUT_DIR=$2; shift ;;
-    -h|--help) sed -n 2,19p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,23p "$0"; exit 0 ;;
     *) echo "gpu_check: unknown argument \`$1\` (expected --pack, --dry-run or --out DIR)" >&2; exit 2 ;;
   esac
   shift
@@ -146,17 +150,39 @@ for t in "${GPU_TESTS[@]}"; do step "test:$t" 100 "$PACK/bin/$t --test-threads=1
 step "bench:infer" 90 "$PACK/bin/livedepth bench infer --device cuda --iters 100 --warmup 10"
 step "bench:loss" 90 "$PACK/bin/livedepth bench loss --device cuda"
 step "bench:adapt" 120 "$PACK/bin/livedepth bench adapt --device cuda --steps 10 --frames 50"
-for seed in 0 1 2; do
-  step "adapt:val:s$seed" 150 "$PACK/bin/livedepth eval --quiet --dataset kitchen:$PACK/shared/data/kitchen_val \
---model $PACK/shared/models/rtmonodepth_s/m_640x192 --adapt --seed $seed \
---json $OUT_DIR/default.val.s$seed.json --diagnose $OUT_DIR/default.val.s$seed.csv"
+# The adaptation runs, every (variant, seed) at once: each is one lock-step process that keeps
+# the GPU mostly idle, and one CPU thread each keeps them from fighting over the cores.
+ADAPT_RUNS=()
+for variant in ${GPU_CHECK_VARIANTS:-default}; do
+  name=${variant%%:*}
+  envs=""; [[ $variant == *:* ]] && envs=${variant#*:}
+  for seed in ${GPU_CHECK_SEEDS:-0 1 2}; do
+    ADAPT_RUNS+=("env OMP_NUM_THREADS=1 ${envs//,/ } $PACK/bin/livedepth eval --quiet \
+--dataset kitchen:$PACK/shared/data/kitchen_val --model $PACK/shared/models/rtmonodepth_s/m_640x192 \
+--adapt --seed $seed --json $OUT_DIR/$name.val.s$seed.json --diagnose $OUT_DIR/$name.val.s$seed.csv \
+>$OUT_DIR/$name.val.s$seed.log 2>&1")
+  done
 done
+# The step runs a generated script (the runner starts each step in a new shell).
+write_adapt_script() {
+  local run
+  {
+    echo 'pids=(); failed=0'
+    for run in "${ADAPT_RUNS[@]}"; do printf '%s &\npids+=($!)\n' "$run"; done
+    echo 'for pid in "${pids[@]}"; do wait "$pid" || failed=1; done'
+    echo "for log in $OUT_DIR/*.val.s*.log; do echo \"-- \$log\"; tail -n 25 \"\$log\"; done"
+    echo 'exit $failed'
+  } >"$OUT_DIR/.adapt_runs.sh"
+}
+step "adapt:val" 300 "bash $OUT_DIR/.adapt_runs.sh"
 
 if [ "$MODE" = pack ]; then pack; exit $?; fi
 
 if [ "$MODE" = dry ]; then
   echo "gpu_check --dry-run: would run, in order (each under its own time limit):"
   for s in "${STEPS[@]}"; do IFS='|' read -r n l c <<<"$s"; printf '  %-16s %4ss  %s\n' "$n" "$l" "$c"; done
+  echo "  where $OUT_DIR/.adapt_runs.sh starts, all at once:"
+  for r in "${ADAPT_RUNS[@]}"; do echo "    $r"; done
   echo "and write $OUT_DIR/gpu_check.log and $OUT_DIR/gpu_check.json"
   echo "what it has and lacks here:"
   lacks=0
@@ -189,6 +215,7 @@ mkdir -p "$OUT_DIR"
 LOG=$OUT_DIR/gpu_check.log
 RESULTS=$OUT_DIR/.steps.tsv
 : >"$LOG"; : >"$RESULTS"
+write_adapt_script
 setup_env || { echo "gpu_check: $(torch_python || echo 'no python3 with torch')" | tee -a "$LOG"; exit 1; }
 {
   echo "== machine"; nvidia-smi -L 2>&1; uname -m
@@ -210,6 +237,10 @@ for s in "${STEPS[@]}"; do
   echo "   rc $rc, ${secs}s, $skips SKIP lines" | tee -a "$LOG"
 done
 rm -f "$OUT_DIR/.step.log"
+# At most a few files come back from a lent machine: the runs travel as one archive.
+if ls "$OUT_DIR"/*.val.s*.csv >/dev/null 2>&1; then
+  (cd "$OUT_DIR" && tar -czf adapt_runs.tar.gz ./*.val.s*.* && rm -f ./*.val.s*.* .adapt_runs.sh)
+fi
 python3 - "$RESULTS" "$LOG" "$OUT_DIR/gpu_check.json" <<'EOF'
 import json, re, sys
 rows, log, out = sys.argv[1], open(sys.argv[2]).read(), sys.argv[3]

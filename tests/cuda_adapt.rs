@@ -185,6 +185,35 @@ mod gpu {
         assert!(worst < 1e-3, "weights after two steps differ by up to {worst}");
     }
 
+    /// A seed means the same start on every device: the pose network's fresh layers are drawn
+    /// on the CPU even for a CUDA adapter (the CUDA generator draws other numbers, which made
+    /// GPU seeds other runs than the CPU seeds of the same number).
+    #[test]
+    fn a_seed_gives_the_same_start_weights_on_cuda_as_on_the_cpu() {
+        use livedepth::app::adapt::{AdaptOptions, build_adapter};
+        let _torch = torch_exclusive();
+        if !livedepth::engine::torch_cuda_available() {
+            eprintln!("SKIP: libtorch sees no CUDA device; this compares CPU and CUDA adapters");
+            return;
+        }
+        let Some(model) = super::common::shared("models/rtmonodepth_s/m_640x192") else {
+            return;
+        };
+        let mut options = AdaptOptions::default();
+        options.config.seed = 2;
+        let build = |device| build_adapter(&model, Arch::RtMonoDepthS, &options, device);
+        let (cpu, gpu) = (build(Device::Cpu).expect("cpu"), build(Device::Cuda(0)).expect("cuda"));
+        let (wc, wg) = (weights(&cpu), weights(&gpu));
+        assert_eq!(wc.len(), wg.len());
+        let worst = wc.iter().zip(&wg).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        eprintln!("start weights, CPU vs CUDA adapter, seed 2: max abs difference {worst:e}");
+        assert_eq!(worst, 0.0, "seed 2 starts from other weights on CUDA");
+        // And the CUDA adapter runs with them (every weight on the device).
+        let mut gpu = gpu;
+        let outcome = gpu.step_on(&[triplet(0.0)]).expect("a CUDA step with those weights");
+        assert_eq!(outcome, StepOutcome::Accepted);
+    }
+
     #[test]
     fn adaptation_step_on_cuda_matches_the_cpu_step() {
         compare_cpu_and_cuda_steps(0);

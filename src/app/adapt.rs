@@ -144,11 +144,20 @@ pub fn build_adapter(
     let pose = match &options.pose_model {
         Some(path) => PoseNetwork::load(path, pose_arch, device)?,
         None => {
-            let mut pose = PoseNetwork::new(pose_arch, device);
+            // Fresh layers are drawn on the CPU whatever the device, so that a seed starts from
+            // the same weights on a GPU as on the CPU: the CUDA generator draws other numbers,
+            // and on the first GPU runs seeds 0 and 2 started with their translation reversed.
+            let mut drawn = PoseNetwork::new(pose_arch, Device::Cpu);
             if options.pose_init == PoseInit::DepthEncoder {
-                init_pose_from_depth_encoder(&mut pose, &student)?;
+                init_pose_from_depth_encoder(&mut drawn, &student)?;
             }
-            pose
+            if device == Device::Cpu {
+                drawn
+            } else {
+                let mut pose = PoseNetwork::new(pose_arch, device);
+                pose.copy_weights_from(&drawn)?;
+                pose
+            }
         }
     };
     let mut adapter = Adapter::new(options.config.clone(), student, pose)?;
