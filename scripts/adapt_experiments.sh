@@ -49,6 +49,8 @@ flags_of() {
         default) echo "" ;;
         previous) echo "--adapt-config scripts/adapt_previous_defaults.toml" ;;
         no-refine) echo "--pose-refine 0" ;;
+        mirrored) echo "--pose-refine-mirrored true" ;;
+        no-mirrored) echo "--pose-refine-mirrored false" ;;
         k1) echo "--adapt-config scripts/adapt_k_from_motion.toml" ;;
         no-distill) echo "--no-distill" ;;
         no-replay) echo "--replay 0" ;;

@@ -22,7 +22,8 @@
 #                                      GPU_CHECK_ONLY=REGEX runs only the matching steps;
 #                                      GPU_CHECK_SEEDS (default "0 1 2") and GPU_CHECK_VARIANTS
 #                                      (default "default"; each NAME or NAME:VAR=VALUE,VAR=VALUE,
-#                                      the environment of that variant's runs) widen the runs.
+#                                      the environment of that variant's runs; its eval flags in
+#                                      GPU_CHECK_FLAGS_NAME) widen the runs.
 #
 # libtorch comes from the GPU machine's own PyTorch (python3), the same version (2.11) the binaries
 # were linked against; the binaries load its CUDA backend themselves (src/engine/torch_cuda.rs).
@@ -37,7 +38,7 @@ while [ $# -gt 0 ]; do
     --pack) MODE=pack ;;
     --dry-run) MODE=dry ;;
     --out) OUT_DIR=$2; shift ;;
-    -h|--help) sed -n 2,23p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,24p "$0"; exit 0 ;;
     *) echo "gpu_check: unknown argument \`$1\` (expected --pack, --dry-run or --out DIR)" >&2; exit 2 ;;
   esac
   shift
@@ -156,8 +157,10 @@ ADAPT_RUNS=()
 for variant in ${GPU_CHECK_VARIANTS:-default}; do
   name=${variant%%:*}
   envs=""; [[ $variant == *:* ]] && envs=${variant#*:}
+  flags_var=GPU_CHECK_FLAGS_$name
+  flags=${!flags_var:-}
   for seed in ${GPU_CHECK_SEEDS:-0 1 2}; do
-    ADAPT_RUNS+=("env OMP_NUM_THREADS=1 ${envs//,/ } $PACK/bin/livedepth eval --quiet \
+    ADAPT_RUNS+=("env OMP_NUM_THREADS=1 ${envs//,/ } $PACK/bin/livedepth eval --quiet $flags \
 --dataset kitchen:$PACK/shared/data/kitchen_val --model $PACK/shared/models/rtmonodepth_s/m_640x192 \
 --adapt --seed $seed --json $OUT_DIR/$name.val.s$seed.json --diagnose $OUT_DIR/$name.val.s$seed.csv \
 >$OUT_DIR/$name.val.s$seed.log 2>&1")

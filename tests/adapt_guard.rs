@@ -123,6 +123,7 @@ fn the_adaptation_defaults_are_the_documented_ones() {
         ("k_min", d.k_min.to_string()),
         ("k_max", d.k_max.to_string()),
         ("pose_refine_iterations", d.pose_refine_iterations.to_string()),
+        ("pose_refine_mirrored", d.pose_refine_mirrored.to_string()),
         ("steps_per_frame", d.steps_per_frame.to_string()),
         ("replay_per_step", d.replay_per_step.to_string()),
         ("guards.anchor_pull", d.guards.anchor_pull.to_string()),

@@ -183,6 +183,9 @@ pub struct AdaptConfig {
     /// then learns to predict the refined poses. 0 = off (the loss gradient at the network's
     /// poses trains both networks, as in Monodepth2).
     pub pose_refine_iterations: usize,
+    /// A second refinement walk starts from the network's translations reversed, and the lower
+    /// loss wins (see [`crate::adapt::pose_refine`]).
+    pub pose_refine_mirrored: bool,
 }
 
 impl Default for AdaptConfig {
@@ -207,11 +210,20 @@ impl Default for AdaptConfig {
             seed: 0,
             pose_init_seed: None,
             pose_refine_iterations: 8,
+            pose_refine_mirrored: true,
         }
     }
 }
 
 impl AdaptConfig {
+    /// The test-time pose refinement these settings ask for.
+    pub fn pose_refinement(&self) -> crate::adapt::pose_refine::Refinement {
+        crate::adapt::pose_refine::Refinement {
+            iterations: self.pose_refine_iterations,
+            mirrored_start: self.pose_refine_mirrored,
+        }
+    }
+
     /// Checks every field, naming the first bad one.
     pub fn validate(&self) -> Result<(), AdaptError> {
         let positive = |v: f64| v.is_finite() && v > 0.0;

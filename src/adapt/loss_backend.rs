@@ -214,9 +214,9 @@ pub struct DeviceBatch<'a> {
     pub attempt: u64,
     pub stationary_masked_fraction: f32,
     pub stationary_translation: f32,
-    /// Rprop iterations of test-time pose refinement per sample (0: off), as on the CPU path:
-    /// the loss then uses the refined poses and the pose network is pulled toward them.
-    pub pose_refine_iterations: usize,
+    /// Test-time pose refinement per sample (0 iterations: off), as on the CPU path: the loss
+    /// then uses the refined poses and the pose network is pulled toward them.
+    pub pose_refinement: crate::adapt::pose_refine::Refinement,
 }
 
 /// What the trainer needs from the loss of one batch.

@@ -12,6 +12,14 @@
 //! loss's analytic pose gradient. The lowest-loss pose seen is kept. The depth step then uses the
 //! refined poses, and the pose network is taught to predict them (an L2 pull of its outputs toward
 //! the refined values) instead of following the loss gradient at its own estimate.
+//!
+//! With a mirrored start ([`Refinement::mirrored_start`]) a second walk starts from the network's
+//! poses with both translations reversed, and the lower final loss wins. Over a short baseline a
+//! translation and the rotation that compensates it explain nearly the same image motion as the
+//! reversed translation with its own compensating rotation, and a walk of a few steps stays in
+//! the basin it starts in: a pose network whose translation points backwards (a fresh head can
+//! start that way, and on the kitchen it drifts there when the camera circles the table) would
+//! otherwise be taught its own reversed direction by every refinement.
 
 use crate::loss::{LossError, LossInputs, Pose6, SelfSupervisedLoss};
 
@@ -21,6 +29,14 @@ const TRANSLATION_STEP: f32 = 2e-3;
 const GROW: f32 = 1.2;
 const SHRINK: f32 = 0.5;
 
+/// How poses are refined: Rprop iterations per walk (0: off), and whether a second walk starts
+/// from the network's translations reversed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Refinement {
+    pub iterations: usize,
+    pub mirrored_start: bool,
+}
+
 /// The outcome of one refinement.
 #[derive(Clone, Copy, Debug)]
 pub struct RefinedPoses {
@@ -28,15 +44,17 @@ pub struct RefinedPoses {
     /// Loss at the network's poses and at the refined ones.
     pub loss_before: f32,
     pub loss_after: f32,
+    /// The walk from the reversed translations won.
+    pub mirrored: bool,
 }
 
-/// Refines `inputs.poses` (two sources) over `iterations` Rprop steps; `median_depth` (in the
-/// loss's depth units) scales the translation steps. `inputs` should hold the finest scale only
+/// Refines `inputs.poses` (two sources) as `refinement` says; `median_depth` (in the loss's
+/// depth units) scales the translation steps. `inputs` should hold the finest scale only
 /// and no tie-break noise, so that the result is deterministic and cheap.
 pub fn refine_poses(
     loss: &mut SelfSupervisedLoss,
     inputs: &LossInputs<'_>,
-    iterations: usize,
+    refinement: Refinement,
     median_depth: f32,
 ) -> Result<RefinedPoses, LossError> {
     let Ok(start) = <[Pose6; 2]>::try_from(inputs.poses) else {
@@ -46,7 +64,7 @@ pub fn refine_poses(
             got: inputs.poses.len().to_string(),
         });
     };
-    refine_poses_with(start, iterations, median_depth, |poses| {
+    refine_poses_with(start, refinement, median_depth, |poses| {
         let out = loss.forward_backward(&LossInputs { poses, ..*inputs })?;
         Ok((out.photometric, [out.grad_poses[0], out.grad_poses[1]]))
     })
@@ -58,9 +76,29 @@ pub fn refine_poses(
 /// the fused kernels on the device; both walk the same iterations.
 pub fn refine_poses_with<E>(
     start: [Pose6; 2],
-    iterations: usize,
+    refinement: Refinement,
     median_depth: f32,
     mut evaluate: impl FnMut(&[Pose6]) -> Result<(f32, [[f32; 6]; 2]), E>,
+) -> Result<RefinedPoses, E> {
+    let first = walk(start, refinement.iterations, median_depth, &mut evaluate)?;
+    if !refinement.mirrored_start || refinement.iterations == 0 {
+        return Ok(first);
+    }
+    let reversed = start.map(|p| Pose6 { translation: p.translation.map(|v| -v), ..p });
+    let second = walk(reversed, refinement.iterations, median_depth, &mut evaluate)?;
+    Ok(if second.loss_after < first.loss_after {
+        RefinedPoses { loss_before: first.loss_before, mirrored: true, ..second }
+    } else {
+        first
+    })
+}
+
+/// One Rprop walk from `start`; the lowest-loss poses seen are kept.
+fn walk<E>(
+    start: [Pose6; 2],
+    iterations: usize,
+    median_depth: f32,
+    evaluate: &mut impl FnMut(&[Pose6]) -> Result<(f32, [[f32; 6]; 2]), E>,
 ) -> Result<RefinedPoses, E> {
     let depth = if median_depth.is_finite() && median_depth > 0.0 { median_depth } else { 1.0 };
     let mut current = start;
@@ -70,7 +108,12 @@ pub fn refine_poses_with<E>(
         step[3..].fill(TRANSLATION_STEP * depth);
     }
     let mut previous_gradient = [[0f32; 6]; 2];
-    let mut best = RefinedPoses { poses: start, loss_before: f32::NAN, loss_after: f32::INFINITY };
+    let mut best = RefinedPoses {
+        poses: start,
+        loss_before: f32::NAN,
+        loss_after: f32::INFINITY,
+        mirrored: false,
+    };
     for iteration in 0..=iterations {
         let (value, gradient) = evaluate(&current)?;
         if iteration == 0 {
@@ -122,6 +165,10 @@ mod tests {
     const W: usize = 64;
     const H: usize = 48;
 
+    fn walk_of(iterations: usize) -> Refinement {
+        Refinement { iterations, mirrored_start: false }
+    }
+
     /// A smooth planar RGB texture sampled at x + shift.
     fn texture(shift: f32) -> Vec<f32> {
         let mut out = vec![0f32; 3 * W * H];
@@ -166,7 +213,7 @@ mod tests {
             tie_break_noise: Some(&noise),
         };
         let mut loss = SelfSupervisedLoss::new(config);
-        let refined = refine_poses(&mut loss, &inputs, 16, depth).unwrap();
+        let refined = refine_poses(&mut loss, &inputs, walk_of(16), depth).unwrap();
         assert!(
             refined.loss_after < 0.5 * refined.loss_before,
             "{} -> {}",
@@ -181,8 +228,53 @@ mod tests {
             assert!(now.abs() < 0.5 * before.abs(), "centre motion error {now} px vs {before} px");
         }
         // Zero iterations keep the network's poses.
-        let kept = refine_poses(&mut loss, &inputs, 0, depth).unwrap();
+        let kept = refine_poses(&mut loss, &inputs, walk_of(0), depth).unwrap();
         assert_eq!(kept.poses[1].translation, start[1].translation);
         assert_eq!(kept.loss_before, kept.loss_after);
+    }
+
+    #[test]
+    fn a_mirrored_start_escapes_a_reversed_translation() {
+        // The same planar scene; the network's translation points the wrong way and is too
+        // large for a short walk to turn round: the walk from the reversed start ends lower.
+        let (fx, depth, true_tx) = (50f32, 5f32, 0.2f32);
+        let shift = fx * true_tx / depth;
+        let (target, prev, next) = (texture(0.0), texture(shift), texture(-shift));
+        let config = LossConfig::default();
+        let (min_disp, max_disp) = (1.0 / config.max_depth, 1.0 / config.min_depth);
+        let disparity = vec![(1.0 / depth - min_disp) / (max_disp - min_disp); W * H];
+        let pyramid = target_pyramid(&target, W, H, 1);
+        let pose =
+            |tx: f32, invert| Pose6 { axis_angle: [0.0; 3], translation: [tx, 0.0, 0.0], invert };
+        let start = [pose(-true_tx, true), pose(-true_tx, false)];
+        let noise = vec![0f32; 2 * W * H];
+        let sources: [&[f32]; 2] = [&prev, &next];
+        let inputs = LossInputs {
+            width: W,
+            height: H,
+            target: &target,
+            sources: &sources,
+            disparities: &[&disparity],
+            target_pyramid: &[&pyramid[0]],
+            poses: &start,
+            intrinsics: [fx, fx, W as f32 / 2.0, H as f32 / 2.0],
+            tie_break_noise: Some(&noise),
+        };
+        let mut loss = SelfSupervisedLoss::new(config);
+        let one_way = refine_poses(&mut loss, &inputs, walk_of(4), depth).unwrap();
+        let both = Refinement { iterations: 4, mirrored_start: true };
+        let mirrored = refine_poses(&mut loss, &inputs, both, depth).unwrap();
+        assert!(!one_way.mirrored);
+        assert!(mirrored.mirrored, "the reversed start should win: {mirrored:?}");
+        assert!(
+            mirrored.loss_after < 0.5 * one_way.loss_after,
+            "mirrored {} vs one walk {}",
+            mirrored.loss_after,
+            one_way.loss_after
+        );
+        assert_eq!(mirrored.loss_before, one_way.loss_before, "both start at the network's poses");
+        for p in &mirrored.poses {
+            assert!(p.translation[0] > 0.0, "now points along the true motion: {p:?}");
+        }
     }
 }

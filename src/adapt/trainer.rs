@@ -604,7 +604,7 @@ impl Adapter {
             attempt,
             stationary_masked_fraction: self.config.stationary_masked_fraction,
             stationary_translation: self.config.stationary_translation,
-            pose_refine_iterations: self.config.pose_refine_iterations,
+            pose_refinement: self.config.pose_refinement(),
         })?;
         if let Some(terms) = &device_terms {
             self.stats.last_masked_fraction = terms.live_masked_fraction;
@@ -649,7 +649,7 @@ impl Adapter {
                 let refined = match refine_poses(
                     &mut self.refine_loss,
                     &refine_inputs,
-                    self.config.pose_refine_iterations,
+                    self.config.pose_refinement(),
                     median,
                 ) {
                     Ok(refined) => refined,

@@ -138,6 +138,10 @@ pub struct AdaptArgs {
     /// (0 = off).
     #[arg(long)]
     pub pose_refine: Option<usize>,
+    /// Also refine from the network's translations reversed and keep the lower loss
+    /// (true|false).
+    #[arg(long, value_name = "BOOL")]
+    pub pose_refine_mirrored: Option<bool>,
     /// Turn the never-worse guard off (always serve the adapted weights).
     #[arg(long)]
     pub no_serve_guard: bool,
@@ -209,6 +213,9 @@ impl AdaptArgs {
         }
         if let Some(v) = self.pose_refine {
             config.pose_refine_iterations = v;
+        }
+        if let Some(v) = self.pose_refine_mirrored {
+            config.pose_refine_mirrored = v;
         }
         if self.no_serve_guard {
             config.guards.serve_guard = false;

@@ -5,7 +5,7 @@
 
 use super::{AdaptError, DeviceBatch, DeviceTerms, summarise_step, tie_break_noise_tensor};
 use crate::adapt::host_batch::tensor_to_host;
-use crate::adapt::pose_refine::{RefinedPoses, refine_poses_with};
+use crate::adapt::pose_refine::{RefinedPoses, Refinement, refine_poses_with};
 use crate::cuda::torch::{TorchFusedLoss, TorchLossInputs};
 use crate::cuda::twin::FusedLossConfig;
 use crate::loss::{LossConfig, Pose6};
@@ -87,7 +87,7 @@ impl DeviceLoss {
         disparity: &Tensor,
         network_poses: &Tensor,
         intrinsics: [f32; 4],
-        iterations: usize,
+        refinement: Refinement,
     ) -> Result<(Tensor, f32, RefinedPoses), AdaptError> {
         let device = Device::Cuda(self.ordinal);
         let disparity = disparity.f_detach()?.f_contiguous()?;
@@ -105,7 +105,7 @@ impl DeviceLoss {
         let pyramid = [target.shallow_clone()];
         let disparities = [disparity];
         let refiner = &mut self.refiner;
-        let refined = refine_poses_with(start, iterations, median, |poses| {
+        let refined = refine_poses_with(start, refinement, median, |poses| {
             let rows = pose_rows_tensor(poses, device)?;
             let step = refiner.step(&TorchLossInputs {
                 target,
@@ -176,14 +176,14 @@ impl DeviceLoss {
             // With refinement the loss sees the refined poses (constants), and the pose
             // network is pulled toward them: the gradient of ½‖r − r*‖² + ½‖t − t*‖² / m²
             // (m the median depth), as the CPU path's pose targets.
-            let poses = if batch.pose_refine_iterations > 0 {
+            let poses = if batch.pose_refinement.iterations > 0 {
                 let (refined, median, record) = self.refine(
                     &target_i,
                     &sources,
                     &disparities[0],
                     &network_poses,
                     intrinsics,
-                    batch.pose_refine_iterations,
+                    batch.pose_refinement,
                 )?;
                 if i == 0 {
                     live_refinement = Some(record);

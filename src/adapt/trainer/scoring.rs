@@ -4,7 +4,7 @@
 
 use super::{Adapter, FreshScore, to_host};
 use crate::adapt::AdaptError;
-use crate::adapt::pose_refine::refine_poses;
+use crate::adapt::pose_refine::{Refinement, refine_poses};
 use crate::adapt::triplet::Triplet;
 use crate::loss::{Pose6, target_pyramid};
 use crate::model::network::DepthNetwork;
@@ -77,12 +77,11 @@ impl Adapter {
         self.zero_noise.resize(2 * w * h, 0.0);
         let inputs =
             t.loss_inputs(&sources, &disp_refs, &pyramid_refs, poses, Some(&self.zero_noise));
-        let refined = refine_poses(
-            &mut self.refine_loss,
-            &inputs,
-            self.config.pose_refine_iterations,
-            median_depth as f32,
-        )?;
+        // One walk from the pose network's motion for both depth maps, even where training
+        // also walks from the mirrored start: a second start gives each depth map more room
+        // to explain the images and blurred the comparison (docs/adapt.md, "Mirrored start").
+        let one_walk = Refinement { mirrored_start: false, ..self.config.pose_refinement() };
+        let refined = refine_poses(&mut self.refine_loss, &inputs, one_walk, median_depth as f32)?;
         Ok(f64::from(refined.loss_after))
     }
 
