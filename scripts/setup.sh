@@ -2,7 +2,8 @@
 # Installs what livedepth needs on a fresh Debian/Ubuntu machine, skipping what is already there:
 #   * GStreamer 1.x development files, plugins and tools (apt);
 #   * a Python venv with torch==2.11.0 (provides libtorch for tch, and the PyTorch peer for
-#     benchmarks and parity tests) in a per-user cache, shared by every clone;
+#     benchmarks and parity tests, with onnxruntime and onnx for the ONNX export checks) in a
+#     per-user cache, shared by every clone;
 #   * the NVRTC wheel (libnvrtc) so CUDA kernels compile without a CUDA toolkit.
 # Then writes .cargo/config.toml (ignored by git) pointing cargo at that libtorch.
 set -euo pipefail
@@ -52,11 +53,12 @@ else
   mkdir -p "$(dirname "$VENV")"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q "torch==$TORCH_VERSION" numpy pillow
+  "$VENV/bin/pip" install -q "torch==$TORCH_VERSION" numpy pillow onnxruntime==1.32.0 onnx==1.23.2
 fi
-if ! "$VENV/bin/python" -c "import numpy, PIL" 2>/dev/null; then
-  log "installing numpy and pillow into $VENV"
-  "$VENV/bin/pip" install -q numpy pillow
+# onnxruntime and onnx check `livedepth export` (tests/export_onnx.rs).
+if ! "$VENV/bin/python" -c "import numpy, PIL, onnxruntime, onnx" 2>/dev/null; then
+  log "installing numpy, pillow, onnxruntime and onnx into $VENV"
+  "$VENV/bin/pip" install -q numpy pillow onnxruntime==1.32.0 onnx==1.23.2
 fi
 if ! "$VENV/bin/python" -c "import nvidia.cuda_nvrtc" 2>/dev/null && ! ls "$VENV"/lib/python3*/site-packages/nvidia/cu*/lib/libnvrtc.so* >/dev/null 2>&1 && ! ls "$VENV"/lib/python3*/site-packages/nvidia/cuda_nvrtc/lib/libnvrtc.so* >/dev/null 2>&1; then
   log "installing the NVRTC wheel"

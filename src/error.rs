@@ -31,6 +31,10 @@ pub enum Error {
     #[cfg(feature = "torch")]
     #[error(transparent)]
     Train(#[from] Box<crate::train::TrainError>),
+    /// Boxed like `Model`; `?` converts from the unboxed error.
+    #[cfg(feature = "torch")]
+    #[error(transparent)]
+    Export(#[from] Box<crate::export::ExportError>),
     #[error(transparent)]
     Cuda(#[from] crate::cuda::CudaError),
     #[error(transparent)]
@@ -66,6 +70,13 @@ impl From<crate::adapt::AdaptError> for Error {
 impl From<crate::train::TrainError> for Error {
     fn from(e: crate::train::TrainError) -> Self {
         Error::Train(Box::new(e))
+    }
+}
+
+#[cfg(feature = "torch")]
+impl From<crate::export::ExportError> for Error {
+    fn from(e: crate::export::ExportError) -> Self {
+        Error::Export(Box::new(e))
     }
 }
 

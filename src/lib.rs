@@ -4,7 +4,7 @@
 //! Data flows one way: a [`source`] yields timestamped frames, the [`pipeline`] runs them through
 //! stages on their own threads, and [`sink`]s write depth maps, colourised video and metrics.
 //! [`eval`] holds the standard depth metrics; [`synth`] renders synthetic drives with exact
-//! ground truth.
+//! ground truth; `export` writes the networks as ONNX models for other runtimes.
 
 #[cfg(feature = "torch")]
 pub mod adapt;
@@ -16,6 +16,8 @@ pub mod cuda;
 pub mod engine;
 pub mod error;
 pub mod eval;
+#[cfg(feature = "torch")]
+pub mod export;
 pub mod frame;
 pub mod loss;
 pub mod model;

@@ -6,6 +6,8 @@ mod bench;
 mod demo;
 #[cfg(feature = "torch")]
 mod eval;
+#[cfg(feature = "torch")]
+mod export;
 mod loss;
 mod probe;
 mod render;
@@ -50,6 +52,9 @@ pub enum Command {
     /// with supervised depth and pose where ground truth exists).
     #[cfg(feature = "torch")]
     Train(train::Args),
+    /// Write a network as an ONNX model (opset 17) for onnxruntime or TensorRT.
+    #[cfg(feature = "torch")]
+    Export(export::Args),
 }
 
 pub fn dispatch(cli: Cli) -> livedepth::Result<()> {
@@ -67,5 +72,7 @@ pub fn dispatch(cli: Cli) -> livedepth::Result<()> {
         Command::Bench(args) => bench::run(args),
         #[cfg(feature = "torch")]
         Command::Train(args) => train::run(args),
+        #[cfg(feature = "torch")]
+        Command::Export(args) => export::run(args),
     }
 }
