@@ -2,8 +2,13 @@
 //! torch venv (tests/python/onnx_run.py, which also runs `onnx.checker.check_model`), must give
 //! the outputs of our libtorch networks on the same random image: the real KITTI RT-MonoDepth-S
 //! model at 640x192 (fixed shape) and through a `--dynamic` export at other sizes and batch 2,
-//! and freshly initialised (seeded) depth and pose networks. Every difference is below 1e-4.
-//! The flag errors are checked against the real binary and need no shared data.
+//! and freshly initialised (seeded) networks of every architecture through `--dynamic` exports:
+//! RT-MonoDepth-S depth and light pose, Monodepth2 ResNet-18 and ResNet-50 depth and the
+//! Monodepth2 pose network, whose batch norms get seeded random running statistics, scales and
+//! shifts (fresh ones are the identity) so that eval-mode batch norm is really compared.
+//! Disparities differ by less than 1e-4; pose outputs (×0.01, small) by less than 1e-4 and
+//! 1e-3 of their magnitude. The flag errors are checked against the real binary and need no
+//! shared data.
 #![cfg(feature = "torch")]
 
 mod common;
@@ -56,11 +61,43 @@ fn random_unit(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-/// Our networks' input: `(x − mean) / std`, as the callers of `DepthNetwork` normalise.
-fn normalised(shape: [usize; 4], rgb: &[f32]) -> Tensor {
-    let (mean, std) = Arch::RtMonoDepthS.normalisation();
+/// Our networks' input: `(x − mean) / std`, as the callers of `DepthNetwork` normalise (every
+/// architecture uses one mean and std for all channels).
+fn normalised(arch: Arch, shape: [usize; 4], rgb: &[f32]) -> Tensor {
+    let (mean, std) = arch.normalisation();
+    assert!(mean.iter().all(|&m| m == mean[0]) && std.iter().all(|&s| s == std[0]));
     let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
     (Tensor::from_slice(rgb).reshape(dims) - f64::from(mean[0])) / f64::from(std[0])
+}
+
+/// Gives every batch norm of `vs` seeded random running statistics, scale and shift (fresh ones
+/// are mean 0, variance 1, scale 1, shift 0: the identity up to epsilon): running mean and
+/// shift in [−0.2, 0.2), running variance in [0.5, 2), scale in [0.5, 1.5). Returns how many
+/// batch norms there are.
+fn perturb_batch_norms(vs: &tch::nn::VarStore, seed: u64) -> usize {
+    let vars = vs.variables();
+    let mut prefixes: Vec<&str> =
+        vars.keys().filter_map(|name| name.strip_suffix("running_mean")).collect();
+    prefixes.sort_unstable();
+    tch::no_grad(|| {
+        for (k, prefix) in prefixes.iter().enumerate() {
+            for (j, (param, lo, hi)) in [
+                ("running_mean", -0.2, 0.2),
+                ("running_var", 0.5, 2.0),
+                ("weight", 0.5, 1.5),
+                ("bias", -0.2, 0.2),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let mut var = vars[&format!("{prefix}{param}")].shallow_clone();
+                let u = random_unit(var.numel(), seed * 1000 + (4 * k + j) as u64);
+                let v: Vec<f32> = u.iter().map(|u| lo + (hi - lo) * u).collect();
+                var.copy_(&Tensor::from_slice(&v).reshape(var.size()));
+            }
+        }
+    });
+    prefixes.len()
 }
 
 /// Runs `model` with onnxruntime on `input` (named `input_name`); returns the output folder.
@@ -97,6 +134,13 @@ fn assert_initializers_are_varstore_names(graph: &serde_json::Value, vs: &tch::n
     assert_eq!(onnx, ours);
 }
 
+/// Fails on NaN or infinite values (`max_abs_diff` folds with `f32::max`, which skips NaN, so a
+/// NaN output would otherwise compare as equal).
+fn assert_finite(values: &[f32], what: &str) {
+    let bad = values.iter().filter(|v| !v.is_finite()).count();
+    assert_eq!(bad, 0, "{what}: {bad} of {} values are NaN or infinite", values.len());
+}
+
 /// Compares the disparities onnxruntime wrote in `dir` with those of `net`; returns the
 /// largest difference over all scales.
 fn compare_depth(
@@ -106,16 +150,26 @@ fn compare_depth(
     rgb: &[f32],
     label: &str,
 ) -> f32 {
-    let disps = tch::no_grad(|| net.try_forward_t(&normalised(shape, rgb), false)).unwrap();
-    assert_eq!(disps.len(), Arch::RtMonoDepthS.num_scales());
+    let disps =
+        tch::no_grad(|| net.try_forward_t(&normalised(net.arch(), shape, rgb), false)).unwrap();
+    assert_eq!(disps.len(), net.arch().num_scales());
     let mut worst = 0f32;
     for (s, d) in disps.iter().enumerate() {
         let (onnx_shape, onnx) = read_npy(&dir.join(format!("disp_{s}.npy")));
         let ours: Vec<usize> = d.size().iter().map(|&v| v as usize).collect();
         assert_eq!(onnx_shape, ours, "{label} disp_{s} shape");
         assert_eq!(ours, [shape[0], 1, shape[2] >> s, shape[3] >> s]);
-        let diff = max_abs_diff(&values(d), &onnx);
-        println!("{label} disp_{s} {ours:?}: max |ORT − libtorch| = {diff:.3e}");
+        let ours_values = values(d);
+        assert_finite(&onnx, &format!("{label} disp_{s} (onnxruntime)"));
+        assert_finite(&ours_values, &format!("{label} disp_{s} (libtorch)"));
+        let diff = max_abs_diff(&ours_values, &onnx);
+        let lo = ours_values.iter().copied().fold(f32::INFINITY, f32::min);
+        let hi = ours_values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        println!(
+            "{label} disp_{s} {ours:?}: max |ORT − libtorch| = {diff:.3e} (disparities in \
+             [{lo:.4}, {hi:.4}])"
+        );
+        assert!(hi > lo, "{label} disp_{s} is constant: the comparison would be empty");
         assert!(diff < 1e-4, "{label} disp_{s}: max abs difference {diff}");
         worst = worst.max(diff);
     }
@@ -165,60 +219,158 @@ fn kitti_model_matches_libtorch_fixed_and_dynamic() {
 fn fresh_depth_network_matches_libtorch() {
     tch::manual_seed(11);
     let net = DepthNetwork::new(Arch::RtMonoDepthS, Device::Cpu);
-    let out = tempfile::tempdir().unwrap();
-    let weights = out.path().join("depth.safetensors");
-    net.save_safetensors(&weights).unwrap();
-    let onnx = out.path().join("depth.onnx");
-    let w = path_str(&weights);
-    export(
-        &["--model", w, "--arch", "rtmonodepth-s", "--width", "128", "--height", "64", "--dynamic"],
-        &onnx,
-    );
     let shape = [2, 3, 64, 128];
     let rgb = random_unit(shape.iter().product(), 4);
-    let dir = run_onnx(&onnx, "image", shape, &rgb);
+    let save = |p: &Path| net.save_safetensors(p).unwrap();
+    let (_out, dir) = export_fresh_and_run(save, "rtmonodepth-s", "depth", shape, &rgb);
     assert_initializers_are_varstore_names(&graph_json(dir.path()), net.var_store());
     let worst = compare_depth(&net, dir.path(), shape, &rgb, "fresh depth 128x64 batch 2");
     println!("fresh RT-MonoDepth-S: max |Δ| = {worst:.3e}");
+}
+
+/// Compares the pose outputs onnxruntime wrote in `dir` with those of `net`; returns the
+/// largest difference.
+fn compare_pose(
+    net: &PoseNetwork,
+    arch: Arch,
+    dir: &Path,
+    shape: [usize; 4],
+    rgb: &[f32],
+    label: &str,
+) -> f32 {
+    let pair = normalised(arch, shape, rgb);
+    let (rot, trans) = tch::no_grad(|| net.try_forward_t(&pair, false)).unwrap();
+    let mut worst = 0f32;
+    for (name, ours) in [("axis_angle", &rot), ("translation", &trans)] {
+        let (onnx_shape, onnx) = read_npy(&dir.join(format!("{name}.npy")));
+        assert_eq!(onnx_shape, [shape[0], 3], "{label} {name} shape");
+        let ours = values(ours);
+        assert_finite(&onnx, &format!("{label} {name} (onnxruntime)"));
+        assert_finite(&ours, &format!("{label} {name} (libtorch)"));
+        let diff = max_abs_diff(&ours, &onnx);
+        let magnitude = ours.iter().fold(0f32, |m, v| m.max(v.abs()));
+        println!(
+            "{label} {name}: max |ORT − libtorch| = {diff:.3e} (values up to {magnitude:.3e}, \
+             relative {:.3e})",
+            diff / magnitude
+        );
+        assert!(magnitude > 0.0, "{label} {name} is all zeros: the comparison would be empty");
+        assert!(
+            diff < 1e-4 && diff <= 1e-3 * magnitude,
+            "{label} {name}: max abs difference {diff}"
+        );
+        worst = worst.max(diff);
+    }
+    worst
+}
+
+/// Saves `vs`'s network as safetensors, exports it at 128x64 with `--dynamic` and runs the
+/// graph with onnxruntime on `rgb` of `shape`; returns the temporary folder (kept alive) and
+/// the onnxruntime output folder.
+fn export_fresh_and_run(
+    save: impl FnOnce(&Path),
+    arch: &str,
+    network: &str,
+    shape: [usize; 4],
+    rgb: &[f32],
+) -> (tempfile::TempDir, tempfile::TempDir) {
+    let out = tempfile::tempdir().unwrap();
+    let weights = out.path().join(format!("{network}.safetensors"));
+    save(&weights);
+    let onnx = out.path().join(format!("{network}.onnx"));
+    let w = path_str(&weights);
+    export(
+        &[
+            "--model",
+            w,
+            "--arch",
+            arch,
+            "--network",
+            network,
+            "--width",
+            "128",
+            "--height",
+            "64",
+            "--dynamic",
+        ],
+        &onnx,
+    );
+    let input = if network == "pose" { "frame_pair" } else { "image" };
+    let dir = run_onnx(&onnx, input, shape, rgb);
+    let graph = graph_json(dir.path());
+    let channels = if network == "pose" { 6 } else { 3 };
+    assert_eq!(graph["inputs"][input], serde_json::json!(["batch", channels, "height", "width"]));
+    (out, dir)
 }
 
 #[test]
 fn fresh_pose_network_matches_libtorch() {
     tch::manual_seed(7);
     let net = PoseNetwork::new(PoseArch::RtMonoDepthSPose, Device::Cpu);
-    let out = tempfile::tempdir().unwrap();
-    let weights = out.path().join("pose.safetensors");
-    net.save_safetensors(&weights).unwrap();
-    let onnx = out.path().join("pose.onnx");
-    let w = path_str(&weights);
-    let size = ["--width", "128", "--height", "64"];
-    let mut args = vec!["--model", w, "--arch", "rtmonodepth-s", "--network", "pose"];
-    args.extend_from_slice(&size);
-    export(&[&args[..], &["--dynamic"]].concat(), &onnx);
-
     // Two frame pairs, each [first RGB, second RGB] on channels.
     let shape = [2, 6, 64, 128];
     let rgb = random_unit(shape.iter().product(), 5);
-    let dir = run_onnx(&onnx, "frame_pair", shape, &rgb);
+    let save = |p: &Path| net.save_safetensors(p).unwrap();
+    let (_out, dir) = export_fresh_and_run(save, "rtmonodepth-s", "pose", shape, &rgb);
     let graph = graph_json(dir.path());
-    assert_eq!(graph["inputs"]["frame_pair"], serde_json::json!(["batch", 6, "height", "width"]));
     assert_eq!(graph["outputs"]["axis_angle"], serde_json::json!(["batch", 3]));
     assert_initializers_are_varstore_names(&graph, net.var_store());
-    let (rot, trans) = tch::no_grad(|| net.try_forward_t(&normalised(shape, &rgb), false)).unwrap();
-    for (name, ours) in [("axis_angle", &rot), ("translation", &trans)] {
-        let (onnx_shape, onnx) = read_npy(&dir.path().join(format!("{name}.npy")));
-        assert_eq!(onnx_shape, [2, 3], "{name} shape");
-        let ours = values(ours);
-        let diff = max_abs_diff(&ours, &onnx);
-        let magnitude = ours.iter().fold(0f32, |m, v| m.max(v.abs()));
-        println!(
-            "fresh light pose {name}: max |ORT − libtorch| = {diff:.3e} (values up to {magnitude:.3e}, \
-             relative {:.3e})",
-            diff / magnitude
-        );
-        assert!(magnitude > 0.0, "{name} is all zeros: the comparison would be empty");
-        assert!(diff < 1e-4 && diff <= 1e-3 * magnitude, "{name}: max abs difference {diff}");
+    let label = "fresh light pose";
+    let worst = compare_pose(&net, Arch::RtMonoDepthS, dir.path(), shape, &rgb, label);
+    println!("{label}: max |Δ| = {worst:.3e}");
+}
+
+/// A fresh Monodepth2 depth network of `arch` with perturbed batch norms against onnxruntime.
+fn fresh_monodepth2_depth_matches_libtorch(arch: Arch, batch: usize, seed: u64, bns: usize) {
+    tch::manual_seed(seed as i64);
+    let net = DepthNetwork::new(arch, Device::Cpu);
+    assert_eq!(perturb_batch_norms(net.var_store(), seed), bns);
+    let shape = [batch, 3, 64, 128];
+    let rgb = random_unit(shape.iter().product(), seed + 1);
+    let save = |p: &Path| net.save_safetensors(p).unwrap();
+    let (_out, dir) = export_fresh_and_run(save, arch.name(), "depth", shape, &rgb);
+    let graph = graph_json(dir.path());
+    assert_initializers_are_varstore_names(&graph, net.var_store());
+    assert_eq!(
+        graph["outputs"]["disp_3"],
+        serde_json::json!(["batch", 1, "height_div8", "width_div8"])
+    );
+    let ops = graph["ops"].as_array().unwrap();
+    for op in ["BatchNormalization", "MaxPool", "Concat", "Pad", "Resize", "Elu"] {
+        assert!(ops.contains(&serde_json::json!(op)), "{op} missing from {ops:?}");
     }
+    let label = format!("fresh {arch} 128x64 batch {batch}");
+    let worst = compare_depth(&net, dir.path(), shape, &rgb, &label);
+    println!("{label}: max |Δ| over all scales = {worst:.3e}");
+}
+
+#[test]
+fn fresh_monodepth2_r18_depth_matches_libtorch() {
+    // conv1 + 8 basic blocks × 2 + 3 downsamples.
+    fresh_monodepth2_depth_matches_libtorch(Arch::Monodepth2R18, 2, 21, 20);
+}
+
+#[test]
+fn fresh_monodepth2_r50_depth_matches_libtorch() {
+    // conv1 + 16 bottlenecks × 3 + 4 downsamples.
+    fresh_monodepth2_depth_matches_libtorch(Arch::Monodepth2R50, 1, 31, 53);
+}
+
+#[test]
+fn fresh_monodepth2_pose_network_matches_libtorch() {
+    tch::manual_seed(41);
+    let net = PoseNetwork::new(PoseArch::Monodepth2R18, Device::Cpu);
+    assert_eq!(perturb_batch_norms(net.var_store(), 41), 20);
+    let shape = [2, 6, 64, 128];
+    let rgb = random_unit(shape.iter().product(), 42);
+    let save = |p: &Path| net.save_safetensors(p).unwrap();
+    let (_out, dir) = export_fresh_and_run(save, "monodepth2-r18", "pose", shape, &rgb);
+    let graph = graph_json(dir.path());
+    assert_eq!(graph["outputs"]["translation"], serde_json::json!(["batch", 3]));
+    assert_initializers_are_varstore_names(&graph, net.var_store());
+    let label = "fresh Monodepth2 pose 128x64 batch 2";
+    let worst = compare_pose(&net, Arch::Monodepth2R18, dir.path(), shape, &rgb, label);
+    println!("{label}: max |Δ| = {worst:.3e}");
 }
 
 fn stderr_of_failed(args: &[&str]) -> String {
@@ -239,13 +391,14 @@ fn export_flag_errors_name_the_flag_and_what_was_expected() {
     let err = stderr_of_failed(&base("rtmonodepth-s", "630", "/nonexistent"));
     assert!(err.contains("--width 630: expected a positive multiple of 32"), "{err}");
 
-    let err = stderr_of_failed(&base("monodepth2-r18", "640", "/nonexistent"));
+    let err = stderr_of_failed(&base("monodepth2-r18", "640", "/nonexistent/md2"));
+    assert!(err.contains("--model /nonexistent/md2: no such file or folder"), "{err}");
+    let err = stderr_of_failed(&base("unet", "640", "/nonexistent"));
     assert!(
-        err.contains("--arch monodepth2-r18") && err.contains("covered: rtmonodepth-s"),
+        err.contains("--arch `unet`")
+            && err.contains("covers: rtmonodepth-s, monodepth2-r18, monodepth2-r50"),
         "{err}"
     );
-    let err = stderr_of_failed(&base("unet", "640", "/nonexistent"));
-    assert!(err.contains("--arch `unet`") && err.contains("rtmonodepth-s"), "{err}");
 
     let err = stderr_of_failed(&base("rtmonodepth-s", "640", "/nonexistent/model"));
     assert!(err.contains("--model /nonexistent/model: no such file or folder"), "{err}");

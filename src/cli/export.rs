@@ -12,7 +12,8 @@ pub struct Args {
     /// for `--network pose`), a `livedepth train` folder or a .safetensors file.
     #[arg(long)]
     pub model: PathBuf,
-    /// Depth architecture (covered so far: rtmonodepth-s).
+    /// Depth architecture: rtmonodepth-s, monodepth2-r18 or monodepth2-r50 (`--network pose`
+    /// exports its pose network: the light one, or Monodepth2's ResNet-18 one).
     #[arg(long)]
     pub arch: String,
     /// Network input width (multiple of 32).

@@ -1,43 +1,49 @@
 //! ONNX export of the networks (`livedepth export`), for runtimes other than libtorch
-//! (onnxruntime, TensorRT): our own emitter writes the network of [`crate::model`] as an
+//! (onnxruntime, TensorRT): our own emitter writes every network of [`crate::model`] as an
 //! opset-17 ONNX model, without Python or a protobuf library.
 //!
 //! - [`proto`]: the protobuf wire encoder and the `onnx.proto` messages it needs.
 //! - [`graph`]: a small graph builder (initializers, constants, nodes, inputs and outputs).
-//! - [`rtmonodepth`]: the emitter of RT-MonoDepth-S and its light pose network.
+//! - [`layers`]: the weights (with the check that the graph uses each exactly as `src/model`
+//!   has them) and the layer emitter shared by the networks (the layer → ONNX mapping).
+//! - [`rtmonodepth`]: RT-MonoDepth-S and its light pose network.
+//! - [`monodepth2`]: Monodepth2 ResNet-18 / ResNet-50 depth and the Monodepth2 pose network
+//!   (ResNet-18 over 6 channels + pose decoder), batch normalisation in eval mode.
 //!
 //! The graphs take RGB in \[0, 1\] and normalise inside (per [`Arch::normalisation`]), so a
 //! runtime feeds plain images:
-//! - depth: input `image` `[B,3,H,W]`; outputs `disp_0` … `disp_{n−1}`, the sigmoid disparity
-//!   at scale s, `[B,1,H/2^s,W/2^s]` (scale 0 = input resolution), as
-//!   [`DepthNetwork::forward_t`] returns them.
-//! - pose: input `frame_pair` `[B,6,H,W]`: the two frames stacked on channels (channels 0–2
-//!   the first frame's RGB, 3–5 the second's, the order [`PoseNetwork::forward_t`] takes);
-//!   outputs `axis_angle` and `translation`, `[B,3]` each (already scaled by 0.01 as the
-//!   network does).
+//! - depth: input `image` `[B,3,H,W]`; outputs `disp_0` … `disp_{n−1}` (n = 3 for
+//!   RT-MonoDepth-S, 4 for Monodepth2, [`Arch::num_scales`]), the sigmoid disparity at scale
+//!   s, `[B,1,H/2^s,W/2^s]` (scale 0 = input resolution), as [`DepthNetwork::forward_t`]
+//!   returns them.
+//! - pose (the architecture's [`Arch::companion_pose`]): input `frame_pair` `[B,6,H,W]`: the
+//!   two frames stacked on channels (channels 0–2 the first frame's RGB, 3–5 the second's, the
+//!   order [`PoseNetwork::forward_t`] takes); outputs `axis_angle` and `translation`, `[B,3]`
+//!   each (already scaled by 0.01 as the networks do).
 //!
-//! Initializers are exactly the network's parameters, named as in its `VarStore` (the
-//! safetensors names, e.g. `encoder.conv1.weight`, `depth.decoder.8.conv3.bias`), so that a
-//! runtime can refit weights by name; every constant of the graph is a `Constant` node. With
-//! `dynamic`, batch, height and width are symbolic (`batch`, `height`, `width`); otherwise the
-//! input is `1×C×H×W`.
+//! Initializers are exactly the network's parameters and buffers, named as in its `VarStore`
+//! (the safetensors names, e.g. `encoder.conv1.weight`, `depth.decoder.8.conv3.bias`,
+//! `encoder.encoder.layer1.0.bn1.running_var`), so that a runtime can refit weights by name;
+//! every other constant of the graph is a `Constant` node. With `dynamic`, batch, height and
+//! width are symbolic (`batch`, `height`, `width`); otherwise the input is `1×C×H×W`.
 
 pub mod graph;
+pub mod layers;
+pub mod monodepth2;
 pub mod proto;
 pub mod rtmonodepth;
 
 use crate::model::network::{DepthNetwork, PoseNetwork};
+use crate::model::resnet::ResnetDepth;
 use crate::model::{Arch, ModelError, PoseArch};
 use graph::GraphBuilder;
+use layers::{Emitter, Weights};
 use proto::{Dim, ModelProto};
-use rtmonodepth::{Emitter, NUM_SCALES, Weights};
 use std::path::{Path, PathBuf};
 use tch::Device;
 
-/// The architectures the exporter covers.
-pub const COVERED_ARCHS: &str = "rtmonodepth-s";
-/// The pose architectures the exporter covers.
-pub const COVERED_POSE_ARCHS: &str = "rtmonodepth-s-pose";
+/// The architectures the exporter covers (all of [`Arch`]).
+pub const COVERED_ARCHS: &str = "rtmonodepth-s, monodepth2-r18, monodepth2-r50";
 
 /// Name of the depth graph's input.
 pub const DEPTH_INPUT: &str = "image";
@@ -56,16 +62,6 @@ pub enum ExportError {
     InputSize { flag: &'static str, value: u32 },
     #[error("--arch `{value}`: unknown architecture (the ONNX exporter covers: {COVERED_ARCHS})")]
     UnknownArch { value: String },
-    #[error(
-        "--arch {arch}: the ONNX exporter does not cover this architecture yet (covered: \
-         {COVERED_ARCHS})"
-    )]
-    NotCovered { arch: Arch },
-    #[error(
-        "the ONNX exporter does not cover the {arch} pose network yet (covered: \
-         {COVERED_POSE_ARCHS})"
-    )]
-    PoseNotCovered { arch: PoseArch },
     #[error("--network `{value}`: expected `depth` or `pose`")]
     UnknownNetwork { value: String },
     #[error(
@@ -133,19 +129,14 @@ impl std::fmt::Display for Network {
     }
 }
 
-/// The `--arch` value as an architecture the exporter covers.
+/// The `--arch` value as an architecture.
 pub fn parse_arch(value: &str) -> Result<Arch, ExportError> {
-    let arch: Arch =
-        value.parse().map_err(|_| ExportError::UnknownArch { value: value.to_owned() })?;
-    check_covered(arch)?;
-    Ok(arch)
+    value.parse().map_err(|_| ExportError::UnknownArch { value: value.to_owned() })
 }
 
-fn check_covered(arch: Arch) -> Result<(), ExportError> {
-    match arch {
-        Arch::RtMonoDepthS => Ok(()),
-        Arch::Monodepth2R18 | Arch::Monodepth2R50 => Err(ExportError::NotCovered { arch }),
-    }
+/// Name of the depth graph's output at scale `s`: `disp_{s}`.
+pub fn disp_output(s: usize) -> String {
+    format!("disp_{s}")
 }
 
 /// The graph's input size: fixed `1×C×H×W`, or symbolic batch, height and width.
@@ -215,7 +206,6 @@ pub struct ExportSummary {
 
 /// Loads the network of `options` (on the CPU), emits it and writes the ONNX file atomically.
 pub fn export(options: &ExportOptions) -> Result<ExportSummary, ExportError> {
-    check_covered(options.arch)?;
     options.shape.check()?;
     if !options.model.exists() {
         return Err(ExportError::ModelMissing { path: options.model.clone() });
@@ -250,34 +240,37 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
 
 fn metadata(arch: Arch, network: Network, shape: InputShape) -> Vec<(String, String)> {
     let (mean, std) = arch.normalisation();
-    [
+    let mut pairs = vec![
         ("livedepth.arch", arch.name().to_owned()),
         ("livedepth.network", network.to_string()),
         ("livedepth.width", shape.width.to_string()),
         ("livedepth.height", shape.height.to_string()),
         ("livedepth.dynamic", shape.dynamic.to_string()),
         ("livedepth.normalisation", format!("(rgb - {mean:?}) / {std:?}, rgb in [0, 1]")),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
+    ];
+    if network == Network::Pose {
+        pairs.push(("livedepth.pose_arch", arch.companion_pose().name().to_owned()));
+    }
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
 /// The ONNX model of a depth network (see the module documentation for its interface).
 pub fn depth_model(net: &DepthNetwork, shape: InputShape) -> Result<ModelProto, ExportError> {
     let arch = net.arch();
-    check_covered(arch)?;
     shape.check()?;
     let mut g = GraphBuilder::new(&format!("{arch}-depth"));
     let mut weights = Weights::new(net.var_store(), "depth");
     let input = g.input(DEPTH_INPUT, shape.image(3, 0));
-    let outputs: [String; NUM_SCALES] = std::array::from_fn(|s| format!("disp_{s}"));
-    {
+    let outputs = {
         let (mean, std) = arch.normalisation();
         let mut e = Emitter { g: &mut g, w: &mut weights };
         let x = e.normalise(&input, &mean, &std);
-        rtmonodepth::emit_depth(&mut e, &x, &outputs)?;
-    }
+        match arch {
+            Arch::RtMonoDepthS => rtmonodepth::emit_depth(&mut e, &x)?,
+            Arch::Monodepth2R18 => monodepth2::emit_depth(&mut e, &x, ResnetDepth::R18)?,
+            Arch::Monodepth2R50 => monodepth2::emit_depth(&mut e, &x, ResnetDepth::R50)?,
+        }
+    };
     weights.check_all_used()?;
     for (s, name) in outputs.iter().enumerate() {
         g.output(name, shape.image(1, s));
@@ -290,10 +283,10 @@ pub fn pose_model(net: &PoseNetwork, shape: InputShape) -> Result<ModelProto, Ex
     // The depth architecture the pose network goes with (its input normalisation).
     let arch = match net.arch() {
         PoseArch::RtMonoDepthSPose => Arch::RtMonoDepthS,
-        other => return Err(ExportError::PoseNotCovered { arch: other }),
+        PoseArch::Monodepth2R18 => Arch::Monodepth2R18,
     };
     shape.check()?;
-    let mut g = GraphBuilder::new(&format!("{}", net.arch()));
+    let mut g = GraphBuilder::new(net.arch().name());
     let mut weights = Weights::new(net.var_store(), "pose");
     let input = g.input(POSE_INPUT, shape.image(6, 0));
     {
@@ -303,7 +296,13 @@ pub fn pose_model(net: &PoseNetwork, shape: InputShape) -> Result<ModelProto, Ex
         let std6: Vec<f32> = std.iter().chain(&std).copied().collect();
         let mut e = Emitter { g: &mut g, w: &mut weights };
         let x = e.normalise(&input, &mean6, &std6);
-        rtmonodepth::emit_pose(&mut e, &x, POSE_OUTPUTS[0], POSE_OUTPUTS[1])?;
+        let [axis_angle, translation] = POSE_OUTPUTS;
+        match net.arch() {
+            PoseArch::RtMonoDepthSPose => {
+                rtmonodepth::emit_pose(&mut e, &x, axis_angle, translation)?
+            }
+            PoseArch::Monodepth2R18 => monodepth2::emit_pose(&mut e, &x, axis_angle, translation)?,
+        }
     }
     weights.check_all_used()?;
     for name in POSE_OUTPUTS {
@@ -315,6 +314,7 @@ pub fn pose_model(net: &PoseNetwork, shape: InputShape) -> Result<ModelProto, Ex
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proto::ModelProto;
 
     fn options(arch: Arch, width: u32, height: u32, model: &str) -> ExportOptions {
         ExportOptions {
@@ -326,42 +326,53 @@ mod tests {
         }
     }
 
+    fn initializer_names(model: &ModelProto) -> Vec<String> {
+        let mut names: Vec<String> =
+            model.graph.initializers.iter().map(|t| t.name.clone()).collect();
+        names.sort_unstable();
+        names
+    }
+
+    fn varstore_names(vs: &tch::nn::VarStore) -> Vec<String> {
+        let mut names: Vec<String> = vs.variables().into_keys().collect();
+        names.sort_unstable();
+        names
+    }
+
+    fn output_names(model: &ModelProto) -> Vec<&str> {
+        model.graph.outputs.iter().map(|v| v.name.as_str()).collect()
+    }
+
+    fn count_ops(model: &ModelProto, op: &str) -> usize {
+        model.graph.nodes.iter().filter(|n| n.op_type == op).count()
+    }
+
     #[test]
     fn sizes_not_a_multiple_of_32_name_the_flag() {
         let e = export(&options(Arch::RtMonoDepthS, 100, 192, "/nonexistent")).unwrap_err();
         assert!(matches!(e, ExportError::InputSize { flag: "--width", value: 100 }), "{e}");
         assert!(e.to_string().contains("--width 100"), "{e}");
-        let e = export(&options(Arch::RtMonoDepthS, 640, 0, "/nonexistent")).unwrap_err();
+        let e = export(&options(Arch::Monodepth2R50, 640, 0, "/nonexistent")).unwrap_err();
         assert!(e.to_string().starts_with("--height 0: expected a positive multiple of 32"), "{e}");
     }
 
     #[test]
-    fn archs_not_covered_say_which_are() {
-        let e = parse_arch("monodepth2-r18").unwrap_err();
-        assert!(matches!(e, ExportError::NotCovered { arch: Arch::Monodepth2R18 }), "{e}");
-        assert!(e.to_string().contains("covered: rtmonodepth-s"), "{e}");
+    fn every_arch_parses_and_unknown_ones_list_the_covered() {
+        assert_eq!(parse_arch("RT-MonoDepth-S").unwrap(), Arch::RtMonoDepthS);
+        assert_eq!(parse_arch("monodepth2-r18").unwrap(), Arch::Monodepth2R18);
+        assert_eq!(parse_arch("md2-r50").unwrap(), Arch::Monodepth2R50);
         let e = parse_arch("resnet9000").unwrap_err();
         assert!(e.to_string().contains("--arch `resnet9000`"), "{e}");
-        assert!(e.to_string().contains("rtmonodepth-s"), "{e}");
-        assert_eq!(parse_arch("RT-MonoDepth-S").unwrap(), Arch::RtMonoDepthS);
-        let e = export(&options(Arch::Monodepth2R50, 640, 192, "/nonexistent")).unwrap_err();
-        assert!(matches!(e, ExportError::NotCovered { .. }), "{e}");
+        assert!(e.to_string().contains("rtmonodepth-s, monodepth2-r18, monodepth2-r50"), "{e}");
     }
 
     #[test]
     fn a_missing_model_names_the_flag_and_path() {
-        let e = export(&options(Arch::RtMonoDepthS, 64, 32, "/nonexistent/model")).unwrap_err();
-        assert!(matches!(e, ExportError::ModelMissing { .. }), "{e}");
-        assert!(e.to_string().starts_with("--model /nonexistent/model: no such file"), "{e}");
-    }
-
-    #[test]
-    fn pose_networks_not_covered_say_which_are() {
-        let pose = PoseNetwork::new(PoseArch::Monodepth2R18, Device::Cpu);
-        let shape = InputShape { width: 64, height: 32, dynamic: false };
-        let e = pose_model(&pose, shape).unwrap_err();
-        assert!(matches!(e, ExportError::PoseNotCovered { .. }), "{e}");
-        assert!(e.to_string().contains("covered: rtmonodepth-s-pose"), "{e}");
+        for arch in [Arch::RtMonoDepthS, Arch::Monodepth2R18] {
+            let e = export(&options(arch, 64, 32, "/nonexistent/model")).unwrap_err();
+            assert!(matches!(e, ExportError::ModelMissing { .. }), "{e}");
+            assert!(e.to_string().starts_with("--model /nonexistent/model: no such file"), "{e}");
+        }
     }
 
     #[test]
@@ -377,16 +388,11 @@ mod tests {
         let shape = InputShape { width: 64, height: 32, dynamic: true };
         let depth = DepthNetwork::new(Arch::RtMonoDepthS, Device::Cpu);
         let model = depth_model(&depth, shape).unwrap();
-        let mut names: Vec<&str> =
-            model.graph.initializers.iter().map(|t| t.name.as_str()).collect();
-        names.sort_unstable();
-        let mut expected: Vec<String> = depth.var_store().variables().into_keys().collect();
-        expected.sort_unstable();
-        assert_eq!(names, expected);
-        assert!(names.contains(&"encoder.conv1.weight"));
-        assert!(names.contains(&"depth.decoder.10.conv3.bias"));
-        let outputs: Vec<&str> = model.graph.outputs.iter().map(|v| v.name.as_str()).collect();
-        assert_eq!(outputs, ["disp_0", "disp_1", "disp_2"]);
+        let names = initializer_names(&model);
+        assert_eq!(names, varstore_names(depth.var_store()));
+        assert!(names.iter().any(|n| n == "encoder.conv1.weight"));
+        assert!(names.iter().any(|n| n == "depth.decoder.10.conv3.bias"));
+        assert_eq!(output_names(&model), ["disp_0", "disp_1", "disp_2"]);
         assert_eq!(model.graph.inputs[0].shape[2], Dim::Param("height".into()));
 
         let pose = PoseNetwork::new(Arch::RtMonoDepthS.companion_pose(), Device::Cpu);
@@ -397,7 +403,59 @@ mod tests {
             model.graph.inputs[0].shape,
             [Dim::Value(1), Dim::Value(6), Dim::Value(32), Dim::Value(64)]
         );
-        let outputs: Vec<&str> = model.graph.outputs.iter().map(|v| v.name.as_str()).collect();
-        assert_eq!(outputs, POSE_OUTPUTS);
+        assert_eq!(output_names(&model), POSE_OUTPUTS);
+    }
+
+    #[test]
+    fn monodepth2_networks_emit_every_parameter_and_buffer() {
+        let shape = InputShape { width: 64, height: 32, dynamic: true };
+        let depth = DepthNetwork::new(Arch::Monodepth2R18, Device::Cpu);
+        let model = depth_model(&depth, shape).unwrap();
+        let names = initializer_names(&model);
+        assert_eq!(names, varstore_names(depth.var_store()));
+        for name in [
+            "encoder.encoder.bn1.running_mean",
+            "encoder.encoder.layer2.0.downsample.1.running_var",
+            "depth.decoder.9.conv.conv.weight",
+            "depth.decoder.13.conv.bias",
+        ] {
+            assert!(names.iter().any(|n| n == name), "{name} missing");
+        }
+        assert_eq!(output_names(&model), ["disp_0", "disp_1", "disp_2", "disp_3"]);
+        assert_eq!(model.graph.outputs[3].shape[3], Dim::Param("width_div8".into()));
+        // conv1 + 8 blocks × 2 + 3 downsamples; one max-pool; skips at levels 4..1.
+        assert_eq!(count_ops(&model, "BatchNormalization"), 20);
+        assert_eq!(count_ops(&model, "MaxPool"), 1);
+        assert_eq!(count_ops(&model, "Concat"), 4);
+        assert_eq!(count_ops(&model, "Sigmoid"), 4);
+
+        let pose = PoseNetwork::new(Arch::Monodepth2R50.companion_pose(), Device::Cpu);
+        let model = pose_model(&pose, InputShape { dynamic: false, ..shape }).unwrap();
+        assert_eq!(initializer_names(&model), varstore_names(pose.var_store()));
+        assert_eq!(output_names(&model), POSE_OUTPUTS);
+        assert_eq!(model.graph.inputs[0].shape[1], Dim::Value(6));
+        let meta: std::collections::HashMap<_, _> = model.metadata.iter().cloned().collect();
+        assert_eq!(meta["livedepth.pose_arch"], "monodepth2-r18");
+    }
+
+    #[test]
+    fn a_network_the_emitter_does_not_describe_is_an_error() {
+        let shape = InputShape { width: 64, height: 32, dynamic: false };
+        // A variable the emitter never reads.
+        let depth = DepthNetwork::new(Arch::Monodepth2R18, Device::Cpu);
+        let _stray = depth.var_store().root().zeros("stray", &[1]);
+        let e = depth_model(&depth, shape).unwrap_err();
+        assert!(
+            matches!(&e, ExportError::UnusedParameters { network: "depth", names } if names == &["stray"]),
+            "{e}"
+        );
+        // Weights of another architecture: the first parameter asked for is missing.
+        let rt = DepthNetwork::new(Arch::RtMonoDepthS, Device::Cpu);
+        let mut g = GraphBuilder::new("g");
+        let mut w = Weights::new(rt.var_store(), "depth");
+        let x = g.input(DEPTH_INPUT, shape.image(3, 0));
+        let mut e = Emitter { g: &mut g, w: &mut w };
+        let err = monodepth2::emit_depth(&mut e, &x, ResnetDepth::R18).unwrap_err();
+        assert!(err.to_string().contains("no parameter `encoder.encoder.conv1.weight`"), "{err}");
     }
 }
