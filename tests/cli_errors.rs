@@ -5,18 +5,11 @@
 
 mod common;
 
+use common::livedepth;
+
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn livedepth(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_livedepth"))
-        .args(args)
-        .current_dir(common::repo_root())
-        .output()
-        .expect("the livedepth binary runs")
-}
-
-fn stderr(output: &Output) -> String {
+fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 

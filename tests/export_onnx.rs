@@ -12,22 +12,15 @@
 #![cfg(feature = "torch")]
 
 mod common;
+
+use common::livedepth;
 mod model_support;
 
 use livedepth::model::network::{DepthNetwork, PoseNetwork};
 use livedepth::model::{Arch, PoseArch};
 use model_support::{max_abs_diff, read_npy, run_python, values, write_npy};
 use std::path::Path;
-use std::process::{Command, Output};
 use tch::{Device, Tensor};
-
-fn livedepth(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_livedepth"))
-        .args(args)
-        .current_dir(common::repo_root())
-        .output()
-        .expect("the livedepth binary runs")
-}
 
 fn path_str(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")

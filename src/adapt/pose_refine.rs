@@ -185,35 +185,64 @@ mod tests {
         out
     }
 
+    /// A fronto-parallel plane at depth 5 seen by a camera that translates 0.2 along x between
+    /// frames: with fx = 50 the sources are the target shifted by 2 px.
+    const FX: f32 = 50.0;
+    const DEPTH: f32 = 5.0;
+    const TRUE_TX: f32 = 0.2;
+
+    struct PlaneScene {
+        target: Vec<f32>,
+        prev: Vec<f32>,
+        next: Vec<f32>,
+        disparity: Vec<f32>,
+        pyramid: Vec<Vec<f32>>,
+        noise: Vec<f32>,
+    }
+
+    impl PlaneScene {
+        fn new() -> Self {
+            let shift = FX * TRUE_TX / DEPTH;
+            let config = LossConfig::default();
+            let (min_disp, max_disp) = (1.0 / config.max_depth, 1.0 / config.min_depth);
+            let target = texture(0.0);
+            Self {
+                pyramid: target_pyramid(&target, W, H, 1),
+                target,
+                prev: texture(shift),
+                next: texture(-shift),
+                disparity: vec![(1.0 / DEPTH - min_disp) / (max_disp - min_disp); W * H],
+                noise: vec![0f32; 2 * W * H],
+            }
+        }
+
+        /// Refines from both poses translating by `start_tx` along x.
+        fn refine(&self, start_tx: f32, refinement: Refinement) -> (RefinedPoses, [Pose6; 2]) {
+            let pose =
+                |invert| Pose6 { axis_angle: [0.0; 3], translation: [start_tx, 0.0, 0.0], invert };
+            let start = [pose(true), pose(false)];
+            let sources: [&[f32]; 2] = [&self.prev, &self.next];
+            let inputs = LossInputs {
+                width: W,
+                height: H,
+                target: &self.target,
+                sources: &sources,
+                disparities: &[&self.disparity],
+                target_pyramid: &[&self.pyramid[0]],
+                poses: &start,
+                intrinsics: [FX, FX, W as f32 / 2.0, H as f32 / 2.0],
+                tie_break_noise: Some(&self.noise),
+            };
+            let mut loss = SelfSupervisedLoss::new(LossConfig::default());
+            (refine_poses(&mut loss, &inputs, refinement, DEPTH).unwrap(), start)
+        }
+    }
+
     #[test]
     fn refinement_moves_a_wrong_translation_toward_the_true_one() {
-        // A fronto-parallel plane at depth 5 seen by a camera that translates 0.2 along x
-        // between frames: with fx = 50 the sources are the target shifted by 2 px.
-        let (fx, depth, true_tx) = (50f32, 5f32, 0.2f32);
-        let shift = fx * true_tx / depth;
-        let (target, prev, next) = (texture(0.0), texture(shift), texture(-shift));
-        let config = LossConfig::default();
-        let (min_disp, max_disp) = (1.0 / config.max_depth, 1.0 / config.min_depth);
-        let disparity = vec![(1.0 / depth - min_disp) / (max_disp - min_disp); W * H];
-        let pyramid = target_pyramid(&target, W, H, 1);
-        let pose =
-            |tx: f32, invert| Pose6 { axis_angle: [0.0; 3], translation: [tx, 0.0, 0.0], invert };
-        let start = [pose(0.05, true), pose(0.05, false)];
-        let noise = vec![0f32; 2 * W * H];
-        let sources: [&[f32]; 2] = [&prev, &next];
-        let inputs = LossInputs {
-            width: W,
-            height: H,
-            target: &target,
-            sources: &sources,
-            disparities: &[&disparity],
-            target_pyramid: &[&pyramid[0]],
-            poses: &start,
-            intrinsics: [fx, fx, W as f32 / 2.0, H as f32 / 2.0],
-            tie_break_noise: Some(&noise),
-        };
-        let mut loss = SelfSupervisedLoss::new(config);
-        let refined = refine_poses(&mut loss, &inputs, walk_of(16), depth).unwrap();
+        let scene = PlaneScene::new();
+        let shift = FX * TRUE_TX / DEPTH;
+        let (refined, start) = scene.refine(0.05, walk_of(16));
         assert!(
             refined.loss_after < 0.5 * refined.loss_before,
             "{} -> {}",
@@ -222,48 +251,25 @@ mod tests {
         );
         // A small rotation about y and a translation along x move the image centre alike
         // (by fx·(ω_y + t_x / Z)); refinement may use either, so check the motion it explains.
-        let centre_motion = |p: &Pose6| fx * (p.axis_angle[1] + p.translation[0] / depth);
+        let centre_motion = |p: &Pose6| FX * (p.axis_angle[1] + p.translation[0] / DEPTH);
         for p in &refined.poses {
             let (now, before) = (centre_motion(p) - shift, centre_motion(&start[1]) - shift);
             assert!(now.abs() < 0.5 * before.abs(), "centre motion error {now} px vs {before} px");
         }
         // Zero iterations keep the network's poses.
-        let kept = refine_poses(&mut loss, &inputs, walk_of(0), depth).unwrap();
+        let (kept, _) = scene.refine(0.05, walk_of(0));
         assert_eq!(kept.poses[1].translation, start[1].translation);
         assert_eq!(kept.loss_before, kept.loss_after);
     }
 
     #[test]
     fn a_mirrored_start_escapes_a_reversed_translation() {
-        // The same planar scene; the network's translation points the wrong way and is too
-        // large for a short walk to turn round: the walk from the reversed start ends lower.
-        let (fx, depth, true_tx) = (50f32, 5f32, 0.2f32);
-        let shift = fx * true_tx / depth;
-        let (target, prev, next) = (texture(0.0), texture(shift), texture(-shift));
-        let config = LossConfig::default();
-        let (min_disp, max_disp) = (1.0 / config.max_depth, 1.0 / config.min_depth);
-        let disparity = vec![(1.0 / depth - min_disp) / (max_disp - min_disp); W * H];
-        let pyramid = target_pyramid(&target, W, H, 1);
-        let pose =
-            |tx: f32, invert| Pose6 { axis_angle: [0.0; 3], translation: [tx, 0.0, 0.0], invert };
-        let start = [pose(-true_tx, true), pose(-true_tx, false)];
-        let noise = vec![0f32; 2 * W * H];
-        let sources: [&[f32]; 2] = [&prev, &next];
-        let inputs = LossInputs {
-            width: W,
-            height: H,
-            target: &target,
-            sources: &sources,
-            disparities: &[&disparity],
-            target_pyramid: &[&pyramid[0]],
-            poses: &start,
-            intrinsics: [fx, fx, W as f32 / 2.0, H as f32 / 2.0],
-            tie_break_noise: Some(&noise),
-        };
-        let mut loss = SelfSupervisedLoss::new(config);
-        let one_way = refine_poses(&mut loss, &inputs, walk_of(4), depth).unwrap();
+        // The network's translation points the wrong way and is too large for a short walk to
+        // turn round: the walk from the reversed start ends lower.
+        let scene = PlaneScene::new();
+        let (one_way, _) = scene.refine(-TRUE_TX, walk_of(4));
         let both = Refinement { iterations: 4, mirrored_start: true };
-        let mirrored = refine_poses(&mut loss, &inputs, both, depth).unwrap();
+        let (mirrored, _) = scene.refine(-TRUE_TX, both);
         assert!(!one_way.mirrored);
         assert!(mirrored.mirrored, "the reversed start should win: {mirrored:?}");
         assert!(

@@ -5,6 +5,16 @@
 pub mod files;
 
 use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// Runs the livedepth binary with `args` in the repository root.
+pub fn livedepth(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_livedepth"))
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .expect("the livedepth binary runs")
+}
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
