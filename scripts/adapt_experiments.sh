@@ -11,7 +11,8 @@
 #   SEEDS="0 1 2" RUNS="default no-refine" SETS="dev val" scripts/adapt_experiments.sh
 #   JOBS=2 runs two at a time (one libtorch thread each).
 #
-# Runs: default (the shipped defaults, no size flags), previous (the defaults before issue #9:
+# Runs: default (the shipped defaults, no size flags), no-mirrored (pose refinement from the
+# network's motion only, the default before session 6), mirrored (explicitly on), previous (the defaults before issue #9:
 # k from image motion 1-4, no pose refinement, no never-worse guard), no-refine, k1 (k from
 # image motion as before, with refinement), no-distill, no-replay, no-forgetting-guard, and
 # anchor-R (the forgetting guard's anchor pull set to R instead of 0.2), steps-S (S adaptation
@@ -24,7 +25,7 @@ cd "$(dirname "$0")/.."
 
 OUT=${1:-out/adapt_experiments}
 SEEDS=${SEEDS:-"0 1 2"}
-RUNS=${RUNS:-"default previous no-refine k1 no-distill no-replay no-forgetting-guard"}
+RUNS=${RUNS:-"default no-mirrored previous no-refine k1 no-distill no-replay no-forgetting-guard"}
 SETS=${SETS:-"dev val"}
 JOBS=${JOBS:-2}
 DATA=${DATA:-../shared/data}
