@@ -1,5 +1,5 @@
 //! `livedepth bench infer` end to end on a tiny size: it prints a timing row with the PyTorch
-//! peer's figures and their ratio, the two runtimes agree on the disparity when they share the
+//! peer's figures and their ratio, a line for the onnxruntime peer on our own ONNX export, the two runtimes agree on the disparity when they share the
 //! shared checkpoint, and a bad `--sizes` value is a clear error.
 #![cfg(feature = "torch")]
 
@@ -47,6 +47,21 @@ fn bench_infer_prints_rust_and_peer_timings() {
         assert!(diff < 1e-4, "disparity mismatch {diff}");
     }
     assert!(stdout.contains("where the time goes"));
+    // The onnxruntime peer runs our own ONNX export of the same weights on the same frame.
+    let ort = stdout.lines().find(|l| l.contains("onnxruntime")).expect("an onnxruntime line");
+    let ratio: f64 = ort
+        .split("rust ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("a ratio in {ort}"));
+    assert!(ratio > 0.0 && ratio.is_finite(), "{ort}");
+    let diff: f64 = ort
+        .rsplit("max|Δd| ")
+        .next()
+        .and_then(|d| d.trim().parse().ok())
+        .unwrap_or_else(|| panic!("a disparity difference in {ort}"));
+    assert!(diff < 1e-4, "onnxruntime disagrees with the engine by {diff}: {ort}");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! `livedepth bench infer` times the RT-MonoDepth-S forward of the
 //! libtorch engine at several input sizes, on the CPU or (`--device cuda`) on the GPU, against a
 //! PyTorch eager peer (scripts/bench/infer_peer.py) on the same weights, input, device and thread
-//! count, in the same run, and shows where the time goes (encoder vs decoder, preprocessing, the
+//! count, in the same run, and on the CPU against onnxruntime running our own ONNX export of the
+//! same weights (scripts/bench/infer_ort_peer.py), and shows where the time goes (encoder vs decoder, preprocessing, the
 //! peer's top operators). On the GPU a timed forward includes the disparity's copy to the host,
 //! as the live path needs it, for both runtimes.
 
@@ -256,6 +257,71 @@ fn run_peer(
     })
 }
 
+/// The onnxruntime peer (scripts/bench/infer_ort_peer.py, CPU execution provider): our own ONNX
+/// export of `net` at `w`×`h`, fed the same preprocessed frame un-normalised back to RGB in
+/// [0, 1] (the graph normalises inside). Returns its timings, its version and the largest
+/// disparity difference from the engine's.
+#[allow(clippy::too_many_arguments)]
+fn run_ort_peer(
+    python: &Path,
+    net: &DepthNetwork,
+    (w, h): (u32, u32),
+    normalised: &[f32],
+    tmp: &Path,
+    args: &InferArgs,
+    threads: usize,
+    rust_disp: &[f32],
+) -> livedepth::Result<(Stats, String, f32)> {
+    use livedepth::export::{InputShape, depth_model};
+    let shape = InputShape { width: w, height: h, dynamic: false };
+    let model = depth_model(net, shape).map_err(|e| Error::Other(format!("ONNX export: {e}")))?;
+    let onnx = tmp.join(format!("depth_{w}x{h}.onnx"));
+    std::fs::write(&onnx, model.encode()).map_err(|e| Error::io(&onnx, e))?;
+    let (mean, std) = Arch::RtMonoDepthS.normalisation();
+    let plane = (w * h) as usize;
+    let raw: Vec<f32> =
+        normalised.iter().enumerate().map(|(i, v)| v * std[i / plane] + mean[i / plane]).collect();
+    let input = tmp.join(format!("raw_{w}x{h}.npy"));
+    write_npy(&input, &[1, 3, u64::from(h), u64::from(w)], &raw)?;
+    let disp_out = tmp.join(format!("ort_disp_{w}x{h}.npy"));
+    let script = repo_root().join("scripts/bench/infer_ort_peer.py");
+    let out = std::process::Command::new(python)
+        .arg(&script)
+        .arg("--onnx")
+        .arg(&onnx)
+        .arg("--input")
+        .arg(&input)
+        .args(["--iters", &args.iters.to_string(), "--warmup", &args.warmup.to_string()])
+        .args(["--threads", &threads.to_string()])
+        .arg("--out-disp")
+        .arg(&disp_out)
+        .output()
+        .map_err(|e| Error::io(python, e))?;
+    if !out.status.success() {
+        return Err(Error::Other(format!(
+            "onnxruntime peer {} failed (scripts/setup.sh installs onnxruntime into the torch \
+             venv): {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json: serde_json::Value =
+        stdout.lines().rev().find_map(|l| serde_json::from_str(l).ok()).ok_or_else(|| {
+            Error::Other(format!("onnxruntime peer printed no JSON result: {stdout}"))
+        })?;
+    let stats = Stats::from_json(&json["total"])
+        .ok_or_else(|| Error::Other("onnxruntime peer JSON lacks `total` timings".into()))?;
+    let version = json["onnxruntime"].as_str().unwrap_or("?").to_owned();
+    let theirs = read_npy(&disp_out)?;
+    let diff = if theirs.len() == rust_disp.len() {
+        theirs.iter().zip(rust_disp).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
+    } else {
+        f32::INFINITY
+    };
+    Ok((stats, version, diff))
+}
+
 pub fn run_infer(args: InferArgs) -> livedepth::Result<()> {
     let sizes = parse_sizes(&args.sizes)?;
     if args.iters == 0 {
@@ -415,6 +481,25 @@ pub fn run_infer(args: InferArgs) -> livedepth::Result<()> {
             );
             if !p.ops.is_empty() {
                 peer_ops = p.ops;
+            }
+            if !device.is_cuda() {
+                let (ort, version, diff) = run_ort_peer(
+                    &python,
+                    engine.network(),
+                    (w, h),
+                    &input,
+                    &tmp,
+                    &args,
+                    threads,
+                    &rust_disp,
+                )?;
+                println!(
+                    "{:>9}   onnxruntime {version} CPU, our exported graph: {:.2} ms; ratio ort / \
+                     rust {:.2} (> 1: engine faster); max|Δd| {diff:.1e}",
+                    "",
+                    ort.median_ms,
+                    ort.median_ms / total.median_ms
+                );
             }
         }
         network = Some(engine.into_network());
