@@ -182,6 +182,31 @@ struct PeerResult {
     ops: Vec<(String, f64)>,
 }
 
+/// Runs a Python peer and returns the last JSON line it printed; a failure names the script,
+/// what it printed on stderr and `hint`.
+fn peer_json(
+    mut cmd: std::process::Command,
+    python: &Path,
+    script: &Path,
+    who: &str,
+    hint: &str,
+) -> livedepth::Result<serde_json::Value> {
+    let out = cmd.output().map_err(|e| Error::io(python, e))?;
+    if !out.status.success() {
+        return Err(Error::Other(format!(
+            "{who} {} failed{hint}: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .ok_or_else(|| Error::Other(format!("{who} printed no JSON result: {stdout}")))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_peer(
     python: &Path,
@@ -216,19 +241,7 @@ fn run_peer(
     if device.is_cuda() {
         cmd.args(["--device", "cuda"]);
     }
-    let out = cmd.output().map_err(|e| Error::io(python, e))?;
-    if !out.status.success() {
-        return Err(Error::Other(format!(
-            "PyTorch peer {} failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let json: serde_json::Value =
-        stdout.lines().rev().find_map(|l| serde_json::from_str(l).ok()).ok_or_else(|| {
-            Error::Other(format!("PyTorch peer printed no JSON result: {stdout}"))
-        })?;
+    let json = peer_json(cmd, python, &script, "PyTorch peer", "")?;
     let stats = |k: &str| {
         Stats::from_json(&json[k])
             .ok_or_else(|| Error::Other(format!("PyTorch peer JSON lacks `{k}` timings")))
@@ -285,8 +298,8 @@ fn run_ort_peer(
     write_npy(&input, &[1, 3, u64::from(h), u64::from(w)], &raw)?;
     let disp_out = tmp.join(format!("ort_disp_{w}x{h}.npy"));
     let script = repo_root().join("scripts/bench/infer_ort_peer.py");
-    let out = std::process::Command::new(python)
-        .arg(&script)
+    let mut cmd = std::process::Command::new(python);
+    cmd.arg(&script)
         .arg("--onnx")
         .arg(&onnx)
         .arg("--input")
@@ -294,22 +307,9 @@ fn run_ort_peer(
         .args(["--iters", &args.iters.to_string(), "--warmup", &args.warmup.to_string()])
         .args(["--threads", &threads.to_string()])
         .arg("--out-disp")
-        .arg(&disp_out)
-        .output()
-        .map_err(|e| Error::io(python, e))?;
-    if !out.status.success() {
-        return Err(Error::Other(format!(
-            "onnxruntime peer {} failed (scripts/setup.sh installs onnxruntime into the torch \
-             venv): {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let json: serde_json::Value =
-        stdout.lines().rev().find_map(|l| serde_json::from_str(l).ok()).ok_or_else(|| {
-            Error::Other(format!("onnxruntime peer printed no JSON result: {stdout}"))
-        })?;
+        .arg(&disp_out);
+    let hint = " (scripts/setup.sh installs onnxruntime into the torch venv)";
+    let json = peer_json(cmd, python, &script, "onnxruntime peer", hint)?;
     let stats = Stats::from_json(&json["total"])
         .ok_or_else(|| Error::Other("onnxruntime peer JSON lacks `total` timings".into()))?;
     let version = json["onnxruntime"].as_str().unwrap_or("?").to_owned();
