@@ -183,6 +183,40 @@ impl Emitter<'_> {
         self.g.node("Resize", &[x, "", &scales], attrs)
     }
 
+    /// One up-sampling stage of both depth decoders: the reflection-padded 3×3 convolution
+    /// `first` → ELU → nearest 2× → (with `skip`, concatenated after it on channels) → the
+    /// reflection-padded 3×3 convolution `second` → ELU.
+    pub fn up_stage(
+        &mut self,
+        x: &str,
+        first: &str,
+        second: &str,
+        skip: Option<&str>,
+    ) -> Result<String, ExportError> {
+        let c = self.conv(x, first, 1, Padding::Reflect(1), true)?;
+        let c = self.elu(&c);
+        let mut up = self.upsample_nearest_2x(&c);
+        if let Some(skip) = skip {
+            up = self.concat_channels(&[&up, skip]);
+        }
+        let c = self.conv(&up, second, 1, Padding::Reflect(1), true)?;
+        Ok(self.elu(&c))
+    }
+
+    /// A disparity head: the 3×3 convolution `path` (with `padding`) → sigmoid, written to the
+    /// value named `output`.
+    pub fn disparity_head(
+        &mut self,
+        x: &str,
+        path: &str,
+        padding: Padding,
+        output: &str,
+    ) -> Result<(), ExportError> {
+        let d = self.conv(x, path, 1, padding, true)?;
+        self.g.node_to("Sigmoid", &[&d], vec![], &[output]);
+        Ok(())
+    }
+
     /// `(x − mean) / std` per channel, as the callers of the networks normalise their input.
     pub fn normalise(&mut self, x: &str, mean: &[f32], std: &[f32]) -> String {
         let c = mean.len() as i64;

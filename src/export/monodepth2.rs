@@ -120,20 +120,13 @@ fn depth_decoder(
     let outputs: Vec<String> = (0..NUM_SCALES).map(disp_output).collect();
     let mut x = features[4].clone();
     for (n, i) in (0..5usize).rev().enumerate() {
-        let path = format!("{prefix}.decoder.{}.conv.conv", 2 * n);
-        let c = e.conv(&x, &path, 1, Padding::Reflect(1), true)?;
-        let c = e.elu(&c);
-        x = e.upsample_nearest_2x(&c);
-        if i > 0 {
-            x = e.concat_channels(&[&x, &features[i - 1]]);
-        }
-        let path = format!("{prefix}.decoder.{}.conv.conv", 2 * n + 1);
-        let c = e.conv(&x, &path, 1, Padding::Reflect(1), true)?;
-        x = e.elu(&c);
+        let first = format!("{prefix}.decoder.{}.conv.conv", 2 * n);
+        let second = format!("{prefix}.decoder.{}.conv.conv", 2 * n + 1);
+        let skip = i.checked_sub(1).map(|j| features[j].as_str());
+        x = e.up_stage(&x, &first, &second, skip)?;
         if i < NUM_SCALES {
             let path = format!("{prefix}.decoder.{}.conv", 10 + i);
-            let d = e.conv(&x, &path, 1, Padding::Reflect(1), true)?;
-            e.g.node_to("Sigmoid", &[&d], vec![], &[&outputs[i]]);
+            e.disparity_head(&x, &path, Padding::Reflect(1), &outputs[i])?;
         }
     }
     Ok(outputs)

@@ -42,17 +42,12 @@ fn depth_decoder(
     let outputs: Vec<String> = (0..NUM_SCALES).map(disp_output).collect();
     let mut x = features[3].clone();
     for (k, i) in [3usize, 2, 1, 0].into_iter().enumerate() {
-        let path = format!("{prefix}.decoder.{}.conv", 2 * k);
-        let c = e.conv(&x, &path, 1, Padding::Reflect(1), true)?;
-        let c = e.elu(&c);
-        x = e.upsample_nearest_2x(&c);
-        let path = format!("{prefix}.decoder.{}.conv", 2 * k + 1);
-        let c = e.conv(&x, &path, 1, Padding::Reflect(1), true)?;
-        x = e.elu(&c);
+        let first = format!("{prefix}.decoder.{}.conv", 2 * k);
+        let second = format!("{prefix}.decoder.{}.conv", 2 * k + 1);
+        x = e.up_stage(&x, &first, &second, None)?;
         if i < NUM_SCALES {
             let path = format!("{prefix}.decoder.{}.conv3", 8 + i);
-            let d = e.conv(&x, &path, 1, Padding::Zero(1), true)?;
-            e.g.node_to("Sigmoid", &[&d], vec![], &[&outputs[i]]);
+            e.disparity_head(&x, &path, Padding::Zero(1), &outputs[i])?;
         }
     }
     Ok(outputs)
