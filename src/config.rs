@@ -122,6 +122,14 @@ pub struct NetworkConfig {
     /// Farthest depth the network's sigmoid output maps to, metres.
     #[serde(default = "default_max_depth")]
     pub max_depth: f64,
+    /// The backend serving depth: `torch`, `onnxruntime`, `tensorrt` or `auto` (the fastest
+    /// available, measured at start-up). `--engine` overrides it.
+    #[serde(default)]
+    pub engine: crate::engine::EngineKind,
+    /// Intra-op threads of backends that take them per session (onnxruntime); 0: the
+    /// backend's default.
+    #[serde(default)]
+    pub threads: usize,
 }
 
 fn default_min_depth() -> f64 {
@@ -242,6 +250,8 @@ impl NetworkConfig {
             model,
             min_depth: default_min_depth(),
             max_depth: default_max_depth(),
+            engine: crate::engine::EngineKind::default(),
+            threads: 0,
         }
     }
 }

@@ -321,6 +321,7 @@ fn kitchen_eval(seed: u64, frames: &str, steps: usize) -> Option<livedepth::app:
         json: None,
         plot: None,
         progress: false,
+        engine: livedepth::engine::EngineKind::Torch,
     };
     let mut config = AdaptConfig { seed, steps_per_frame: steps, ..AdaptConfig::default() };
     config.guards.check_every = 2;
@@ -514,6 +515,7 @@ fn kitti_first_frame(kitti: &std::path::Path, model: &std::path::Path) -> f64 {
         json: None,
         plot: None,
         progress: false,
+        engine: livedepth::engine::EngineKind::Torch,
     };
     livedepth::app::eval::evaluate(&options).expect("KITTI eval").mean.abs_rel
 }

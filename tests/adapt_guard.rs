@@ -33,6 +33,7 @@ fn lock_step(data: &Path, model: &TrainedModel, config: AdaptConfig) -> (EvalRep
         json: None,
         plot: None,
         progress: false,
+        engine: livedepth::engine::EngineKind::Torch,
     };
     let adapt = AdaptOptions {
         config,

@@ -18,6 +18,7 @@ use livedepth::app::demo::{
     BASE_MODEL_DIR, DemoOptions, SceneChoice, demo_render_config, resolve_model, run_demo,
 };
 use livedepth::app::eval::{EvalOptions, EvalReport};
+use livedepth::engine::EngineKind;
 use livedepth::frame::RgbImage;
 use livedepth::sink::side_by_side::STRIP_HEIGHT;
 use livedepth::source::Source;
@@ -65,6 +66,9 @@ fn the_demo_writes_every_artefact_with_the_committed_base_model() {
         steps_per_frame: Some(1),
         live: true,
         threads: Some(1),
+        // The live replay serves through the onnxruntime engine (adapted weights reach it by
+        // background session rebuilds); the lock-step comparison is the same either way.
+        engine: EngineKind::OnnxRuntime,
     })
     .expect("the demo runs without ../shared");
 
@@ -89,6 +93,16 @@ fn the_demo_writes_every_artefact_with_the_committed_base_model() {
         .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "png"))
         .count();
     assert_eq!(pngs as u64, replay.frames_delivered);
+    let run_report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(live.join("run_report.json")).unwrap())
+            .unwrap();
+    assert_eq!(run_report["engine"], "onnxruntime");
+    let swaps = &run_report["weight_swaps"];
+    assert_eq!(swaps["failures"], 0, "{swaps}");
+    assert_eq!(
+        swaps["publish_to_live_ms"].as_array().unwrap().len() as u64,
+        swaps["swaps"].as_u64().unwrap()
+    );
 
     // Frozen and adapted scored on the same frames; adaptation took steps.
     assert_eq!(report.frozen.per_frame.len(), frames);
@@ -138,6 +152,7 @@ fn the_side_by_side_video_shows_input_frozen_and_adapted_for_every_frame() {
         steps_per_frame: Some(1),
         live: false,
         threads: Some(1),
+        engine: EngineKind::Torch,
     })
     .expect("the demo runs without its live part");
     assert!(report.live.is_none());
@@ -183,6 +198,7 @@ fn the_side_by_side_video_shows_input_frozen_and_adapted_for_every_frame() {
         json: None,
         plot: None,
         progress: false,
+        engine: EngineKind::Torch,
     };
     let (reference, stats) = evaluate_adapt(&eval, &adapt).unwrap();
     assert_eq!(stats.steps, report.adapt_stats.steps);
@@ -259,6 +275,7 @@ fn with_shared_the_demo_replays_the_real_recording_at_the_adaptation_defaults() 
         json: None,
         plot: None,
         progress: false,
+        engine: EngineKind::Torch,
     };
     let (reference, stats) =
         evaluate_adapt(&eval, &AdaptOptions { print_every: 0, ..AdaptOptions::default() }).unwrap();

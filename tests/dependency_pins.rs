@@ -66,3 +66,26 @@ fn the_cuda_api_version_comes_from_our_two_features() {
         enables("jetpack6")
     );
 }
+
+#[test]
+fn onnxruntime_is_loaded_at_run_time_with_an_api_jetpack_6_builds_have() {
+    let manifest = manifest();
+    let ort = manifest["dependencies"].get("ort").expect("ort is a dependency");
+    assert_eq!(ort.get("default-features").and_then(toml::Value::as_bool), Some(false));
+    let features = string_list(ort.get("features"));
+    assert!(
+        features.iter().any(|f| f == "load-dynamic"),
+        "ort must load libonnxruntime at run time (load-dynamic): CI has no ONNX Runtime to link"
+    );
+    assert!(
+        !features.iter().any(|f| f == "download-binaries" || f == "copy-dylibs"),
+        "ort must not download binaries at build time (no internet in CI): {features:?}"
+    );
+    // The newest ONNX Runtime C API the crate may call: 1.20, which JetPack 6 builds have.
+    let newest_api = features
+        .iter()
+        .filter_map(|f| f.strip_prefix("api-")?.parse::<u32>().ok())
+        .max()
+        .unwrap_or(17);
+    assert!(newest_api <= 20, "ort asks for the 1.{newest_api} API; JetPack 6 builds have 1.20");
+}

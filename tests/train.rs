@@ -209,6 +209,7 @@ fn the_committed_base_model_beats_an_untrained_network_on_an_unseen_drive() {
             json: None,
             plot: None,
             progress: false,
+            engine: livedepth::engine::EngineKind::Torch,
         })
         .expect("evaluation runs")
         .mean

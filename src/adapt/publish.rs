@@ -8,11 +8,12 @@
 use crate::model::network::DepthNetwork;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
+use std::time::Instant;
 
 #[derive(Debug, Default)]
 struct Mailbox {
-    /// The newest published network, not yet taken by the live side.
-    fresh: Mutex<Option<DepthNetwork>>,
+    /// The newest published network, not yet taken by the live side, and when it was parked.
+    fresh: Mutex<Option<(DepthNetwork, Instant)>>,
     /// Networks the live side swapped out, for reuse as spares.
     returned: Mutex<Option<DepthNetwork>>,
     published: AtomicU64,
@@ -55,7 +56,7 @@ impl WeightsPublisher {
             self.mailbox.fresh.lock().map_err(|_| {
                 crate::model::ModelError::Torch("weights mailbox lock poisoned".into())
             })?;
-        self.spare = fresh.replace(spare);
+        self.spare = fresh.replace((spare, Instant::now())).map(|(older, _)| older);
         self.mailbox.published.fetch_add(1, Ordering::Release);
         Ok(())
     }
@@ -75,25 +76,27 @@ impl WeightsReceiver {
     /// If new weights are waiting (and the mailbox is not being written this instant), swaps
     /// them into `serving` and returns true. Never blocks.
     pub fn try_install(&self, serving: &mut DepthNetwork) -> bool {
-        let newer = {
+        self.try_install_timed(serving).is_some()
+    }
+
+    /// [`Self::try_install`], returning when the installed weights were published.
+    pub fn try_install_timed(&self, serving: &mut DepthNetwork) -> Option<Instant> {
+        let (newer, published_at) = {
             let mut slot = match self.mailbox.fresh.try_lock() {
                 Ok(slot) => slot,
-                Err(TryLockError::WouldBlock) | Err(TryLockError::Poisoned(_)) => return false,
+                Err(TryLockError::WouldBlock) | Err(TryLockError::Poisoned(_)) => return None,
             };
-            match slot.take() {
-                Some(net) => net,
-                None => return false,
-            }
+            slot.take()?
         };
         if newer.arch() != serving.arch() {
-            return false;
+            return None;
         }
         let old = std::mem::replace(serving, newer);
         if let Ok(mut returned) = self.mailbox.returned.try_lock() {
             *returned = Some(old);
         }
         self.mailbox.installed.fetch_add(1, Ordering::Release);
-        true
+        Some(published_at)
     }
 
     /// Networks installed so far.

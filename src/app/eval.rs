@@ -2,7 +2,7 @@
 //! dataset read on one thread, inference on another) and scores every frame with the standard
 //! metrics under the Monodepth2 protocol.
 
-use crate::engine::{DepthEngine, Disparity, TorchDepthEngine, default_device};
+use crate::engine::{Disparity, EngineKind, EngineRequest, open_depth_engine};
 use crate::eval::{EvalError, EvalProtocol, FrameMetrics, MeanMetrics, MetricsAccumulator};
 use crate::frame::Frame;
 use crate::model::Arch;
@@ -33,6 +33,8 @@ pub struct EvalOptions {
     pub plot: Option<PathBuf>,
     /// Show the progress bar and stage statistics.
     pub progress: bool,
+    /// The depth backend (`auto`: the fastest available, measured at start-up).
+    pub engine: EngineKind,
 }
 
 /// One frame's row in the report.
@@ -55,6 +57,8 @@ pub struct EvalReport {
     pub arch: String,
     pub width: u32,
     pub height: u32,
+    /// The backend that served depth.
+    pub engine: EngineKind,
     pub per_frame: Vec<FrameRow>,
 }
 
@@ -73,6 +77,7 @@ impl EvalReport {
             arch: options.arch.name().to_string(),
             width: options.width,
             height: options.height,
+            engine: options.engine,
             per_frame,
         }
     }
@@ -103,13 +108,18 @@ pub fn evaluate(options: &EvalOptions) -> crate::Result<EvalReport> {
     let mut protocol = EvalProtocol::for_dataset(source.dataset().kind());
     protocol.median_scaling &= !options.no_median_scaling;
     let positions = source.indices().to_vec();
-    let engine = TorchDepthEngine::load(
-        &options.model,
-        options.arch,
-        options.width,
-        options.height,
-        default_device(),
-    )?;
+    let opened = open_depth_engine(&EngineRequest {
+        kind: options.engine,
+        model: &options.model,
+        arch: options.arch,
+        width: options.width,
+        height: options.height,
+        threads: 0,
+    })?;
+    if options.progress || options.engine == EngineKind::Auto {
+        eprintln!("engine: {}", opened.choice);
+    }
+    let engine = opened.engine;
 
     let accumulator = Arc::new(Mutex::new(MetricsAccumulator::new()));
     let sink_accumulator = Arc::clone(&accumulator);
@@ -143,7 +153,12 @@ pub fn evaluate(options: &EvalOptions) -> crate::Result<EvalReport> {
             metrics,
         })
         .collect();
-    let report = EvalReport::new(options, protocol, mean, per_frame);
+    let report = EvalReport::new(
+        &EvalOptions { engine: opened.backend, ..options.clone() },
+        protocol,
+        mean,
+        per_frame,
+    );
     if let Some(path) = &options.json {
         write_summary_json(path, &report)?;
     }

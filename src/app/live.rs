@@ -17,7 +17,10 @@ use crate::app::eval::score_disparity;
 use crate::app::replay::ADAPT_REPORT_FILE;
 use crate::camera::Intrinsics;
 use crate::config::{Config, OutputsConfig};
-use crate::engine::{Disparity, Preprocessor, TorchDepthEngine, default_device};
+use crate::engine::{
+    Disparity, EngineKind, EngineRequest, LiveDepthEngine, Preprocessor, WeightSwapStats,
+    default_device, open_depth_engine,
+};
 use crate::eval::{EvalProtocol, MetricsAccumulator};
 use crate::frame::{DepthMap, Frame, RgbImage};
 use crate::pipeline::{Pipeline, RunReport, Sink, Stage, StageError};
@@ -34,7 +37,7 @@ use crate::tempfiles::create_output_dir;
 use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// What `livedepth run` runs: a loaded config with command-line overrides applied.
@@ -105,6 +108,11 @@ struct LiveRunReport<'a> {
     #[serde(flatten)]
     pipeline: &'a RunReport,
     preprocess_path: PreprocessPath,
+    /// The backend that served depth, and how it was chosen (`--engine auto` measures).
+    engine: EngineKind,
+    engine_choice: String,
+    /// How adapted weights reached the engine (`--adapt`).
+    weight_swaps: WeightSwapStats,
 }
 
 /// A frame with its predicted disparity at the network size.
@@ -285,8 +293,9 @@ pub struct LiveAdaptHook {
 const FAILURE_REMINDER: Duration = Duration::from_secs(2);
 
 impl LiveAdaptHook {
-    fn before_frame(&self, engine: &mut TorchDepthEngine) {
-        self.receiver.try_install(engine.network_mut());
+    /// Installs adapted weights when some wait; true when new ones went live.
+    fn before_frame(&self, engine: &mut LiveDepthEngine) -> Result<bool, StageError> {
+        Ok(engine.refresh_weights(&self.receiver)?)
     }
 
     /// Offers the frame to the adapter; once the adapter has failed, shows the failure (at once,
@@ -319,9 +328,11 @@ impl LiveAdaptHook {
 
 /// The `depth` stage.
 pub struct DepthStage {
-    engine: TorchDepthEngine,
+    engine: LiveDepthEngine,
     pool: BufferPool,
     adapt: Option<LiveAdaptHook>,
+    /// The engine's weight swaps, copied out after each swap for the run report.
+    swaps: Arc<Mutex<WeightSwapStats>>,
 }
 
 impl Stage<PreparedFrame> for DepthStage {
@@ -329,14 +340,17 @@ impl Stage<PreparedFrame> for DepthStage {
 
     fn process(&mut self, prepared: PreparedFrame) -> Result<DepthFrame, StageError> {
         let PreparedFrame { frame, resized, input, device_input } = prepared;
-        if let Some(hook) = &self.adapt {
-            hook.before_frame(&mut self.engine);
+        if let Some(hook) = &self.adapt
+            && hook.before_frame(&mut self.engine)?
+            && let Ok(mut swaps) = self.swaps.lock()
+        {
+            swaps.clone_from(self.engine.weight_swaps());
         }
-        let data = match &device_input {
-            Some(x) => forward_device_input(&self.engine, x)?,
-            None => self.engine.forward_normalised(&input, 1)?.to_vec(),
-        };
-        let disparity = Disparity { width: resized.width, height: resized.height, data };
+        let mut disparity = Disparity::new(resized.width, resized.height);
+        match &device_input {
+            Some(x) => self.engine.forward_device_tensor(x, &mut disparity.data)?,
+            None => self.engine.forward_planar(&input, &mut disparity.data)?,
+        }
         if device_input.is_none() {
             self.pool.put(input);
         }
@@ -345,22 +359,6 @@ impl Stage<PreparedFrame> for DepthStage {
         }
         Ok(DepthFrame { frame, resized, disparity })
     }
-}
-
-/// Disparity (scale 0, host) of a normalised input already on the network's device.
-pub fn forward_device_input(
-    engine: &TorchDepthEngine,
-    x: &tch::Tensor,
-) -> Result<Vec<f32>, crate::engine::EngineError> {
-    let disp = tch::no_grad(|| engine.network().try_forward_t(x, false))?;
-    let first = disp
-        .first()
-        .ok_or_else(|| crate::engine::EngineError::Internal("no disparity output".into()))?;
-    let host = first.f_to_device(tch::Device::Cpu)?.f_contiguous()?;
-    let n = host.numel();
-    let mut out = vec![0f32; n];
-    host.f_copy_data(&mut out, n)?;
-    Ok(out)
 }
 
 /// The CUDA preprocessing for an engine on `device`, when feature `cuda` is on and the kernels
@@ -554,8 +552,17 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
     let model = resolve_model(options)?;
     let arch = config.network.arch;
     let (width, height) = (config.network.width, config.network.height);
-    let engine = TorchDepthEngine::load(&model, arch, width, height, default_device())?;
-    let (mean, std) = arch.normalisation();
+    let opened = open_depth_engine(&EngineRequest {
+        kind: config.network.engine,
+        model: &model,
+        arch,
+        width,
+        height,
+        threads: config.network.threads,
+    })?;
+    tracing::info!("engine: {}", opened.choice);
+    let (backend, engine_choice, engine) = (opened.backend, opened.choice, opened.engine);
+    let (mean, std) = engine.input_normalisation();
     let preprocessor = Preprocessor::new(width, height, mean, std)?;
     let pool = BufferPool::new(config.pipeline.queue_size + 4, preprocessor.output_len());
 
@@ -646,14 +653,17 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
     };
     let preprocess = PreprocessStage {
         #[cfg(feature = "cuda")]
-        gpu: gpu_preprocess_for(engine.network().device(), (width, height), (mean, std)),
+        gpu: engine
+            .torch_device()
+            .and_then(|device| gpu_preprocess_for(device, (width, height), (mean, std))),
         preprocessor,
         pool: pool.clone(),
     };
     let preprocess_path = preprocess.path();
+    let swaps = Arc::new(Mutex::new(WeightSwapStats::default()));
     let report = Pipeline::new(source, config.pipeline.options())?
         .stage(preprocess_path.stage_name(), preprocess)
-        .stage("depth", DepthStage { engine, pool, adapt })
+        .stage("depth", DepthStage { engine, pool, adapt, swaps: Arc::clone(&swaps) })
         .sink("outputs", sink)
         .run();
     // The depth stage (and with it the frame sender) is gone: the adapter finishes, publishes
@@ -667,7 +677,13 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
     let report = report?;
     write_summary_json(
         &config.outputs.dir.join("run_report.json"),
-        &LiveRunReport { pipeline: &report, preprocess_path },
+        &LiveRunReport {
+            pipeline: &report,
+            preprocess_path,
+            engine: backend,
+            engine_choice,
+            weight_swaps: swaps.lock().map(|s| s.clone()).unwrap_or_default(),
+        },
     )?;
     // The live outputs are complete; a failed adaptation still makes the run fail.
     if let Some(Err(e)) = adapted {

@@ -35,6 +35,10 @@ pub struct Args {
     /// libtorch threads (0 = libtorch's default; 1 is fastest on a busy 2-core machine).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Depth backend of the live replay: torch, onnxruntime, tensorrt, or auto (the fastest
+    /// available here, measured at start-up). Adapted weights reach every backend.
+    #[arg(long, value_name = "ENGINE", default_value = "torch")]
+    pub engine: livedepth::engine::EngineKind,
     /// Skip the live GStreamer replay (only render and compare in lock-step).
     #[arg(long)]
     pub no_live: bool,
@@ -50,6 +54,7 @@ pub fn run(args: Args) -> livedepth::Result<()> {
         steps_per_frame: args.steps,
         live: !args.no_live,
         threads: (args.threads > 0).then_some(args.threads),
+        engine: args.engine,
     })?;
     println!(
         "scene: {}: {} (ground truth {})",

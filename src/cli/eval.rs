@@ -47,6 +47,10 @@ pub struct Args {
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Depth backend: torch, onnxruntime, tensorrt, or auto (the fastest available here,
+    /// measured at start-up). With --adapt only torch (the network that adapts) is scored.
+    #[arg(long, value_name = "ENGINE", default_value = "torch")]
+    pub engine: livedepth::engine::EngineKind,
     #[command(flatten)]
     pub adapt: Box<AdaptArgs>,
 }
@@ -297,7 +301,14 @@ pub fn run(args: Args) -> livedepth::Result<()> {
         json: args.json.clone(),
         plot: args.plot.clone(),
         progress: !args.quiet,
+        engine: args.engine,
     };
+    if args.adapt.adapt && args.engine != livedepth::engine::EngineKind::Torch {
+        return Err(livedepth::Error::Other(format!(
+            "--engine {} with --adapt: the lock-step evaluation scores the adapting libtorch              network itself; drop --engine, or use `run --adapt --engine {}`, where adapted              weights reach that backend",
+            args.engine, args.engine
+        )));
+    }
     let report = if args.adapt.adapt {
         let adapt = args.adapt.options()?;
         let (report, stats) = evaluate_adapt(&options, &adapt)?;

@@ -25,6 +25,11 @@ pub struct Args {
     /// Stop after this many frames.
     #[arg(long)]
     pub frames: Option<usize>,
+    /// Override the config's depth backend (`network.engine`): torch, onnxruntime, tensorrt, or
+    /// auto (the fastest available here, measured at start-up; the choice is printed and saved
+    /// in run_report.json).
+    #[arg(long, value_name = "ENGINE")]
+    pub engine: Option<livedepth::engine::EngineKind>,
     /// Online adaptation beside the live path (`--adapt` and its settings); frames never wait
     /// for it.
     #[command(flatten)]
@@ -42,6 +47,9 @@ pub fn run(args: Args) -> livedepth::Result<()> {
     }
     if let Some(out) = args.out {
         config.outputs.dir = out;
+    }
+    if let Some(engine) = args.engine {
+        config.network.engine = engine;
     }
     // The overrides are checked like the file was.
     config.validate(&args.config)?;

@@ -3,13 +3,21 @@
 //! `no_grad`, preallocated input tensor), the [`preprocess`] stage, and the disparity
 //! post-processing helpers (bilinear resize to the ground-truth size, disparity → depth).
 
+#[cfg(feature = "onnxruntime")]
+pub mod onnxruntime;
 pub mod preprocess;
+#[cfg(feature = "torch")]
+pub mod select;
 #[cfg(feature = "torch")]
 mod torch_backend;
 #[cfg(feature = "torch")]
 mod torch_cuda;
 
+#[cfg(feature = "onnxruntime")]
+pub use onnxruntime::{OrtDepthEngine, OrtDevice, OrtOptions, OrtPoseEngine};
 pub use preprocess::{Preprocessor, resize_lanczos};
+#[cfg(feature = "torch")]
+pub use select::{EngineKind, EngineRequest, LiveDepthEngine, OpenedEngine, open_depth_engine};
 #[cfg(feature = "torch")]
 pub use torch_backend::{TorchDepthEngine, TorchPoseEngine, default_device};
 #[cfg(feature = "torch")]
@@ -37,6 +45,15 @@ pub enum EngineError {
     BatchTooLarge { found: usize, capacity: usize },
     #[error("libtorch: {0}")]
     Torch(String),
+    #[error("--engine `{value}`: unknown engine (expected one of: {})", select::ENGINE_KINDS)]
+    UnknownEngine { value: String },
+    #[error("--engine {engine}: {reason}")]
+    Unavailable { engine: &'static str, reason: String },
+    #[error("onnxruntime: {0}")]
+    OnnxRuntime(String),
+    /// ONNX Runtime cannot be loaded; the text says what to do.
+    #[error("onnxruntime unavailable: {0}")]
+    OnnxRuntimeMissing(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -45,6 +62,32 @@ pub enum EngineError {
 impl From<tch::TchError> for EngineError {
     fn from(e: tch::TchError) -> Self {
         EngineError::Torch(e.to_string())
+    }
+}
+
+/// How adapted weights reached a live engine (saved in `run_report.json`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct WeightSwapStats {
+    /// Adapted weights that went live.
+    pub swaps: u64,
+    /// Per swap: from publication (the adapter parked the weights) to the first frame served
+    /// with them, in milliseconds.
+    pub publish_to_live_ms: Vec<f64>,
+    /// Per swap: time the live thread spent installing them (what a frame waited), in ms.
+    pub install_ms: Vec<f64>,
+    /// Per swap, for backends that rebuild (onnxruntime): export and session build on the
+    /// background thread, in ms.
+    pub rebuild_ms: Vec<f64>,
+    /// Rebuilds that failed (the engine went on serving the previous weights).
+    pub failures: u64,
+}
+
+impl WeightSwapStats {
+    /// Records a swap that went live now.
+    pub fn record(&mut self, published_at: std::time::Instant, install: std::time::Duration) {
+        self.swaps += 1;
+        self.publish_to_live_ms.push(published_at.elapsed().as_secs_f64() * 1e3);
+        self.install_ms.push(install.as_secs_f64() * 1e3);
     }
 }
 
@@ -140,6 +183,47 @@ pub trait DepthEngine {
         let mut out = Disparity::new(w, h);
         self.predict_disparity_into(image, &mut out)?;
         Ok(out)
+    }
+
+    /// The backend's name (`torch`, `onnxruntime`, …), for reports.
+    fn backend(&self) -> &'static str;
+
+    /// The `(mean, std)` a planar input for [`Self::forward_planar`] is normalised with:
+    /// `(x/255 − mean) / std`.
+    fn input_normalisation(&self) -> ([f32; 3], [f32; 3]);
+
+    /// Disparity (H × W values into `out`) of one planar input of 3 × H × W values, already
+    /// resized and normalised per [`Self::input_normalisation`] (the live path's preprocess
+    /// stage does that on its own thread).
+    fn forward_planar(&mut self, input: &[f32], out: &mut [f32]) -> Result<(), EngineError>;
+
+    /// Installs adapted weights waiting in `receiver`, never blocking; true when new weights
+    /// went live on this call.
+    #[cfg(feature = "torch")]
+    fn refresh_weights(
+        &mut self,
+        receiver: &crate::adapt::WeightsReceiver,
+    ) -> Result<bool, EngineError>;
+
+    /// The libtorch device the engine's network lives on (None for other backends): where the
+    /// live path may preprocess straight into a device tensor.
+    /// How adapted weights reached this engine so far.
+    fn weight_swaps(&self) -> &WeightSwapStats;
+
+    #[cfg(feature = "torch")]
+    fn torch_device(&self) -> Option<tch::Device> {
+        None
+    }
+
+    /// Disparity (H × W values into `out`) of a normalised `[1, 3, H, W]` input already on
+    /// [`Self::torch_device`].
+    #[cfg(feature = "torch")]
+    fn forward_device_tensor(
+        &mut self,
+        _input: &tch::Tensor,
+        _out: &mut [f32],
+    ) -> Result<(), EngineError> {
+        Err(EngineError::Internal(format!("the {} engine takes no device tensors", self.backend())))
     }
 }
 

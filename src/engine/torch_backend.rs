@@ -2,7 +2,9 @@
 //! a preallocated `[B,C,H,W]` input tensor on the network's device; forward passes run under
 //! `no_grad` with BatchNorm in inference mode.
 
-use super::{DepthEngine, Disparity, EngineError, PoseEngine, Preprocessor, RelativePose};
+use super::{
+    DepthEngine, Disparity, EngineError, PoseEngine, Preprocessor, RelativePose, WeightSwapStats,
+};
 use crate::frame::RgbImage;
 use crate::model::network::{DepthNetwork, PoseNetwork};
 use crate::model::{Arch, PoseArch, check_input_size};
@@ -67,6 +69,7 @@ pub struct TorchDepthEngine {
     max_batch: usize,
     /// Disparity scale-0 output copied to the host, reused between calls.
     host_output: Vec<f32>,
+    swaps: WeightSwapStats,
 }
 
 impl TorchDepthEngine {
@@ -95,6 +98,7 @@ impl TorchDepthEngine {
             height,
             max_batch,
             host_output: vec![0.0; (width * height) as usize * max_batch],
+            swaps: WeightSwapStats::default(),
         })
     }
 
@@ -169,6 +173,65 @@ impl TorchDepthEngine {
 impl DepthEngine for TorchDepthEngine {
     fn input_size(&self) -> (u32, u32) {
         (self.width, self.height)
+    }
+
+    fn backend(&self) -> &'static str {
+        "torch"
+    }
+
+    fn input_normalisation(&self) -> ([f32; 3], [f32; 3]) {
+        self.network.arch().normalisation()
+    }
+
+    fn forward_planar(&mut self, input: &[f32], out: &mut [f32]) -> Result<(), EngineError> {
+        let host = self.forward_normalised(input, 1)?;
+        if host.len() != out.len() {
+            return Err(EngineError::Internal(format!(
+                "disparity holds {} values, the caller expects {}",
+                host.len(),
+                out.len()
+            )));
+        }
+        out.copy_from_slice(host);
+        Ok(())
+    }
+
+    fn refresh_weights(
+        &mut self,
+        receiver: &crate::adapt::WeightsReceiver,
+    ) -> Result<bool, EngineError> {
+        let start = std::time::Instant::now();
+        match receiver.try_install_timed(&mut self.network) {
+            Some(published_at) => {
+                self.swaps.record(published_at, start.elapsed());
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn weight_swaps(&self) -> &WeightSwapStats {
+        &self.swaps
+    }
+
+    fn torch_device(&self) -> Option<Device> {
+        Some(self.network.device())
+    }
+
+    fn forward_device_tensor(&mut self, x: &Tensor, out: &mut [f32]) -> Result<(), EngineError> {
+        let disp = tch::no_grad(|| self.network.try_forward_t(x, false))?;
+        let first =
+            disp.first().ok_or_else(|| EngineError::Internal("no disparity output".into()))?;
+        let host = first.f_to_device(Device::Cpu)?.f_contiguous()?;
+        let n = host.numel();
+        if n != out.len() {
+            return Err(EngineError::Internal(format!(
+                "disparity holds {n} values, the caller expects {}",
+                out.len()
+            )));
+        }
+        host.f_copy_data(out, n)?;
+        Ok(())
     }
 
     fn max_batch(&self) -> usize {

@@ -10,6 +10,7 @@ use crate::app::adapt::AdaptOptions;
 use crate::app::live::{LiveOptions, run_live};
 use crate::app::replay::{paced_replay_source, read_adapt_report};
 use crate::config::{Config, NetworkConfig, OutputsConfig, PipelineConfig};
+use crate::engine::EngineKind;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -58,8 +59,13 @@ impl LiveReplay {
     }
 }
 
-fn live_config(scene: &DemoScene, out: &Path, model: &DemoModel) -> crate::Result<Config> {
-    let config = Config {
+fn live_config(
+    scene: &DemoScene,
+    out: &Path,
+    model: &DemoModel,
+    engine: EngineKind,
+) -> crate::Result<Config> {
+    let mut config = Config {
         source: paced_replay_source(&scene.video, scene.fps),
         camera: Some(scene.camera.clone()),
         network: NetworkConfig::new(
@@ -78,6 +84,7 @@ fn live_config(scene: &DemoScene, out: &Path, model: &DemoModel) -> crate::Resul
             metrics: false,
         },
     };
+    config.network.engine = engine;
     config.validate(Path::new("<demo>"))?;
     Ok(config)
 }
@@ -89,9 +96,10 @@ pub fn run_live_replay(
     out: &Path,
     model: &DemoModel,
     adapt: &AdaptOptions,
+    engine: EngineKind,
 ) -> crate::Result<LiveReplay> {
     let (frames, fps) = (scene.frames, scene.fps);
-    let config = live_config(scene, out, model)?;
+    let config = live_config(scene, out, model, engine)?;
     let uri = config.source.uri.clone();
     let report = run_live(&LiveOptions {
         config,

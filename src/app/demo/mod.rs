@@ -61,6 +61,8 @@ pub struct DemoOptions {
     /// libtorch intra-op threads (`None` leaves libtorch's default; 1 is fastest on a busy
     /// 2-core machine).
     pub threads: Option<usize>,
+    /// The live replay's depth backend.
+    pub engine: crate::engine::EngineKind,
 }
 
 impl Default for DemoOptions {
@@ -74,6 +76,7 @@ impl Default for DemoOptions {
             steps_per_frame: None,
             live: true,
             threads: Some(1),
+            engine: crate::engine::EngineKind::Torch,
         }
     }
 }
@@ -201,7 +204,7 @@ pub fn run_demo(options: &DemoOptions) -> crate::Result<DemoReport> {
             model.width,
             model.height
         );
-        let replay = live::run_live_replay(&scene, &live_dir, &model, &adapt)?;
+        let replay = live::run_live_replay(&scene, &live_dir, &model, &adapt, options.engine)?;
         tracing::info!("{}", replay.summary());
         Some(replay)
     } else {
@@ -219,6 +222,7 @@ pub fn run_demo(options: &DemoOptions) -> crate::Result<DemoReport> {
         json: Some(out.join(json)),
         plot: None,
         progress: false,
+        engine: crate::engine::EngineKind::Torch,
     };
     tracing::info!("[{}/{stages}] lock-step evaluation, frozen (0 steps per frame)", stages - 1);
     let frozen_adapt = AdaptOptions {

@@ -171,7 +171,11 @@ fn measure(args: &AdaptBenchArgs, device: Device) -> livedepth::Result<DeviceFig
         #[cfg(feature = "cuda")]
         if let Some(gpu) = gpu.as_mut() {
             let (_resized, input) = gpu.run(&frame)?;
-            out.data = livedepth::app::live::forward_device_input(&engine, &input)?;
+            livedepth::engine::DepthEngine::forward_device_tensor(
+                &mut engine,
+                &input,
+                &mut out.data,
+            )?;
         } else {
             livedepth::engine::DepthEngine::predict_disparity_into(&mut engine, &frame, &mut out)?;
         }

@@ -2,10 +2,13 @@
 //! libtorch engine at several input sizes, on the CPU or (`--device cuda`) on the GPU, against a
 //! PyTorch eager peer (scripts/bench/infer_peer.py) on the same weights, input, device and thread
 //! count, in the same run, and on the CPU against onnxruntime running our own ONNX export of the
-//! same weights (scripts/bench/infer_ort_peer.py), and shows where the time goes (encoder vs decoder, preprocessing, the
-//! peer's top operators). On the GPU a timed forward includes the disparity's copy to the host,
+//! same weights (scripts/bench/infer_ort_peer.py) and against livedepth's own onnxruntime engine
+//! (`--engine onnxruntime`, [`super::infer_engines`]), with each engine's publish-to-live
+//! latency of adapted weights, and shows where the time goes (encoder vs decoder,
+//! preprocessing, the peer's top operators). On the GPU a timed forward includes the disparity's copy to the host,
 //! as the live path needs it, for both runtimes.
 
+use super::infer_engines;
 use clap::Args as ClapArgs;
 use livedepth::engine::{Preprocessor, TorchDepthEngine};
 use livedepth::error::Error;
@@ -279,7 +282,7 @@ fn run_ort_peer(
     python: &Path,
     net: &DepthNetwork,
     (w, h): (u32, u32),
-    normalised: &[f32],
+    unit_rgb: &[f32],
     tmp: &Path,
     args: &InferArgs,
     threads: usize,
@@ -290,12 +293,8 @@ fn run_ort_peer(
     let model = depth_model(net, shape).map_err(|e| Error::Other(format!("ONNX export: {e}")))?;
     let onnx = tmp.join(format!("depth_{w}x{h}.onnx"));
     std::fs::write(&onnx, model.encode()).map_err(|e| Error::io(&onnx, e))?;
-    let (mean, std) = Arch::RtMonoDepthS.normalisation();
-    let plane = (w * h) as usize;
-    let raw: Vec<f32> =
-        normalised.iter().enumerate().map(|(i, v)| v * std[i / plane] + mean[i / plane]).collect();
     let input = tmp.join(format!("raw_{w}x{h}.npy"));
-    write_npy(&input, &[1, 3, u64::from(h), u64::from(w)], &raw)?;
+    write_npy(&input, &[1, 3, u64::from(h), u64::from(w)], unit_rgb)?;
     let disp_out = tmp.join(format!("ort_disp_{w}x{h}.npy"));
     let script = repo_root().join("scripts/bench/infer_ort_peer.py");
     let mut cmd = std::process::Command::new(python);
@@ -397,6 +396,10 @@ pub fn run_infer(args: InferArgs) -> livedepth::Result<()> {
             engine.forward_normalised(&input, 1).map(|_| ()).map_err(Error::from)
         })?;
         let rust_disp = engine.forward_normalised(&input, 1)?.to_vec();
+        // The same frame as RGB in [0, 1], what the ONNX graphs take (they normalise inside).
+        let plane = (w * h) as usize;
+        let unit_rgb: Vec<f32> =
+            input.iter().enumerate().map(|(i, v)| v * std[i / plane] + mean[i / plane]).collect();
         let x = Tensor::from_slice(&input).reshape([1, 3, h as i64, w as i64]).to_device(device);
         let (encoder, decoder) = tch::no_grad(|| -> livedepth::Result<(Stats, Stats)> {
             let net = engine.network();
@@ -487,7 +490,7 @@ pub fn run_infer(args: InferArgs) -> livedepth::Result<()> {
                     &python,
                     engine.network(),
                     (w, h),
-                    &input,
+                    &unit_rgb,
                     &tmp,
                     &args,
                     threads,
@@ -501,6 +504,39 @@ pub fn run_infer(args: InferArgs) -> livedepth::Result<()> {
                     ort.median_ms / total.median_ms
                 );
             }
+        }
+        let weights = infer_engines::copy_of(engine.network())?;
+        let torch_publish = infer_engines::publish_to_live(&mut engine, &weights, &input)?;
+        let ort = if device.is_cuda() {
+            Err("CPU only here".to_owned())
+        } else {
+            infer_engines::onnxruntime_row(
+                engine.network(),
+                (w, h),
+                &unit_rgb,
+                (args.warmup, args.iters),
+                threads,
+                &rust_disp,
+            )
+            .map_err(|e| e.to_string())
+        };
+        match &ort {
+            Ok(row) => println!(
+                "{:>9}   livedepth engines: onnxruntime (ort crate, our export) {:.2} ms, ratio \
+                 torch engine / onnxruntime engine {:.2} (> 1: onnxruntime faster), max|Δd| \
+                 {:.1e}; publish → live: torch {torch_publish:.1} ms, onnxruntime {:.1} ms \
+                 (background session rebuild)",
+                "",
+                row.median_ms,
+                total.median_ms / row.median_ms,
+                row.max_disp_diff,
+                row.publish_to_live_ms
+            ),
+            Err(why) => println!(
+                "{:>9}   livedepth engines: onnxruntime not measured ({why}); publish → live: \
+                 torch {torch_publish:.1} ms",
+                ""
+            ),
         }
         network = Some(engine.into_network());
     }

@@ -5,7 +5,10 @@
 //! (`run`): once frozen, once with online adaptation on its own thread. Prints, for both,
 //! delivered fps, frames dropped and where (at the source because the path was busy, in the
 //! keep-latest queues), p50 / p99 capture-to-output latency, and for the adapted run the steps
-//! per second and publications, then the ratios.
+//! per second and publications, then the ratios. With several `--engines`, each backend gets
+//! both runs, and the adapted run shows how its weight swaps went: publish-to-live latency,
+//! the live thread's install time (what a frame waited) and, for onnxruntime, the background
+//! session rebuild.
 
 use clap::Args as ClapArgs;
 use livedepth::adapt::AdaptConfig;
@@ -13,6 +16,7 @@ use livedepth::app::adapt::AdaptOptions;
 use livedepth::app::live::{LiveOptions, run_live};
 use livedepth::app::replay::{paced_replay_source, read_adapt_report};
 use livedepth::config::{CameraConfig, Config, NetworkConfig, OutputsConfig, PipelineConfig};
+use livedepth::engine::{EngineKind, WeightSwapStats};
 use livedepth::model::Arch;
 use livedepth::model::network::DepthNetwork;
 use livedepth::pipeline::RunReport;
@@ -42,6 +46,9 @@ pub struct LiveAdaptBenchArgs {
     /// Scene seed of the drive.
     #[arg(long, default_value_t = 11)]
     pub seed: u64,
+    /// Depth backends to compare, comma separated (torch, onnxruntime, tensorrt).
+    #[arg(long, default_value = "torch,onnxruntime")]
+    pub engines: String,
 }
 
 const FPS: f64 = 30.0;
@@ -63,6 +70,8 @@ fn other(e: impl std::fmt::Display) -> livedepth::Error {
 /// One run's figures.
 struct RunFigures {
     report: RunReport,
+    /// `weight_swaps` of the run's run_report.json.
+    swaps: WeightSwapStats,
     steps: u64,
     published: u64,
     rejected: u64,
@@ -75,8 +84,9 @@ fn live_config(
     renderer: &Renderer,
     (w, h): (u32, u32),
     out: &Path,
+    engine: EngineKind,
 ) -> livedepth::Result<Config> {
-    let config = Config {
+    let mut config = Config {
         source: paced_replay_source(video, FPS),
         camera: Some(CameraConfig::pinhole(&renderer.intrinsics())),
         network: NetworkConfig::new(Arch::RtMonoDepthS, w, h, Some(model.to_path_buf())),
@@ -90,6 +100,7 @@ fn live_config(
             metrics: false,
         },
     };
+    config.network.engine = engine;
     config.validate(Path::new("<bench live-adapt>"))?;
     Ok(config)
 }
@@ -102,7 +113,9 @@ fn run_once(config: Config, adapt: bool, out: &Path) -> livedepth::Result<RunFig
     });
     let with_adapt = adapt.is_some();
     let report = run_live(&LiveOptions { config, model: None, max_frames: None, adapt })?;
-    let mut figures = RunFigures { report, steps: 0, published: 0, rejected: 0, stationary: 0 };
+    let swaps = read_weight_swaps(&out.join("run_report.json"))?;
+    let mut figures =
+        RunFigures { report, swaps, steps: 0, published: 0, rejected: 0, stationary: 0 };
     if with_adapt {
         let stats = read_adapt_report(out)?;
         figures.steps = stats.steps;
@@ -111,6 +124,35 @@ fn run_once(config: Config, adapt: bool, out: &Path) -> livedepth::Result<RunFig
         figures.stationary = stats.skipped_stationary;
     }
     Ok(figures)
+}
+
+/// The `weight_swaps` a live run saved in its report.
+fn read_weight_swaps(path: &Path) -> livedepth::Result<WeightSwapStats> {
+    let text = std::fs::read_to_string(path).map_err(|e| livedepth::Error::io(path, e))?;
+    let report: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| other(format!("{}: {e}", path.display())))?;
+    let swaps = &report["weight_swaps"];
+    let list = |key: &str| -> Vec<f64> {
+        swaps[key].as_array().map_or(Vec::new(), |v| v.iter().filter_map(|x| x.as_f64()).collect())
+    };
+    Ok(WeightSwapStats {
+        swaps: swaps["swaps"].as_u64().unwrap_or(0),
+        publish_to_live_ms: list("publish_to_live_ms"),
+        install_ms: list("install_ms"),
+        rebuild_ms: list("rebuild_ms"),
+        failures: swaps["failures"].as_u64().unwrap_or(0),
+    })
+}
+
+/// "p50 X ms, max Y ms" of `values` with `decimals` (or "-").
+fn p50_max(values: &[f64], decimals: usize) -> String {
+    if values.is_empty() {
+        return "-".into();
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let (p50, max) = (sorted[sorted.len() / 2], sorted[sorted.len() - 1]);
+    format!("p50 {p50:.decimals$} ms, max {max:.decimals$} ms")
 }
 
 fn print_run(name: &str, f: &RunFigures, rendered: usize) {
@@ -210,15 +252,51 @@ fn bench_in(
         model.display(),
         tch::get_num_threads()
     );
+    let engines = args
+        .engines
+        .split(',')
+        .map(|e| e.trim().parse::<EngineKind>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| other(format!("--engines: {e}")))?;
+    for engine in engines {
+        if engine == EngineKind::Auto {
+            return Err(other("--engines: name the backends to compare (auto is not one)"));
+        }
+        println!("engine {engine}:");
+        bench_engine(args, engine, &video_path, &model, &renderer, net, work)?;
+    }
+    Ok(())
+}
+
+/// The frozen and the adapting run of one backend, and their comparison.
+fn bench_engine(
+    args: &LiveAdaptBenchArgs,
+    engine: EngineKind,
+    video_path: &Path,
+    model: &Path,
+    renderer: &Renderer,
+    net: (u32, u32),
+    work: &Path,
+) -> livedepth::Result<()> {
     let mut runs = Vec::new();
     for (name, adapt) in [("frozen", false), ("adapting", true)] {
-        let out = work.join(name);
-        let config = live_config(&video_path, &model, &renderer, net, &out)?;
+        let out = work.join(format!("{engine}-{name}"));
+        let config = live_config(video_path, model, renderer, net, &out, engine)?;
         let figures = run_once(config, adapt, &out)?;
         print_run(name, &figures, args.frames);
         runs.push(figures);
     }
     let (frozen, adapting) = (&runs[0], &runs[1]);
+    let swaps = &adapting.swaps;
+    println!(
+        "  weight swaps: {} live ({} failed) | publish → live {} | install on the live thread \
+         (what a frame waited) {} | background rebuild {}",
+        swaps.swaps,
+        swaps.failures,
+        p50_max(&swaps.publish_to_live_ms, 1),
+        p50_max(&swaps.install_ms, 4),
+        p50_max(&swaps.rebuild_ms, 1)
+    );
     let wall = adapting.report.wall_seconds.max(1e-9);
     println!(
         "  adaptation: {} steps ({:.2} steps/s), {} publications, {} rejected, {} skipped as \

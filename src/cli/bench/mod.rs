@@ -2,6 +2,7 @@
 
 mod adapt;
 mod infer;
+mod infer_engines;
 mod live_adapt;
 mod loss;
 mod recording;
