@@ -60,6 +60,14 @@ if ! "$VENV/bin/python" -c "import numpy, PIL, onnxruntime, onnx" 2>/dev/null; t
   log "installing numpy, pillow, onnxruntime and onnx into $VENV"
   "$VENV/bin/pip" install -q numpy pillow onnxruntime==1.32.0 onnx==1.23.2
 fi
+# websockets, mcap, mcap-protobuf-support and mcap-ros2-support are the independent clients of
+# the Foxglove live view and the MCAP recording, and the writer of the ROS 2 bags that the
+# mcap:// source replays (tests/foxglove_mcap.rs, tests/mcap_source.rs).
+if ! "$VENV/bin/python" -c "import websockets, mcap, mcap_protobuf, mcap_ros2" 2>/dev/null; then
+  log "installing websockets, mcap, mcap-protobuf-support and mcap-ros2-support into $VENV"
+  "$VENV/bin/pip" install -q websockets==17.4 mcap==1.6.0 mcap-protobuf-support==0.6.0 \
+    mcap-ros2-support==0.6.0
+fi
 if ! "$VENV/bin/python" -c "import nvidia.cuda_nvrtc" 2>/dev/null && ! ls "$VENV"/lib/python3*/site-packages/nvidia/cu*/lib/libnvrtc.so* >/dev/null 2>&1 && ! ls "$VENV"/lib/python3*/site-packages/nvidia/cuda_nvrtc/lib/libnvrtc.so* >/dev/null 2>&1; then
   log "installing the NVRTC wheel"
   "$VENV/bin/pip" install -q nvidia-cuda-nvrtc

@@ -218,6 +218,12 @@ pub struct OutputsConfig {
     /// Evaluate against ground truth where the source has it.
     #[serde(default = "default_true")]
     pub metrics: bool,
+    /// Serve a Foxglove WebSocket live view on this `HOST:PORT` (`run --foxglove`).
+    #[serde(default)]
+    pub foxglove: Option<String>,
+    /// Record the live view's channels into this new MCAP file (`run --mcap`).
+    #[serde(default)]
+    pub mcap: Option<PathBuf>,
 }
 
 fn default_out_dir() -> PathBuf {
@@ -236,6 +242,8 @@ impl Default for OutputsConfig {
             video: true,
             pointcloud_every: 0,
             metrics: true,
+            foxglove: None,
+            mcap: None,
         }
     }
 }
@@ -275,6 +283,14 @@ pub fn check_source_uri(uri: &str) -> Result<(), String> {
             );
         }
         return Ok(());
+    }
+    if uri.starts_with(crate::source::bag::SCHEME) {
+        return crate::source::bag::parse_uri(uri).map(|_| ()).map_err(|e| match e {
+            crate::source::SourceError::InvalidUri { reason, .. } => {
+                format!("mcap://PATH[?topic=TOPIC] ({reason})")
+            }
+            other => other.to_string(),
+        });
     }
     if !uri.contains("://") {
         return Err(format!(
@@ -436,6 +452,24 @@ impl Config {
         // [outputs]
         if self.outputs.dir.as_os_str().is_empty() {
             return Err(invalid("outputs.dir", "a non-empty folder path", "\"\"".into()));
+        }
+        if let Some(address) = &self.outputs.foxglove
+            && crate::sink::foxglove_live::parse_address(address).is_err()
+        {
+            return Err(invalid(
+                "outputs.foxglove (--foxglove)",
+                "HOST:PORT, e.g. 127.0.0.1:8765 (port 0 picks a free one)",
+                format!("{address:?}"),
+            ));
+        }
+        if let Some(mcap) = &self.outputs.mcap
+            && mcap.exists()
+        {
+            return Err(invalid(
+                "outputs.mcap (--mcap)",
+                "a new file (recordings are never overwritten)",
+                format!("{} (exists)", mcap.display()),
+            ));
         }
         Ok(())
     }

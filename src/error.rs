@@ -39,6 +39,8 @@ pub enum Error {
     Cuda(#[from] crate::cuda::CudaError),
     #[error(transparent)]
     Loss(#[from] crate::loss::LossError),
+    #[error(transparent)]
+    Telemetry(#[from] crate::sink::foxglove_live::TelemetryError),
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
     #[error("{0}")]

@@ -26,6 +26,7 @@ use crate::frame::{DepthMap, Frame, RgbImage};
 use crate::pipeline::{Pipeline, RunReport, Sink, Stage, StageError};
 use crate::sink::colourise::{colourise_depth, write_rgb_png};
 use crate::sink::depth_png::write_depth_png;
+use crate::sink::foxglove_live::{Telemetry, TelemetryFrame, TelemetryOptions};
 use crate::sink::metrics::{MetricsCsvWriter, write_summary_json};
 use crate::sink::pointcloud::write_ply;
 use crate::sink::video::Mp4Writer;
@@ -397,6 +398,8 @@ pub struct OutputSink {
     accumulator: MetricsAccumulator,
     protocol: EvalProtocol,
     frames: u64,
+    /// The Foxglove live view and MCAP recording, when asked for.
+    telemetry: Option<Telemetry>,
 }
 
 impl OutputSink {
@@ -420,7 +423,30 @@ impl OutputSink {
                 create_output_dir(&outputs.dir.join(sub), field)?;
             }
         }
+        let telemetry_options = TelemetryOptions {
+            foxglove: outputs.foxglove.clone(),
+            mcap: outputs.mcap.clone(),
+            points_stride: 2,
+        };
+        let telemetry = if telemetry_options.enabled() {
+            let telemetry = Telemetry::start(&telemetry_options)?;
+            if let Some(port) = telemetry.foxglove_port() {
+                tracing::info!(
+                    "foxglove: live view on ws://{}:{port} (Foxglove: Open connection → \
+                     Foxglove WebSocket)",
+                    outputs
+                        .foxglove
+                        .as_deref()
+                        .and_then(|a| a.rsplit_once(':'))
+                        .map_or("", |(h, _)| h)
+                );
+            }
+            Some(telemetry)
+        } else {
+            None
+        };
         Ok(Self {
+            telemetry,
             outputs,
             camera,
             min_depth,
@@ -470,7 +496,8 @@ impl OutputSink {
         let DepthFrame { frame, resized, disparity } = item;
         let index = frame.index;
         let depth: DepthMap = disparity.to_depth(self.min_depth, self.max_depth);
-        let needs_colour = self.outputs.colour_png || self.outputs.video;
+        let needs_colour =
+            self.outputs.colour_png || self.outputs.video || self.telemetry.is_some();
         let colour = needs_colour.then(|| colourise_depth(&depth));
         if self.outputs.depth_png {
             write_depth_png(&self.path("depth", index, "png"), &depth)?;
@@ -487,6 +514,16 @@ impl OutputSink {
         let intrinsics = frame.intrinsics.as_ref().or(self.camera.as_ref());
         if let (true, Some(k)) = (every > 0 && index % every == 0, intrinsics) {
             write_ply(&self.path("pointcloud", index, "ply"), &depth, k, Some(&resized))?;
+        }
+        if let (Some(telemetry), Some(colour)) = (self.telemetry.as_mut(), &colour) {
+            telemetry.offer(TelemetryFrame {
+                index,
+                timestamp: frame.timestamp,
+                image: resized.clone(),
+                depth: depth.clone(),
+                colour: colour.clone(),
+                intrinsics: frame.intrinsics.or(self.camera),
+            });
         }
         if self.outputs.metrics && frame.gt_depth.is_some() {
             let metrics = score_disparity(&disparity, &frame, &self.protocol)?;
@@ -529,6 +566,16 @@ impl Sink<DepthFrame> for OutputSink {
         }
         if let Some(csv) = self.metrics_csv.take() {
             csv.finish()?;
+        }
+        if let Some(mut telemetry) = self.telemetry.take() {
+            let report = telemetry.finish()?;
+            tracing::info!(
+                "foxglove/mcap: {} frames published, {} dropped from telemetry (its thread fell \
+                 behind){}",
+                report.frames,
+                report.dropped,
+                report.mcap.map_or(String::new(), |p| format!("; recorded {}", p.display()))
+            );
         }
         Ok(())
     }

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 pub struct Args {
     /// Source URI: file:///abs/video.mp4, file://rel/video.mp4, v4l2:///dev/video0,
     /// rtsp://host/path, csi://0, test://[pattern][?num-buffers=N], or
-    /// gst://<pipeline ending in `appsink name=sink`>.
+    /// gst://<pipeline ending in `appsink name=sink`>, or a recording
+    /// mcap:///abs/file.mcap[?topic=/camera/image_raw] (ROS 2 bag or Foxglove MCAP).
     #[arg(long)]
     pub source: String,
     /// Output width in pixels (default: native).
@@ -53,6 +54,16 @@ pub fn run(args: Args) -> livedepth::Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| livedepth::Error::io(dir, e))?;
     }
     let opened = Instant::now();
+    if args.source.starts_with(livedepth::source::bag::SCHEME) {
+        let mut source = livedepth::source::bag::BagSource::open(&args.source)?;
+        println!("source:      {}", source.describe());
+        println!("opened in:   {:.3} s", opened.elapsed().as_secs_f64());
+        match source.len_hint() {
+            Some(n) => println!("messages:    {n} on the topic (from the file's index)"),
+            None => println!("messages:    unknown (the file has no index; read in order)"),
+        }
+        return read_frames(&mut source, &args);
+    }
     let mut source = GstSource::open(&args.source, &options)?;
     println!("source:      {}", source.uri());
     println!("opened in:   {:.3} s", opened.elapsed().as_secs_f64());
@@ -71,6 +82,15 @@ pub fn run(args: Args) -> livedepth::Result<()> {
         None => println!("framerate:   variable or unknown"),
     }
 
+    read_frames(&mut source, &args)?;
+    if source.warning_count() > 0 {
+        println!("warnings:    {}", source.warning_count());
+    }
+    Ok(())
+}
+
+/// Reads up to `--frames` frames, saving them with `--out`, and prints the rates.
+fn read_frames(source: &mut dyn Source, args: &Args) -> livedepth::Result<()> {
     let mut read = 0u64;
     let mut first_arrival = None;
     let mut first_last_timestamps = None;
@@ -80,6 +100,15 @@ pub fn run(args: Args) -> livedepth::Result<()> {
         first_arrival.get_or_insert(now);
         let (first, _) = *first_last_timestamps.get_or_insert((frame.timestamp, frame.timestamp));
         first_last_timestamps = Some((first, frame.timestamp));
+        if read == 0 {
+            println!("frame size:  {}x{}", frame.rgb.width, frame.rgb.height);
+            if let Some(k) = &frame.intrinsics {
+                println!(
+                    "intrinsics:  fx {:.2} fy {:.2} cx {:.2} cy {:.2}",
+                    k.fx, k.fy, k.cx, k.cy
+                );
+            }
+        }
         if let Some(dir) = &args.out {
             let path = dir.join(format!("frame-{:06}.png", frame.index));
             write_rgb_png(&path, &frame.rgb)?;
@@ -100,9 +129,6 @@ pub fn run(args: Args) -> livedepth::Result<()> {
             "timestamps:  {first:.4} s .. {last:.4} s ({:.2} fps in stream time)",
             (read - 1) as f64 / (last - first).max(1e-9)
         );
-    }
-    if source.warning_count() > 0 {
-        println!("warnings:    {}", source.warning_count());
     }
     if let Some(dir) = &args.out {
         println!("saved:       {read} PNG frames in {}", dir.display());

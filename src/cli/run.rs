@@ -30,6 +30,14 @@ pub struct Args {
     /// in run_report.json).
     #[arg(long, value_name = "ENGINE")]
     pub engine: Option<livedepth::engine::EngineKind>,
+    /// Serve a Foxglove live view on this WebSocket address (HOST:PORT, e.g. 127.0.0.1:8765):
+    /// camera image, depth, colourised depth, point cloud, calibration and status.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub foxglove: Option<String>,
+    /// Record the same channels into this new MCAP file (chunked and indexed; a killed run
+    /// keeps every finished chunk).
+    #[arg(long, value_name = "FILE")]
+    pub mcap: Option<PathBuf>,
     /// Online adaptation beside the live path (`--adapt` and its settings); frames never wait
     /// for it.
     #[command(flatten)]
@@ -50,6 +58,12 @@ pub fn run(args: Args) -> livedepth::Result<()> {
     }
     if let Some(engine) = args.engine {
         config.network.engine = engine;
+    }
+    if let Some(address) = args.foxglove {
+        config.outputs.foxglove = Some(address);
+    }
+    if let Some(path) = args.mcap {
+        config.outputs.mcap = Some(path);
     }
     // The overrides are checked like the file was.
     config.validate(&args.config)?;

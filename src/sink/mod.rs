@@ -1,6 +1,7 @@
 //! Output sinks: 16-bit depth PNGs (KITTI convention), colourised depth images, MP4 video (and
 //! the side-by-side comparison video of two models, annotated with our own drawing and bitmap
-//! font), per-frame metrics CSV and summary JSON, SVG plots, and PLY point clouds.
+//! font), per-frame metrics CSV and summary JSON, SVG plots, PLY point clouds, and the
+//! Foxglove live view and MCAP recording ([`foxglove_live`]).
 //!
 //! Whole files are written atomically (temporary file in the same directory, fsync, rename), so
 //! a crash never leaves a half-written output under the final name. The metrics CSV is the
@@ -10,6 +11,7 @@ pub mod colourise;
 pub mod depth_png;
 pub mod draw;
 pub mod font;
+pub mod foxglove_live;
 pub mod metrics;
 pub mod plot;
 pub mod pointcloud;

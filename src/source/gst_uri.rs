@@ -7,7 +7,7 @@ use std::path::PathBuf;
 /// The accepted URI forms, quoted in every [`SourceError::InvalidUri`].
 pub const ACCEPTED_URIS: &str = "file:///abs/video.mp4, file://rel/video.mp4 (or a bare path), \
      v4l2:///dev/videoN, rtsp://host[:port]/path, csi://N, test://[PATTERN][?num-buffers=N], \
-     gst://<pipeline ending in `appsink name=sink`>";
+     gst://<pipeline ending in `appsink name=sink`>, mcap:///abs/file.mcap?topic=/image/topic";
 
 /// A parsed source URI.
 #[derive(Clone, Debug, PartialEq, Eq)]

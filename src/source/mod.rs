@@ -1,8 +1,12 @@
 //! Frame sources. Every source yields timestamped RGB [`Frame`]s through the [`Source`] trait.
 //!
 //! [`gst::GstSource`] reads cameras, network streams and video files through GStreamer, opened
-//! from a URI (`file://`, `v4l2://`, `rtsp://`, `csi://`, `test://`, `gst://`).
+//! from a URI (`file://`, `v4l2://`, `rtsp://`, `csi://`, `test://`, `gst://`);
+//! [`bag::BagSource`] replays the image topic of an MCAP file (ROS 2 bags and Foxglove
+//! recordings, `mcap://PATH?topic=…`); [`dataset::DatasetSource`] reads recorded datasets with
+//! ground truth.
 
+pub mod bag;
 pub mod gst;
 pub mod gst_uri;
 pub mod reconnect;
@@ -91,6 +95,8 @@ pub fn open(
 ) -> Result<Box<dyn Source>, SourceError> {
     if is_dataset_spec(uri) {
         Ok(Box::new(dataset::DatasetSource::open(uri, selection)?))
+    } else if uri.starts_with(bag::SCHEME) {
+        Ok(Box::new(bag::BagSource::open(uri)?))
     } else {
         Ok(Box::new(gst::GstSource::open(uri, gst_options)?))
     }

@@ -82,6 +82,8 @@ fn live_config(
             video: true,
             pointcloud_every: 25,
             metrics: false,
+            foxglove: None,
+            mcap: None,
         },
     };
     config.network.engine = engine;

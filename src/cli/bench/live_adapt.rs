@@ -98,6 +98,8 @@ fn live_config(
             video: false,
             pointcloud_every: 0,
             metrics: false,
+            foxglove: None,
+            mcap: None,
         },
     };
     config.network.engine = engine;

@@ -1,0 +1,184 @@
+//! The Foxglove live view and the MCAP recording of `livedepth run`, checked with clients we do
+//! not write ourselves (tests/python, run in the venv that setup installs them into): the `mcap`
+//! package with its protobuf decoder reads the recording, and a client of the Foxglove
+//! WebSocket protocol (the `websockets` package) subscribes to the live view. The live run
+//! replays the real kitchen recording from ../shared through the KITTI RT-MonoDepth-S model.
+//! - the MCAP file is indexed, has the depth image, calibration, point cloud and camera
+//!   channels with Foxglove's schemas, and one depth message per delivered frame;
+//! - an existing file is never overwritten, and the error names the flag;
+//! - a run killed with SIGKILL mid-recording leaves a file whose finished chunks a streaming
+//!   reader still reads;
+//! - a WebSocket client sees the channels advertised and receives decodable depth images.
+
+mod common;
+mod model_support;
+
+use model_support::run_python;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The real data the runs need, or None (the test skips, saying why).
+fn shared_inputs() -> Option<()> {
+    common::shared("data/kitchen")?;
+    common::shared("models/rtmonodepth_s/m_640x192")?;
+    Some(())
+}
+
+fn run_command(out: &Path, frames: usize, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_livedepth"));
+    cmd.current_dir(common::repo_root())
+        .args(["run", "--config", "configs/kitchen.toml", "--frames", &frames.to_string()])
+        .arg("--out")
+        .arg(out)
+        .args(extra);
+    cmd
+}
+
+fn read_mcap(path: &Path, mode: &str) -> serde_json::Value {
+    let python = common::python();
+    let json = run_python(&python, "mcap_read.py", &[path.to_str().unwrap(), mode]);
+    serde_json::from_str(json.trim()).unwrap()
+}
+
+#[test]
+fn run_records_one_depth_message_per_delivered_frame_into_an_indexed_mcap() {
+    let Some(()) = shared_inputs() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mcap = dir.path().join("run.mcap");
+    let out = dir.path().join("out");
+    let output = run_command(&out, 12, &["--mcap", mcap.to_str().unwrap()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run_report.json")).unwrap())
+            .unwrap();
+    let delivered = report["frames_delivered"].as_u64().unwrap();
+    assert_eq!(delivered, 12);
+
+    let read = read_mcap(&mcap, "indexed");
+    println!("{read}");
+    for (topic, schema) in [
+        ("/depth/image", "foxglove.RawImage"),
+        ("/depth/colour", "foxglove.RawImage"),
+        ("/camera/image", "foxglove.CompressedImage"),
+        ("/camera/calibration", "foxglove.CameraCalibration"),
+        ("/depth/points", "foxglove.PointCloud"),
+        ("/livedepth/status", "livedepth.Status"),
+    ] {
+        assert_eq!(read["topics"][topic], schema, "{topic}");
+        assert_eq!(read["messages"][topic].as_u64(), Some(delivered), "{topic}");
+    }
+    assert!(read["chunks"].as_u64().unwrap() >= 1);
+    let depth = &read["depth"];
+    assert_eq!((depth["width"].as_u64(), depth["height"].as_u64()), (Some(128), Some(96)));
+    assert_eq!(depth["encoding"], "32FC1");
+    let (min, max) = (depth["min"].as_f64().unwrap(), depth["max"].as_f64().unwrap());
+    assert!(min > 0.0 && max > min && max <= 100.0, "depth range {min}..{max}");
+}
+
+#[test]
+fn an_existing_recording_is_never_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let mcap = dir.path().join("keep.mcap");
+    std::fs::write(&mcap, b"an earlier recording").unwrap();
+    // No model or data needed: the flags are checked before anything loads.
+    let output = Command::new(env!("CARGO_BIN_EXE_livedepth"))
+        .current_dir(common::repo_root())
+        .args(["run", "--config", "configs/generic.toml", "--source", "test://", "--frames", "1"])
+        .args(["--model", "/nonexistent-model-is-not-reached", "--mcap"])
+        .arg(&mcap)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stderr}");
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("--mcap") && stderr.contains("keep.mcap") && stderr.contains("exists"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("nonexistent-model"), "checked before the model: {stderr}");
+    assert_eq!(std::fs::read(&mcap).unwrap(), b"an earlier recording");
+}
+
+#[test]
+fn a_killed_run_leaves_an_mcap_whose_finished_chunks_read_back() {
+    let Some(()) = shared_inputs() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mcap = dir.path().join("killed.mcap");
+    let mut child = run_command(&dir.path().join("out"), 300, &["--mcap", mcap.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill once a few chunks are on disk.
+    let start = Instant::now();
+    let mut size = 0;
+    while start.elapsed() < Duration::from_secs(120) {
+        size = std::fs::metadata(&mcap).map_or(0, |m| m.len());
+        if size > 600_000 || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run ended before it was killed ({size} bytes): the test proved nothing"
+    );
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let read = read_mcap(&mcap, "stream");
+    println!("killed at {size} bytes: {read}");
+    let depth = read["messages"]["/depth/image"].as_u64().unwrap_or(0);
+    assert!(depth >= 2, "whole depth messages read back from the killed recording: {read}");
+}
+
+/// A TCP port that was free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn a_foxglove_websocket_client_sees_the_channels_and_decodes_depth() {
+    let Some(()) = shared_inputs() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let mut child = run_command(&dir.path().join("out"), 300, &["--foxglove", &address])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let python = common::python();
+    let client = Command::new(&python)
+        .arg(model_support::script("foxglove_ws_client.py"))
+        .args([&format!("ws://{address}"), "5", "60"])
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let run = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&client.stdout);
+    println!("{stdout}{}", String::from_utf8_lossy(&client.stderr));
+    assert!(client.status.success(), "run's log: {}", String::from_utf8_lossy(&run.stderr));
+    let seen: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(seen["subprotocol"], "foxglove.sdk.v1");
+    for (topic, schema) in [
+        ("/depth/image", "foxglove.RawImage"),
+        ("/camera/image", "foxglove.CompressedImage"),
+        ("/camera/calibration", "foxglove.CameraCalibration"),
+        ("/depth/points", "foxglove.PointCloud"),
+    ] {
+        assert_eq!(seen["topics"][topic], schema, "{topic}");
+    }
+    assert!(seen["depth_messages"].as_u64().unwrap() >= 5, "{seen}");
+    let depth = &seen["depth"];
+    assert_eq!(depth["encoding"], "32FC1");
+    assert_eq!((depth["width"].as_u64(), depth["height"].as_u64()), (Some(128), Some(96)));
+    assert_eq!(depth["bytes"].as_u64(), Some(128 * 96 * 4));
+    assert!(depth["min"].as_f64().unwrap() > 0.0);
+    let k = seen["calibration_k"].as_array().unwrap();
+    assert_eq!(k.len(), 9);
+    assert!(k[0].as_f64().unwrap() > 0.0, "fx of the calibration: {k:?}");
+}
