@@ -25,6 +25,8 @@ pub mod pipeline;
 pub mod python;
 pub mod sink;
 pub mod source;
+#[cfg(feature = "torch")]
+pub mod stages;
 pub mod synth;
 pub mod tempfiles;
 #[cfg(feature = "torch")]

@@ -226,7 +226,7 @@ mod gpu {
 
     #[test]
     fn live_cuda_preprocessing_matches_the_twin_and_feeds_the_network() {
-        use livedepth::app::live::gpu_preprocess::GpuPreprocess;
+        use livedepth::stages::gpu_preprocess::GpuPreprocess;
         use livedepth::cuda::twin::{self, Normalization, PackedFrame, PixelFormat, Resize};
         use livedepth::frame::RgbImage;
         let _torch = torch_exclusive();

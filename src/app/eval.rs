@@ -88,18 +88,7 @@ impl EvalReport {
     }
 }
 
-/// Scores a predicted disparity against a frame's ground truth: the disparity is resized
-/// bilinearly to the ground truth's size, converted to depth (min 0.1 m, max 100 m), then
-/// evaluated under `protocol`.
-pub fn score_disparity(
-    disparity: &Disparity,
-    frame: &Frame,
-    protocol: &EvalProtocol,
-) -> Result<FrameMetrics, EvalError> {
-    let gt = frame.gt_depth.as_ref().ok_or(EvalError::NoGroundTruth { frame: frame.index })?;
-    let depth = disparity.resized_bilinear(gt.width, gt.height).to_depth(0.1, 100.0);
-    crate::eval::compute_frame_metrics(&depth, gt, protocol).map_err(|e| e.in_frame(frame.index))
-}
+pub use crate::eval::score_disparity;
 
 /// Runs the evaluation and returns the report (also written to `options.json` if set).
 pub fn evaluate(options: &EvalOptions) -> crate::Result<EvalReport> {

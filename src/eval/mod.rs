@@ -104,3 +104,16 @@ impl EvalProtocol {
         }
     }
 }
+
+/// Scores a predicted disparity against a frame's ground truth: the disparity is resized
+/// bilinearly to the ground truth's size, converted to depth (min 0.1 m, max 100 m), then
+/// evaluated under `protocol`.
+pub fn score_disparity(
+    disparity: &crate::engine::Disparity,
+    frame: &crate::frame::Frame,
+    protocol: &EvalProtocol,
+) -> Result<FrameMetrics, EvalError> {
+    let gt = frame.gt_depth.as_ref().ok_or(EvalError::NoGroundTruth { frame: frame.index })?;
+    let depth = disparity.resized_bilinear(gt.width, gt.height).to_depth(0.1, 100.0);
+    compute_frame_metrics(&depth, gt, protocol).map_err(|e| e.in_frame(frame.index))
+}

@@ -156,7 +156,7 @@ fn measure(args: &AdaptBenchArgs, device: Device) -> livedepth::Result<DeviceFig
     #[cfg(feature = "cuda")]
     let mut gpu = match device {
         Device::Cuda(ordinal) => Some(
-            livedepth::app::live::gpu_preprocess::GpuPreprocess::new(
+            livedepth::stages::gpu_preprocess::GpuPreprocess::new(
                 ordinal,
                 (w as u32, h as u32),
                 Arch::RtMonoDepthS.normalisation(),

@@ -1,0 +1,74 @@
+//! The `depth` stage of the live path: any [`DepthEngine`] behind
+//! [`LiveDepthEngine`] turns each prepared frame into a disparity map at the network size; a
+//! [`FrameHook`] (online adaptation, in `app::live`) runs between frames without ever waiting,
+//! and the engine's weight swaps are copied out for the run report.
+
+use super::preprocess::{BufferPool, PreparedFrame};
+use crate::engine::{Disparity, LiveDepthEngine, WeightSwapStats};
+use crate::frame::{Frame, RgbImage};
+use crate::pipeline::{Stage, StageError};
+use std::sync::{Arc, Mutex};
+
+/// A frame with its predicted disparity at the network size.
+pub struct DepthFrame {
+    pub frame: Frame,
+    pub resized: RgbImage,
+    pub disparity: Disparity,
+}
+
+/// Work done between frames on the depth stage's thread (e.g. installing adapted weights and
+/// offering frames to the adapter); it must never wait.
+pub trait FrameHook: Send {
+    /// Before the frame's forward pass; true when new weights went live.
+    fn before_frame(&mut self, engine: &mut LiveDepthEngine) -> Result<bool, StageError>;
+    /// After it, with the frame and its network-size image.
+    fn after_frame(&mut self, frame: &Frame, resized: &RgbImage) -> Result<(), StageError>;
+}
+
+/// The `depth` stage.
+pub struct DepthStage {
+    engine: LiveDepthEngine,
+    pool: BufferPool,
+    hook: Option<Box<dyn FrameHook>>,
+    /// The engine's weight swaps, copied out after each swap for the run report.
+    swaps: Arc<Mutex<WeightSwapStats>>,
+}
+
+impl DepthStage {
+    /// A stage serving `engine`, returning CPU input buffers to `pool`, running `hook` between
+    /// frames and copying the engine's weight swaps into `swaps` after each swap.
+    pub fn new(
+        engine: LiveDepthEngine,
+        pool: BufferPool,
+        hook: Option<Box<dyn FrameHook>>,
+        swaps: Arc<Mutex<WeightSwapStats>>,
+    ) -> Self {
+        Self { engine, pool, hook, swaps }
+    }
+}
+
+impl Stage<PreparedFrame> for DepthStage {
+    type Out = DepthFrame;
+
+    fn process(&mut self, prepared: PreparedFrame) -> Result<DepthFrame, StageError> {
+        let PreparedFrame { frame, resized, input, device_input } = prepared;
+        if let Some(hook) = self.hook.as_mut()
+            && hook.before_frame(&mut self.engine)?
+            && let Ok(mut swaps) = self.swaps.lock()
+        {
+            swaps.clone_from(self.engine.weight_swaps());
+        }
+        let mut disparity = Disparity::new(resized.width, resized.height);
+        match &device_input {
+            Some(x) => self.engine.forward_device_tensor(x, &mut disparity.data)?,
+            None => self.engine.forward_planar(&input, &mut disparity.data)?,
+        }
+        if device_input.is_none() {
+            self.pool.put(input);
+        }
+        if let Some(hook) = self.hook.as_mut() {
+            hook.after_frame(&frame, &resized)?;
+        }
+        Ok(DepthFrame { frame, resized, disparity })
+    }
+}

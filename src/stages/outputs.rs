@@ -1,0 +1,214 @@
+//! The `outputs` sink of the live path: writes what the config's `[outputs]` asks for (the
+//! colourised mp4, 16-bit depth PNGs, colour PNGs, point clouds, per-frame metrics where the
+//! source has ground truth) and feeds the Foxglove live view and MCAP recording.
+
+use super::depth::DepthFrame;
+use crate::camera::Intrinsics;
+use crate::config::OutputsConfig;
+use crate::eval::{EvalProtocol, MetricsAccumulator, score_disparity};
+use crate::frame::{DepthMap, RgbImage};
+use crate::pipeline::{Sink, StageError};
+use crate::sink::colourise::{colourise_depth, write_rgb_png};
+use crate::sink::depth_png::write_depth_png;
+use crate::sink::foxglove_live::{Telemetry, TelemetryFrame, TelemetryOptions};
+use crate::sink::metrics::MetricsCsvWriter;
+use crate::sink::pointcloud::write_ply;
+use crate::sink::video::Mp4Writer;
+use crate::tempfiles::create_output_dir;
+use std::path::PathBuf;
+
+/// The `outputs` sink: writes what the config's `[outputs]` asks for into its folder.
+pub struct OutputSink {
+    outputs: OutputsConfig,
+    /// Intrinsics of the source's frames where the frames don't carry their own.
+    camera: Option<Intrinsics>,
+    min_depth: f32,
+    max_depth: f32,
+    fps: f64,
+    video: Option<Mp4Writer>,
+    metrics_csv: Option<MetricsCsvWriter>,
+    accumulator: MetricsAccumulator,
+    protocol: EvalProtocol,
+    frames: u64,
+    /// The Foxglove live view and MCAP recording, when asked for.
+    telemetry: Option<Telemetry>,
+}
+
+impl OutputSink {
+    /// A sink writing into `outputs.dir` (created if missing).
+    pub fn new(
+        outputs: OutputsConfig,
+        min_depth: f32,
+        max_depth: f32,
+        fps: f64,
+        protocol: EvalProtocol,
+        camera: Option<Intrinsics>,
+    ) -> crate::Result<Self> {
+        let field = "outputs.dir (--out)";
+        create_output_dir(&outputs.dir, field)?;
+        for (wanted, sub) in [
+            (outputs.depth_png, "depth"),
+            (outputs.colour_png, "colour"),
+            (outputs.pointcloud_every > 0, "pointcloud"),
+        ] {
+            if wanted {
+                create_output_dir(&outputs.dir.join(sub), field)?;
+            }
+        }
+        let telemetry_options = TelemetryOptions {
+            foxglove: outputs.foxglove.clone(),
+            mcap: outputs.mcap.clone(),
+            points_stride: 2,
+        };
+        let telemetry = if telemetry_options.enabled() {
+            let telemetry = Telemetry::start(&telemetry_options)?;
+            if let Some(port) = telemetry.foxglove_port() {
+                tracing::info!(
+                    "foxglove: live view on ws://{}:{port} (Foxglove: Open connection → \
+                     Foxglove WebSocket)",
+                    outputs
+                        .foxglove
+                        .as_deref()
+                        .and_then(|a| a.rsplit_once(':'))
+                        .map_or("", |(h, _)| h)
+                );
+            }
+            Some(telemetry)
+        } else {
+            None
+        };
+        Ok(Self {
+            telemetry,
+            outputs,
+            camera,
+            min_depth,
+            max_depth,
+            fps,
+            video: None,
+            metrics_csv: None,
+            accumulator: MetricsAccumulator::new(),
+            protocol,
+            frames: 0,
+        })
+    }
+
+    /// Per-frame metrics gathered so far (frames with ground truth only).
+    pub fn metrics(&self) -> &MetricsAccumulator {
+        &self.accumulator
+    }
+
+    fn path(&self, sub: &str, index: u64, ext: &str) -> PathBuf {
+        self.outputs.dir.join(sub).join(format!("{index:06}.{ext}"))
+    }
+
+    fn write_video_frame(
+        &mut self,
+        resized: &RgbImage,
+        colour: &RgbImage,
+        t: f64,
+    ) -> crate::Result<()> {
+        let (w, h) = (resized.width, resized.height);
+        if self.video.is_none() {
+            let path = self.outputs.dir.join("depth.mp4");
+            // Crash-safe: a killed run leaves a playable depth video up to its last second.
+            self.video = Some(Mp4Writer::create_recording(&path, w, h * 2, self.fps)?);
+        }
+        // The input above, its colourised depth below.
+        let mut stacked = RgbImage::new(w, h * 2);
+        let half = resized.data.len();
+        stacked.data[..half].copy_from_slice(&resized.data);
+        stacked.data[half..].copy_from_slice(&colour.data);
+        if let Some(video) = self.video.as_mut() {
+            video.push(&stacked, t)?;
+        }
+        Ok(())
+    }
+
+    fn consume_frame(&mut self, item: DepthFrame) -> crate::Result<()> {
+        let DepthFrame { frame, resized, disparity } = item;
+        let index = frame.index;
+        let depth: DepthMap = disparity.to_depth(self.min_depth, self.max_depth);
+        let needs_colour =
+            self.outputs.colour_png || self.outputs.video || self.telemetry.is_some();
+        let colour = needs_colour.then(|| colourise_depth(&depth));
+        if self.outputs.depth_png {
+            write_depth_png(&self.path("depth", index, "png"), &depth)?;
+        }
+        if let Some(colour) = &colour {
+            if self.outputs.colour_png {
+                write_rgb_png(&self.path("colour", index, "png"), colour)?;
+            }
+            if self.outputs.video {
+                self.write_video_frame(&resized, colour, frame.timestamp)?;
+            }
+        }
+        let every = self.outputs.pointcloud_every as u64;
+        let intrinsics = frame.intrinsics.as_ref().or(self.camera.as_ref());
+        if let (true, Some(k)) = (every > 0 && index % every == 0, intrinsics) {
+            write_ply(&self.path("pointcloud", index, "ply"), &depth, k, Some(&resized))?;
+        }
+        if let (Some(telemetry), Some(colour)) = (self.telemetry.as_mut(), &colour) {
+            telemetry.offer(TelemetryFrame {
+                index,
+                timestamp: frame.timestamp,
+                image: resized.clone(),
+                depth: depth.clone(),
+                colour: colour.clone(),
+                intrinsics: frame.intrinsics.or(self.camera),
+            });
+        }
+        if self.outputs.metrics && frame.gt_depth.is_some() {
+            let metrics = score_disparity(&disparity, &frame, &self.protocol)?;
+            if self.metrics_csv.is_none() {
+                let path = self.outputs.dir.join("metrics.csv");
+                self.metrics_csv = Some(MetricsCsvWriter::create(
+                    &path,
+                    &["frame", "abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3", "scale"],
+                )?);
+            }
+            if let Some(csv) = self.metrics_csv.as_mut() {
+                let v = metrics.values();
+                csv.write_row(&[
+                    index as f64,
+                    v[0],
+                    v[1],
+                    v[2],
+                    v[3],
+                    v[4],
+                    v[5],
+                    v[6],
+                    metrics.scale_ratio,
+                ])?;
+            }
+            self.accumulator.push(index, metrics);
+        }
+        self.frames += 1;
+        Ok(())
+    }
+}
+
+impl Sink<DepthFrame> for OutputSink {
+    fn consume(&mut self, item: DepthFrame) -> Result<(), StageError> {
+        Ok(self.consume_frame(item)?)
+    }
+
+    fn finish(&mut self) -> Result<(), StageError> {
+        if let Some(video) = self.video.take() {
+            video.finish()?;
+        }
+        if let Some(csv) = self.metrics_csv.take() {
+            csv.finish()?;
+        }
+        if let Some(mut telemetry) = self.telemetry.take() {
+            let report = telemetry.finish()?;
+            tracing::info!(
+                "foxglove/mcap: {} frames published, {} dropped from telemetry (its thread fell \
+                 behind){}",
+                report.frames,
+                report.dropped,
+                report.mcap.map_or(String::new(), |p| format!("; recorded {}", p.display()))
+            );
+        }
+        Ok(())
+    }
+}

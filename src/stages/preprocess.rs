@@ -1,0 +1,245 @@
+//! The `preprocess` stage of the live path: each frame resized (Pillow-exact Lanczos-3) and
+//! normalised as the engine asks ([`crate::engine::DepthEngine::input_normalisation`]) on the
+//! CPU into a buffer from a small pool, or, with feature `cuda` and a libtorch engine on CUDA,
+//! by our CUDA kernel straight into the network's input tensor (stage `preprocess[cuda]`).
+//! The buffers go back to the pool after the depth stage, so the hot path allocates nothing
+//! once the pool is warm.
+
+use crate::engine::Preprocessor;
+use crate::frame::{Frame, RgbImage};
+use crate::pipeline::{Stage, StageError};
+use crossbeam_channel::{Receiver, Sender};
+use serde::Serialize;
+
+/// A frame resized and normalised for the network.
+pub struct PreparedFrame {
+    pub frame: Frame,
+    /// The frame at the network size (8-bit), kept for the outputs.
+    pub resized: RgbImage,
+    /// Planar normalised input, 3 × H × W (returned to the pool after inference); empty when
+    /// `device_input` holds the input.
+    pub input: Vec<f32>,
+    /// The normalised input already on the network's device, [1, 3, H, W] (CUDA preprocessing).
+    pub device_input: Option<tch::Tensor>,
+}
+
+/// Which preprocessing the live path runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum PreprocessPath {
+    /// Pillow-exact Lanczos-3 resize + normalisation on the CPU, uploaded per frame.
+    #[serde(rename = "cpu-lanczos")]
+    CpuLanczos,
+    /// Our CUDA kernel: upload of the packed RGB frame, area resize + normalisation in one pass
+    /// into the network's input tensor.
+    #[serde(rename = "cuda-area")]
+    CudaArea,
+}
+
+impl PreprocessPath {
+    pub fn name(self) -> &'static str {
+        match self {
+            PreprocessPath::CpuLanczos => "cpu-lanczos",
+            PreprocessPath::CudaArea => "cuda-area",
+        }
+    }
+
+    /// The pipeline stage name (shown in the live per-stage statistics and the report).
+    pub fn stage_name(self) -> &'static str {
+        match self {
+            PreprocessPath::CpuLanczos => "preprocess",
+            PreprocessPath::CudaArea => "preprocess[cuda]",
+        }
+    }
+}
+
+/// Recycles input buffers between the preprocess and depth stages.
+#[derive(Clone)]
+pub struct BufferPool {
+    give: Sender<Vec<f32>>,
+    take: Receiver<Vec<f32>>,
+    len: usize,
+}
+
+impl BufferPool {
+    /// A pool keeping up to `capacity` buffers of `len` values.
+    pub fn new(capacity: usize, len: usize) -> Self {
+        let (give, take) = crossbeam_channel::bounded(capacity);
+        Self { give, take, len }
+    }
+
+    /// A buffer from the pool, or a new one.
+    pub fn get(&self) -> Vec<f32> {
+        self.take.try_recv().unwrap_or_else(|_| vec![0.0; self.len])
+    }
+
+    /// Returns a buffer to the pool.
+    pub fn put(&self, buffer: Vec<f32>) {
+        // A full pool simply lets the buffer go.
+        let _ = self.give.try_send(buffer);
+    }
+}
+
+/// The `preprocess` stage.
+pub struct PreprocessStage {
+    preprocessor: Preprocessor,
+    pool: BufferPool,
+    /// The CUDA kernel path, when it runs (feature `cuda`, libtorch on CUDA).
+    #[cfg(feature = "cuda")]
+    gpu: Option<gpu_preprocess::GpuPreprocess>,
+}
+
+impl PreprocessStage {
+    /// A stage running `preprocessor` into buffers of `pool`, or the CUDA path `gpu` where
+    /// given (see [`gpu_preprocess_for`]).
+    pub fn new(
+        preprocessor: Preprocessor,
+        pool: BufferPool,
+        #[cfg(feature = "cuda")] gpu: Option<gpu_preprocess::GpuPreprocess>,
+    ) -> Self {
+        Self {
+            preprocessor,
+            pool,
+            #[cfg(feature = "cuda")]
+            gpu,
+        }
+    }
+
+    /// Which preprocessing this stage runs.
+    pub fn path(&self) -> PreprocessPath {
+        #[cfg(feature = "cuda")]
+        if self.gpu.is_some() {
+            return PreprocessPath::CudaArea;
+        }
+        PreprocessPath::CpuLanczos
+    }
+}
+
+impl Stage<Frame> for PreprocessStage {
+    type Out = PreparedFrame;
+
+    fn process(&mut self, frame: Frame) -> Result<PreparedFrame, StageError> {
+        #[cfg(feature = "cuda")]
+        if let Some(gpu) = self.gpu.as_mut() {
+            let (resized, input) = gpu.run(&frame.rgb)?;
+            return Ok(PreparedFrame {
+                frame,
+                resized,
+                input: Vec::new(),
+                device_input: Some(input),
+            });
+        }
+        let mut input = self.pool.get();
+        self.preprocessor.run(&frame.rgb, &mut input)?;
+        let resized = self.preprocessor.resized().clone();
+        Ok(PreparedFrame { frame, resized, input, device_input: None })
+    }
+}
+
+/// The CUDA preprocessing of the live path (feature `cuda`).
+#[cfg(feature = "cuda")]
+pub mod gpu_preprocess {
+    use crate::cuda::device::{CudaKernels, FramePreprocessor};
+    use crate::cuda::torch::preprocess_to_tensor;
+    use crate::cuda::twin::{Normalization, PackedFrame, PixelFormat, Resize};
+    use crate::engine::EngineError;
+    use crate::frame::RgbImage;
+    use std::sync::Arc;
+    use tch::{Device, Kind, Tensor};
+
+    /// Packed RGB8 host frames → normalised [1, 3, H, W] tensors on CUDA device `ordinal`
+    /// (plus the 8-bit image at the network size for the outputs, read back from the device).
+    pub struct GpuPreprocess {
+        pre: FramePreprocessor,
+        ordinal: usize,
+        size: (usize, usize),
+        norm: Normalization,
+        /// `norm` as [1, 3, 1, 1] device tensors (to recover the 8-bit image).
+        mean: Tensor,
+        std: Tensor,
+    }
+
+    impl GpuPreprocess {
+        /// Loads the kernels on `ordinal`; the error says why they cannot run.
+        pub fn new(
+            ordinal: usize,
+            (width, height): (u32, u32),
+            (mean, std): ([f32; 3], [f32; 3]),
+        ) -> Result<Self, crate::cuda::CudaError> {
+            let kernels = Arc::new(CudaKernels::new(ordinal)?);
+            let device = Device::Cuda(ordinal);
+            let channel_tensor = |v: &[f32; 3]| -> Result<Tensor, crate::cuda::CudaError> {
+                Tensor::f_from_slice(v)
+                    .and_then(|t| t.f_to_device(device))
+                    .and_then(|t| t.f_view([1, 3, 1, 1]))
+                    .map_err(|e| crate::cuda::CudaError::Driver {
+                        during: "uploading the normalisation".into(),
+                        detail: e.to_string(),
+                    })
+            };
+            Ok(Self {
+                pre: FramePreprocessor::new(kernels),
+                ordinal,
+                size: (width as usize, height as usize),
+                norm: Normalization { mean, std },
+                mean: channel_tensor(&mean)?,
+                std: channel_tensor(&std)?,
+            })
+        }
+
+        /// The 8-bit image at the network size and the normalised input tensor of `image`.
+        pub fn run(&mut self, image: &RgbImage) -> Result<(RgbImage, Tensor), EngineError> {
+            let frame = PackedFrame {
+                data: &image.data,
+                width: image.width as usize,
+                height: image.height as usize,
+                pitch: 3 * image.width as usize,
+                format: PixelFormat::Rgb,
+            };
+            let (w, h) = self.size;
+            let input = preprocess_to_tensor(
+                &mut self.pre,
+                &frame,
+                self.size,
+                Resize::Area,
+                &self.norm,
+                self.ordinal,
+            )
+            .map_err(|e| EngineError::Internal(format!("CUDA preprocessing: {e}")))?;
+            // The 8-bit network-size image for the outputs and the adapter: one small read back.
+            let bytes = ((&input * &self.std + &self.mean) * 255.0)
+                .f_round()?
+                .f_clamp(0.0, 255.0)?
+                .f_to_kind(Kind::Uint8)?
+                .f_permute([0, 2, 3, 1])?
+                .f_contiguous()?
+                .f_to_device(Device::Cpu)?;
+            let mut resized = RgbImage::new(w as u32, h as u32);
+            let n = resized.data.len();
+            bytes.f_copy_data_u8(&mut resized.data, n)?;
+            Ok((resized, input))
+        }
+    }
+}
+
+/// The CUDA preprocessing for an engine on `device`, when feature `cuda` is on and the kernels
+/// load; otherwise None (with a printed warning when CUDA was expected but failed), and the CPU
+/// path runs.
+#[cfg(feature = "cuda")]
+pub fn gpu_preprocess_for(
+    device: tch::Device,
+    size: (u32, u32),
+    normalisation: ([f32; 3], [f32; 3]),
+) -> Option<gpu_preprocess::GpuPreprocess> {
+    let tch::Device::Cuda(ordinal) = device else {
+        return None;
+    };
+    match gpu_preprocess::GpuPreprocess::new(ordinal, size, normalisation) {
+        Ok(gpu) => Some(gpu),
+        Err(e) => {
+            tracing::warn!(
+                "warning: CUDA preprocessing unavailable ({e}); using the CPU preprocessing"
+            );
+            None
+        }
+    }
+}
