@@ -23,6 +23,7 @@ pub mod loss;
 pub mod model;
 pub mod pipeline;
 pub mod python;
+pub mod scale;
 pub mod sink;
 pub mod source;
 #[cfg(feature = "torch")]

@@ -322,6 +322,7 @@ fn kitchen_eval(seed: u64, frames: &str, steps: usize) -> Option<livedepth::app:
         plot: None,
         progress: false,
         engine: livedepth::engine::EngineKind::Torch,
+        metric_scale: Default::default(),
     };
     let mut config = AdaptConfig { seed, steps_per_frame: steps, ..AdaptConfig::default() };
     config.guards.check_every = 2;
@@ -516,6 +517,7 @@ fn kitti_first_frame(kitti: &std::path::Path, model: &std::path::Path) -> f64 {
         plot: None,
         progress: false,
         engine: livedepth::engine::EngineKind::Torch,
+        metric_scale: Default::default(),
     };
     livedepth::app::eval::evaluate(&options).expect("KITTI eval").mean.abs_rel
 }

@@ -34,6 +34,7 @@ fn lock_step(data: &Path, model: &TrainedModel, config: AdaptConfig) -> (EvalRep
         plot: None,
         progress: false,
         engine: livedepth::engine::EngineKind::Torch,
+        metric_scale: Default::default(),
     };
     let adapt = AdaptOptions {
         config,

@@ -226,9 +226,9 @@ mod gpu {
 
     #[test]
     fn live_cuda_preprocessing_matches_the_twin_and_feeds_the_network() {
-        use livedepth::stages::gpu_preprocess::GpuPreprocess;
         use livedepth::cuda::twin::{self, Normalization, PackedFrame, PixelFormat, Resize};
         use livedepth::frame::RgbImage;
+        use livedepth::stages::gpu_preprocess::GpuPreprocess;
         let _torch = torch_exclusive();
         if !livedepth::engine::torch_cuda_available() {
             eprintln!(

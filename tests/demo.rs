@@ -199,6 +199,7 @@ fn the_side_by_side_video_shows_input_frozen_and_adapted_for_every_frame() {
         plot: None,
         progress: false,
         engine: EngineKind::Torch,
+        metric_scale: Default::default(),
     };
     let (reference, stats) = evaluate_adapt(&eval, &adapt).unwrap();
     assert_eq!(stats.steps, report.adapt_stats.steps);
@@ -276,6 +277,7 @@ fn with_shared_the_demo_replays_the_real_recording_at_the_adaptation_defaults() 
         plot: None,
         progress: false,
         engine: EngineKind::Torch,
+        metric_scale: Default::default(),
     };
     let (reference, stats) =
         evaluate_adapt(&eval, &AdaptOptions { print_every: 0, ..AdaptOptions::default() }).unwrap();

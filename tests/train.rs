@@ -210,6 +210,7 @@ fn the_committed_base_model_beats_an_untrained_network_on_an_unseen_drive() {
             plot: None,
             progress: false,
             engine: livedepth::engine::EngineKind::Torch,
+            metric_scale: Default::default(),
         })
         .expect("evaluation runs")
         .mean

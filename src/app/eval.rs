@@ -3,6 +3,11 @@
 //! metrics under the Monodepth2 protocol.
 
 use crate::engine::{Disparity, EngineKind, EngineRequest, open_depth_engine};
+use crate::eval::score_disparity_scaled;
+use crate::scale::{MetricScale, ScaleEstimate, ScaleSummary};
+
+/// A frame on its way to the metrics: its disparity and, with a scale source, its scale.
+type ScoredFrame = (Frame, Disparity, Option<ScaleEstimate>);
 use crate::eval::{EvalError, EvalProtocol, FrameMetrics, MeanMetrics, MetricsAccumulator};
 use crate::frame::Frame;
 use crate::model::Arch;
@@ -35,6 +40,8 @@ pub struct EvalOptions {
     pub progress: bool,
     /// The depth backend (`auto`: the fastest available, measured at start-up).
     pub engine: EngineKind,
+    /// Where metric scale comes from (`--metric-scale`); `none` scores the network's units.
+    pub metric_scale: MetricScale,
 }
 
 /// One frame's row in the report.
@@ -59,6 +66,9 @@ pub struct EvalReport {
     pub height: u32,
     /// The backend that served depth.
     pub engine: EngineKind,
+    /// The scale source's figures, when one was active.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metric_scale: Option<ScaleSummary>,
     pub per_frame: Vec<FrameRow>,
 }
 
@@ -78,6 +88,7 @@ impl EvalReport {
             width: options.width,
             height: options.height,
             engine: options.engine,
+            metric_scale: None,
             per_frame,
         }
     }
@@ -118,15 +129,34 @@ pub fn evaluate(options: &EvalOptions) -> crate::Result<EvalReport> {
         ..PipelineOptions::quiet()
     };
     let mut engine = engine;
+    let mut scale_source = options.metric_scale.estimator();
+    let estimates = Arc::new(Mutex::new(Vec::new()));
+    let sink_estimates = Arc::clone(&estimates);
     Pipeline::new(Box::new(source), pipeline_options)?
         .stage("depth", move |frame: Frame| {
             let disparity = engine.predict_disparity(&frame.rgb)?;
-            Ok::<_, StageError>((frame, disparity))
+            let estimate = match (scale_source.as_mut(), &frame.intrinsics) {
+                (Some(source), Some(k)) => Some(source.update(&disparity.to_depth(0.1, 100.0), k)),
+                (Some(_), None) => {
+                    return Err(format!(
+                        "frame {}: --metric-scale needs the camera's intrinsics, and this \
+                         dataset gives none",
+                        frame.index
+                    )
+                    .into());
+                }
+                (None, _) => None,
+            };
+            Ok::<_, StageError>((frame, disparity, estimate))
         })
-        .sink("metrics", move |(frame, disparity): (Frame, Disparity)| {
-            let metrics = score_disparity(&disparity, &frame, &protocol)?;
+        .sink("metrics", move |(frame, disparity, estimate): ScoredFrame| {
+            let scale = estimate.map_or(1.0, |e| e.scale);
+            let metrics = score_disparity_scaled(&disparity, &frame, &protocol, scale)?;
             let mut acc = sink_accumulator.lock().map_err(|_| "metrics lock poisoned")?;
             acc.push(frame.index, metrics);
+            if let (Some(e), Ok(mut all)) = (estimate, sink_estimates.lock()) {
+                all.push(e);
+            }
             Ok::<_, StageError>(())
         })
         .run()?;
@@ -142,12 +172,16 @@ pub fn evaluate(options: &EvalOptions) -> crate::Result<EvalReport> {
             metrics,
         })
         .collect();
-    let report = EvalReport::new(
+    let mut report = EvalReport::new(
         &EvalOptions { engine: opened.backend, ..options.clone() },
         protocol,
         mean,
         per_frame,
     );
+    if options.metric_scale != MetricScale::None {
+        let estimates = estimates.lock().map(|e| e.clone()).unwrap_or_default();
+        report.metric_scale = Some(ScaleSummary::of(options.metric_scale, &estimates));
+    }
     if let Some(path) = &options.json {
         write_summary_json(path, &report)?;
     }

@@ -51,6 +51,14 @@ pub struct Args {
     /// measured at start-up). With --adapt only torch (the network that adapts) is scored.
     #[arg(long, value_name = "ENGINE", default_value = "torch")]
     pub engine: livedepth::engine::EngineKind,
+    /// Metric scale without ground truth: `none` (the network's units) or `ground` (fits the
+    /// road plane in each depth map; needs --camera-height). Use with --no-median-scaling to
+    /// score metres; the report gives the median ratio of ground truth to prediction.
+    #[arg(long, value_name = "SOURCE", default_value = "none")]
+    pub metric_scale: String,
+    /// The camera's height above the road in metres, for --metric-scale ground (KITTI: 1.65).
+    #[arg(long, value_name = "M")]
+    pub camera_height: Option<f64>,
     #[command(flatten)]
     pub adapt: Box<AdaptArgs>,
 }
@@ -302,6 +310,11 @@ pub fn run(args: Args) -> livedepth::Result<()> {
         plot: args.plot.clone(),
         progress: !args.quiet,
         engine: args.engine,
+        metric_scale: livedepth::scale::MetricScale::from_flags(
+            &args.metric_scale,
+            args.camera_height,
+        )
+        .map_err(livedepth::Error::Other)?,
     };
     if args.adapt.adapt && args.engine != livedepth::engine::EngineKind::Torch {
         return Err(livedepth::Error::Other(format!(
@@ -324,22 +337,30 @@ pub fn run(args: Args) -> livedepth::Result<()> {
         evaluate(&options)?
     };
     println!(
-        "{} on {} ({} frames, {}x{}, {}median scaling{})",
+        "{} on {} ({} frames, {}x{}, {}median scaling: ratio of ground truth to prediction, \
+         median {:.3}, std {:.3}{})",
         report.arch,
         report.dataset,
         report.mean.frames,
         report.width,
         report.height,
         if report.protocol.median_scaling { "" } else { "no " },
-        if report.protocol.median_scaling {
-            format!(
-                ": ratio median {:.3}, std {:.3}",
-                report.mean.scale_ratio_median, report.mean.scale_ratio_std
-            )
-        } else {
-            String::new()
-        }
+        report.mean.scale_ratio_median,
+        report.mean.scale_ratio_std,
+        if report.protocol.median_scaling { ", applied" } else { " (1 = metric)" }
     );
+    if let Some(scale) = &report.metric_scale {
+        println!(
+            "metric scale ({:?}): median {:.3} m per unit (std {:.3}); {} frames measured, {} \
+             used the previous scale, {} unscaled",
+            scale.source,
+            scale.scale_median,
+            scale.scale_std,
+            scale.measured,
+            scale.previous,
+            scale.unscaled
+        );
+    }
     println!("{}", format_metrics_table(&report.values()));
     for path in args.json.iter().chain(&args.plot) {
         println!("wrote {}", path.display());

@@ -24,7 +24,8 @@ pub struct FrameMetrics {
     pub a1: f64,
     pub a2: f64,
     pub a3: f64,
-    /// The median-scaling ratio median(gt) / median(pred) applied (1 without median scaling).
+    /// median(gt) / median(pred): applied with median scaling; without it, how far the
+    /// prediction is from metric (1 = right scale).
     pub scale_ratio: f64,
     /// The number of pixels evaluated.
     pub valid_pixels: usize,
@@ -163,24 +164,22 @@ pub fn compute_frame_metrics(
         });
     }
 
-    let scale_ratio = if protocol.median_scaling {
-        let median_pred = median(&mut pred_valid.clone());
-        if median_pred.is_nan() || median_pred <= 0.0 {
-            return Err(EvalError::DegeneratePrediction {
-                context: String::new(),
-                median: median_pred,
-            });
-        }
-        median(&mut gt_valid.clone()) / median_pred
-    } else {
-        1.0
-    };
+    let median_pred = median(&mut pred_valid.clone());
+    if protocol.median_scaling && (median_pred.is_nan() || median_pred <= 0.0) {
+        return Err(EvalError::DegeneratePrediction {
+            context: String::new(),
+            median: median_pred,
+        });
+    }
+    // Reported either way: without median scaling, how far the prediction is from metric.
+    let scale_ratio = median(&mut gt_valid.clone()) / median_pred;
+    let applied = if protocol.median_scaling { scale_ratio } else { 1.0 };
 
     let n = gt_valid.len() as f64;
     let (mut abs_rel, mut sq_rel, mut sq, mut sq_log) = (0.0, 0.0, 0.0, 0.0);
     let (mut a1, mut a2, mut a3) = (0usize, 0usize, 0usize);
     for (&g, &p) in gt_valid.iter().zip(&pred_valid) {
-        let p = (p * scale_ratio).clamp(min, max);
+        let p = (p * applied).clamp(min, max);
         let diff = g - p;
         abs_rel += diff.abs() / g;
         sq_rel += diff * diff / g;

@@ -113,7 +113,21 @@ pub fn score_disparity(
     frame: &crate::frame::Frame,
     protocol: &EvalProtocol,
 ) -> Result<FrameMetrics, EvalError> {
+    score_disparity_scaled(disparity, frame, protocol, 1.0)
+}
+
+/// [`score_disparity`] with the depth multiplied by `metric_scale` (metres per network unit,
+/// from a scale source) before it is scored.
+pub fn score_disparity_scaled(
+    disparity: &crate::engine::Disparity,
+    frame: &crate::frame::Frame,
+    protocol: &EvalProtocol,
+    metric_scale: f64,
+) -> Result<FrameMetrics, EvalError> {
     let gt = frame.gt_depth.as_ref().ok_or(EvalError::NoGroundTruth { frame: frame.index })?;
-    let depth = disparity.resized_bilinear(gt.width, gt.height).to_depth(0.1, 100.0);
+    let mut depth = disparity.resized_bilinear(gt.width, gt.height).to_depth(0.1, 100.0);
+    if metric_scale != 1.0 {
+        depth.data.iter_mut().for_each(|d| *d = (f64::from(*d) * metric_scale) as f32);
+    }
     compute_frame_metrics(&depth, gt, protocol).map_err(|e| e.in_frame(frame.index))
 }

@@ -223,6 +223,7 @@ pub fn run_demo(options: &DemoOptions) -> crate::Result<DemoReport> {
         plot: None,
         progress: false,
         engine: crate::engine::EngineKind::Torch,
+        metric_scale: Default::default(),
     };
     tracing::info!("[{}/{stages}] lock-step evaluation, frozen (0 steps per frame)", stages - 1);
     let frozen_adapt = AdaptOptions {
