@@ -130,6 +130,17 @@ pub struct NetworkConfig {
     /// backend's default.
     #[serde(default)]
     pub threads: usize,
+    /// Where metric scale comes from: `none` (the network's units) or `ground` (the road
+    /// plane, with `camera_height`). `--metric-scale` overrides it.
+    #[serde(default = "default_metric_scale")]
+    pub metric_scale: String,
+    /// The camera's height above the road in metres (`--camera-height`), for `ground`.
+    #[serde(default)]
+    pub camera_height: Option<f64>,
+}
+
+fn default_metric_scale() -> String {
+    "none".into()
 }
 
 fn default_min_depth() -> f64 {
@@ -260,6 +271,8 @@ impl NetworkConfig {
             max_depth: default_max_depth(),
             engine: crate::engine::EngineKind::default(),
             threads: 0,
+            metric_scale: default_metric_scale(),
+            camera_height: None,
         }
     }
 }
@@ -416,6 +429,15 @@ impl Config {
             && model.as_os_str().is_empty()
         {
             return Err(invalid("network.model", "a non-empty path", "\"\"".into()));
+        }
+        if let Err(reason) =
+            crate::scale::MetricScale::from_flags(&net.metric_scale, net.camera_height)
+        {
+            return Err(invalid(
+                "network.metric_scale / network.camera_height (--metric-scale, --camera-height)",
+                "none, or ground with a positive camera height in metres",
+                reason,
+            ));
         }
         if !(net.min_depth.is_finite() && net.min_depth > 0.0) {
             return Err(invalid(

@@ -87,3 +87,48 @@ fn ground_scale_makes_the_kitti_model_metric_on_kitti_tiny() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success() && stderr.contains("--camera-height"), "{stderr}");
 }
+
+/// Median of the non-zero values of a 16-bit depth PNG, in metres (KITTI convention: /256).
+fn median_png_depth(path: &std::path::Path) -> f64 {
+    let image = image::open(path).unwrap().to_luma16();
+    let mut values: Vec<u16> = image.into_raw().into_iter().filter(|&v| v > 0).collect();
+    values.sort_unstable();
+    f64::from(values[values.len() / 2]) / 256.0
+}
+
+#[test]
+fn run_writes_depth_in_metres_with_the_ground_scale() {
+    let (Some(_), Some(_)) =
+        (common::shared("models/rtmonodepth_s/m_640x192"), common::shared("data/kitti_tiny"))
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let mut args =
+            vec!["run", "--config", "configs/kitti.toml", "--out", out.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let output = common::livedepth(&args);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        out
+    };
+    let metric = run("metric", &["--metric-scale", "ground", "--camera-height", "1.65"]);
+    let units = run("units", &[]);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(metric.join("run_report.json")).unwrap())
+            .unwrap();
+    let scale = report["metric_scale"]["scale_median"].as_f64().unwrap();
+    assert_eq!(report["metric_scale"]["measured"].as_u64(), Some(7));
+    let png = "depth/000003.png";
+    let (in_metres, in_units) =
+        (median_png_depth(&metric.join(png)), median_png_depth(&units.join(png)));
+    println!("scale {scale:.3}; median depth {in_metres:.2} m vs {in_units:.3} network units");
+    // A road scene's median depth is metres to tens of metres; the network's units are not.
+    assert!((4.0..40.0).contains(&in_metres), "{in_metres}");
+    assert!(((in_metres / in_units) / scale - 1.0).abs() < 0.05, "PNG depth scaled by {scale}");
+    let unscaled: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(units.join("run_report.json")).unwrap())
+            .unwrap();
+    assert!(unscaled.get("metric_scale").is_none());
+}

@@ -18,6 +18,7 @@ use crate::engine::{
 use crate::eval::EvalProtocol;
 use crate::frame::{Frame, RgbImage};
 use crate::pipeline::{Pipeline, RunReport, StageError};
+use crate::scale::{MetricScale, ScaleSummary};
 use crate::sink::metrics::write_summary_json;
 use crate::source::Source;
 use crate::source::dataset::{DatasetKind, FrameSelection};
@@ -66,6 +67,9 @@ struct LiveRunReport<'a> {
     engine_choice: String,
     /// How adapted weights reached the engine (`--adapt`).
     weight_swaps: WeightSwapStats,
+    /// The metric scale source's figures (`--metric-scale`), when one was active.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metric_scale: Option<ScaleSummary>,
 }
 
 /// The live side of `--adapt`: installs published weights between frames and offers each
@@ -154,6 +158,10 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
     let pool = BufferPool::new(config.pipeline.queue_size + 4, preprocessor.output_len());
 
     let uri = config.source.resolved_uri();
+    let metric_scale =
+        MetricScale::from_flags(&config.network.metric_scale, config.network.camera_height)
+            .map_err(crate::Error::Other)?;
+    let scale_summary = Arc::new(Mutex::new(None));
     let gst_options = GstOptions {
         live: config.source.live,
         timeout: config.source.stall_timeout(),
@@ -179,7 +187,8 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
         fps,
         protocol_for(&uri, config.network.max_depth),
         config.intrinsics(),
-    )?;
+    )?
+    .with_metric_scale(metric_scale, Arc::clone(&scale_summary));
     let mut adapter_thread = None;
     let adapt = match &options.adapt {
         Some(adapt_options) => {
@@ -270,6 +279,7 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
             engine: backend,
             engine_choice,
             weight_swaps: swaps.lock().map(|s| s.clone()).unwrap_or_default(),
+            metric_scale: scale_summary.lock().ok().and_then(|s| s.clone()),
         },
     )?;
     // The live outputs are complete; a failed adaptation still makes the run fail.

@@ -38,6 +38,13 @@ pub struct Args {
     /// keeps every finished chunk).
     #[arg(long, value_name = "FILE")]
     pub mcap: Option<PathBuf>,
+    /// Write every output in metres: `ground` fits the road plane in each depth map (needs
+    /// --camera-height); `none` keeps the network's units. Overrides network.metric_scale.
+    #[arg(long, value_name = "SOURCE")]
+    pub metric_scale: Option<String>,
+    /// The camera's height above the road in metres, for --metric-scale ground.
+    #[arg(long, value_name = "M")]
+    pub camera_height: Option<f64>,
     /// Online adaptation beside the live path (`--adapt` and its settings); frames never wait
     /// for it.
     #[command(flatten)]
@@ -64,6 +71,12 @@ pub fn run(args: Args) -> livedepth::Result<()> {
     }
     if let Some(path) = args.mcap {
         config.outputs.mcap = Some(path);
+    }
+    if let Some(source) = args.metric_scale {
+        config.network.metric_scale = source;
+    }
+    if let Some(height) = args.camera_height {
+        config.network.camera_height = Some(height);
     }
     // The overrides are checked like the file was.
     config.validate(&args.config)?;

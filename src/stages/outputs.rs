@@ -8,6 +8,8 @@ use crate::config::OutputsConfig;
 use crate::eval::{EvalProtocol, MetricsAccumulator, score_disparity};
 use crate::frame::{DepthMap, RgbImage};
 use crate::pipeline::{Sink, StageError};
+use crate::scale::ground::GroundScale;
+use crate::scale::{MetricScale, ScaleEstimate, ScaleSummary};
 use crate::sink::colourise::{colourise_depth, write_rgb_png};
 use crate::sink::depth_png::write_depth_png;
 use crate::sink::foxglove_live::{Telemetry, TelemetryFrame, TelemetryOptions};
@@ -16,6 +18,7 @@ use crate::sink::pointcloud::write_ply;
 use crate::sink::video::Mp4Writer;
 use crate::tempfiles::create_output_dir;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 /// The `outputs` sink: writes what the config's `[outputs]` asks for into its folder.
 pub struct OutputSink {
@@ -32,6 +35,11 @@ pub struct OutputSink {
     frames: u64,
     /// The Foxglove live view and MCAP recording, when asked for.
     telemetry: Option<Telemetry>,
+    /// The metric scale source, when one is active, its estimates so far, and where the
+    /// summary goes at the end.
+    scale: Option<(MetricScale, GroundScale)>,
+    scale_estimates: Vec<ScaleEstimate>,
+    scale_summary: Option<Arc<Mutex<Option<ScaleSummary>>>>,
 }
 
 impl OutputSink {
@@ -78,6 +86,9 @@ impl OutputSink {
             None
         };
         Ok(Self {
+            scale: None,
+            scale_estimates: Vec::new(),
+            scale_summary: None,
             telemetry,
             outputs,
             camera,
@@ -124,10 +135,34 @@ impl OutputSink {
         Ok(())
     }
 
+    /// Writes every output in metres from the scale `source` gives (none: the network's
+    /// units); the sequence's scale summary lands in `summary` when the sink finishes.
+    pub fn with_metric_scale(
+        mut self,
+        source: MetricScale,
+        summary: Arc<Mutex<Option<ScaleSummary>>>,
+    ) -> Self {
+        self.scale = source.estimator().map(|estimator| (source, estimator));
+        self.scale_summary = Some(summary);
+        self
+    }
+
     fn consume_frame(&mut self, item: DepthFrame) -> crate::Result<()> {
         let DepthFrame { frame, resized, disparity } = item;
         let index = frame.index;
-        let depth: DepthMap = disparity.to_depth(self.min_depth, self.max_depth);
+        let mut depth: DepthMap = disparity.to_depth(self.min_depth, self.max_depth);
+        if let Some((_, estimator)) = self.scale.as_mut() {
+            let k = frame.intrinsics.or(self.camera).ok_or_else(|| {
+                crate::Error::Other(
+                    "--metric-scale needs the camera's intrinsics: add [camera] to the config"
+                        .into(),
+                )
+            })?;
+            let estimate = estimator.update(&depth, &k);
+            let scale = estimate.scale as f32;
+            depth.data.iter_mut().for_each(|d| *d *= scale);
+            self.scale_estimates.push(estimate);
+        }
         let needs_colour =
             self.outputs.colour_png || self.outputs.video || self.telemetry.is_some();
         let colour = needs_colour.then(|| colourise_depth(&depth));
@@ -198,6 +233,20 @@ impl Sink<DepthFrame> for OutputSink {
         }
         if let Some(csv) = self.metrics_csv.take() {
             csv.finish()?;
+        }
+        if let (Some((source, _)), Some(slot)) = (&self.scale, &self.scale_summary) {
+            let summary = ScaleSummary::of(*source, &self.scale_estimates);
+            tracing::info!(
+                "metric scale ({source:?}): median {:.3} m per unit; {} frames measured, {} \
+                 used the previous scale, {} unscaled",
+                summary.scale_median,
+                summary.measured,
+                summary.previous,
+                summary.unscaled
+            );
+            if let Ok(mut slot) = slot.lock() {
+                *slot = Some(summary);
+            }
         }
         if let Some(mut telemetry) = self.telemetry.take() {
             let report = telemetry.finish()?;
