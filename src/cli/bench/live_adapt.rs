@@ -49,6 +49,10 @@ pub struct LiveAdaptBenchArgs {
     /// Depth backends to compare, comma separated (torch, onnxruntime, tensorrt).
     #[arg(long, default_value = "torch,onnxruntime")]
     pub engines: String,
+    /// Also replay once more, frozen, with the Foxglove live view (a WebSocket server on a
+    /// free port) and an MCAP recording on, and compare its fps with the frozen run's.
+    #[arg(long)]
+    pub telemetry: bool,
 }
 
 const FPS: f64 = 30.0;
@@ -85,6 +89,7 @@ fn live_config(
     (w, h): (u32, u32),
     out: &Path,
     engine: EngineKind,
+    telemetry: bool,
 ) -> livedepth::Result<Config> {
     let mut config = Config {
         source: paced_replay_source(video, FPS),
@@ -103,6 +108,10 @@ fn live_config(
         },
     };
     config.network.engine = engine;
+    if telemetry {
+        config.outputs.foxglove = Some("127.0.0.1:0".into());
+        config.outputs.mcap = Some(out.join("run.mcap"));
+    }
     config.validate(Path::new("<bench live-adapt>"))?;
     Ok(config)
 }
@@ -281,12 +290,28 @@ fn bench_engine(
     work: &Path,
 ) -> livedepth::Result<()> {
     let mut runs = Vec::new();
-    for (name, adapt) in [("frozen", false), ("adapting", true)] {
-        let out = work.join(format!("{engine}-{name}"));
-        let config = live_config(video_path, model, renderer, net, &out, engine)?;
+    let mut kinds = vec![("frozen", false, false), ("adapting", true, false)];
+    if args.telemetry {
+        kinds.push(("frozen+foxglove+mcap", false, true));
+    }
+    for (name, adapt, telemetry) in kinds {
+        let out = work.join(format!("{engine}-{}", name.replace('+', "-")));
+        let config = live_config(video_path, model, renderer, net, &out, engine, telemetry)?;
         let figures = run_once(config, adapt, &out)?;
         print_run(name, &figures, args.frames);
         runs.push(figures);
+    }
+    if let Some(with_telemetry) = runs.get(2) {
+        let frozen = &runs[0];
+        println!(
+            "  with Foxglove + MCAP / without: fps {:.3}, frames delivered {:.3}, latency p50 \
+             {:.2}x p99 {:.2}x",
+            with_telemetry.report.fps / frozen.report.fps.max(1e-9),
+            with_telemetry.report.frames_delivered as f64
+                / frozen.report.frames_delivered.max(1) as f64,
+            with_telemetry.report.end_to_end.p50_ms / frozen.report.end_to_end.p50_ms.max(1e-9),
+            with_telemetry.report.end_to_end.p99_ms / frozen.report.end_to_end.p99_ms.max(1e-9)
+        );
     }
     let (frozen, adapting) = (&runs[0], &runs[1]);
     let swaps = &adapting.swaps;
