@@ -91,6 +91,19 @@ impl WeightSwapStats {
     }
 }
 
+/// Copies `src` into `dst`, or says what held how many values when their lengths differ.
+pub(crate) fn copy_exact(dst: &mut [f32], src: &[f32], what: &str) -> Result<(), EngineError> {
+    if dst.len() != src.len() {
+        return Err(EngineError::Internal(format!(
+            "{what} holds {} values, expected {}",
+            src.len(),
+            dst.len()
+        )));
+    }
+    dst.copy_from_slice(src);
+    Ok(())
+}
+
 /// A dense disparity map (network sigmoid output in \[0, 1\]), row-major.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Disparity {

@@ -206,15 +206,7 @@ impl DepthSession {
             .get(export::disp_output(0))
             .ok_or_else(|| EngineError::Internal("the session returned no disp_0".into()))?;
         let (_, data) = disp.try_extract_tensor::<f32>().map_err(ort_error("reading disp_0"))?;
-        if data.len() != out.len() {
-            return Err(EngineError::Internal(format!(
-                "disp_0 holds {} values, expected {}",
-                data.len(),
-                out.len()
-            )));
-        }
-        out.copy_from_slice(data);
-        Ok(())
+        super::copy_exact(out, data, "disp_0")
     }
 
     fn input_mut(&mut self) -> Result<&mut [f32], EngineError> {
@@ -420,15 +412,7 @@ impl OrtDepthEngine {
     /// Runs the network on a planar RGB input in \[0, 1\] (3 × H × W values) into `out`
     /// (H × W disparities).
     pub fn forward_unit_rgb(&mut self, input: &[f32], out: &mut [f32]) -> Result<(), EngineError> {
-        let dst = self.current.input_mut()?;
-        if dst.len() != input.len() {
-            return Err(EngineError::Internal(format!(
-                "input holds {} values, expected {}",
-                input.len(),
-                dst.len()
-            )));
-        }
-        dst.copy_from_slice(input);
+        super::copy_exact(self.current.input_mut()?, input, "the input")?;
         self.current.run(out)
     }
 }

@@ -185,15 +185,7 @@ impl DepthEngine for TorchDepthEngine {
 
     fn forward_planar(&mut self, input: &[f32], out: &mut [f32]) -> Result<(), EngineError> {
         let host = self.forward_normalised(input, 1)?;
-        if host.len() != out.len() {
-            return Err(EngineError::Internal(format!(
-                "disparity holds {} values, the caller expects {}",
-                host.len(),
-                out.len()
-            )));
-        }
-        out.copy_from_slice(host);
-        Ok(())
+        super::copy_exact(out, host, "the disparity")
     }
 
     fn refresh_weights(
