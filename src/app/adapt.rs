@@ -5,9 +5,10 @@
 
 use crate::adapt::{AdaptConfig, AdaptStats, Adapter, NetFrame, StepOutcome, WeightsPublisher};
 use crate::app::adapt_diagnostics::AdaptDiagnostics;
-use crate::app::eval::{EvalOptions, EvalReport, FrameRow, score_disparity};
+use crate::app::eval::{EvalOptions, EvalReport, FrameRow};
 use crate::camera::Intrinsics;
 use crate::engine::{Disparity, Preprocessor, default_device};
+use crate::eval::score_disparity;
 use crate::eval::{EvalError, EvalProtocol, FrameMetrics, MetricsAccumulator};
 use crate::frame::Frame;
 use crate::model::network::{DepthNetwork, PoseNetwork};

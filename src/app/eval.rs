@@ -99,8 +99,6 @@ impl EvalReport {
     }
 }
 
-pub use crate::eval::score_disparity;
-
 /// Runs the evaluation and returns the report (also written to `options.json` if set).
 pub fn evaluate(options: &EvalOptions) -> crate::Result<EvalReport> {
     let source = DatasetSource::open(&options.dataset, options.selection)

@@ -11,13 +11,15 @@
 //! execution provider, or on CUDA (with the TensorRT execution provider first, FP16 and an
 //! engine cache) when the device is a GPU and the library has those providers.
 //!
-//! The hot path allocates nothing per frame: the input tensor and the one output it asks for
-//! (`disp_0`) are allocated once and reused.
+//! The input tensor and the one output it asks for (`disp_0`) are allocated once and reused;
+//! the per-frame call passes the input positionally and reads the output by a name kept with
+//! the session, so our side builds nothing per frame.
 //!
 //! Adapted weights reach this engine without a stall (see [`OrtDepthEngine::refresh_weights`]):
 //! a background thread exports the published network and builds a new session; the live thread
 //! swaps it in between two frames.
 
+use super::preprocess::UNIT_RGB;
 use super::{
     DepthEngine, Disparity, EngineError, PoseEngine, Preprocessor, RelativePose, WeightSwapStats,
 };
@@ -181,29 +183,39 @@ fn zeros(shape: [usize; 4]) -> Result<Tensor<f32>, EngineError> {
 struct DepthSession {
     session: Session,
     input: Tensor<f32>,
+    /// `disp_0`, the one output the run options select (and preallocate).
+    output: String,
     run_options: RunOptions<HasSelectedOutputs>,
 }
 
 impl DepthSession {
     fn new(model: &[u8], options: &OrtOptions, (w, h): (u32, u32)) -> Result<Self, EngineError> {
         let session = build_session(model, options)?;
+        // `run` passes the input positionally: the graph must have exactly ours.
+        let inputs: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
+        if inputs != [DEPTH_INPUT] {
+            return Err(EngineError::Internal(format!(
+                "the depth graph's inputs are {inputs:?}, expected [{DEPTH_INPUT:?}]"
+            )));
+        }
         let (w, h) = (w as usize, h as usize);
         let output = export::disp_output(0);
         let selector =
             OutputSelector::no_default().with(&output).preallocate(&output, zeros([1, 1, h, w])?);
         let run_options =
             RunOptions::new().map_err(ort_error("run options"))?.with_outputs(selector);
-        Ok(Self { session, input: zeros([1, 3, h, w])?, run_options })
+        Ok(Self { session, input: zeros([1, 3, h, w])?, output, run_options })
     }
 
     /// Runs the network on the input tensor as it stands; copies `disp_0` into `out`.
     fn run(&mut self, out: &mut [f32]) -> Result<(), EngineError> {
+        // The graph's one input (`image`), passed positionally.
         let outputs = self
             .session
-            .run_with_options(ort::inputs![DEPTH_INPUT => &self.input], &self.run_options)
+            .run_with_options(ort::inputs![&self.input], &self.run_options)
             .map_err(ort_error("running the depth network"))?;
         let disp = outputs
-            .get(export::disp_output(0))
+            .get(&self.output)
             .ok_or_else(|| EngineError::Internal("the session returned no disp_0".into()))?;
         let (_, data) = disp.try_extract_tensor::<f32>().map_err(ort_error("reading disp_0"))?;
         super::copy_exact(out, data, "disp_0")
@@ -281,8 +293,7 @@ impl OrtDepthEngine {
         check_input_size(width as i64, height as i64)?;
         let bytes = depth_onnx(&network, width, height)?;
         let current = DepthSession::new(&bytes, &options, (width, height))?;
-        // The graph normalises inside: it takes RGB in [0, 1].
-        let preprocessor = Preprocessor::new(width, height, [0.0; 3], [1.0; 3])?;
+        let preprocessor = Preprocessor::unit_rgb(width, height)?;
         Ok(Self {
             current,
             preprocessor,
@@ -428,7 +439,7 @@ impl DepthEngine for OrtDepthEngine {
 
     fn input_normalisation(&self) -> ([f32; 3], [f32; 3]) {
         // The graph normalises inside: it takes RGB in [0, 1].
-        ([0.0; 3], [1.0; 3])
+        UNIT_RGB
     }
 
     fn forward_planar(&mut self, input: &[f32], out: &mut [f32]) -> Result<(), EngineError> {
@@ -495,7 +506,7 @@ impl OrtPoseEngine {
         Ok(Self {
             session,
             input: zeros([1, 6, height as usize, width as usize])?,
-            preprocessor: Preprocessor::new(width, height, [0.0; 3], [1.0; 3])?,
+            preprocessor: Preprocessor::unit_rgb(width, height)?,
             width,
             height,
             arch: network.arch(),

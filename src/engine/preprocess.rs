@@ -201,6 +201,10 @@ fn check_image(image: &RgbImage) -> Result<(), EngineError> {
     Ok(())
 }
 
+/// The `(mean, std)` that leaves RGB in \[0, 1\] (what our ONNX graphs take: they normalise
+/// inside).
+pub const UNIT_RGB: ([f32; 3], [f32; 3]) = ([0.0; 3], [1.0; 3]);
+
 /// Resize + normalisation stage for one network input size; reuse it across frames.
 #[derive(Debug)]
 pub struct Preprocessor {
@@ -233,6 +237,11 @@ impl Preprocessor {
             intermediate: Vec::new(),
             accumulator: Vec::new(),
         })
+    }
+
+    /// A stage producing `width` x `height` inputs as RGB in \[0, 1\] ([`UNIT_RGB`]).
+    pub fn unit_rgb(width: u32, height: u32) -> Result<Self, EngineError> {
+        Self::new(width, height, UNIT_RGB.0, UNIT_RGB.1)
     }
 
     /// Output width and height.

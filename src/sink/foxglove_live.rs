@@ -284,11 +284,10 @@ fn publish_loop(
     let start = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
-    let mut jpeg = Vec::new();
-    for frame in frames {
+    for mut frame in frames {
         let stamp = timestamp(start + frame.timestamp);
         let (w, h) = (frame.depth.width, frame.depth.height);
-        jpeg.clear();
+        let mut jpeg = Vec::new();
         let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 85);
         if image::ImageEncoder::write_image(
             encoder,
@@ -302,7 +301,7 @@ fn publish_loop(
             channels.image.log(&CompressedImage {
                 timestamp: Some(stamp),
                 frame_id: "camera".into(),
-                data: jpeg.clone().into(),
+                data: jpeg.into(),
                 format: "jpeg".into(),
             });
         }
@@ -323,7 +322,7 @@ fn publish_loop(
             height: h,
             encoding: "rgb8".into(),
             step: 3 * w,
-            data: frame.colour.data.clone().into(),
+            data: std::mem::take(&mut frame.colour.data).into(),
         });
         if let Some(k) = frame.intrinsics.map(|k| k.scaled(w, h)) {
             channels.calibration.log(&calibration(&k, stamp));

@@ -151,8 +151,9 @@ impl OutputSink {
         let DepthFrame { frame, resized, disparity } = item;
         let index = frame.index;
         let mut depth: DepthMap = disparity.to_depth(self.min_depth, self.max_depth);
+        let intrinsics = frame.intrinsics.or(self.camera);
         if let Some((_, estimator)) = self.scale.as_mut() {
-            let k = frame.intrinsics.or(self.camera).ok_or_else(|| {
+            let k = intrinsics.ok_or_else(|| {
                 crate::Error::Other(
                     "--metric-scale needs the camera's intrinsics: add [camera] to the config"
                         .into(),
@@ -178,18 +179,18 @@ impl OutputSink {
             }
         }
         let every = self.outputs.pointcloud_every as u64;
-        let intrinsics = frame.intrinsics.as_ref().or(self.camera.as_ref());
-        if let (true, Some(k)) = (every > 0 && index % every == 0, intrinsics) {
+        if let (true, Some(k)) = (every > 0 && index % every == 0, &intrinsics) {
             write_ply(&self.path("pointcloud", index, "ply"), &depth, k, Some(&resized))?;
         }
-        if let (Some(telemetry), Some(colour)) = (self.telemetry.as_mut(), &colour) {
+        // The last use of the frame's images: handed over, not copied.
+        if let (Some(telemetry), Some(colour)) = (self.telemetry.as_mut(), colour) {
             telemetry.offer(TelemetryFrame {
                 index,
                 timestamp: frame.timestamp,
-                image: resized.clone(),
-                depth: depth.clone(),
-                colour: colour.clone(),
-                intrinsics: frame.intrinsics.or(self.camera),
+                image: resized,
+                depth,
+                colour,
+                intrinsics,
             });
         }
         if self.outputs.metrics && frame.gt_depth.is_some() {

@@ -401,7 +401,7 @@ fn load_clip(
 ) -> Result<(Vec<Sample>, DatasetUsage), TrainError> {
     let wrap = |source| TrainError::Dataset { spec: spec.to_string(), source };
     let dataset = open_dataset(spec).map_err(wrap)?;
-    let mut pre = Preprocessor::new(width, height, [0.0; 3], [1.0; 3])
+    let mut pre = Preprocessor::unit_rgb(width, height)
         .map_err(|e| TrainError::Data { spec: spec.to_string(), reason: e.to_string() })?;
     let mut samples = Vec::with_capacity(dataset.len());
     for i in 0..dataset.len() {
