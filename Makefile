@@ -13,15 +13,16 @@ setup:
 demo: setup
 	$(CARGO) run --release -- demo --out $(OUT)
 
-# The cuda feature builds everywhere (cudarc loads CUDA at run time); GPU tests skip without a GPU.
-FEATURES ?= cuda
+# The cuda and tensorrt features build everywhere (cudarc loads CUDA, our TensorRT shim loads
+# libnvinfer, both at run time); GPU and TensorRT tests skip without them, saying why.
+FEATURES ?= cuda,tensorrt
 
 # The aarch64 check builds everything for a Jetson (CUDA 12.6 API, `jetpack6`) without linking:
 # pkg-config may answer from the x86-64 .pc files, since a check links nothing.
 test: setup
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets --features $(FEATURES) -- -D warnings
-	PKG_CONFIG_ALLOW_CROSS=1 $(CARGO) check --target aarch64-unknown-linux-gnu --all-targets --features jetpack6
+	PKG_CONFIG_ALLOW_CROSS=1 $(CARGO) check --target aarch64-unknown-linux-gnu --all-targets --features jetpack6,tensorrt
 	$(CARGO) test --features $(FEATURES)
 
 fmt:

@@ -24,6 +24,9 @@ APT_PACKAGES=(
   libgstrtspserver-1.0-dev
   python3-venv
   g++
+  # Fetching the TensorRT headers' package from crates.io (below).
+  curl
+  ca-certificates
   # `make test` checks that the code builds for aarch64 (Jetson): the cross C++ compiler is for
   # torch-sys's wrapper (see the aarch64 step below).
   g++-aarch64-linux-gnu
@@ -72,6 +75,28 @@ if ! "$VENV/bin/python" -c "import nvidia.cuda_nvrtc" 2>/dev/null && ! ls "$VENV
   log "installing the NVRTC wheel"
   "$VENV/bin/pip" install -q nvidia-cuda-nvrtc
 fi
+# TensorRT's C++ headers (Apache-2.0) for the `tensorrt` feature's shim, which is compiled
+# against them and loads libnvinfer at run time: nothing of TensorRT is needed to build. They
+# come from a registry package, the crates.io crate trtx-sys 0.5.0, which vendors the TensorRT
+# 10.16 headers (checked by its sha256 from the crates.io index). Where the system has its own
+# TensorRT headers (JetPack), build.rs prefers those.
+TRT_HEADERS_CRATE=trtx-sys-0.5.0
+TRT_HEADERS_SHA256=1efd9036abbd2775da5df4e49793ec8e656f026fb9c60dff7e95bda2d654e634
+TRT_INCLUDE="${XDG_CACHE_HOME:-$HOME/.cache}/livedepth/tensorrt-headers-10.16/include"
+if [[ -f "$TRT_INCLUDE/NvInfer.h" && -f "$TRT_INCLUDE/NvOnnxParser.h" ]]; then
+  log "TensorRT 10.16 headers present in $TRT_INCLUDE"
+else
+  log "fetching the TensorRT 10.16 headers ($TRT_HEADERS_CRATE from crates.io)"
+  tmp=$(mktemp -d)
+  curl -fsSL --retry 3 -o "$tmp/h.crate" "https://static.crates.io/crates/trtx-sys/$TRT_HEADERS_CRATE.crate"
+  echo "$TRT_HEADERS_SHA256  $tmp/h.crate" | sha256sum -c --quiet -
+  tar -xzf "$tmp/h.crate" -C "$tmp" "$TRT_HEADERS_CRATE/TensorRT-Headers/TRT-Enterprise-10.16"
+  mkdir -p "$(dirname "$TRT_INCLUDE")"
+  rm -rf "$TRT_INCLUDE.partial"
+  mv "$tmp/$TRT_HEADERS_CRATE/TensorRT-Headers/TRT-Enterprise-10.16" "$TRT_INCLUDE.partial"
+  rm -rf "$TRT_INCLUDE" && mv "$TRT_INCLUDE.partial" "$TRT_INCLUDE"
+  rm -rf "$tmp"
+fi
 # Point cargo (for this clone) at the venv's libtorch and Python, so that plain `cargo build`,
 # `cargo test` and `cargo run` work without hand-set environment variables.
 if command -v rustup >/dev/null; then
@@ -92,6 +117,7 @@ want=$(cat <<CFG
 LIBTORCH = "$TORCH_DIR"
 LIBTORCH_CXX11_ABI = "1"
 LIVEDEPTH_PYTHON = "$VENV/bin/python"
+LIVEDEPTH_TENSORRT_HEADERS = "$TRT_INCLUDE"
 CFG
 )
 if [[ "$(cat "$repo_root/.cargo/config.toml" 2>/dev/null)" != "$want" ]]; then

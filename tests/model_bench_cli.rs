@@ -47,6 +47,13 @@ fn bench_infer_prints_rust_and_peer_timings() {
         assert!(diff < 1e-4, "disparity mismatch {diff}");
     }
     assert!(stdout.contains("where the time goes"));
+    // TensorRT has a row: measured on a GPU with TensorRT, else the reason it was not.
+    let trt = stdout.lines().find(|l| l.contains("tensorrt")).expect("a tensorrt line");
+    assert!(
+        trt.contains("ratio torch engine / tensorrt engine")
+            || (trt.contains("tensorrt not measured (") && trt.len() > 60),
+        "{trt}"
+    );
     // The onnxruntime peer runs our own ONNX export of the same weights on the same frame.
     let ort = stdout.lines().find(|l| l.contains("onnxruntime")).expect("an onnxruntime line");
     let ratio: f64 = ort

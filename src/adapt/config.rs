@@ -18,6 +18,18 @@ pub enum AdaptLayers {
     NormBias,
 }
 
+impl AdaptLayers {
+    /// Whether a variable named `name` with `dims` dimensions adapts (the trainer's choice, and
+    /// the weights a TensorRT engine must be able to refit).
+    pub fn adapts(self, name: &str, dims: usize) -> bool {
+        match self {
+            Self::All => true,
+            Self::Decoder => name.starts_with("depth."),
+            Self::NormBias => dims == 1,
+        }
+    }
+}
+
 impl std::str::FromStr for AdaptLayers {
     type Err = AdaptError;
     fn from_str(s: &str) -> Result<Self, AdaptError> {

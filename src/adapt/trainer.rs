@@ -16,7 +16,7 @@ mod checkpoint;
 mod scoring;
 
 use super::AdaptError;
-use super::config::{AdaptConfig, AdaptLayers, TeacherKind};
+use super::config::{AdaptConfig, TeacherKind};
 use super::host_batch::{HostGradients, HostOutputs, stack_planar, tensor_to_host};
 use super::loss_backend::{DeviceBatch, LossBackend, LossBackendKind};
 use super::pose_refine::refine_poses;
@@ -300,11 +300,8 @@ impl Adapter {
         let mut good_pose = PoseNetwork::new(pose.arch(), device);
         good_pose.copy_weights_from(&pose)?;
         let layers = config.layers;
-        let depth_vars = select_variables(student.var_store(), |name, var| match layers {
-            AdaptLayers::All => true,
-            AdaptLayers::Decoder => name.starts_with("depth."),
-            AdaptLayers::NormBias => var.dim() == 1,
-        });
+        let depth_vars =
+            select_variables(student.var_store(), |name, var| layers.adapts(name, var.dim()));
         let pose_vars = select_variables(pose.var_store(), |_, _| true);
         let anchor_all = anchor.var_store().variables();
         let anchor_values = depth_vars

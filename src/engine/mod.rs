@@ -8,6 +8,8 @@ pub mod onnxruntime;
 pub mod preprocess;
 #[cfg(feature = "torch")]
 pub mod select;
+#[cfg(feature = "tensorrt")]
+pub mod tensorrt;
 #[cfg(feature = "torch")]
 mod torch_backend;
 #[cfg(feature = "torch")]
@@ -18,6 +20,8 @@ pub use onnxruntime::{OrtDepthEngine, OrtDevice, OrtOptions, OrtPoseEngine};
 pub use preprocess::{Preprocessor, resize_lanczos};
 #[cfg(feature = "torch")]
 pub use select::{EngineKind, EngineRequest, LiveDepthEngine, OpenedEngine, open_depth_engine};
+#[cfg(feature = "tensorrt")]
+pub use tensorrt::{TensorRtDepthEngine, TensorRtOptions};
 #[cfg(feature = "torch")]
 pub use torch_backend::{TorchDepthEngine, TorchPoseEngine, default_device};
 #[cfg(feature = "torch")]
@@ -54,6 +58,11 @@ pub enum EngineError {
     /// ONNX Runtime cannot be loaded; the text says what to do.
     #[error("onnxruntime unavailable: {0}")]
     OnnxRuntimeMissing(String),
+    #[error("tensorrt: {0}")]
+    TensorRt(String),
+    /// TensorRT's libraries cannot be loaded; the text says what to do.
+    #[error("tensorrt unavailable: {0}")]
+    TensorRtMissing(String),
     #[error("{0}")]
     Internal(String),
 }

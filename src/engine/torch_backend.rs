@@ -30,7 +30,7 @@ fn channels_last_zeros(
 }
 
 /// Copies `host` (the first `len` values) into the first `batch` entries of `input`.
-fn upload(
+pub(crate) fn upload(
     input: &mut Tensor,
     host: &[f32],
     batch: usize,

@@ -538,6 +538,25 @@ pub fn run_infer(args: InferArgs) -> livedepth::Result<()> {
                 ""
             ),
         }
+        match infer_engines::tensorrt_row(
+            engine.network(),
+            (w, h),
+            &unit_rgb,
+            (args.warmup, args.iters),
+            &rust_disp,
+        ) {
+            Ok(row) => println!(
+                "{:>9}   livedepth engines: tensorrt (our shim, FP16) {:.2} ms, ratio torch \
+                 engine / tensorrt engine {:.2} (> 1: tensorrt faster), max|Δd| {:.1e}; \
+                 publish → live {:.1} ms (refit)",
+                "",
+                row.median_ms,
+                total.median_ms / row.median_ms,
+                row.max_disp_diff,
+                row.publish_to_live_ms
+            ),
+            Err(why) => println!("{:>9}   livedepth engines: tensorrt not measured ({why})", ""),
+        }
         network = Some(engine.into_network());
     }
     if !peer_ops.is_empty() {

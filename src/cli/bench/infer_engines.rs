@@ -1,5 +1,6 @@
 //! The engine rows of `bench infer`: livedepth's own onnxruntime engine (the `ort` crate over
-//! our ONNX export, as `--engine onnxruntime` serves) timed on the same frame as the libtorch
+//! our ONNX export, as `--engine onnxruntime` serves) and TensorRT engine (our shim, as
+//! `--engine tensorrt` serves, on a GPU with TensorRT) timed on the same frame as the libtorch
 //! engine, and the publish-to-live latency of adapted weights for each engine (publication →
 //! first frame served with them, frames served meanwhile).
 
@@ -57,18 +58,67 @@ pub fn onnxruntime_row(
     network: &DepthNetwork,
     (w, h): (u32, u32),
     unit_rgb: &[f32],
-    (warmup, iters): (usize, usize),
+    runs: (usize, usize),
     threads: usize,
     torch_disp: &[f32],
 ) -> livedepth::Result<EngineRow> {
     let options = OrtOptions { threads, ..OrtOptions::default() };
     let mut engine = OrtDepthEngine::new(copy_of(network)?, w, h, options)?;
+    engine_row(&mut engine, network, unit_rgb, runs, torch_disp)
+}
+
+/// livedepth's TensorRT engine (FP16, refittable, the default engine cache) on `network`'s
+/// weights, which must be on a CUDA device; otherwise the error says why it was not measured.
+#[cfg(feature = "tensorrt")]
+pub fn tensorrt_row(
+    network: &DepthNetwork,
+    (w, h): (u32, u32),
+    unit_rgb: &[f32],
+    runs: (usize, usize),
+    torch_disp: &[f32],
+) -> livedepth::Result<EngineRow> {
+    use livedepth::engine::{TensorRtDepthEngine, TensorRtOptions};
+    if let Some(why) = livedepth::engine::select::tensorrt_status() {
+        return Err(Error::Other(why));
+    }
+    if !network.device().is_cuda() {
+        return Err(Error::Other(
+            "TensorRT serves on a CUDA device; this run is on the CPU".into(),
+        ));
+    }
+    let options = TensorRtOptions::default();
+    let mut engine = TensorRtDepthEngine::new(copy_of(network)?, w, h, &options)?;
+    engine_row(&mut engine, network, unit_rgb, runs, torch_disp)
+}
+
+/// Why `bench infer` has no TensorRT row in this build.
+#[cfg(not(feature = "tensorrt"))]
+pub fn tensorrt_row(
+    _: &DepthNetwork,
+    _: (u32, u32),
+    _: &[f32],
+    _: (usize, usize),
+    _: &[f32],
+) -> livedepth::Result<EngineRow> {
+    Err(Error::Other(livedepth::engine::select::tensorrt_status().unwrap_or_default()))
+}
+
+/// Median time of `engine` on `unit_rgb` over `iters` runs after `warmup`, its largest
+/// disparity difference from `torch_disp`, and its publish-to-live latency for `network`.
+fn engine_row(
+    engine: &mut dyn DepthEngine,
+    network: &DepthNetwork,
+    unit_rgb: &[f32],
+    (warmup, iters): (usize, usize),
+    torch_disp: &[f32],
+) -> livedepth::Result<EngineRow> {
+    let (w, h) = engine.input_size();
     let mut out = vec![0f32; (w * h) as usize];
     for _ in 0..warmup {
         engine.forward_planar(unit_rgb, &mut out)?;
     }
     let mut ms = Vec::with_capacity(iters);
-    for _ in 0..iters {
+    for _ in 0..iters.max(1) {
         let start = Instant::now();
         engine.forward_planar(unit_rgb, &mut out)?;
         ms.push(start.elapsed().as_secs_f64() * 1e3);
@@ -79,6 +129,6 @@ pub fn onnxruntime_row(
     } else {
         f32::INFINITY
     };
-    let publish_to_live_ms = publish_to_live(&mut engine, network, unit_rgb)?;
+    let publish_to_live_ms = publish_to_live(engine, network, unit_rgb)?;
     Ok(EngineRow { median_ms: ms[ms.len() / 2], max_disp_diff, publish_to_live_ms })
 }
