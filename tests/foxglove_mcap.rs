@@ -8,7 +8,9 @@
 //! - an existing file is never overwritten, and the error names the flag;
 //! - a run killed with SIGKILL mid-recording leaves a file whose finished chunks a streaming
 //!   reader still reads;
-//! - a WebSocket client sees the channels advertised and receives decodable depth images.
+//! - a WebSocket client sees the channels advertised and receives decodable depth images;
+//! - the status channel carries the pipeline's per-stage fps and latency and, with `--adapt`,
+//!   the adaptation status (a live test-pattern camera, so the run lasts long enough).
 
 mod common;
 mod model_support;
@@ -181,4 +183,44 @@ fn a_foxglove_websocket_client_sees_the_channels_and_decodes_depth() {
     let k = seen["calibration_k"].as_array().unwrap();
     assert_eq!(k.len(), 9);
     assert!(k[0].as_f64().unwrap() > 0.0, "fx of the calibration: {k:?}");
+}
+
+#[test]
+fn the_status_channel_carries_stage_statistics_and_the_adaptation_status() {
+    let Some(()) = shared_inputs() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // The kitchen config on a live 30 fps test camera, with statistics every 50 ms.
+    let config = std::fs::read_to_string(common::repo_root().join("configs/kitchen.toml"))
+        .unwrap()
+        .replace("uri = \"kitchen:../shared/data/kitchen\"", "uri = \"test://ball\"")
+        .replace("stats_interval_s = 2.0", "stats_interval_s = 0.05");
+    assert!(config.contains("test://ball") && config.contains("0.05"));
+    let config_path = dir.path().join("live.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let mcap = dir.path().join("run.mcap");
+    let output = Command::new(env!("CARGO_BIN_EXE_livedepth"))
+        .current_dir(common::repo_root())
+        .args(["run", "--config", config_path.to_str().unwrap(), "--frames", "120", "--adapt"])
+        .args(["--out", dir.path().join("out").to_str().unwrap()])
+        .args(["--mcap", mcap.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stderr}");
+    assert!(output.status.success(), "{stderr}");
+    let read = read_mcap(&mcap, "indexed");
+    let status = &read["status"];
+    assert_eq!(status["depth_unit"], "network units", "{status}");
+    assert!(status["scale"].is_null(), "no metric scale was asked for: {status}");
+    let pipeline = &read["status_with_pipeline"]["pipeline"];
+    let stages = pipeline["stages"].as_array().unwrap_or_else(|| panic!("stages: {read}"));
+    let names: Vec<&str> = stages.iter().filter_map(|s| s["name"].as_str()).collect();
+    assert!(names.contains(&"depth") && names.contains(&"outputs"), "{names:?}");
+    let depth = stages.iter().find(|s| s["name"] == "depth").unwrap();
+    assert!(depth["items"].as_u64().unwrap() > 0 && depth["fps"].as_f64().unwrap() > 0.0);
+    assert!(depth["p50_ms"].as_f64().unwrap() > 0.0, "{depth}");
+    assert!(pipeline["end_to_end_p50_ms"].as_f64().unwrap() > 0.0, "{pipeline}");
+    let adapt = &read["status_with_adapt"]["adapt"];
+    assert!(adapt["steps"].is_u64() && adapt["steps_per_s"].is_number(), "{adapt}");
+    assert!(adapt["serving"].is_string(), "{adapt}");
 }

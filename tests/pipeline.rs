@@ -513,6 +513,7 @@ fn live_statistics_and_progress_output_do_not_disturb_the_run() {
             stats_interval: Duration::from_millis(10),
             show_progress: true,
             handle_ctrl_c: false,
+            status_board: None,
         };
         let sink = RecordingSink::default();
         let mut source = SyntheticSource::new(Some(40), live);
@@ -533,4 +534,37 @@ fn live_statistics_and_progress_output_do_not_disturb_the_run() {
         assert_counts_match(&report, received);
         assert!(report.to_string().contains("sleepy"));
     }
+}
+
+#[test]
+fn the_statistics_thread_posts_every_stage_on_a_status_board_without_printing() {
+    let board = livedepth::pipeline::StatusBoard::new();
+    let options = PipelineOptions {
+        stats_interval: Duration::from_millis(10),
+        status_board: Some(board.clone()),
+        ..PipelineOptions::quiet()
+    };
+    let sink = RecordingSink::default();
+    let mut source = SyntheticSource::new(Some(40), false);
+    source.frame_period = Duration::from_millis(1);
+    let pipeline = Pipeline::new(Box::new(source), options)
+        .unwrap()
+        .stage("sleepy", |frame: Frame| {
+            thread::sleep(Duration::from_millis(3));
+            Ok::<_, StageError>(frame)
+        })
+        .sink("record", sink.clone());
+    run_with_watchdog(move || pipeline.run()).unwrap();
+    // 40 frames of at least 3 ms each span many 10 ms intervals.
+    let (status, adapt) = board.read().expect("nobody holds the board after the run");
+    let status = status.expect("the statistics thread posted");
+    assert!(adapt.is_none());
+    let names: Vec<&str> = status.stages.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert_eq!(&names[1..], ["sleepy", "record"]);
+    let sleepy = &status.stages[1];
+    assert!(sleepy.items > 0 && sleepy.p50_ms >= 2.5, "{sleepy:?}");
+    assert!(sleepy.queue.is_some_and(|[_, capacity, _]| capacity > 0), "{sleepy:?}");
+    assert!(status.stages[0].queue.is_none(), "the source has no input queue");
+    assert!(status.elapsed_s > 0.0 && status.end_to_end_p50_ms > 0.0, "{status:?}");
 }

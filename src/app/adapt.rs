@@ -13,10 +13,11 @@ use crate::eval::{EvalError, EvalProtocol, FrameMetrics, MetricsAccumulator};
 use crate::frame::Frame;
 use crate::model::network::{DepthNetwork, PoseNetwork};
 use crate::model::{Arch, ModelError};
+use crate::pipeline::StatusBoard;
 use crate::source::dataset::open_dataset;
 use crossbeam_channel::{Receiver, TryRecvError};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tch::{Device, Tensor};
 
 /// How the pose network starts when no pose weights are given.
@@ -392,6 +393,19 @@ pub fn lower_thread_priority() -> bool {
     }
 }
 
+/// How often the adapter thread posts its status on a status board.
+const BOARD_EVERY: Duration = Duration::from_millis(500);
+
+/// The adaptation status for a live view: every [`AdaptStats`] field, plus steps per second.
+pub fn adapt_status(stats: &AdaptStats, running: Duration) -> serde_json::Value {
+    let rate = stats.steps as f64 / running.as_secs_f64().max(1e-9);
+    let mut value = serde_json::to_value(stats).unwrap_or(serde_json::Value::Null);
+    if let Some(map) = value.as_object_mut() {
+        map.insert("steps_per_s".into(), serde_json::json!(rate));
+    }
+    value
+}
+
 /// Runs the adapter until `frames` disconnects: drains the newest frames (never making the
 /// sender wait: it uses `try_send` on a bounded channel), then steps as fast as it can,
 /// publishing through `publisher`; a final publish and checkpoint at the end. Prints a status
@@ -401,10 +415,16 @@ pub fn run_adapter_thread(
     publisher: WeightsPublisher,
     frames: Receiver<AdaptFrame>,
     print_every_s: f64,
+    board: Option<StatusBoard>,
 ) -> crate::Result<AdaptStats> {
     adapter = adapter.with_publisher(publisher);
     let started = Instant::now();
     let mut last_print = Instant::now();
+    let mut last_post = Instant::now();
+    if let Some(board) = &board {
+        // Ready: the live view shows adaptation from now on, before the first step.
+        board.set_adapt(adapt_status(adapter.stats(), Duration::ZERO));
+    }
     let mut open = true;
     while open {
         // Take every frame waiting; block only when there is nothing to train on.
@@ -428,6 +448,12 @@ pub fn run_adapter_thread(
         if open && let Some(StepOutcome::Rejected(reason)) = adapter.step()? {
             tracing::info!("adapt: step rejected: {reason}");
         }
+        if let Some(board) = &board
+            && last_post.elapsed() >= BOARD_EVERY
+        {
+            board.set_adapt(adapt_status(adapter.stats(), started.elapsed()));
+            last_post = Instant::now();
+        }
         if print_every_s > 0.0 && last_print.elapsed().as_secs_f64() >= print_every_s {
             let rate = adapter.stats().steps as f64 / started.elapsed().as_secs_f64().max(1e-9);
             tracing::info!("{}", status_line(adapter.stats(), rate));
@@ -435,6 +461,9 @@ pub fn run_adapter_thread(
         }
     }
     adapter.finish()?;
+    if let Some(board) = &board {
+        board.set_adapt(adapt_status(adapter.stats(), started.elapsed()));
+    }
     let rate = adapter.stats().steps as f64 / started.elapsed().as_secs_f64().max(1e-9);
     tracing::info!("{} (final)", status_line(adapter.stats(), rate));
     Ok(adapter.stats().clone())

@@ -189,6 +189,9 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
         config.intrinsics(),
     )?
     .with_metric_scale(metric_scale, Arc::clone(&scale_summary));
+    // With a live view or recording, its status messages carry the per-stage statistics and
+    // the adaptation status.
+    let status_board = sink.status_board();
     let mut adapter_thread = None;
     let adapt = match &options.adapt {
         Some(adapt_options) => {
@@ -211,6 +214,7 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
             let model = model.clone();
             let failure = Arc::new(OnceLock::new());
             let failure_slot = Arc::clone(&failure);
+            let board = status_board.clone();
             adapter_thread = Some(
                 std::thread::Builder::new()
                     .name("adapt".into())
@@ -222,7 +226,7 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
                         }
                         let result = build_adapter(&model, arch, &adapt_options, default_device())
                             .and_then(|adapter| {
-                                run_adapter_thread(adapter, publisher, frames_rx, 2.0)
+                                run_adapter_thread(adapter, publisher, frames_rx, 2.0, board)
                             });
                         if let Err(e) = &result {
                             // Shown at once, not when the source ends (possibly hours later).
@@ -257,7 +261,9 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
     );
     let preprocess_path = preprocess.path();
     let swaps = Arc::new(Mutex::new(WeightSwapStats::default()));
-    let report = Pipeline::new(source, config.pipeline.options())?
+    let mut pipeline_options = config.pipeline.options();
+    pipeline_options.status_board = status_board;
+    let report = Pipeline::new(source, pipeline_options)?
         .stage(preprocess_path.stage_name(), preprocess)
         .stage("depth", DepthStage::new(engine, pool, adapt, Arc::clone(&swaps)))
         .sink("outputs", sink)

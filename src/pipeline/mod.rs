@@ -31,15 +31,19 @@
 //!   error is returned.
 //!   `run` returns only after every thread it started has been joined.
 
+mod board;
+mod printer;
 mod queue;
 mod stats;
 mod stop;
 
+pub use board::{PipelineStatus, StageStatus, StatusBoard};
 pub use stats::{LatencySummary, NodeReport, QueueReport, RunReport, StopReason};
 pub use stop::{StopHandle, ctrl_c_count, install_ctrl_c_handler};
 
 use crate::frame::Frame;
 use crate::source::{Source, SourceError};
+use printer::LivePrinter;
 use queue::{Item, QueueReceiver, QueueSender};
 use serde::{Deserialize, Serialize};
 use stats::{LatencyStats, NodeStats, QueueStats};
@@ -205,6 +209,8 @@ pub struct PipelineOptions {
     pub show_progress: bool,
     /// Stop gracefully on Ctrl-C (installs the process-wide handler on first use).
     pub handle_ctrl_c: bool,
+    /// Where the statistics thread also posts each interval's figures (live views).
+    pub status_board: Option<StatusBoard>,
 }
 
 impl Default for PipelineOptions {
@@ -215,6 +221,7 @@ impl Default for PipelineOptions {
             stats_interval: Duration::from_secs(1),
             show_progress: true,
             handle_ctrl_c: true,
+            status_board: None,
         }
     }
 }
@@ -435,7 +442,9 @@ impl ReadyPipeline {
             end_to_end: Mutex::new(LatencyStats::new()),
         });
         let started = Instant::now();
-        let printer = core.options.show_progress.then(|| LivePrinter::start(&core, &ctx));
+        let board = core.options.status_board.clone();
+        let printer = (core.options.show_progress || board.is_some())
+            .then(|| LivePrinter::start(&core, &ctx, board));
 
         let mut threads = Vec::with_capacity(core.launchers.len());
         for (name, launch) in core.launchers {
@@ -683,142 +692,5 @@ fn build_report(
         end_to_end: end_to_end.total.summary(),
         nodes,
         source_reconnects: 0,
-    }
-}
-
-/// The live statistics thread: a table line per node every `stats_interval`, or, for a replay
-/// of known length, a progress bar with fps and ETA whose message carries the statistics.
-struct LivePrinter {
-    done: crossbeam_channel::Sender<()>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl LivePrinter {
-    fn start(core: &PipelineCore, ctx: &Arc<RunContext>) -> Self {
-        let (done, finished) = crossbeam_channel::bounded::<()>(0);
-        let nodes = core.nodes.clone();
-        let ctx = Arc::clone(ctx);
-        let interval = core.options.stats_interval;
-        let bar = match (core.policy, core.len_hint) {
-            (QueuePolicy::Lossless, Some(len)) => Some(progress_bar(len as u64)),
-            _ => None,
-        };
-        let tick = if bar.is_some() { interval.min(PROGRESS_TICK) } else { interval };
-        let thread = thread::Builder::new()
-            .name("ld-stats".to_string())
-            .spawn(move || {
-                let started = Instant::now();
-                let mut window = StatsWindow::new(&nodes);
-                while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
-                    finished.recv_timeout(tick)
-                {
-                    if let (Some(bar), Some(sink)) = (&bar, nodes.last()) {
-                        bar.set_position(lock(&sink.stats).processed);
-                    }
-                    if window.since.elapsed() >= interval {
-                        let lines = window.advance(&nodes, &ctx);
-                        match &bar {
-                            Some(bar) => bar.set_message(lines.compact),
-                            None => eprint!("{}", lines.table(started.elapsed())),
-                        }
-                    }
-                }
-                if let Some(bar) = bar {
-                    bar.finish_and_clear();
-                }
-            })
-            .ok();
-        if thread.is_none() {
-            tracing::warn!("warning: could not start the live statistics thread");
-        }
-        Self { done, thread }
-    }
-
-    fn finish(mut self) {
-        drop(self.done);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn progress_bar(len: u64) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(len);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "[{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec} ETA {eta} {msg}",
-    ) {
-        bar.set_style(style);
-    }
-    bar
-}
-
-/// Per-node counts at the previous print, for fps over the last interval.
-struct StatsWindow {
-    since: Instant,
-    processed: Vec<u64>,
-}
-
-/// The statistics of one interval, as one table line per node and as one compact line.
-struct IntervalStats {
-    rows: Vec<String>,
-    compact: String,
-}
-
-impl IntervalStats {
-    fn table(&self, elapsed: Duration) -> String {
-        let mut text = String::new();
-        for row in &self.rows {
-            text.push_str(&format!("[{:>8.2}s] {}\n", elapsed.as_secs_f64(), row.trim_end()));
-        }
-        text
-    }
-}
-
-impl StatsWindow {
-    fn new(nodes: &[Arc<NodeShared>]) -> Self {
-        Self { since: Instant::now(), processed: vec![0; nodes.len()] }
-    }
-
-    fn advance(&mut self, nodes: &[Arc<NodeShared>], ctx: &RunContext) -> IntervalStats {
-        let now = Instant::now();
-        let seconds = now.saturating_duration_since(self.since).as_secs_f64().max(1e-9);
-        let mut rows = Vec::with_capacity(nodes.len() + 1);
-        let mut compact = String::new();
-        for (node, previous) in nodes.iter().zip(self.processed.iter_mut()) {
-            let (processed, (p50, p99)) = {
-                let stats = lock(&node.stats);
-                (stats.processed, stats.latency.recent.p50_p99_ms())
-            };
-            let fps = (processed - *previous) as f64 / seconds;
-            *previous = processed;
-            let queue = match &node.input {
-                Some(queue) => format!(
-                    "queue {:>2}/{:<2} dropped {:>6}",
-                    queue.depth(),
-                    queue.capacity,
-                    queue.dropped()
-                ),
-                None => String::new(),
-            };
-            rows.push(format!(
-                "{:<14} {:>7.1} fps  p50 {:>8.2} ms  p99 {:>8.2} ms  items {:>8}  {queue}",
-                node.name, fps, p50, p99, processed
-            ));
-            compact.push_str(&format!("{} {:.1}fps {:.1}/{:.1}ms | ", node.name, fps, p50, p99));
-        }
-        let (e2e_p50, e2e_p99) = lock(&ctx.end_to_end).recent.p50_p99_ms();
-        let reconnects = ctx.source_reconnects.load(Ordering::Relaxed);
-        let reconnected = if reconnects > 0 {
-            format!("  source reconnects {reconnects}")
-        } else {
-            String::new()
-        };
-        rows.push(format!(
-            "{:<14} p50 {:>8.2} ms  p99 {:>8.2} ms{reconnected}",
-            "end-to-end", e2e_p50, e2e_p99
-        ));
-        compact.push_str(&format!("e2e {e2e_p50:.1}/{e2e_p99:.1}ms"));
-        self.since = now;
-        IntervalStats { rows, compact }
     }
 }

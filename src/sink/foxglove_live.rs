@@ -15,7 +15,9 @@
 //! - `/depth/points`: `foxglove.PointCloud` (x, y, z float32 and red, green, blue uint8) in the
 //!   `camera` frame, every `points_stride`-th pixel in both directions;
 //! - `/camera/calibration`: `foxglove.CameraCalibration` at the network size;
-//! - `/livedepth/status`: JSON, frame index, time, depth range, telemetry drops.
+//! - `/livedepth/status`: JSON, frame index, time, depth range and unit, the frame's metric
+//!   scale estimate, telemetry drops, the pipeline's per-stage fps and latency, and the
+//!   adaptation status (from the [`StatusBoard`] the statistics and adapter threads post on).
 //!
 //! The MCAP file is created new (an existing file is never overwritten) and written in chunks
 //! of [`MCAP_CHUNK_BYTES`]: a run killed outright leaves every finished chunk readable (the
@@ -23,6 +25,7 @@
 
 use crate::camera::Intrinsics;
 use crate::frame::{DepthMap, RgbImage};
+use crate::pipeline::StatusBoard;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use foxglove::messages::{
     CameraCalibration, CompressedImage, PackedElementField, PointCloud, RawImage, Timestamp,
@@ -85,6 +88,8 @@ pub struct TelemetryFrame {
     pub colour: RgbImage,
     /// Intrinsics (any size; rescaled to the network size).
     pub intrinsics: Option<Intrinsics>,
+    /// The metric scale applied to `depth` (None: the network's units).
+    pub scale: Option<crate::scale::ScaleEstimate>,
 }
 
 /// What the telemetry thread did.
@@ -107,6 +112,7 @@ pub struct Telemetry {
     dropped: Arc<AtomicU64>,
     foxglove_port: Option<u16>,
     mcap: Option<PathBuf>,
+    board: StatusBoard,
 }
 
 /// `HOST:PORT` (IPv6 hosts in brackets) as host and port; the error names `--foxglove`.
@@ -199,10 +205,14 @@ impl Telemetry {
         let mcap_path = options.mcap.clone();
         let dropped = Arc::new(AtomicU64::new(0));
         let dropped_seen = Arc::clone(&dropped);
+        let board = StatusBoard::new();
+        let board_read = board.clone();
         let thread = std::thread::Builder::new()
             .name("telemetry".into())
             .spawn(move || {
-                let published = publish_loop(&channels, &frames_rx, stride, &dropped_seen);
+                let feed =
+                    Feed { frames: &frames_rx, stride, dropped: &dropped_seen, board: &board_read };
+                let published = publish_loop(&channels, feed);
                 if let Some(writer) = mcap {
                     writer.close().map_err(|e| TelemetryError::Mcap {
                         path: mcap_path.unwrap_or_default(),
@@ -222,7 +232,14 @@ impl Telemetry {
             dropped,
             foxglove_port,
             mcap: options.mcap.clone(),
+            board,
         })
+    }
+
+    /// The board whose newest pipeline statistics and adaptation status each status message
+    /// carries: hand it to the pipeline (`PipelineOptions::status_board`) and the adapter.
+    pub fn status_board(&self) -> StatusBoard {
+        self.board.clone()
     }
 
     /// The WebSocket server's port, when it runs.
@@ -273,12 +290,18 @@ fn timestamp(seconds: f64) -> Timestamp {
 }
 
 /// Publishes frames until the live path closes the queue; returns how many.
-fn publish_loop(
-    channels: &Channels,
-    frames: &Receiver<TelemetryFrame>,
+/// What the telemetry thread reads.
+struct Feed<'a> {
+    frames: &'a Receiver<TelemetryFrame>,
+    /// Point cloud subsampling.
     stride: usize,
-    dropped: &AtomicU64,
-) -> u64 {
+    dropped: &'a AtomicU64,
+    board: &'a StatusBoard,
+}
+
+fn publish_loop(channels: &Channels, feed: Feed<'_>) -> u64 {
+    let Feed { frames, stride, dropped, board } = feed;
+    let (mut pipeline, mut adapt) = (None, None);
     let mut published = 0;
     // Messages carry wall-clock time: the source's clock starts at 0 with the stream.
     let start = std::time::SystemTime::now()
@@ -332,13 +355,21 @@ fn publish_loop(
             frame.depth.data.iter().copied().filter(|d| d.is_finite()).collect();
         sorted.sort_by(f32::total_cmp);
         let pick = |q: f64| sorted.get(((sorted.len().max(1) - 1) as f64 * q) as usize).copied();
+        // The board's newest figures (kept from the last read when a writer holds it).
+        if let Some((p, a)) = board.read() {
+            (pipeline, adapt) = (p, a);
+        }
         let status = serde_json::json!({
             "frame": frame.index,
             "time": frame.timestamp,
+            "depth_unit": if frame.scale.is_some() { "m" } else { "network units" },
             "depth_min": pick(0.0),
             "depth_median": pick(0.5),
             "depth_max": pick(1.0),
+            "scale": frame.scale,
             "telemetry_dropped": dropped.load(Ordering::Relaxed),
+            "pipeline": pipeline,
+            "adapt": adapt,
         });
         channels.status.log(status.to_string().as_bytes());
         published += 1;

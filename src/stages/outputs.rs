@@ -104,6 +104,12 @@ impl OutputSink {
     }
 
     /// Per-frame metrics gathered so far (frames with ground truth only).
+    /// The telemetry's status board, when a live view or recording runs: the pipeline's
+    /// statistics thread and the adapter post on it, and every status message carries it.
+    pub fn status_board(&self) -> Option<crate::pipeline::StatusBoard> {
+        self.telemetry.as_ref().map(|t| t.status_board())
+    }
+
     pub fn metrics(&self) -> &MetricsAccumulator {
         &self.accumulator
     }
@@ -164,6 +170,7 @@ impl OutputSink {
             depth.data.iter_mut().for_each(|d| *d *= scale);
             self.scale_estimates.push(estimate);
         }
+        let scale = self.scale.is_some().then(|| self.scale_estimates.last().copied()).flatten();
         let needs_colour =
             self.outputs.colour_png || self.outputs.video || self.telemetry.is_some();
         let colour = needs_colour.then(|| colourise_depth(&depth));
@@ -191,6 +198,7 @@ impl OutputSink {
                 depth,
                 colour,
                 intrinsics,
+                scale,
             });
         }
         if self.outputs.metrics && frame.gt_depth.is_some() {

@@ -2,7 +2,8 @@
 
 usage: mcap_read.py FILE indexed|stream
 - indexed: the summary's channels and schemas, messages per topic through the indexed reader,
-  and the first depth image decoded with the recorded protobuf schema;
+  the first depth image decoded with the recorded protobuf schema, and the last status JSON
+  (and the last one carrying pipeline statistics, and adaptation status);
 - stream: a file that may be cut short (a killed run): reads records from the start until the
   data ends, as a recovery tool does, and counts the whole messages per topic it got.
 """
@@ -29,8 +30,13 @@ def indexed(path):
         protobuf = DecoderFactory()
         for schema, channel, message in reader.iter_messages():
             out["messages"][channel.topic] = out["messages"].get(channel.topic, 0) + 1
-            if channel.topic == "/livedepth/status" and "status" not in out:
-                out["status"] = json.loads(message.data)
+            if channel.topic == "/livedepth/status":
+                # The last status, and the last that carried pipeline statistics / adaptation.
+                status = json.loads(message.data)
+                out["status"] = status
+                for key in ("pipeline", "adapt"):
+                    if status.get(key) is not None:
+                        out["status_with_" + key] = status
             if channel.topic == "/depth/image" and "depth" not in out:
                 decoded = protobuf.decoder_for(channel.message_encoding, schema)(message.data)
                 values = struct.unpack("<%df" % (len(decoded.data) // 4), decoded.data)
