@@ -27,6 +27,11 @@ using CreateBuilder = void* (*)(void* logger, int32_t version);
 using CreateRuntime = void* (*)(void* logger, int32_t version);
 using CreateRefitter = void* (*)(void* engine, void* logger, int32_t version);
 using CreateParser = void* (*)(void* network, void* logger, int version);
+using CreateParserRefitter = void* (*)(void* refitter, void* logger, int32_t version);
+// The CUDA driver API calls for the engine's stream (libcuda, present wherever a GPU is).
+using StreamCreate = int (*)(void** stream, unsigned int flags);
+using StreamSynchronize = int (*)(void* stream);
+using StreamDestroy = int (*)(void* stream);
 using LibraryVersion = int32_t (*)();
 
 // Forwards TensorRT's messages to Rust's log (tracing) and keeps the last errors for the
@@ -114,6 +119,7 @@ struct LibraryState {
     CreateRuntime create_runtime = nullptr;
     CreateRefitter create_refitter = nullptr;
     CreateParser create_parser = nullptr;
+    CreateParserRefitter create_parser_refitter = nullptr;
     int32_t version = 0;
     int32_t parser_version = 0;
     Logger logger;
@@ -131,16 +137,43 @@ struct LibraryState {
     }
 };
 
+// The CUDA driver's stream functions, or nulls without libcuda (then the legacy stream is used).
+struct StreamApi {
+    StreamCreate create = nullptr;
+    StreamSynchronize synchronize = nullptr;
+    StreamDestroy destroy = nullptr;
+
+    static StreamApi const& get() {
+        static StreamApi const api = [] {
+            StreamApi a;
+            if (void* cuda = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL)) {
+                a.create = reinterpret_cast<StreamCreate>(dlsym(cuda, "cuStreamCreate"));
+                a.synchronize = reinterpret_cast<StreamSynchronize>(dlsym(cuda, "cuStreamSynchronize"));
+                a.destroy = reinterpret_cast<StreamDestroy>(dlsym(cuda, "cuStreamDestroy_v2"));
+            }
+            return a;
+        }();
+        return api;
+    }
+};
+
 struct EngineState {
     std::shared_ptr<LibraryState> library;
+    // The engine's stream (CU_STREAM_DEFAULT flags: implicitly ordered with the legacy stream,
+    // so libtorch's uploads and downloads on it need no events); null: the legacy stream.
+    void* stream = nullptr;
     Owned<nvinfer1::IRuntime> runtime;
     Owned<nvinfer1::ICudaEngine> engine;
     Owned<nvinfer1::IExecutionContext> context;
     Owned<nvinfer1::IRefitter> refitter;
 };
 
-std::unique_ptr<Library> open_library(rust::Str nvinfer, rust::Str onnxparser) {
+std::unique_ptr<Library> open_library(rust::Str nvinfer, rust::Str onnxparser, rust::Slice<const rust::String> preload) {
     auto state = std::make_shared<LibraryState>();
+    for (auto const& path : preload) {
+        // Best effort: a failure shows up later as TensorRT's own error.
+        dlopen(std::string(path).c_str(), RTLD_NOW | RTLD_GLOBAL);
+    }
     std::string nvinfer_name(nvinfer);
     std::string parser_name(onnxparser);
     state->nvinfer = dlopen(nvinfer_name.c_str(), RTLD_NOW | RTLD_LOCAL);
@@ -163,14 +196,14 @@ std::unique_ptr<Library> open_library(rust::Str nvinfer, rust::Str onnxparser) {
     state->create_runtime = symbol<CreateRuntime>(state->nvinfer, "createInferRuntime_INTERNAL", nvinfer_name);
     state->create_refitter = symbol<CreateRefitter>(state->nvinfer, "createInferRefitter_INTERNAL", nvinfer_name);
     state->create_parser = symbol<CreateParser>(state->onnxparser, "createNvOnnxParser_INTERNAL", parser_name);
+    state->create_parser_refitter =
+        symbol<CreateParserRefitter>(state->onnxparser, "createNvOnnxParserRefitter_INTERNAL", parser_name);
     return std::make_unique<Library>(std::move(state));
 }
 
 Library::Library(std::shared_ptr<LibraryState> state) : state_(std::move(state)) {}
 
 int32_t Library::version() const { return state_->version; }
-
-int32_t Library::parser_version() const { return state_->parser_version; }
 
 int32_t Library::compute_capability(int32_t ordinal) const {
     // The CUDA driver API, from the driver library every CUDA machine has (no toolkit).
@@ -279,17 +312,27 @@ std::unique_ptr<Engine> Library::deserialize(rust::Slice<const uint8_t> plan) co
     if (!state->engine) throw lib.failure("TensorRT cannot deserialise the engine plan");
     state->context.reset(state->engine->createExecutionContext());
     if (!state->context) throw lib.failure("TensorRT cannot create an execution context");
+    // TensorRT deserialised on this thread, so the device's context is current here.
+    StreamApi const& streams = StreamApi::get();
+    if (!streams.create || streams.create(&state->stream, 0) != 0) {
+        state->stream = nullptr;
+        tensorrt_log(2, rust::Str("no CUDA stream of its own; the engine runs on the legacy default stream"));
+    }
     return std::make_unique<Engine>(std::move(state));
 }
 
 Engine::Engine(std::unique_ptr<EngineState> state) : state_(std::move(state)) {}
 
 Engine::~Engine() {
+    // Work still queued (a frame, a refit) finishes before its objects go.
+    StreamApi const& streams = StreamApi::get();
+    if (state_->stream && streams.synchronize) streams.synchronize(state_->stream);
     // Refitter and context before the engine, the engine before its runtime.
     state_->refitter.reset();
     state_->context.reset();
     state_->engine.reset();
     state_->runtime.reset();
+    if (state_->stream && streams.destroy) streams.destroy(state_->stream);
 }
 
 rust::Vec<rust::String> Engine::io_tensor_names() const {
@@ -318,8 +361,8 @@ void Engine::set_address(rust::Str name, uint64_t address) {
     }
 }
 
-void Engine::enqueue(uint64_t stream) {
-    if (!state_->context->enqueueV3(reinterpret_cast<cudaStream_t>(stream))) {
+void Engine::enqueue() {
+    if (!state_->context->enqueueV3(static_cast<cudaStream_t>(state_->stream))) {
         throw state_->library->failure("enqueueV3 failed");
     }
 }
@@ -337,7 +380,8 @@ nvinfer1::IRefitter& refitter_of(EngineState& state) {
 
 rust::Vec<rust::String> names_from(int32_t count, std::vector<char const*> const& names) {
     rust::Vec<rust::String> out;
-    for (int32_t i = 0; i < count; ++i) out.push_back(rust::String(names[i]));
+    size_t n = std::min(static_cast<size_t>(std::max(count, 0)), names.size());
+    for (size_t i = 0; i < n; ++i) out.push_back(rust::String(names[i]));
     return out;
 }
 }  // namespace
@@ -369,10 +413,25 @@ rust::Vec<rust::String> Engine::missing_weights() {
     return names_from(count, names);
 }
 
-void Engine::refit_commit(uint64_t stream) {
+void Engine::refit_commit() {
     nvinfer1::IRefitter& refitter = refitter_of(*state_);
-    if (!refitter.refitCudaEngineAsync(reinterpret_cast<cudaStream_t>(stream))) {
+    if (!refitter.refitCudaEngineAsync(static_cast<cudaStream_t>(state_->stream))) {
         throw state_->library->failure("refitCudaEngineAsync failed");
+    }
+}
+
+void Engine::refit_from_onnx(rust::Slice<const uint8_t> onnx) {
+    nvinfer1::IRefitter& refitter = refitter_of(*state_);
+    LibraryState& lib = *state_->library;
+    Owned<nvonnxparser::IParserRefitter> parser(static_cast<nvonnxparser::IParserRefitter*>(
+        lib.create_parser_refitter(&refitter, &lib.logger, lib.parser_version)));
+    if (!parser) throw lib.failure("TensorRT cannot create an ONNX parser refitter");
+    if (!parser->refitFromBytes(onnx.data(), onnx.size())) {
+        std::string why;
+        for (int32_t i = 0; i < parser->getNbErrors(); ++i) {
+            why += std::string(why.empty() ? "" : "; ") + parser->getError(i)->desc();
+        }
+        throw lib.failure("the ONNX parser refitter rejected the new weights: " + why);
     }
 }
 

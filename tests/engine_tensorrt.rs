@@ -241,6 +241,47 @@ fn without_tensorrt_the_engine_says_why_and_what_to_do() {
     assert_ne!(report["engine"], "tensorrt");
 }
 
+#[test]
+fn the_libraries_are_looked_up_where_the_docs_say_with_the_builder_resource_preloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("trt");
+    std::fs::create_dir_all(&lib).unwrap();
+    for name in ["libnvinfer.so.10", "libnvinfer_builder_resource.so.10.3.0", "unrelated.so"] {
+        std::fs::write(lib.join(name), b"").unwrap();
+    }
+    // $LIVEDEPTH_TENSORRT_LIB as a folder, and as the library's path: only that place.
+    for explicit in [lib.clone(), lib.join("libnvinfer.so.10")] {
+        let found = tensorrt::candidates_for(Some(explicit), None);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].nvinfer, lib.join("libnvinfer.so.10"));
+        assert_eq!(found[0].onnxparser, lib.join("libnvonnxparser.so.10"));
+        assert_eq!(found[0].preload, vec![lib.join("libnvinfer_builder_resource.so.10.3.0")]);
+    }
+    // A wheel's tensorrt_libs folder in the venv, then the sonames for the loader's search.
+    let venv = dir.path().join("venv");
+    let wheel = venv.join("lib/python3.11/site-packages/tensorrt_libs");
+    std::fs::create_dir_all(&wheel).unwrap();
+    std::fs::write(wheel.join("libnvinfer.so.10"), b"").unwrap();
+    let found = tensorrt::candidates_for(None, Some(venv));
+    assert_eq!(found.len(), 2);
+    assert_eq!(found[0].nvinfer, wheel.join("libnvinfer.so.10"));
+    assert_eq!(found[1].nvinfer, std::path::PathBuf::from("libnvinfer.so.10"));
+    assert!(found[1].preload.is_empty());
+}
+
+#[test]
+fn a_file_that_is_not_tensorrt_is_named_with_the_loaders_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("libnvinfer.so.10");
+    std::fs::write(&fake, b"not a shared library").unwrap();
+    let Some((output, _)) = eval_with("tensorrt", fake.to_str().unwrap()) else { return };
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stderr}");
+    assert!(!output.status.success());
+    assert!(stderr.contains(&*fake.to_string_lossy()), "names the file: {stderr}");
+    assert!(stderr.contains("cannot load"), "{stderr}");
+}
+
 /// The TensorRT libraries and a CUDA device, or None after printing why the test skips.
 fn tensorrt_and_gpu() -> Option<()> {
     if let Some(why) = tensorrt::status() {
@@ -291,6 +332,8 @@ fn tensorrt_matches_libtorch_caches_its_plan_and_refits_adapted_weights() {
     assert!(max_abs_diff(&again.data, &ours.data) < 1e-6);
     let refittable = cached.refittable_weights().unwrap();
     assert!(refittable.iter().any(|n| n.starts_with("depth.")), "{refittable:?}");
+    // RT-MonoDepth-S has no batch normalisation: every refittable weight is a variable.
+    assert_eq!(cached.refit_path(), tensorrt::RefitPath::Device);
 
     // Adapted weights (decoder weights × 1.05) go live by refit, and then serve exactly them.
     let mut adapted = load();
@@ -319,4 +362,46 @@ fn tensorrt_matches_libtorch_caches_its_plan_and_refits_adapted_weights() {
     );
     assert!(diff < 1e-3 && change > 1e-3, "diff {diff}, change {change}");
     assert_eq!(swaps.swaps, 1);
+}
+
+#[test]
+fn tensorrt_refits_a_batch_norm_network_through_the_onnx_parser_refitter() {
+    let Some(()) = tensorrt_and_gpu() else { return };
+    let Some(frame) = common::shared(
+        "data/kitti_tiny/2011_09_26/2011_09_26_drive_0023_sync/image_02/data/0000000001.png",
+    ) else {
+        return;
+    };
+    let image = load_rgb(&frame);
+    let gpu = Device::Cuda(0);
+    tch::manual_seed(11);
+    let network = DepthNetwork::new(Arch::Monodepth2R18, gpu);
+    let fresh = || {
+        let mut copy = DepthNetwork::new(Arch::Monodepth2R18, gpu);
+        copy.copy_weights_from(&network).unwrap();
+        copy
+    };
+    let options =
+        TensorRtOptions { precision: Precision::Fp32, cache: None, ..TensorRtOptions::default() };
+    let mut engine = TensorRtDepthEngine::new(fresh(), 128, 96, &options).unwrap();
+    assert_eq!(engine.refit_path(), tensorrt::RefitPath::OnnxParser, "BN folds into convs");
+    let before = engine.predict_disparity(&image).unwrap();
+    let mut adapted = fresh();
+    tch::no_grad(|| {
+        for (name, mut tensor) in adapted.var_store_mut().variables() {
+            if name.starts_with("depth.") && name.ends_with("weight") {
+                let scaled = &tensor * 1.1;
+                tensor.copy_(&scaled);
+            }
+        }
+    });
+    let (mut publisher, receiver) = weights_exchange();
+    publisher.publish(&adapted).unwrap();
+    assert!(engine.refresh_weights(&receiver).unwrap());
+    let after = engine.predict_disparity(&image).unwrap();
+    let expected = TorchDepthEngine::new(adapted, 128, 96, 1).unwrap().predict_disparity(&image);
+    let diff = max_abs_diff(&after.data, &expected.unwrap().data);
+    let change = max_abs_diff(&after.data, &before.data);
+    println!("BN network refit: max |Δ| vs libtorch {diff:.2e}, change {change:.2e}");
+    assert!(diff < 1e-3 && change > 1e-4, "diff {diff}, change {change}");
 }

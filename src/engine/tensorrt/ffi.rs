@@ -34,9 +34,12 @@ pub(crate) mod bridge {
         type Library;
         type Engine;
 
-        fn open_library(nvinfer: &str, onnxparser: &str) -> Result<UniquePtr<Library>>;
+        fn open_library(
+            nvinfer: &str,
+            onnxparser: &str,
+            preload: &[String],
+        ) -> Result<UniquePtr<Library>>;
         fn version(self: &Library) -> i32;
-        fn parser_version(self: &Library) -> i32;
         fn compute_capability(self: &Library, ordinal: i32) -> Result<i32>;
         fn build_serialized(self: &Library, onnx: &[u8], options: &BuildOptions)
         -> Result<Vec<u8>>;
@@ -45,7 +48,7 @@ pub(crate) mod bridge {
         fn io_tensor_names(self: &Engine) -> Vec<String>;
         fn set_input_shape(self: Pin<&mut Engine>, name: &str, dims: &[i64]) -> Result<()>;
         fn set_address(self: Pin<&mut Engine>, name: &str, address: u64) -> Result<()>;
-        fn enqueue(self: Pin<&mut Engine>, stream: u64) -> Result<()>;
+        fn enqueue(self: Pin<&mut Engine>) -> Result<()>;
         fn refittable_weights(self: Pin<&mut Engine>) -> Result<Vec<String>>;
         fn refit_weight(
             self: Pin<&mut Engine>,
@@ -55,7 +58,8 @@ pub(crate) mod bridge {
             on_device: bool,
         ) -> Result<()>;
         fn missing_weights(self: Pin<&mut Engine>) -> Result<Vec<String>>;
-        fn refit_commit(self: Pin<&mut Engine>, stream: u64) -> Result<()>;
+        fn refit_commit(self: Pin<&mut Engine>) -> Result<()>;
+        fn refit_from_onnx(self: Pin<&mut Engine>, onnx: &[u8]) -> Result<()>;
     }
 }
 

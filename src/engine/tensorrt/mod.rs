@@ -17,12 +17,15 @@
 //! stored in an engine cache ([`cache`]) keyed by the ONNX hash, TensorRT's version, the GPU's
 //! compute capability, the precision, the refit flags and the profile.
 //!
-//! Frames run with `enqueueV3` on the legacy default CUDA stream, the stream libtorch and our
-//! cudarc kernels use, so a device tensor from the preprocessing stage feeds the engine without
-//! a host copy or a synchronisation. Adapted weights are refitted from the published network's
-//! device memory (`IRefitter::setNamedWeights` with device locations, then
-//! `refitCudaEngineAsync` on the same stream): no rebuild, and the next frame is ordered after
-//! the refit ([`refit`] maps variables to TensorRT's weight names).
+//! Frames run with `enqueueV3` on the engine's own blocking CUDA stream, which is ordered both
+//! ways with the legacy default stream that libtorch and our cudarc kernels use: a device tensor
+//! from the preprocessing stage feeds the engine without a host copy or an event. Adapted weights
+//! are refitted from the published network's device memory (`IRefitter::setNamedWeights` with
+//! device locations, then `refitCudaEngineAsync` on the engine's stream): no rebuild, and the
+//! next frame is ordered after the refit ([`refit`] maps variables to TensorRT's weight names).
+//! Where TensorRT refits weights the ONNX parser derived (batch normalisation folded into
+//! convolutions: the Monodepth2 ResNets), the adapted network is exported and the parser's
+//! refitter supplies them ([`RefitPath::OnnxParser`]; an export on the live thread per swap).
 
 pub mod cache;
 mod ffi;
@@ -48,32 +51,67 @@ use tch::{Device, Kind, Tensor};
 pub const LIBRARY_VAR: &str = "LIVEDEPTH_TENSORRT_LIB";
 const NVINFER: &str = "libnvinfer.so.10";
 const ONNXPARSER: &str = "libnvonnxparser.so.10";
-/// The legacy default CUDA stream (libtorch's current stream without a stream guard).
-const DEFAULT_STREAM: u64 = 0;
 
-/// Where to look for (libnvinfer, libnvonnxparser), in order (see the module docs).
-pub fn library_candidates() -> Vec<(PathBuf, PathBuf)> {
-    if let Some(path) = std::env::var_os(LIBRARY_VAR).map(PathBuf::from) {
+/// One place TensorRT may be: libnvinfer, libnvonnxparser, and the libraries to load first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LibraryCandidate {
+    pub nvinfer: PathBuf,
+    pub onnxparser: PathBuf,
+    /// TensorRT's builder resource library from the same folder: TensorRT opens it by bare
+    /// name, which fails outside the loader's search path unless it is already loaded.
+    pub preload: Vec<PathBuf>,
+}
+
+impl LibraryCandidate {
+    fn in_folder(dir: &Path, nvinfer: PathBuf) -> Self {
+        let mut preload: Vec<PathBuf> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name().is_some_and(|n| {
+                    n.to_string_lossy().starts_with("libnvinfer_builder_resource.so")
+                })
+            })
+            .collect();
+        preload.sort();
+        Self { nvinfer, onnxparser: dir.join(ONNXPARSER), preload }
+    }
+}
+
+/// Where to look for TensorRT, in order (see the module docs).
+pub fn library_candidates() -> Vec<LibraryCandidate> {
+    candidates_for(std::env::var_os(LIBRARY_VAR).map(PathBuf::from), crate::python::torch_venv())
+}
+
+/// [`library_candidates`] for `$LIVEDEPTH_TENSORRT_LIB` = `explicit` and the torch venv `venv`.
+pub fn candidates_for(explicit: Option<PathBuf>, venv: Option<PathBuf>) -> Vec<LibraryCandidate> {
+    if let Some(path) = explicit {
         // A library file (`….so`, `….so.10`), else a folder, whether or not it exists.
         let names_a_library =
             path.is_file() || path.file_name().is_some_and(|n| n.to_string_lossy().contains(".so"));
         return if names_a_library {
             let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            vec![(path, dir.join(ONNXPARSER))]
+            vec![LibraryCandidate::in_folder(&dir, path)]
         } else {
-            vec![(path.join(NVINFER), path.join(ONNXPARSER))]
+            vec![LibraryCandidate::in_folder(&path, path.join(NVINFER))]
         };
     }
     let mut candidates = Vec::new();
-    if let Some(venv) = crate::python::torch_venv() {
+    if let Some(venv) = venv {
         for python in std::fs::read_dir(venv.join("lib")).into_iter().flatten().flatten() {
             let dir = python.path().join("site-packages/tensorrt_libs");
             if dir.join(NVINFER).is_file() {
-                candidates.push((dir.join(NVINFER), dir.join(ONNXPARSER)));
+                candidates.push(LibraryCandidate::in_folder(&dir, dir.join(NVINFER)));
             }
         }
     }
-    candidates.push((PathBuf::from(NVINFER), PathBuf::from(ONNXPARSER)));
+    candidates.push(LibraryCandidate {
+        nvinfer: PathBuf::from(NVINFER),
+        onnxparser: PathBuf::from(ONNXPARSER),
+        preload: Vec::new(),
+    });
     candidates
 }
 
@@ -82,8 +120,14 @@ fn library() -> Result<&'static ffi::bridge::Library, EngineError> {
     static LIBRARY: OnceLock<Result<UniquePtr<ffi::bridge::Library>, String>> = OnceLock::new();
     let opened = LIBRARY.get_or_init(|| {
         let mut tried = Vec::new();
-        for (nvinfer, parser) in library_candidates() {
-            match ffi::bridge::open_library(&nvinfer.to_string_lossy(), &parser.to_string_lossy()) {
+        for candidate in library_candidates() {
+            let preload: Vec<String> =
+                candidate.preload.iter().map(|p| p.display().to_string()).collect();
+            match ffi::bridge::open_library(
+                &candidate.nvinfer.to_string_lossy(),
+                &candidate.onnxparser.to_string_lossy(),
+                &preload,
+            ) {
                 Ok(library) => return Ok(library),
                 Err(e) => tried.push(e.to_string()),
             }
@@ -107,15 +151,10 @@ pub fn status() -> Option<String> {
     library().err().map(|e| e.to_string())
 }
 
-/// TensorRT's and its ONNX parser's versions as `major.minor.patch`, when the libraries load.
+/// TensorRT's version as `major.minor.patch`, when its libraries load.
 pub fn version() -> Option<String> {
-    let library = library().ok()?;
-    let text = |v: i32| format!("{}.{}.{}", v / 10000, v / 100 % 100, v % 100);
-    Some(format!(
-        "TensorRT {} (ONNX parser {})",
-        text(library.version()),
-        text(library.parser_version())
-    ))
+    let v = library().ok()?.version();
+    Some(format!("TensorRT {}.{}.{}", v / 10000, v / 100 % 100, v % 100))
 }
 
 fn shim_error(during: &str) -> impl Fn(cxx::Exception) -> EngineError + '_ {
@@ -145,6 +184,18 @@ impl Default for TensorRtOptions {
     }
 }
 
+/// How adapted weights reach the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefitPath {
+    /// Every weight TensorRT can refit is a network variable (or an exporter constant): they
+    /// are set from the network's device memory, with no export and no host copy.
+    Device,
+    /// TensorRT's weights include ones the ONNX parser derived (batch normalisation folded into
+    /// convolutions, as in the Monodepth2 ResNets): the adapted network is exported and the
+    /// parser's refitter recomputes them on the host.
+    OnnxParser,
+}
+
 /// Depth inference with a TensorRT engine built from our ONNX export of a depth network.
 pub struct TensorRtDepthEngine {
     engine: UniquePtr<ffi::bridge::Engine>,
@@ -161,6 +212,7 @@ pub struct TensorRtDepthEngine {
     /// The network the served weights came from (the base of the next refit).
     shadow: DepthNetwork,
     plan: RefitPlan,
+    refit_path: RefitPath,
     /// Device tensors a refit in flight reads (kept until the next refit).
     refit_sources: Vec<Tensor>,
     /// Where the plan came from: the cache file, and whether it was built now.
@@ -213,8 +265,22 @@ impl TensorRtDepthEngine {
             profile: [nchw; 3],
             workspace_bytes: options.workspace_bytes,
         };
-        let (bytes, cache_path, built_now) = cached_plan(library, &onnx, &key, options)?;
-        let mut engine = library.deserialize(&bytes).map_err(shim_error("loading the plan"))?;
+        let (bytes, cache_path, mut built_now) = cached_plan(library, &onnx, &key, options)?;
+        let mut engine = match library.deserialize(&bytes) {
+            Ok(engine) => engine,
+            Err(e) if !built_now => {
+                // A cached plan this library cannot load (another build of the same version).
+                tracing::warn!("TensorRT engine cache: {}; rebuilding", e.what());
+                let fresh = TensorRtOptions { cache: None, ..options.clone() };
+                let (plan, _, _) = cached_plan(library, &onnx, &key, &fresh)?;
+                if let Some(cache) = &options.cache {
+                    cache.store(&key, &plan)?;
+                }
+                built_now = true;
+                library.deserialize(&plan).map_err(shim_error("loading the rebuilt plan"))?
+            }
+            Err(e) => return Err(shim_error("loading the plan")(e)),
+        };
         let names = engine.io_tensor_names();
         let output_name = export::disp_output(0);
         if names.first().map(|n| n.as_str()) != Some(DEPTH_INPUT) || !names.contains(&output_name) {
@@ -223,6 +289,24 @@ impl TensorRtDepthEngine {
             )));
         }
         engine.pin_mut().set_input_shape(DEPTH_INPUT, &nchw).map_err(shim_error("input shape"))?;
+        let refit_path = if options.refittable {
+            let names = engine.pin_mut().refittable_weights().map_err(shim_error("refit"))?;
+            let known = |n: &String| {
+                plan.weights.iter().any(|w| w.name == *n) || plan.constants.contains_key(n)
+            };
+            match names.iter().find(|n| !known(n)) {
+                None => RefitPath::Device,
+                Some(derived) => {
+                    tracing::info!(
+                        "TensorRT refits `{derived}` and other weights the ONNX parser derived: \
+                         adapted weights go through the parser's refitter"
+                    );
+                    RefitPath::OnnxParser
+                }
+            }
+        } else {
+            RefitPath::Device
+        };
         let (w, h) = (i64::from(width), i64::from(height));
         let input = Tensor::f_zeros([1, 3, h, w], (Kind::Float, device))?;
         let output = Tensor::f_zeros([1, 1, h, w], (Kind::Float, device))?;
@@ -242,6 +326,7 @@ impl TensorRtDepthEngine {
             device,
             shadow: network,
             plan,
+            refit_path,
             refit_sources: Vec::new(),
             cache_path,
             built_now,
@@ -274,14 +359,22 @@ impl TensorRtDepthEngine {
         }
         let mut engine = self.engine.pin_mut();
         engine.as_mut().set_address(DEPTH_INPUT, input).map_err(shim_error("binding the input"))?;
-        engine.enqueue(DEFAULT_STREAM).map_err(shim_error("running the engine"))?;
-        // A copy on the same stream: it waits for the engine, then for the host.
+        engine.enqueue().map_err(shim_error("running the engine"))?;
+        // libtorch's copy on the legacy stream waits for the engine's (blocking) stream.
         self.output.f_copy_data(out, n)?;
         Ok(())
     }
 
-    /// Refits the engine with the shadow network's current weights (device memory, no rebuild).
+    /// Refits the engine with the shadow network's current weights (no rebuild).
     fn refit_from_shadow(&mut self) -> Result<(), EngineError> {
+        if self.refit_path == RefitPath::OnnxParser {
+            let shape = InputShape { width: self.width, height: self.height, dynamic: true };
+            let model = export::depth_model(&self.shadow, shape)
+                .map_err(|e| EngineError::TensorRt(format!("refit export: {e}")))?;
+            let mut engine = self.engine.pin_mut();
+            engine.as_mut().refit_from_onnx(&model.encode()).map_err(shim_error("refit"))?;
+            return engine.refit_commit().map_err(shim_error("refit"));
+        }
         let variables = self.shadow.var_store().variables();
         self.refit_sources.clear();
         for weight in &self.plan.weights {
@@ -307,7 +400,12 @@ impl TensorRtDepthEngine {
                 .refit_weight(&name, values.as_ptr() as u64, values.len() as i64, false)
                 .map_err(shim_error("refit"))?;
         }
-        self.engine.pin_mut().refit_commit(DEFAULT_STREAM).map_err(shim_error("refit"))
+        self.engine.pin_mut().refit_commit().map_err(shim_error("refit"))
+    }
+
+    /// How adapted weights reach this engine.
+    pub fn refit_path(&self) -> RefitPath {
+        self.refit_path
     }
 
     /// Names of every weight the engine can refit (as TensorRT reports them).
