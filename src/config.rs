@@ -235,6 +235,9 @@ pub struct OutputsConfig {
     /// Record the live view's channels into this new MCAP file (`run --mcap`).
     #[serde(default)]
     pub mcap: Option<PathBuf>,
+    /// Put the live view's channels on Zenoh under `livedepth/<device>/…` (`run --zenoh`).
+    #[serde(default)]
+    pub zenoh: Option<crate::sink::zenoh_live::ZenohConfig>,
 }
 
 fn default_out_dir() -> PathBuf {
@@ -255,6 +258,7 @@ impl Default for OutputsConfig {
             metrics: true,
             foxglove: None,
             mcap: None,
+            zenoh: None,
         }
     }
 }
@@ -483,6 +487,11 @@ impl Config {
                 "HOST:PORT, e.g. 127.0.0.1:8765 (port 0 picks a free one)",
                 format!("{address:?}"),
             ));
+        }
+        if let Some(zenoh) = &self.outputs.zenoh
+            && let Err((field, expected, found)) = zenoh.check()
+        {
+            return Err(invalid(field, &expected, found));
         }
         if let Some(mcap) = &self.outputs.mcap
             && mcap.exists()

@@ -38,6 +38,19 @@ pub struct Args {
     /// keeps every finished chunk).
     #[arg(long, value_name = "FILE")]
     pub mcap: Option<PathBuf>,
+    /// Put the live view's channels on Zenoh under livedepth/<device>/… (Foxglove protobuf
+    /// schemas, status in JSON); with no endpoint, peers on the LAN find each other.
+    #[arg(long)]
+    pub zenoh: bool,
+    /// Zenoh endpoint to listen on, e.g. tcp/0.0.0.0:7447 (repeatable; implies --zenoh).
+    #[arg(long, value_name = "ENDPOINT")]
+    pub zenoh_listen: Vec<String>,
+    /// Zenoh endpoint to connect to, e.g. tcp/192.168.1.10:7447 (repeatable; implies --zenoh).
+    #[arg(long, value_name = "ENDPOINT")]
+    pub zenoh_connect: Vec<String>,
+    /// This device's name in the Zenoh keys (default: the host name).
+    #[arg(long, value_name = "NAME")]
+    pub device_name: Option<String>,
     /// Write every output in metres: `ground` fits the road plane in each depth map (needs
     /// --camera-height); `none` keeps the network's units. Overrides network.metric_scale.
     #[arg(long, value_name = "SOURCE")]
@@ -71,6 +84,18 @@ pub fn run(args: Args) -> livedepth::Result<()> {
     }
     if let Some(path) = args.mcap {
         config.outputs.mcap = Some(path);
+    }
+    if args.zenoh
+        || !args.zenoh_listen.is_empty()
+        || !args.zenoh_connect.is_empty()
+        || args.device_name.is_some()
+    {
+        let zenoh = config.outputs.zenoh.get_or_insert_with(Default::default);
+        zenoh.listen.extend(args.zenoh_listen);
+        zenoh.connect.extend(args.zenoh_connect);
+        if let Some(name) = args.device_name {
+            zenoh.device = name;
+        }
     }
     if let Some(source) = args.metric_scale {
         config.network.metric_scale = source;

@@ -23,6 +23,7 @@
 //! of [`MCAP_CHUNK_BYTES`]: a run killed outright leaves every finished chunk readable (the
 //! `mcap recover` tool and streaming readers read up to the last whole chunk).
 
+use super::zenoh_live::{ZenohConfig, ZenohSink};
 use crate::camera::Intrinsics;
 use crate::frame::{DepthMap, RgbImage};
 use crate::pipeline::StatusBoard;
@@ -55,6 +56,8 @@ pub enum TelemetryError {
         path.display()
     )]
     Mcap { path: PathBuf, reason: String },
+    #[error("--zenoh ({prefix}): {reason}")]
+    Zenoh { prefix: String, reason: String },
     #[error("telemetry thread: {0}")]
     Thread(String),
 }
@@ -68,11 +71,13 @@ pub struct TelemetryOptions {
     pub mcap: Option<PathBuf>,
     /// Point cloud subsampling (1: every pixel).
     pub points_stride: usize,
+    /// Also put every channel on a Zenoh session (`sink::zenoh_live`).
+    pub zenoh: Option<ZenohConfig>,
 }
 
 impl TelemetryOptions {
     pub fn enabled(&self) -> bool {
-        self.foxglove.is_some() || self.mcap.is_some()
+        self.foxglove.is_some() || self.mcap.is_some() || self.zenoh.is_some()
     }
 }
 
@@ -102,6 +107,8 @@ pub struct TelemetryReport {
     /// The WebSocket server's port, when it ran.
     pub foxglove_port: Option<u16>,
     pub mcap: Option<PathBuf>,
+    /// The Zenoh key prefix (`livedepth/<device>`), when it ran.
+    pub zenoh: Option<String>,
 }
 
 /// The live path's handle on the telemetry thread.
@@ -112,6 +119,7 @@ pub struct Telemetry {
     dropped: Arc<AtomicU64>,
     foxglove_port: Option<u16>,
     mcap: Option<PathBuf>,
+    zenoh: Option<String>,
     board: StatusBoard,
 }
 
@@ -199,6 +207,17 @@ impl Telemetry {
             }
             None => None,
         };
+        let zenoh = match &options.zenoh {
+            Some(config) => {
+                let prefix = config.key_prefix();
+                let session = config
+                    .open()
+                    .map_err(|reason| TelemetryError::Zenoh { prefix: prefix.clone(), reason })?;
+                ctx.add_sink(Arc::new(ZenohSink::new(session, prefix.clone())));
+                Some(prefix)
+            }
+            None => None,
+        };
         let channels = Channels::new(&ctx)?;
         let (frames, frames_rx) = crossbeam_channel::bounded::<TelemetryFrame>(QUEUE_FRAMES);
         let stride = options.points_stride.max(1);
@@ -232,6 +251,7 @@ impl Telemetry {
             dropped,
             foxglove_port,
             mcap: options.mcap.clone(),
+            zenoh,
             board,
         })
     }
@@ -273,6 +293,7 @@ impl Telemetry {
             dropped: self.dropped.load(Ordering::Relaxed),
             foxglove_port: self.foxglove_port,
             mcap: self.mcap.clone(),
+            zenoh: self.zenoh.clone(),
         })
     }
 }

@@ -17,6 +17,7 @@ pub mod plot;
 pub mod pointcloud;
 pub mod side_by_side;
 pub mod video;
+pub mod zenoh_live;
 
 use std::fs::File;
 use std::io::{BufWriter, Write};

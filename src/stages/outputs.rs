@@ -67,9 +67,27 @@ impl OutputSink {
             foxglove: outputs.foxglove.clone(),
             mcap: outputs.mcap.clone(),
             points_stride: 2,
+            zenoh: outputs.zenoh.clone(),
         };
         let telemetry = if telemetry_options.enabled() {
             let telemetry = Telemetry::start(&telemetry_options)?;
+            if let Some(zenoh) = &outputs.zenoh {
+                tracing::info!(
+                    "zenoh: publishing under {}/… ({} mode{}{})",
+                    zenoh.key_prefix(),
+                    zenoh.mode,
+                    if zenoh.listen.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", listening on {}", zenoh.listen.join(", "))
+                    },
+                    if zenoh.connect.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", connecting to {}", zenoh.connect.join(", "))
+                    }
+                );
+            }
             if let Some(port) = telemetry.foxglove_port() {
                 tracing::info!(
                     "foxglove: live view on ws://{}:{port} (Foxglove: Open connection → \
@@ -261,10 +279,11 @@ impl Sink<DepthFrame> for OutputSink {
             let report = telemetry.finish()?;
             tracing::info!(
                 "foxglove/mcap: {} frames published, {} dropped from telemetry (its thread fell \
-                 behind){}",
+                 behind){}{}",
                 report.frames,
                 report.dropped,
-                report.mcap.map_or(String::new(), |p| format!("; recorded {}", p.display()))
+                report.mcap.map_or(String::new(), |p| format!("; recorded {}", p.display())),
+                report.zenoh.map_or(String::new(), |k| format!("; on zenoh under {k}/…"))
             );
         }
         Ok(())

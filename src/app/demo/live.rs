@@ -84,6 +84,7 @@ fn live_config(
             metrics: false,
             foxglove: None,
             mcap: None,
+            zenoh: None,
         },
     };
     config.network.engine = engine;

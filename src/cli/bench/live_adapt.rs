@@ -105,6 +105,7 @@ fn live_config(
             metrics: false,
             foxglove: None,
             mcap: None,
+            zenoh: None,
         },
     };
     config.network.engine = engine;
