@@ -89,3 +89,20 @@ fn onnxruntime_is_loaded_at_run_time_with_an_api_jetpack_6_builds_have() {
         .unwrap_or(17);
     assert!(newest_api <= 20, "ort asks for the 1.{newest_api} API; JetPack 6 builds have 1.20");
 }
+
+#[test]
+fn tensorrt_links_nothing_and_zenoh_is_the_chosen_version_with_tcp_only() {
+    let manifest = manifest();
+    let features = manifest["features"].as_table().unwrap();
+    let tensorrt = string_list(features.get("tensorrt"));
+    assert!(
+        tensorrt.contains(&"dep:cxx".to_owned()) && tensorrt.contains(&"dep:cxx-build".to_owned()),
+        "the TensorRT backend is our cxx shim: {tensorrt:?}"
+    );
+    assert!(!manifest["dependencies"].as_table().unwrap().contains_key("trtx-sys"));
+    let zenoh = manifest["dependencies"].get("zenoh").expect("zenoh is a dependency");
+    let version = zenoh.get("version").and_then(toml::Value::as_str).unwrap();
+    assert!(version.starts_with("1.10"), "zenoh {version}: the brief chose 1.10");
+    assert_eq!(zenoh.get("default-features").and_then(toml::Value::as_bool), Some(false));
+    assert_eq!(string_list(zenoh.get("features")), ["transport_tcp"], "TCP links only");
+}
