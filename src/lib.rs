@@ -18,6 +18,7 @@ pub mod error;
 pub mod eval;
 #[cfg(feature = "torch")]
 pub mod export;
+pub mod fleet;
 pub mod frame;
 pub mod loss;
 pub mod model;

@@ -4,7 +4,12 @@
 //! to it; it then decodes what arrived with Foxglove's protobuf schemas:
 //! - depth images (foxglove.RawImage, 32FC1 at the network size), camera calibration and the
 //!   status JSON arrive under the device's keys, with the encoding naming the schema;
-//! - a device name that is not one key chunk is refused, naming the flag.
+//! - a device name that is not one key chunk is refused, naming the flag;
+//! - shared adaptation: `run --adapt` shares its adapted weights under
+//!   `livedepth/<fleet>/weights/<device>` (with the base model's hash and its accepted steps),
+//!   and `livedepth fleet` merges two devices' weights (federated averaging of the deltas,
+//!   weighted by accepted steps), validates the merge on held-out kitchen_val frames and
+//!   republishes it under `livedepth/<fleet>/weights/merged`.
 
 mod common;
 
@@ -18,6 +23,36 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A Zenoh peer listening on a free local port (no scouting), and that endpoint.
+fn listening_peer() -> (zenoh::Session, String) {
+    let endpoint = format!("tcp/127.0.0.1:{}", free_port());
+    let mut config = zenoh::Config::default();
+    config.insert_json5("mode", "\"peer\"").unwrap();
+    config.insert_json5("listen/endpoints", &format!("[\"{endpoint}\"]")).unwrap();
+    config.insert_json5("scouting/multicast/enabled", "false").unwrap();
+    (zenoh::open(config).wait().unwrap(), endpoint)
+}
+
+const KITTI_MODEL: &str = "models/rtmonodepth_s/m_640x192";
+
+/// The KITTI model's variables as a checkpoint, and its fleet hash.
+fn base_checkpoint(model: &std::path::Path) -> (livedepth::model::checkpoint::Checkpoint, String) {
+    let net = livedepth::model::network::DepthNetwork::load(
+        model,
+        livedepth::model::Arch::RtMonoDepthS,
+        tch::Device::Cpu,
+    )
+    .unwrap();
+    let ckpt = livedepth::model::network::var_store_checkpoint(
+        net.var_store(),
+        model,
+        &[("arch", "rtmonodepth-s")],
+    )
+    .unwrap();
+    let hash = livedepth::fleet::base_hash(&ckpt);
+    (ckpt, hash)
+}
+
 #[test]
 fn run_puts_depth_calibration_and_status_on_zenoh_under_the_device_key() {
     let (Some(_), Some(_)) =
@@ -25,12 +60,7 @@ fn run_puts_depth_calibration_and_status_on_zenoh_under_the_device_key() {
     else {
         return;
     };
-    let endpoint = format!("tcp/127.0.0.1:{}", free_port());
-    let mut config = zenoh::Config::default();
-    config.insert_json5("mode", "\"peer\"").unwrap();
-    config.insert_json5("listen/endpoints", &format!("[\"{endpoint}\"]")).unwrap();
-    config.insert_json5("scouting/multicast/enabled", "false").unwrap();
-    let session = zenoh::open(config).wait().unwrap();
+    let (session, endpoint) = listening_peer();
     let subscriber = session.declare_subscriber("livedepth/testcam/**").wait().unwrap();
 
     let dir = tempfile::tempdir().unwrap();
@@ -121,4 +151,163 @@ fn a_device_name_that_is_not_one_key_chunk_is_refused_by_flag() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(stderr.contains("--zenoh-connect") && stderr.contains("tcp/HOST:PORT"), "{stderr}");
+}
+
+#[test]
+fn run_with_adapt_shares_its_adapted_weights_with_the_fleet() {
+    let (Some(model), Some(_)) = (common::shared(KITTI_MODEL), common::shared("data/kitchen"))
+    else {
+        return;
+    };
+    let (session, endpoint) = listening_peer();
+    let subscriber = session.declare_subscriber("livedepth/testfleet/weights/*").wait().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_livedepth"))
+        .current_dir(common::repo_root())
+        .args(["run", "--config", "configs/kitchen.toml", "--frames", "40", "--adapt"])
+        .args(["--out", out.to_str().unwrap()])
+        .args(["--zenoh-connect", &endpoint, "--device-name", "cam1", "--fleet", "testfleet"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let mut shared = Vec::new();
+    while let Some(sample) = subscriber.recv_timeout(Duration::from_secs(5)).unwrap() {
+        shared.push((
+            sample.key_expr().as_str().to_owned(),
+            sample.payload().to_bytes().into_owned(),
+        ));
+    }
+    assert!(!shared.is_empty(), "the adapter shares at least once, when it ends: {stderr}");
+    let (key, bytes) = shared.last().unwrap();
+    assert_eq!(key, "livedepth/testfleet/weights/cam1");
+    let weights = livedepth::fleet::decode_weights(bytes, key).unwrap();
+    let (base, hash) = base_checkpoint(&model);
+    assert_eq!((weights.device.as_str(), weights.base.as_str()), ("cam1", hash.as_str()));
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join(livedepth::app::replay::ADAPT_REPORT_FILE)).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(Some(weights.accepted_steps), report["steps"].as_u64(), "{report}");
+    assert_eq!(weights.checkpoint.tensors.len(), base.tensors.len(), "every variable is shared");
+}
+
+#[test]
+fn fleet_merges_two_devices_validates_on_held_out_frames_and_republishes() {
+    let (Some(model), Some(val)) =
+        (common::shared(KITTI_MODEL), common::shared("data/kitchen_val"))
+    else {
+        return;
+    };
+    let (session, endpoint) = listening_peer();
+    let merged_sub =
+        session.declare_subscriber("livedepth/testfleet2/weights/merged").wait().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fleet");
+    let mut fleet = std::process::Command::new(env!("CARGO_BIN_EXE_livedepth"))
+        .current_dir(common::repo_root())
+        .args(["fleet", "--model", model.to_str().unwrap(), "--fleet", "testfleet2"])
+        .args(["--zenoh-connect", &endpoint, "--min-devices", "2", "--rounds", "1"])
+        .args(["--timeout-s", "300", "--frames", "8", "--out", out.to_str().unwrap()])
+        .arg("--validate")
+        .arg(format!("kitchen:{}", val.display()))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Two devices' "adapted" weights: the base's decoder scaled by 1.02 (30 steps) and by 0.99
+    // (10 steps).
+    let (base, hash) = base_checkpoint(&model);
+    let scaled = |factor: f32| {
+        let mut c = base.clone();
+        for (name, t) in c.tensors.iter_mut() {
+            if name.starts_with("depth.") {
+                t.values.iter_mut().for_each(|v| *v *= factor);
+            }
+        }
+        c
+    };
+    let devices = [("car-a", 1.02f32, 30u64), ("car-b", 0.99, 10)];
+    let publishers: Vec<_> = devices
+        .iter()
+        .map(|(device, factor, steps)| {
+            let key = format!("livedepth/testfleet2/weights/{device}");
+            let publisher = session.declare_publisher(key).wait().unwrap();
+            let bytes = livedepth::fleet::encode_weights(&scaled(*factor), device, &hash, *steps);
+            (publisher, bytes.unwrap())
+        })
+        .collect();
+    // Publish once the fleet process subscribes (it loads the model and scores the base first).
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !publishers[0].0.matching_status().wait().unwrap().matching() {
+        assert!(Instant::now() < deadline, "the fleet never subscribed");
+        assert!(fleet.try_wait().unwrap().is_none(), "the fleet process ended early");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for (publisher, bytes) in &publishers {
+        publisher.put(bytes.clone()).wait().unwrap();
+    }
+    let output = fleet.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("fleet_report.json")).unwrap())
+            .unwrap();
+    println!("{report:#}");
+    let round = &report["rounds"][0];
+    assert_eq!(round["devices"], serde_json::json!(["car-a", "car-b"]));
+    assert_eq!(round["accepted_steps"], serde_json::json!([30, 10]));
+    let path = std::path::PathBuf::from(round["weights"].as_str().unwrap());
+    let file = std::fs::read(&path).unwrap();
+    let weights = livedepth::fleet::decode_weights(&file, &path.display().to_string()).unwrap();
+    assert_eq!((weights.device.as_str(), weights.base.as_str()), ("merged", hash.as_str()));
+    assert_eq!(weights.accepted_steps, 40);
+    // θ = θ0 + 0.75·(0.02·θ0) + 0.25·(−0.01·θ0) = 1.0125·θ0 on the decoder, θ0 elsewhere.
+    for (name, t) in &weights.checkpoint.tensors {
+        let b = &base.tensors[name];
+        let factor = if name.starts_with("depth.") { 1.0125 } else { 1.0 };
+        for (m, v) in t.values.iter().zip(&b.values) {
+            let expected = v * factor;
+            assert!((m - expected).abs() <= 1e-6 * (1.0 + v.abs()), "{name}: {m} vs {expected}");
+        }
+    }
+    // Republished exactly when the merge scores no worse than the base on the held-out frames.
+    let (b, m) =
+        (round["base_abs_rel"].as_f64().unwrap(), round["merged_abs_rel"].as_f64().unwrap());
+    assert!(b > 0.0 && b < 1.0 && m > 0.0 && m < 1.0, "held-out abs_rel base {b}, merged {m}");
+    let republished = round["republished"].as_bool().unwrap();
+    assert_eq!(republished, m <= b, "{round}");
+    let sample = merged_sub.recv_timeout(Duration::from_secs(5)).unwrap();
+    if republished {
+        let sample = sample.expect("a republished merge arrives on …/weights/merged");
+        assert_eq!(sample.payload().to_bytes().as_ref(), file.as_slice());
+    } else {
+        assert!(sample.is_none(), "a held-back merge is not republished");
+        assert!(round["held_back"].as_str().unwrap().contains("worse than the base"), "{round}");
+    }
+
+    // Without a held-out replay every merge is republished: the same two devices again.
+    let out2 = dir.path().join("fleet2");
+    let fleet = std::process::Command::new(env!("CARGO_BIN_EXE_livedepth"))
+        .current_dir(common::repo_root())
+        .args(["fleet", "--model", model.to_str().unwrap(), "--fleet", "testfleet2"])
+        .args(["--zenoh-connect", &endpoint, "--rounds", "1", "--timeout-s", "300"])
+        .args(["--out", out2.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !publishers[0].0.matching_status().wait().unwrap().matching() {
+        assert!(Instant::now() < deadline, "the second fleet never subscribed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for (publisher, bytes) in &publishers {
+        publisher.put(bytes.clone()).wait().unwrap();
+    }
+    let output = fleet.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let sample = merged_sub.recv_timeout(Duration::from_secs(10)).unwrap().expect("republished");
+    let file = std::fs::read(out2.join("merged-round-1.safetensors")).unwrap();
+    assert_eq!(sample.payload().to_bytes().as_ref(), file.as_slice());
 }

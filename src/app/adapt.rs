@@ -416,6 +416,7 @@ pub fn run_adapter_thread(
     frames: Receiver<AdaptFrame>,
     print_every_s: f64,
     board: Option<StatusBoard>,
+    mut fleet: Option<crate::app::fleet::FleetShare>,
 ) -> crate::Result<AdaptStats> {
     adapter = adapter.with_publisher(publisher);
     let started = Instant::now();
@@ -448,6 +449,9 @@ pub fn run_adapter_thread(
         if open && let Some(StepOutcome::Rejected(reason)) = adapter.step()? {
             tracing::info!("adapt: step rejected: {reason}");
         }
+        if let Some(fleet) = fleet.as_mut() {
+            fleet.maybe_share(&adapter, false);
+        }
         if let Some(board) = &board
             && last_post.elapsed() >= BOARD_EVERY
         {
@@ -461,6 +465,9 @@ pub fn run_adapter_thread(
         }
     }
     adapter.finish()?;
+    if let Some(fleet) = fleet.as_mut() {
+        fleet.maybe_share(&adapter, true);
+    }
     if let Some(board) = &board {
         board.set_adapt(adapt_status(adapter.stats(), started.elapsed()));
     }

@@ -8,6 +8,7 @@ use crate::adapt::{AdaptStats, WeightsReceiver, weights_exchange};
 use crate::app::adapt::{
     AdaptFailurePolicy, AdaptFrame, build_adapter, lower_thread_priority, run_adapter_thread,
 };
+use crate::app::fleet::FleetShare;
 use crate::app::replay::ADAPT_REPORT_FILE;
 use crate::camera::Intrinsics;
 use crate::config::Config;
@@ -215,6 +216,7 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
             let failure = Arc::new(OnceLock::new());
             let failure_slot = Arc::clone(&failure);
             let board = status_board.clone();
+            let zenoh = config.outputs.zenoh.clone();
             adapter_thread = Some(
                 std::thread::Builder::new()
                     .name("adapt".into())
@@ -226,7 +228,12 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
                         }
                         let result = build_adapter(&model, arch, &adapt_options, default_device())
                             .and_then(|adapter| {
-                                run_adapter_thread(adapter, publisher, frames_rx, 2.0, board)
+                                // With Zenoh, the adapted weights are shared with the fleet.
+                                let fleet = zenoh
+                                    .as_ref()
+                                    .map(|z| FleetShare::open(z, adapter.student()))
+                                    .transpose()?;
+                                run_adapter_thread(adapter, publisher, frames_rx, 2.0, board, fleet)
                             });
                         if let Err(e) = &result {
                             // Shown at once, not when the source ends (possibly hours later).

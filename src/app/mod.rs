@@ -6,5 +6,6 @@ pub mod adapt;
 pub mod adapt_diagnostics;
 pub mod demo;
 pub mod eval;
+pub mod fleet;
 pub mod live;
 pub mod replay;

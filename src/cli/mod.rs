@@ -8,6 +8,8 @@ mod demo;
 mod eval;
 #[cfg(feature = "torch")]
 mod export;
+#[cfg(feature = "torch")]
+mod fleet;
 mod loss;
 mod probe;
 mod render;
@@ -55,6 +57,10 @@ pub enum Command {
     /// Write a network as an ONNX model (opset 17) for onnxruntime or TensorRT.
     #[cfg(feature = "torch")]
     Export(export::Args),
+    /// Merge the adapted weights a fleet shares over Zenoh (`run --adapt --zenoh`), validate the
+    /// merge on a held-out replay and republish it.
+    #[cfg(feature = "torch")]
+    Fleet(fleet::Args),
 }
 
 pub fn dispatch(cli: Cli) -> livedepth::Result<()> {
@@ -74,5 +80,7 @@ pub fn dispatch(cli: Cli) -> livedepth::Result<()> {
         Command::Train(args) => train::run(args),
         #[cfg(feature = "torch")]
         Command::Export(args) => export::run(args),
+        #[cfg(feature = "torch")]
+        Command::Fleet(args) => fleet::run(args),
     }
 }

@@ -51,6 +51,10 @@ pub struct Args {
     /// This device's name in the Zenoh keys (default: the host name).
     #[arg(long, value_name = "NAME")]
     pub device_name: Option<String>,
+    /// The fleet to share adapted weights with (`--adapt`): livedepth/<fleet>/weights/<device>
+    /// (default: `default`; implies --zenoh).
+    #[arg(long, value_name = "NAME")]
+    pub fleet: Option<String>,
     /// Write every output in metres: `ground` fits the road plane in each depth map (needs
     /// --camera-height); `none` keeps the network's units. Overrides network.metric_scale.
     #[arg(long, value_name = "SOURCE")]
@@ -89,12 +93,16 @@ pub fn run(args: Args) -> livedepth::Result<()> {
         || !args.zenoh_listen.is_empty()
         || !args.zenoh_connect.is_empty()
         || args.device_name.is_some()
+        || args.fleet.is_some()
     {
         let zenoh = config.outputs.zenoh.get_or_insert_with(Default::default);
         zenoh.listen.extend(args.zenoh_listen);
         zenoh.connect.extend(args.zenoh_connect);
         if let Some(name) = args.device_name {
             zenoh.device = name;
+        }
+        if let Some(fleet) = args.fleet {
+            zenoh.fleet = fleet;
         }
     }
     if let Some(source) = args.metric_scale {

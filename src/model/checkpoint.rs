@@ -232,10 +232,15 @@ impl Checkpoint {
     pub fn read_safetensors(path: &Path) -> Result<Self, ModelError> {
         let bytes = std::fs::read(path)
             .map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+        Self::from_safetensors_bytes(&bytes, path)
+    }
+
+    /// Decodes safetensors `bytes` (e.g. received over the network); `path` names them in errors.
+    pub fn from_safetensors_bytes(bytes: &[u8], path: &Path) -> Result<Self, ModelError> {
         let bad = |reason: String| ModelError::Safetensors { path: path.to_path_buf(), reason };
-        let st = safetensors::SafeTensors::deserialize(&bytes)
+        let st = safetensors::SafeTensors::deserialize(bytes)
             .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
-        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+        let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
             .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
         let mut ckpt = Checkpoint { path: path.to_path_buf(), ..Default::default() };
         for (name, view) in st.iter() {
@@ -292,6 +297,12 @@ impl Checkpoint {
     /// Writes the f32 tensors and the metadata as a safetensors file, atomically (temp file,
     /// fsync, rename).
     pub fn write_safetensors(&self, path: &Path) -> Result<(), ModelError> {
+        write_atomically(path, &self.to_safetensors_bytes()?)
+    }
+
+    /// The f32 tensors and the metadata as safetensors bytes (`self.path` names them in errors).
+    pub fn to_safetensors_bytes(&self) -> Result<Vec<u8>, ModelError> {
+        let path = &self.path;
         let mut owned: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::with_capacity(self.tensors.len());
         for (name, t) in &self.tensors {
             let bytes: Vec<u8> = t.values.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -318,9 +329,7 @@ impl Checkpoint {
                 (k.clone(), s)
             })
             .collect();
-        let bytes = safetensors::serialize(views, Some(meta))
-            .map_err(|e| bad(format!("cannot serialise: {e}")))?;
-        write_atomically(path, &bytes)
+        safetensors::serialize(views, Some(meta)).map_err(|e| bad(format!("cannot serialise: {e}")))
     }
 
     /// The integer metadata entry `key`, if present.

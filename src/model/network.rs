@@ -397,6 +397,16 @@ pub fn save_var_store(
     path: &Path,
     metadata: &[(&str, &str)],
 ) -> Result<(), ModelError> {
+    var_store_checkpoint(vs, path, metadata)?.write_safetensors(path)
+}
+
+/// Every variable of `vs` (f32 on the host, full names) plus `metadata`, as a checkpoint that
+/// `path` names in errors.
+pub fn var_store_checkpoint(
+    vs: &nn::VarStore,
+    path: &Path,
+    metadata: &[(&str, &str)],
+) -> Result<Checkpoint, ModelError> {
     let mut ckpt = Checkpoint { path: path.to_path_buf(), ..Default::default() };
     for (name, var) in vs.variables() {
         let t = var.detach().to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
@@ -409,5 +419,5 @@ pub fn save_var_store(
     for (k, v) in metadata {
         ckpt.metadata.insert((*k).to_owned(), MetaValue::Str((*v).to_owned()));
     }
-    ckpt.write_safetensors(path)
+    Ok(ckpt)
 }

@@ -37,6 +37,14 @@ pub struct ZenohConfig {
     /// This device's name in the keys (`--device-name`); default: the host name.
     #[serde(default = "default_device")]
     pub device: String,
+    /// The fleet whose adapted weights this device shares with `--adapt` (`--fleet`), under
+    /// `livedepth/<fleet>/weights/<device>`.
+    #[serde(default = "default_fleet")]
+    pub fleet: String,
+}
+
+fn default_fleet() -> String {
+    "default".to_owned()
 }
 
 fn default_mode() -> String {
@@ -59,6 +67,7 @@ impl Default for ZenohConfig {
             listen: Vec::new(),
             connect: Vec::new(),
             device: default_device(),
+            fleet: default_fleet(),
         }
     }
 }

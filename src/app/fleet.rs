@@ -1,0 +1,271 @@
+//! Shared adaptation over Zenoh, both sides:
+//! - [`FleetShare`]: a device running `run --adapt --zenoh` puts its adapted weights (with the
+//!   base model's hash and its accepted steps) under `livedepth/<fleet>/weights/<device>`, at
+//!   most every [`SHARE_EVERY`] and once more when adaptation ends;
+//! - [`run_fleet`] (`livedepth fleet`): subscribes to the fleet's weights, keeps each device's
+//!   newest, and once enough devices sent new ones merges them ([`crate::fleet::merge`]),
+//!   validates the merge against the base on a held-out replay with ground truth, writes the
+//!   round's weights and `fleet_report.json`, and republishes the merge under
+//!   `livedepth/<fleet>/weights/merged` unless it scored worse than the base.
+
+use crate::adapt::Adapter;
+use crate::app::eval::{EvalOptions, evaluate};
+use crate::engine::EngineKind;
+use crate::fleet::{
+    DeviceWeights, MERGED_DEVICE, base_hash, decode_weights, encode_weights, merge, weights_key,
+};
+use crate::model::Arch;
+use crate::model::network::{DepthNetwork, var_store_checkpoint};
+use crate::scale::MetricScale;
+use crate::sink::metrics::write_summary_json;
+use crate::sink::zenoh_live::ZenohConfig;
+use crate::source::dataset::FrameSelection;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use zenoh::Wait;
+
+/// How often a device shares its adapted weights at most.
+pub const SHARE_EVERY: Duration = Duration::from_secs(10);
+
+/// A device's side: shares the adapter's weights with the fleet.
+pub struct FleetShare {
+    session: zenoh::Session,
+    key: String,
+    device: String,
+    base: String,
+    shared_steps: Option<u64>,
+    last: Option<Instant>,
+}
+
+impl FleetShare {
+    /// Opens a session for `zenoh`'s fleet; `base` is the network adaptation starts from.
+    pub fn open(zenoh: &ZenohConfig, base: &DepthNetwork) -> crate::Result<Self> {
+        let session = zenoh.open().map_err(|e| crate::Error::Other(format!("--zenoh: {e}")))?;
+        let checkpoint = var_store_checkpoint(base.var_store(), Path::new("<base>"), &[])?;
+        Ok(Self {
+            session,
+            key: weights_key(&zenoh.fleet, &zenoh.device),
+            device: zenoh.device.clone(),
+            base: base_hash(&checkpoint),
+            shared_steps: None,
+            last: None,
+        })
+    }
+
+    /// Shares the adapted weights when there are new accepted steps and [`SHARE_EVERY`] has
+    /// passed, or at once with `last` (when adaptation ends, whatever it reached: a device
+    /// without accepted steps then adds nothing to a merge); a failure is logged, never fatal
+    /// to adaptation.
+    pub fn maybe_share(&mut self, adapter: &Adapter, last: bool) {
+        let steps = adapter.stats().steps;
+        let due = steps > 0 && self.last.is_none_or(|t| t.elapsed() >= SHARE_EVERY);
+        if self.shared_steps == Some(steps) || !(due || last) {
+            return;
+        }
+        match self.share(adapter.student(), steps) {
+            Ok(bytes) => {
+                tracing::info!("fleet: shared {} steps ({bytes} bytes) on {}", steps, self.key);
+                self.shared_steps = Some(steps);
+                self.last = Some(Instant::now());
+            }
+            Err(e) => tracing::warn!("fleet: sharing weights on {}: {e}", self.key),
+        }
+    }
+
+    fn share(&self, student: &DepthNetwork, steps: u64) -> crate::Result<usize> {
+        let arch = student.arch().name();
+        let checkpoint =
+            var_store_checkpoint(student.var_store(), Path::new(&self.key), &[("arch", arch)])?;
+        let bytes = encode_weights(&checkpoint, &self.device, &self.base, steps)
+            .map_err(|e| crate::Error::Other(e.to_string()))?;
+        let len = bytes.len();
+        self.session
+            .put(&self.key, bytes)
+            .encoding(zenoh::bytes::Encoding::APPLICATION_OCTET_STREAM.with_schema("safetensors"))
+            .wait()
+            .map_err(|e| crate::Error::Other(format!("zenoh put: {e}")))?;
+        Ok(len)
+    }
+}
+
+/// What `livedepth fleet` does.
+#[derive(Clone, Debug)]
+pub struct FleetOptions {
+    pub zenoh: ZenohConfig,
+    /// The base model every device adapted (checkpoint folder or safetensors).
+    pub model: PathBuf,
+    pub arch: Arch,
+    /// Merge once this many devices have sent weights newer than the last merge.
+    pub min_devices: usize,
+    /// Stop after this many merges (0: never).
+    pub rounds: usize,
+    /// Stop after this long without finishing (None: never).
+    pub timeout: Option<Duration>,
+    /// A held-out replay with ground truth (`kitchen:DIR`, …), its frames, and the network size.
+    pub validate: Option<(String, FrameSelection, u32, u32)>,
+    pub out: PathBuf,
+}
+
+/// One merge, as `fleet_report.json` lists it.
+#[derive(Clone, Debug, Serialize)]
+pub struct FleetRound {
+    pub round: usize,
+    pub devices: Vec<String>,
+    pub accepted_steps: Vec<u64>,
+    pub weights: PathBuf,
+    /// abs_rel of the base and of the merge on the held-out replay (median-scaled).
+    pub base_abs_rel: Option<f64>,
+    pub merged_abs_rel: Option<f64>,
+    pub republished: bool,
+    /// Why it was not republished, if it was not.
+    pub held_back: Option<String>,
+}
+
+/// The whole run of `livedepth fleet`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FleetReport {
+    pub fleet: String,
+    pub base: String,
+    pub rounds: Vec<FleetRound>,
+    /// Messages that could not be used, with why.
+    pub ignored: Vec<String>,
+}
+
+/// abs_rel of `model` on the held-out replay.
+fn held_out_abs_rel(options: &FleetOptions, model: &Path) -> crate::Result<Option<f64>> {
+    let Some((dataset, selection, width, height)) = &options.validate else { return Ok(None) };
+    let report = evaluate(&EvalOptions {
+        dataset: dataset.clone(),
+        model: model.to_path_buf(),
+        arch: options.arch,
+        width: *width,
+        height: *height,
+        selection: *selection,
+        no_median_scaling: false,
+        json: None,
+        plot: None,
+        progress: false,
+        engine: EngineKind::Torch,
+        metric_scale: MetricScale::None,
+    })?;
+    Ok(Some(report.mean.abs_rel))
+}
+
+/// Runs the fleet merger until `rounds` merges are done (or the timeout passes).
+pub fn run_fleet(options: &FleetOptions) -> crate::Result<FleetReport> {
+    crate::tempfiles::create_output_dir(&options.out, "--out")?;
+    let base_net = DepthNetwork::load(&options.model, options.arch, tch::Device::Cpu)?;
+    let arch = options.arch.name();
+    let base = var_store_checkpoint(base_net.var_store(), &options.model, &[("arch", arch)])?;
+    let fleet = &options.zenoh.fleet;
+    let mut report =
+        FleetReport { fleet: fleet.clone(), base: base_hash(&base), ..Default::default() };
+    let base_abs_rel = held_out_abs_rel(options, &options.model)?;
+    let session = options.zenoh.open().map_err(|e| crate::Error::Other(format!("--zenoh: {e}")))?;
+    let wildcard = format!("livedepth/{fleet}/weights/*");
+    let subscriber = session
+        .declare_subscriber(&wildcard)
+        .wait()
+        .map_err(|e| crate::Error::Other(format!("zenoh subscriber {wildcard}: {e}")))?;
+    let merged_key = weights_key(fleet, MERGED_DEVICE);
+    tracing::info!("fleet: waiting for {} devices' weights on {wildcard}", options.min_devices);
+    let started = Instant::now();
+    let mut newest: BTreeMap<String, DeviceWeights> = BTreeMap::new();
+    while options.rounds == 0 || report.rounds.len() < options.rounds {
+        if options.timeout.is_some_and(|t| started.elapsed() > t) {
+            return Err(crate::Error::Other(format!(
+                "fleet: timed out after {:?} with {} of {} rounds ({} devices heard: {:?})",
+                started.elapsed(),
+                report.rounds.len(),
+                options.rounds,
+                newest.len(),
+                newest.keys().collect::<Vec<_>>()
+            )));
+        }
+        let sample = subscriber
+            .recv_timeout(Duration::from_millis(200))
+            .map_err(|e| crate::Error::Other(format!("zenoh subscriber: {e}")))?;
+        let Some(sample) = sample else { continue };
+        let key = sample.key_expr().as_str().to_owned();
+        if key == merged_key {
+            continue;
+        }
+        let weights = match decode_weights(&sample.payload().to_bytes(), &key) {
+            Ok(w) if w.base != report.base => {
+                let why = format!("{key}: device `{}` adapted another base ({})", w.device, w.base);
+                tracing::warn!("fleet: ignored {why}");
+                report.ignored.push(why);
+                continue;
+            }
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!("fleet: ignored {key}: {e}");
+                report.ignored.push(format!("{key}: {e}"));
+                continue;
+            }
+        };
+        tracing::info!("fleet: {} sent {} steps", weights.device, weights.accepted_steps);
+        newest.insert(weights.device.clone(), weights);
+        if newest.len() < options.min_devices {
+            continue;
+        }
+        let devices: Vec<DeviceWeights> = std::mem::take(&mut newest).into_values().collect();
+        let round = merge_round(options, &base, &devices, base_abs_rel, report.rounds.len() + 1)?;
+        if round.republished {
+            let bytes = std::fs::read(&round.weights)
+                .map_err(|e| crate::Error::Other(format!("{}: {e}", round.weights.display())))?;
+            session
+                .put(&merged_key, bytes)
+                .encoding(
+                    zenoh::bytes::Encoding::APPLICATION_OCTET_STREAM.with_schema("safetensors"),
+                )
+                .wait()
+                .map_err(|e| crate::Error::Other(format!("zenoh put {merged_key}: {e}")))?;
+            tracing::info!(
+                "fleet: round {} merged {:?}, republished on {merged_key}",
+                round.round,
+                round.devices
+            );
+        }
+        report.rounds.push(round);
+        write_summary_json(&options.out.join("fleet_report.json"), &report)?;
+    }
+    Ok(report)
+}
+
+/// Merges `devices`, writes the round's weights and scores them on the held-out replay.
+fn merge_round(
+    options: &FleetOptions,
+    base: &crate::model::checkpoint::Checkpoint,
+    devices: &[DeviceWeights],
+    base_abs_rel: Option<f64>,
+    round: usize,
+) -> crate::Result<FleetRound> {
+    let merged = merge(base, devices).map_err(|e| crate::Error::Other(e.to_string()))?;
+    let path = options.out.join(format!("merged-round-{round}.safetensors"));
+    let hash = base_hash(base);
+    let steps: u64 = devices.iter().map(|d| d.accepted_steps).sum();
+    let bytes = encode_weights(&merged, MERGED_DEVICE, &hash, steps)
+        .map_err(|e| crate::Error::Other(e.to_string()))?;
+    crate::tempfiles::write_atomic(&path, |temp| std::fs::write(temp, &bytes), |e| e)
+        .map_err(|e| crate::Error::Other(format!("{}: {e}", path.display())))?;
+    let merged_abs_rel = held_out_abs_rel(options, &path)?;
+    let held_back = match (base_abs_rel, merged_abs_rel) {
+        (Some(b), Some(m)) if m > b => {
+            Some(format!("held-out abs_rel {m:.4} is worse than the base's {b:.4}"))
+        }
+        _ => None,
+    };
+    Ok(FleetRound {
+        round,
+        devices: devices.iter().map(|d| d.device.clone()).collect(),
+        accepted_steps: devices.iter().map(|d| d.accepted_steps).collect(),
+        weights: path,
+        base_abs_rel,
+        merged_abs_rel,
+        republished: held_back.is_none(),
+        held_back,
+    })
+}
