@@ -154,24 +154,58 @@ fn a_device_name_that_is_not_one_key_chunk_is_refused_by_flag() {
 }
 
 #[test]
-fn run_with_adapt_shares_its_adapted_weights_with_the_fleet() {
+fn run_with_adapt_shares_its_weights_and_continues_from_the_fleets_merge() {
     let (Some(model), Some(_)) = (common::shared(KITTI_MODEL), common::shared("data/kitchen"))
     else {
         return;
     };
     let (session, endpoint) = listening_peer();
-    let subscriber = session.declare_subscriber("livedepth/testfleet/weights/*").wait().unwrap();
+    let subscriber = session.declare_subscriber("livedepth/testfleet/weights/cam1").wait().unwrap();
+    let merged = session.declare_publisher("livedepth/testfleet/weights/merged").wait().unwrap();
     let dir = tempfile::tempdir().unwrap();
+    // The kitchen config on a live 30 fps test camera: 300 frames last 10 s.
+    let config = std::fs::read_to_string(common::repo_root().join("configs/kitchen.toml"))
+        .unwrap()
+        .replace("uri = \"kitchen:../shared/data/kitchen\"", "uri = \"test://ball\"");
+    assert!(config.contains("test://ball"));
+    let config_path = dir.path().join("live.toml");
+    std::fs::write(&config_path, config).unwrap();
     let out = dir.path().join("out");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_livedepth"))
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_livedepth"))
         .current_dir(common::repo_root())
-        .args(["run", "--config", "configs/kitchen.toml", "--frames", "40", "--adapt"])
+        .args(["run", "--config", config_path.to_str().unwrap(), "--frames", "300", "--adapt"])
         .args(["--out", out.to_str().unwrap()])
         .args(["--zenoh-connect", &endpoint, "--device-name", "cam1", "--fleet", "testfleet"])
-        .output()
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+
+    // The fleet's merge: the base with its decoder scaled by 1.01, sent once the device listens.
+    let (base, hash) = base_checkpoint(&model);
+    let mut merge = base.clone();
+    for (name, t) in merge.tensors.iter_mut() {
+        if name.starts_with("depth.") {
+            t.values.iter_mut().for_each(|v| *v *= 1.01);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !merged.matching_status().wait().unwrap().matching() {
+        assert!(Instant::now() < deadline, "the device never subscribed to the fleet's merges");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let bytes = livedepth::fleet::encode_weights(&merge, "merged", &hash, 99).unwrap();
+    merged.put(bytes).wait().unwrap();
+
+    let output = run.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("continuing from the merge"), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join(livedepth::app::replay::ADAPT_REPORT_FILE)).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["fleet_merges_adopted"].as_u64(), Some(1), "{report}");
+
     let mut shared = Vec::new();
     while let Some(sample) = subscriber.recv_timeout(Duration::from_secs(5)).unwrap() {
         shared.push((
@@ -181,16 +215,20 @@ fn run_with_adapt_shares_its_adapted_weights_with_the_fleet() {
     }
     assert!(!shared.is_empty(), "the adapter shares at least once, when it ends: {stderr}");
     let (key, bytes) = shared.last().unwrap();
-    assert_eq!(key, "livedepth/testfleet/weights/cam1");
     let weights = livedepth::fleet::decode_weights(bytes, key).unwrap();
-    let (base, hash) = base_checkpoint(&model);
     assert_eq!((weights.device.as_str(), weights.base.as_str()), ("cam1", hash.as_str()));
-    let report: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join(livedepth::app::replay::ADAPT_REPORT_FILE)).unwrap(),
-    )
-    .unwrap();
     assert_eq!(Some(weights.accepted_steps), report["steps"].as_u64(), "{report}");
     assert_eq!(weights.checkpoint.tensors.len(), base.tensors.len(), "every variable is shared");
+    // It continued from the merge: a decoder weight is nearer the merge's than the base's.
+    let name = base.tensors.keys().find(|n| n.starts_with("depth.") && n.ends_with("weight"));
+    let name = name.unwrap();
+    let distance = |a: &[f32], b: &[f32]| -> f64 {
+        a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum::<f64>().sqrt()
+    };
+    let ours = &weights.checkpoint.tensors[name].values;
+    let (to_merge, to_base) =
+        (distance(ours, &merge.tensors[name].values), distance(ours, &base.tensors[name].values));
+    assert!(to_merge < to_base, "{name}: {to_merge} from the merge, {to_base} from the base");
 }
 
 #[test]

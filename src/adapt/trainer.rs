@@ -76,6 +76,9 @@ pub struct AdaptStats {
     /// The window's mean log-depth deviation of the adapted from the frozen depth.
     #[serde(default, deserialize_with = "nan_if_null")]
     pub serve_deviation: f64,
+    /// Fleet merges this adapter continued from (`run --adapt --fleet`).
+    #[serde(default)]
+    pub fleet_merges_adopted: u64,
     /// The last fresh triplet (scored before training on it): its spacing k, the photometric
     /// loss of the adapted and of the frozen weights, the current pose network's motion
     /// (axis-angle, translation: target→prev inverted, target→next) and the parallax that
@@ -488,6 +491,19 @@ impl Adapter {
             self.stats.published += 1;
         }
         Ok(())
+    }
+
+    /// Continues from weights a fleet merged (see [`crate::fleet`]): they replace the student's
+    /// and the rollback point's, and go to the live path.
+    pub fn adopt(
+        &mut self,
+        checkpoint: &crate::model::checkpoint::Checkpoint,
+    ) -> Result<(), AdaptError> {
+        let arch = self.student.arch().name();
+        crate::model::network::load_group(self.student.var_store_mut(), "", checkpoint, arch)?;
+        self.good_student.copy_weights_from(&self.student)?;
+        self.stats.fleet_merges_adopted += 1;
+        self.publish()
     }
 
     /// Writes a checkpoint now (if a path is set).

@@ -450,6 +450,7 @@ pub fn run_adapter_thread(
             tracing::info!("adapt: step rejected: {reason}");
         }
         if let Some(fleet) = fleet.as_mut() {
+            fleet.adopt_merge(&mut adapter);
             fleet.maybe_share(&adapter, false);
         }
         if let Some(board) = &board
@@ -463,6 +464,10 @@ pub fn run_adapter_thread(
             tracing::info!("{}", status_line(adapter.stats(), rate));
             last_print = Instant::now();
         }
+    }
+    if let Some(fleet) = fleet.as_mut() {
+        // A merge that arrived during the last step still counts.
+        fleet.adopt_merge(&mut adapter);
     }
     adapter.finish()?;
     if let Some(fleet) = fleet.as_mut() {

@@ -1,7 +1,8 @@
 //! Shared adaptation over Zenoh, both sides:
 //! - [`FleetShare`]: a device running `run --adapt --zenoh` puts its adapted weights (with the
 //!   base model's hash and its accepted steps) under `livedepth/<fleet>/weights/<device>`, at
-//!   most every [`SHARE_EVERY`] and once more when adaptation ends;
+//!   most every [`SHARE_EVERY`] and once more when adaptation ends, and continues from each merge
+//!   the fleet republishes for its base;
 //! - [`run_fleet`] (`livedepth fleet`): subscribes to the fleet's weights, keeps each device's
 //!   newest, and once enough devices sent new ones merges them ([`crate::fleet::merge`]),
 //!   validates the merge against the base on a held-out replay with ground truth, writes the
@@ -29,9 +30,11 @@ use zenoh::Wait;
 /// How often a device shares its adapted weights at most.
 pub const SHARE_EVERY: Duration = Duration::from_secs(10);
 
-/// A device's side: shares the adapter's weights with the fleet.
+/// A device's side: shares the adapter's weights with the fleet, and continues from the merges
+/// the fleet republishes for the same base.
 pub struct FleetShare {
     session: zenoh::Session,
+    merged: zenoh::pubsub::Subscriber<zenoh::handlers::FifoChannelHandler<zenoh::sample::Sample>>,
     key: String,
     device: String,
     base: String,
@@ -44,8 +47,14 @@ impl FleetShare {
     pub fn open(zenoh: &ZenohConfig, base: &DepthNetwork) -> crate::Result<Self> {
         let session = zenoh.open().map_err(|e| crate::Error::Other(format!("--zenoh: {e}")))?;
         let checkpoint = var_store_checkpoint(base.var_store(), Path::new("<base>"), &[])?;
+        let merged_key = weights_key(&zenoh.fleet, MERGED_DEVICE);
+        let merged = session
+            .declare_subscriber(&merged_key)
+            .wait()
+            .map_err(|e| crate::Error::Other(format!("zenoh subscriber {merged_key}: {e}")))?;
         Ok(Self {
             session,
+            merged,
             key: weights_key(&zenoh.fleet, &zenoh.device),
             device: zenoh.device.clone(),
             base: base_hash(&checkpoint),
@@ -71,6 +80,32 @@ impl FleetShare {
                 self.last = Some(Instant::now());
             }
             Err(e) => tracing::warn!("fleet: sharing weights on {}: {e}", self.key),
+        }
+    }
+
+    /// Continues from the newest merge waiting for this fleet, if one was made from the same
+    /// base (others are logged and skipped); never waits.
+    pub fn adopt_merge(&mut self, adapter: &mut Adapter) {
+        let mut newest = None;
+        while let Ok(Some(sample)) = self.merged.try_recv() {
+            newest = Some(sample);
+        }
+        let Some(sample) = newest else { return };
+        let key = sample.key_expr().as_str().to_owned();
+        match decode_weights(&sample.payload().to_bytes(), &key) {
+            Ok(w) if w.base == self.base => match adapter.adopt(&w.checkpoint) {
+                Ok(()) => tracing::info!(
+                    "fleet: continuing from the merge on {key} ({} steps across the fleet)",
+                    w.accepted_steps
+                ),
+                Err(e) => tracing::warn!("fleet: cannot adopt the merge on {key}: {e}"),
+            },
+            Ok(w) => tracing::warn!(
+                "fleet: the merge on {key} was made from base {}, this device adapts {}; skipped",
+                w.base,
+                self.base
+            ),
+            Err(e) => tracing::warn!("fleet: {key}: {e}"),
         }
     }
 
