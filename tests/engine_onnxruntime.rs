@@ -99,14 +99,7 @@ fn adapted_weights_reach_the_onnxruntime_engine_through_a_background_rebuild() {
 
     // "Adapted" weights: every decoder weight scaled by 1.05.
     let mut adapted = load();
-    tch::no_grad(|| {
-        for (name, mut tensor) in adapted.var_store_mut().variables() {
-            if name.starts_with("depth.") && name.ends_with("weight") {
-                let scaled = &tensor * 1.05;
-                tensor.copy_(&scaled);
-            }
-        }
-    });
+    model_support::scale_decoder_weights(&mut adapted, 1.05);
     let (mut publisher, receiver) = weights_exchange();
     assert!(!engine.refresh_weights(&receiver).unwrap(), "nothing published yet");
     publisher.publish(&adapted).unwrap();

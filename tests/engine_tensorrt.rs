@@ -337,14 +337,7 @@ fn tensorrt_matches_libtorch_caches_its_plan_and_refits_adapted_weights() {
 
     // Adapted weights (decoder weights × 1.05) go live by refit, and then serve exactly them.
     let mut adapted = load();
-    tch::no_grad(|| {
-        for (name, mut tensor) in adapted.var_store_mut().variables() {
-            if name.starts_with("depth.") && name.ends_with("weight") {
-                let scaled = &tensor * 1.05;
-                tensor.copy_(&scaled);
-            }
-        }
-    });
+    model_support::scale_decoder_weights(&mut adapted, 1.05);
     let (mut publisher, receiver) = weights_exchange();
     assert!(!engine.refresh_weights(&receiver).unwrap(), "nothing published yet");
     publisher.publish(&adapted).unwrap();
@@ -387,14 +380,7 @@ fn tensorrt_refits_a_batch_norm_network_through_the_onnx_parser_refitter() {
     assert_eq!(engine.refit_path(), tensorrt::RefitPath::OnnxParser, "BN folds into convs");
     let before = engine.predict_disparity(&image).unwrap();
     let mut adapted = fresh();
-    tch::no_grad(|| {
-        for (name, mut tensor) in adapted.var_store_mut().variables() {
-            if name.starts_with("depth.") && name.ends_with("weight") {
-                let scaled = &tensor * 1.1;
-                tensor.copy_(&scaled);
-            }
-        }
-    });
+    model_support::scale_decoder_weights(&mut adapted, 1.1);
     let (mut publisher, receiver) = weights_exchange();
     publisher.publish(&adapted).unwrap();
     assert!(engine.refresh_weights(&receiver).unwrap());

@@ -53,6 +53,20 @@ fn base_checkpoint(model: &std::path::Path) -> (livedepth::model::checkpoint::Ch
     (ckpt, hash)
 }
 
+/// `checkpoint` with its decoder (`depth.*`) scaled by `factor`.
+fn scaled_decoder(
+    checkpoint: &livedepth::model::checkpoint::Checkpoint,
+    factor: f32,
+) -> livedepth::model::checkpoint::Checkpoint {
+    let mut c = checkpoint.clone();
+    for (name, t) in c.tensors.iter_mut() {
+        if name.starts_with("depth.") {
+            t.values.iter_mut().for_each(|v| *v *= factor);
+        }
+    }
+    c
+}
+
 #[test]
 fn run_puts_depth_calibration_and_status_on_zenoh_under_the_device_key() {
     let (Some(_), Some(_)) =
@@ -128,29 +142,23 @@ fn run_puts_depth_calibration_and_status_on_zenoh_under_the_device_key() {
     }
 }
 
+/// `run` on the kitchen config with `flags`: it must fail, and its stderr.
+fn run_refused(flags: &[&str]) -> String {
+    let mut args = vec!["run", "--config", "configs/kitchen.toml"];
+    args.extend_from_slice(flags);
+    let output = common::livedepth(&args);
+    assert!(!output.status.success(), "run {flags:?} must be refused");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 #[test]
 fn a_device_name_that_is_not_one_key_chunk_is_refused_by_flag() {
-    let output = common::livedepth(&[
-        "run",
-        "--config",
-        "configs/kitchen.toml",
-        "--zenoh",
-        "--device-name",
-        "car/1",
-    ]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    let stderr = run_refused(&["--zenoh", "--device-name", "car/1"]);
     assert!(stderr.contains("--device-name") && stderr.contains("car/1"), "{stderr}");
-    let output = common::livedepth(&[
-        "run",
-        "--config",
-        "configs/kitchen.toml",
-        "--zenoh-connect",
-        "192.168.1.2:7447",
-    ]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    let stderr = run_refused(&["--zenoh-connect", "192.168.1.2:7447"]);
     assert!(stderr.contains("--zenoh-connect") && stderr.contains("tcp/HOST:PORT"), "{stderr}");
+    let stderr = run_refused(&["--fleet", "a b"]);
+    assert!(stderr.contains("--fleet") && stderr.contains("a b"), "{stderr}");
 }
 
 #[test]
@@ -182,12 +190,7 @@ fn run_with_adapt_shares_its_weights_and_continues_from_the_fleets_merge() {
 
     // The fleet's merge: the base with its decoder scaled by 1.01, sent once the device listens.
     let (base, hash) = base_checkpoint(&model);
-    let mut merge = base.clone();
-    for (name, t) in merge.tensors.iter_mut() {
-        if name.starts_with("depth.") {
-            t.values.iter_mut().for_each(|v| *v *= 1.01);
-        }
-    }
+    let merge = scaled_decoder(&base, 1.01);
     let deadline = Instant::now() + Duration::from_secs(120);
     while !merged.matching_status().wait().unwrap().matching() {
         assert!(Instant::now() < deadline, "the device never subscribed to the fleet's merges");
@@ -257,15 +260,7 @@ fn fleet_merges_two_devices_validates_on_held_out_frames_and_republishes() {
     // Two devices' "adapted" weights: the base's decoder scaled by 1.02 (30 steps) and by 0.99
     // (10 steps).
     let (base, hash) = base_checkpoint(&model);
-    let scaled = |factor: f32| {
-        let mut c = base.clone();
-        for (name, t) in c.tensors.iter_mut() {
-            if name.starts_with("depth.") {
-                t.values.iter_mut().for_each(|v| *v *= factor);
-            }
-        }
-        c
-    };
+    let scaled = |factor: f32| scaled_decoder(&base, factor);
     let devices = [("car-a", 1.02f32, 30u64), ("car-b", 0.99, 10)];
     let publishers: Vec<_> = devices
         .iter()

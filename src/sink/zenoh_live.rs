@@ -107,6 +107,9 @@ impl ZenohConfig {
                 format!("{:?}", self.device),
             ));
         }
+        if let Err(expected) = check_device_name(&self.fleet) {
+            return Err(("outputs.zenoh.fleet (--fleet)", expected, format!("{:?}", self.fleet)));
+        }
         for (field, endpoints) in [
             ("outputs.zenoh.listen (--zenoh-listen)", &self.listen),
             ("outputs.zenoh.connect (--zenoh-connect)", &self.connect),

@@ -71,3 +71,17 @@ pub fn load_rgb(path: &Path) -> livedepth::frame::RgbImage {
     let img = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).to_rgb8();
     livedepth::frame::RgbImage { width: img.width(), height: img.height(), data: img.into_raw() }
 }
+
+/// Stand-in "adapted" weights: every decoder weight (`depth.*weight`) of `network` scaled by
+/// `factor`, in place.
+#[cfg(feature = "torch")]
+pub fn scale_decoder_weights(network: &mut livedepth::model::network::DepthNetwork, factor: f64) {
+    tch::no_grad(|| {
+        for (name, mut tensor) in network.var_store_mut().variables() {
+            if name.starts_with("depth.") && name.ends_with("weight") {
+                let scaled = &tensor * factor;
+                tensor.copy_(&scaled);
+            }
+        }
+    });
+}
