@@ -125,6 +125,14 @@ pub fn colourise_depth_with(depth: &DepthMap, percentiles: (f32, f32)) -> RgbIma
     colourise_closeness(depth.width, depth.height, depth_closeness(depth), percentiles)
 }
 
+/// The depths at the bright and dark ends of [`colourise_depth`]'s map for `depth`: (near,
+/// far); `None` without a valid pixel.
+pub fn depth_colour_range(depth: &DepthMap) -> Option<(f32, f32)> {
+    let (low, high) = DEFAULT_PERCENTILES;
+    let (lo, hi) = percentile_range(depth_closeness(depth).flatten(), low, high)?;
+    Some((1.0 / hi, 1.0 / lo))
+}
+
 /// The closeness (inverse depth) of a depth map's valid pixels; `None` where invalid.
 fn depth_closeness(depth: &DepthMap) -> impl Iterator<Item = Option<f32>> + Clone + '_ {
     let n = depth.width as usize * depth.height as usize;

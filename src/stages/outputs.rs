@@ -10,7 +10,8 @@ use crate::frame::{DepthMap, RgbImage};
 use crate::pipeline::{Sink, StageError};
 use crate::scale::ground::GroundScale;
 use crate::scale::{MetricScale, ScaleEstimate, ScaleSummary};
-use crate::sink::colourise::{colourise_depth, write_rgb_png};
+use crate::sink::colour_bar::draw_metric_colour_bar;
+use crate::sink::colourise::{colourise_depth, depth_colour_range, write_rgb_png};
 use crate::sink::depth_png::write_depth_png;
 use crate::sink::foxglove_live::{Telemetry, TelemetryFrame, TelemetryOptions};
 use crate::sink::metrics::MetricsCsvWriter;
@@ -191,7 +192,14 @@ impl OutputSink {
         let scale = self.scale.is_some().then(|| self.scale_estimates.last().copied()).flatten();
         let needs_colour =
             self.outputs.colour_png || self.outputs.video || self.telemetry.is_some();
-        let colour = needs_colour.then(|| colourise_depth(&depth));
+        let colour = needs_colour.then(|| {
+            let mut colour = colourise_depth(&depth);
+            // In metres, the colours get a scale to read distances off.
+            if let (Some(_), Some((near, far))) = (&scale, depth_colour_range(&depth)) {
+                draw_metric_colour_bar(&mut colour, near, far);
+            }
+            colour
+        });
         if self.outputs.depth_png {
             write_depth_png(&self.path("depth", index, "png"), &depth)?;
         }
