@@ -45,7 +45,7 @@ while [ $# -gt 0 ]; do
 done
 
 # The GPU tests: each skips with a printed reason where there is no GPU, and runs on one.
-GPU_TESTS=(cuda_gpu cuda_adapt cuda_torch cuda_nvrtc)
+GPU_TESTS=(cuda_gpu cuda_adapt cuda_torch cuda_nvrtc engine_tensorrt)
 SHARED_SRC=${LIVEDEPTH_SHARED:-$ROOT/../shared}
 
 pack() {
