@@ -378,7 +378,13 @@ nvinfer1::IRefitter& refitter_of(EngineState& state) {
     return *state.refitter;
 }
 
-rust::Vec<rust::String> names_from(int32_t count, std::vector<char const*> const& names) {
+// The names a refitter query (getAllWeights, getMissingWeights: size and array in, count out)
+// lists: asked once for the count, then for the names.
+template <typename Query>
+rust::Vec<rust::String> refitter_names(Query query) {
+    int32_t count = query(0, nullptr);
+    std::vector<char const*> names(static_cast<size_t>(std::max(count, 0)));
+    count = query(static_cast<int32_t>(names.size()), names.data());
     rust::Vec<rust::String> out;
     size_t n = std::min(static_cast<size_t>(std::max(count, 0)), names.size());
     for (size_t i = 0; i < n; ++i) out.push_back(rust::String(names[i]));
@@ -388,10 +394,7 @@ rust::Vec<rust::String> names_from(int32_t count, std::vector<char const*> const
 
 rust::Vec<rust::String> Engine::refittable_weights() {
     nvinfer1::IRefitter& refitter = refitter_of(*state_);
-    int32_t count = refitter.getAllWeights(0, nullptr);
-    std::vector<char const*> names(static_cast<size_t>(std::max(count, 0)));
-    count = refitter.getAllWeights(count, names.data());
-    return names_from(count, names);
+    return refitter_names([&](int32_t size, char const** names) { return refitter.getAllWeights(size, names); });
 }
 
 void Engine::refit_weight(rust::Str name, uint64_t address, int64_t count, bool on_device) {
@@ -407,10 +410,7 @@ void Engine::refit_weight(rust::Str name, uint64_t address, int64_t count, bool 
 
 rust::Vec<rust::String> Engine::missing_weights() {
     nvinfer1::IRefitter& refitter = refitter_of(*state_);
-    int32_t count = refitter.getMissingWeights(0, nullptr);
-    std::vector<char const*> names(static_cast<size_t>(std::max(count, 0)));
-    count = refitter.getMissingWeights(count, names.data());
-    return names_from(count, names);
+    return refitter_names([&](int32_t size, char const** names) { return refitter.getMissingWeights(size, names); });
 }
 
 void Engine::refit_commit() {
