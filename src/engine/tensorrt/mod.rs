@@ -148,7 +148,10 @@ fn library() -> Result<&'static ffi::bridge::Library, EngineError> {
 
 /// Why TensorRT cannot be used here, or None when its libraries load.
 pub fn status() -> Option<String> {
-    library().err().map(|e| e.to_string())
+    library().err().map(|e| match e {
+        EngineError::TensorRtMissing(why) => why,
+        other => other.to_string(),
+    })
 }
 
 /// TensorRT's version as `major.minor.patch`, when its libraries load.
