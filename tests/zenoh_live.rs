@@ -167,9 +167,9 @@ fn run_with_adapt_shares_its_weights_and_continues_from_the_fleets_merge() {
     else {
         return;
     };
-    let (session, endpoint) = listening_peer();
-    let subscriber = session.declare_subscriber("livedepth/testfleet/weights/cam1").wait().unwrap();
-    let merged = session.declare_publisher("livedepth/testfleet/weights/merged").wait().unwrap();
+    // This time the device listens (the live view and the fleet share its one session) and the
+    // test's peer connects to it.
+    let endpoint = format!("tcp/127.0.0.1:{}", free_port());
     let dir = tempfile::tempdir().unwrap();
     // The kitchen config on a live 30 fps test camera: 300 frames last 10 s.
     let config = std::fs::read_to_string(common::repo_root().join("configs/kitchen.toml"))
@@ -183,10 +183,17 @@ fn run_with_adapt_shares_its_weights_and_continues_from_the_fleets_merge() {
         .current_dir(common::repo_root())
         .args(["run", "--config", config_path.to_str().unwrap(), "--frames", "300", "--adapt"])
         .args(["--out", out.to_str().unwrap()])
-        .args(["--zenoh-connect", &endpoint, "--device-name", "cam1", "--fleet", "testfleet"])
+        .args(["--zenoh-listen", &endpoint, "--device-name", "cam1", "--fleet", "testfleet"])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let mut config = zenoh::Config::default();
+    config.insert_json5("mode", "\"peer\"").unwrap();
+    config.insert_json5("connect/endpoints", &format!("[\"{endpoint}\"]")).unwrap();
+    config.insert_json5("scouting/multicast/enabled", "false").unwrap();
+    let session = zenoh::open(config).wait().unwrap();
+    let subscriber = session.declare_subscriber("livedepth/testfleet/weights/cam1").wait().unwrap();
+    let merged = session.declare_publisher("livedepth/testfleet/weights/merged").wait().unwrap();
 
     // The fleet's merge: the base with its decoder scaled by 1.01, sent once the device listens.
     let (base, hash) = base_checkpoint(&model);

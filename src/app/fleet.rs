@@ -43,9 +43,13 @@ pub struct FleetShare {
 }
 
 impl FleetShare {
-    /// Opens a session for `zenoh`'s fleet; `base` is the network adaptation starts from.
-    pub fn open(zenoh: &ZenohConfig, base: &DepthNetwork) -> crate::Result<Self> {
-        let session = zenoh.open().map_err(|e| crate::Error::Other(format!("--zenoh: {e}")))?;
+    /// Shares on `session` (the process's one, the live view's) for `zenoh`'s fleet and
+    /// device; `base` is the network adaptation starts from.
+    pub fn new(
+        session: zenoh::Session,
+        zenoh: &ZenohConfig,
+        base: &DepthNetwork,
+    ) -> crate::Result<Self> {
         let checkpoint = var_store_checkpoint(base.var_store(), Path::new("<base>"), &[])?;
         let merged_key = weights_key(&zenoh.fleet, MERGED_DEVICE);
         let merged = session

@@ -216,7 +216,7 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
             let failure = Arc::new(OnceLock::new());
             let failure_slot = Arc::clone(&failure);
             let board = status_board.clone();
-            let zenoh = config.outputs.zenoh.clone();
+            let zenoh = sink.zenoh_session().zip(config.outputs.zenoh.clone());
             adapter_thread = Some(
                 std::thread::Builder::new()
                     .name("adapt".into())
@@ -230,8 +230,9 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
                             .and_then(|adapter| {
                                 // With Zenoh, the adapted weights are shared with the fleet.
                                 let fleet = zenoh
-                                    .as_ref()
-                                    .map(|z| FleetShare::open(z, adapter.student()))
+                                    .map(|(session, z)| {
+                                        FleetShare::new(session, &z, adapter.student())
+                                    })
                                     .transpose()?;
                                 run_adapter_thread(adapter, publisher, frames_rx, 2.0, board, fleet)
                             });

@@ -119,7 +119,8 @@ pub struct Telemetry {
     dropped: Arc<AtomicU64>,
     foxglove_port: Option<u16>,
     mcap: Option<PathBuf>,
-    zenoh: Option<String>,
+    /// The Zenoh key prefix and session, when Zenoh is on.
+    zenoh: Option<(String, zenoh::Session)>,
     board: StatusBoard,
 }
 
@@ -213,8 +214,8 @@ impl Telemetry {
                 let session = config
                     .open()
                     .map_err(|reason| TelemetryError::Zenoh { prefix: prefix.clone(), reason })?;
-                ctx.add_sink(Arc::new(ZenohSink::new(session, prefix.clone())));
-                Some(prefix)
+                ctx.add_sink(Arc::new(ZenohSink::new(session.clone(), prefix.clone())));
+                Some((prefix, session))
             }
             None => None,
         };
@@ -262,6 +263,12 @@ impl Telemetry {
         self.board.clone()
     }
 
+    /// The Zenoh session the channels go out on, when Zenoh is on (one per process: others
+    /// share it, e.g. the adapter sharing weights with the fleet).
+    pub fn zenoh_session(&self) -> Option<zenoh::Session> {
+        self.zenoh.as_ref().map(|(_, session)| session.clone())
+    }
+
     /// The WebSocket server's port, when it runs.
     pub fn foxglove_port(&self) -> Option<u16> {
         self.foxglove_port
@@ -293,7 +300,7 @@ impl Telemetry {
             dropped: self.dropped.load(Ordering::Relaxed),
             foxglove_port: self.foxglove_port,
             mcap: self.mcap.clone(),
-            zenoh: self.zenoh.clone(),
+            zenoh: self.zenoh.as_ref().map(|(prefix, _)| prefix.clone()),
         })
     }
 }

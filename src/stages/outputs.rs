@@ -129,6 +129,11 @@ impl OutputSink {
         self.telemetry.as_ref().map(|t| t.status_board())
     }
 
+    /// The telemetry's Zenoh session, when Zenoh is on.
+    pub fn zenoh_session(&self) -> Option<zenoh::Session> {
+        self.telemetry.as_ref().and_then(|t| t.zenoh_session())
+    }
+
     pub fn metrics(&self) -> &MetricsAccumulator {
         &self.accumulator
     }
