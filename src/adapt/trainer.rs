@@ -494,7 +494,9 @@ impl Adapter {
     }
 
     /// Continues from weights a fleet merged (see [`crate::fleet`]): they replace the student's
-    /// and the rollback point's, and go to the live path.
+    /// and the rollback point's, become the point the forgetting guard holds the weights near
+    /// (the fleet validated them; pulling back to the base would undo the merge), and go to the
+    /// live path. The never-worse guard still compares with the frozen base.
     pub fn adopt(
         &mut self,
         checkpoint: &crate::model::checkpoint::Checkpoint,
@@ -502,6 +504,9 @@ impl Adapter {
         let arch = self.student.arch().name();
         crate::model::network::load_group(self.student.var_store_mut(), "", checkpoint, arch)?;
         self.good_student.copy_weights_from(&self.student)?;
+        self.anchor_values = tch::no_grad(|| {
+            self.adam.vars.iter().map(Tensor::f_detach_copy).collect::<Result<Vec<_>, _>>()
+        })?;
         self.stats.fleet_merges_adopted += 1;
         self.publish()
     }
