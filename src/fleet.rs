@@ -9,7 +9,6 @@
 use crate::model::ModelError;
 use crate::model::checkpoint::{Checkpoint, MetaValue, StoredTensor};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The device name under which a fleet's merged weights are published.
@@ -110,8 +109,8 @@ pub fn decode_weights(bytes: &[u8], origin: &str) -> Result<DeviceWeights, Fleet
 
 /// θ = θ_base + Σ_i w_i (θ_i − θ_base) / Σ_i w_i with w_i = the accepted steps of device i (a
 /// device without accepted steps adds nothing; when none has any, all count alike). Every
-/// device must have adapted
-/// `base` (same hash) and hold every variable of it with the same shape.
+/// device must have adapted `base` (same hash) and hold every variable of it with the same
+/// shape.
 pub fn merge(base: &Checkpoint, devices: &[DeviceWeights]) -> Result<Checkpoint, FleetError> {
     if devices.is_empty() {
         return Err(FleetError::Empty);
@@ -156,11 +155,6 @@ pub fn merge(base: &Checkpoint, devices: &[DeviceWeights]) -> Result<Checkpoint,
         merged.tensors.insert(name.clone(), StoredTensor { values, ..b.clone() });
     }
     Ok(merged)
-}
-
-/// Sorted device names, for reports.
-pub fn device_names(devices: &BTreeMap<String, DeviceWeights>) -> Vec<String> {
-    devices.keys().cloned().collect()
 }
 
 #[cfg(test)]

@@ -396,9 +396,14 @@ pub fn lower_thread_priority() -> bool {
 /// How often the adapter thread posts its status on a status board.
 const BOARD_EVERY: Duration = Duration::from_millis(500);
 
+/// Accepted steps per second over `running`.
+fn steps_per_second(stats: &AdaptStats, running: Duration) -> f64 {
+    stats.steps as f64 / running.as_secs_f64().max(1e-9)
+}
+
 /// The adaptation status for a live view: every [`AdaptStats`] field, plus steps per second.
 pub fn adapt_status(stats: &AdaptStats, running: Duration) -> serde_json::Value {
-    let rate = stats.steps as f64 / running.as_secs_f64().max(1e-9);
+    let rate = steps_per_second(stats, running);
     let mut value = serde_json::to_value(stats).unwrap_or(serde_json::Value::Null);
     if let Some(map) = value.as_object_mut() {
         map.insert("steps_per_s".into(), serde_json::json!(rate));
@@ -460,7 +465,7 @@ pub fn run_adapter_thread(
             last_post = Instant::now();
         }
         if print_every_s > 0.0 && last_print.elapsed().as_secs_f64() >= print_every_s {
-            let rate = adapter.stats().steps as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            let rate = steps_per_second(adapter.stats(), started.elapsed());
             tracing::info!("{}", status_line(adapter.stats(), rate));
             last_print = Instant::now();
         }
@@ -476,7 +481,7 @@ pub fn run_adapter_thread(
     if let Some(board) = &board {
         board.set_adapt(adapt_status(adapter.stats(), started.elapsed()));
     }
-    let rate = adapter.stats().steps as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    let rate = steps_per_second(adapter.stats(), started.elapsed());
     tracing::info!("{} (final)", status_line(adapter.stats(), rate));
     Ok(adapter.stats().clone())
 }

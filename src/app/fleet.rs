@@ -251,10 +251,10 @@ pub fn run_fleet(options: &FleetOptions) -> crate::Result<FleetReport> {
             continue;
         }
         let devices: Vec<DeviceWeights> = std::mem::take(&mut newest).into_values().collect();
-        let round = merge_round(options, &base, &devices, base_abs_rel, report.rounds.len() + 1)?;
+        let number = report.rounds.len() + 1;
+        let (round, bytes) =
+            merge_round(options, (&base, &report.base), &devices, base_abs_rel, number)?;
         if round.republished {
-            let bytes = std::fs::read(&round.weights)
-                .map_err(|e| crate::Error::Other(format!("{}: {e}", round.weights.display())))?;
             session
                 .put(&merged_key, bytes)
                 .encoding(
@@ -274,19 +274,19 @@ pub fn run_fleet(options: &FleetOptions) -> crate::Result<FleetReport> {
     Ok(report)
 }
 
-/// Merges `devices`, writes the round's weights and scores them on the held-out replay.
+/// Merges `devices` into `base` (whose hash is given), writes the round's weights and scores
+/// them on the held-out replay; returns the round and the weights' bytes (to republish).
 fn merge_round(
     options: &FleetOptions,
-    base: &crate::model::checkpoint::Checkpoint,
+    (base, hash): (&crate::model::checkpoint::Checkpoint, &str),
     devices: &[DeviceWeights],
     base_abs_rel: Option<f64>,
     round: usize,
-) -> crate::Result<FleetRound> {
+) -> crate::Result<(FleetRound, Vec<u8>)> {
     let merged = merge(base, devices).map_err(|e| crate::Error::Other(e.to_string()))?;
     let path = options.out.join(format!("merged-round-{round}.safetensors"));
-    let hash = base_hash(base);
     let steps: u64 = devices.iter().map(|d| d.accepted_steps).sum();
-    let bytes = encode_weights(&merged, MERGED_DEVICE, &hash, steps)
+    let bytes = encode_weights(&merged, MERGED_DEVICE, hash, steps)
         .map_err(|e| crate::Error::Other(e.to_string()))?;
     crate::tempfiles::write_atomic(&path, |temp| std::fs::write(temp, &bytes), |e| e)
         .map_err(|e| crate::Error::Other(format!("{}: {e}", path.display())))?;
@@ -297,7 +297,7 @@ fn merge_round(
         }
         _ => None,
     };
-    Ok(FleetRound {
+    let round = FleetRound {
         round,
         devices: devices.iter().map(|d| d.device.clone()).collect(),
         accepted_steps: devices.iter().map(|d| d.accepted_steps).collect(),
@@ -306,5 +306,6 @@ fn merge_round(
         merged_abs_rel,
         republished: held_back.is_none(),
         held_back,
-    })
+    };
+    Ok((round, bytes))
 }

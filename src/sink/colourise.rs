@@ -125,12 +125,13 @@ pub fn colourise_depth_with(depth: &DepthMap, percentiles: (f32, f32)) -> RgbIma
     colourise_closeness(depth.width, depth.height, depth_closeness(depth), percentiles)
 }
 
-/// The depths at the bright and dark ends of [`colourise_depth`]'s map for `depth`: (near,
-/// far); `None` without a valid pixel.
-pub fn depth_colour_range(depth: &DepthMap) -> Option<(f32, f32)> {
+/// [`colourise_depth`], and the depths at the bright and dark ends of its map: (near, far);
+/// `None` without a valid pixel. The range is found once, for both.
+pub fn colourise_depth_ranged(depth: &DepthMap) -> (RgbImage, Option<(f32, f32)>) {
     let (low, high) = DEFAULT_PERCENTILES;
-    let (lo, hi) = percentile_range(depth_closeness(depth).flatten(), low, high)?;
-    Some((1.0 / hi, 1.0 / lo))
+    let range = percentile_range(depth_closeness(depth).flatten(), low, high);
+    let image = colourise_closeness_in(depth.width, depth.height, depth_closeness(depth), range);
+    (image, range.map(|(lo, hi)| (1.0 / hi, 1.0 / lo)))
 }
 
 /// The closeness (inverse depth) of a depth map's valid pixels; `None` where invalid.

@@ -317,7 +317,6 @@ fn timestamp(seconds: f64) -> Timestamp {
     Timestamp::new(seconds.floor() as u32, ((seconds.fract()) * 1e9) as u32)
 }
 
-/// Publishes frames until the live path closes the queue; returns how many.
 /// What the telemetry thread reads.
 struct Feed<'a> {
     frames: &'a Receiver<TelemetryFrame>,
@@ -327,6 +326,7 @@ struct Feed<'a> {
     board: &'a StatusBoard,
 }
 
+/// Publishes frames until the live path closes the queue; returns how many.
 fn publish_loop(channels: &Channels, feed: Feed<'_>) -> u64 {
     let Feed { frames, stride, dropped, board } = feed;
     let (mut pipeline, mut adapt) = (None, None);

@@ -11,7 +11,7 @@ use crate::pipeline::{Sink, StageError};
 use crate::scale::ground::GroundScale;
 use crate::scale::{MetricScale, ScaleEstimate, ScaleSummary};
 use crate::sink::colour_bar::draw_metric_colour_bar;
-use crate::sink::colourise::{colourise_depth, depth_colour_range, write_rgb_png};
+use crate::sink::colourise::{colourise_depth, colourise_depth_ranged, write_rgb_png};
 use crate::sink::depth_png::write_depth_png;
 use crate::sink::foxglove_live::{Telemetry, TelemetryFrame, TelemetryOptions};
 use crate::sink::metrics::MetricsCsvWriter;
@@ -122,7 +122,6 @@ impl OutputSink {
         })
     }
 
-    /// Per-frame metrics gathered so far (frames with ground truth only).
     /// The telemetry's status board, when a live view or recording runs: the pipeline's
     /// statistics thread and the adapter post on it, and every status message carries it.
     pub fn status_board(&self) -> Option<crate::pipeline::StatusBoard> {
@@ -134,6 +133,7 @@ impl OutputSink {
         self.telemetry.as_ref().and_then(|t| t.zenoh_session())
     }
 
+    /// Per-frame metrics gathered so far (frames with ground truth only).
     pub fn metrics(&self) -> &MetricsAccumulator {
         &self.accumulator
     }
@@ -182,6 +182,7 @@ impl OutputSink {
         let index = frame.index;
         let mut depth: DepthMap = disparity.to_depth(self.min_depth, self.max_depth);
         let intrinsics = frame.intrinsics.or(self.camera);
+        let mut scale = None;
         if let Some((_, estimator)) = self.scale.as_mut() {
             let k = intrinsics.ok_or_else(|| {
                 crate::Error::Other(
@@ -190,20 +191,23 @@ impl OutputSink {
                 )
             })?;
             let estimate = estimator.update(&depth, &k);
-            let scale = estimate.scale as f32;
-            depth.data.iter_mut().for_each(|d| *d *= scale);
+            let factor = estimate.scale as f32;
+            depth.data.iter_mut().for_each(|d| *d *= factor);
             self.scale_estimates.push(estimate);
+            scale = Some(estimate);
         }
-        let scale = self.scale.is_some().then(|| self.scale_estimates.last().copied()).flatten();
         let needs_colour =
             self.outputs.colour_png || self.outputs.video || self.telemetry.is_some();
-        let colour = needs_colour.then(|| {
-            let mut colour = colourise_depth(&depth);
+        let colour = needs_colour.then(|| match scale {
             // In metres, the colours get a scale to read distances off.
-            if let (Some(_), Some((near, far))) = (&scale, depth_colour_range(&depth)) {
-                draw_metric_colour_bar(&mut colour, near, far);
+            Some(_) => {
+                let (mut colour, range) = colourise_depth_ranged(&depth);
+                if let Some((near, far)) = range {
+                    draw_metric_colour_bar(&mut colour, near, far);
+                }
+                colour
             }
-            colour
+            None => colourise_depth(&depth),
         });
         if self.outputs.depth_png {
             write_depth_png(&self.path("depth", index, "png"), &depth)?;

@@ -268,18 +268,15 @@ impl TensorRtDepthEngine {
             profile: [nchw; 3],
             workspace_bytes: options.workspace_bytes,
         };
-        let (bytes, cache_path, mut built_now) = cached_plan(library, &onnx, &key, options)?;
+        let (bytes, mut cache_path, mut built_now) =
+            cached_plan(library, &onnx, &key, options, false)?;
         let mut engine = match library.deserialize(&bytes) {
             Ok(engine) => engine,
             Err(e) if !built_now => {
                 // A cached plan this library cannot load (another build of the same version).
                 tracing::warn!("TensorRT engine cache: {}; rebuilding", e.what());
-                let fresh = TensorRtOptions { cache: None, ..options.clone() };
-                let (plan, _, _) = cached_plan(library, &onnx, &key, &fresh)?;
-                if let Some(cache) = &options.cache {
-                    cache.store(&key, &plan)?;
-                }
-                built_now = true;
+                let plan;
+                (plan, cache_path, built_now) = cached_plan(library, &onnx, &key, options, true)?;
                 library.deserialize(&plan).map_err(shim_error("loading the rebuilt plan"))?
             }
             Err(e) => return Err(shim_error("loading the plan")(e)),
@@ -418,15 +415,16 @@ impl TensorRtDepthEngine {
     }
 }
 
-/// The plan for `key`: from the cache, or built now (and stored). Returns the plan, its cache
-/// file and whether it was built.
+/// The plan for `key`: from the cache, or built now (and stored; always with `rebuild`). Returns
+/// the plan, its cache file and whether it was built.
 fn cached_plan(
     library: &ffi::bridge::Library,
     onnx: &[u8],
     key: &EngineCacheKey,
     options: &TensorRtOptions,
+    rebuild: bool,
 ) -> Result<(Vec<u8>, Option<PathBuf>, bool), EngineError> {
-    if let Some(cache) = &options.cache {
+    if let Some(cache) = options.cache.as_ref().filter(|_| !rebuild) {
         match cache.load(key)? {
             CacheLookup::Hit(plan) => return Ok((plan, Some(cache.path(key)), false)),
             CacheLookup::Miss => {}
