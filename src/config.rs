@@ -130,13 +130,17 @@ pub struct NetworkConfig {
     /// backend's default.
     #[serde(default)]
     pub threads: usize,
-    /// Where metric scale comes from: `none` (the network's units) or `ground` (the road
-    /// plane, with `camera_height`). `--metric-scale` overrides it.
+    /// Where metric scale comes from: `none` (the network's units), `ground` (the road plane,
+    /// with `camera_height`) or `speed` (the vehicle's odometry, `speed_file`, with
+    /// adaptation). `--metric-scale` overrides it.
     #[serde(default = "default_metric_scale")]
     pub metric_scale: String,
     /// The camera's height above the road in metres (`--camera-height`), for `ground`.
     #[serde(default)]
     pub camera_height: Option<f64>,
+    /// The speed sidecar (`--speed-file`) for `speed`: CSV `time,speed` or JSON lines.
+    #[serde(default)]
+    pub speed_file: Option<PathBuf>,
 }
 
 fn default_metric_scale() -> String {
@@ -277,6 +281,7 @@ impl NetworkConfig {
             threads: 0,
             metric_scale: default_metric_scale(),
             camera_height: None,
+            speed_file: None,
         }
     }
 }
@@ -434,12 +439,15 @@ impl Config {
         {
             return Err(invalid("network.model", "a non-empty path", "\"\"".into()));
         }
-        if let Err(reason) =
-            crate::scale::MetricScale::from_flags(&net.metric_scale, net.camera_height)
-        {
+        if let Err(reason) = crate::scale::MetricScale::from_flags(
+            &net.metric_scale,
+            net.camera_height,
+            net.speed_file.as_deref(),
+        ) {
             return Err(invalid(
-                "network.metric_scale / network.camera_height (--metric-scale, --camera-height)",
-                "none, or ground with a positive camera height in metres",
+                "network.metric_scale / network.camera_height / network.speed_file \
+                 (--metric-scale, --camera-height, --speed-file)",
+                "none, ground with a positive camera height in metres, or speed",
                 reason,
             ));
         }

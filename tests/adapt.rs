@@ -52,6 +52,7 @@ fn triplet() -> Arc<Triplet> {
         target: Arc::new(texture(0.0)),
         next: Arc::new(texture(2.0)),
         intrinsics: [0.6 * W as f32, 0.9 * H as f32, W as f32 / 2.0, H as f32 / 2.0],
+        travel: None,
     })
 }
 
@@ -294,6 +295,7 @@ fn triplets_need_motion() {
         height: H,
         planar: Arc::new(texture(shift)),
         intrinsics: [50.0, 50.0, 48.0, 32.0],
+        odometer: None,
     };
     let mut selector = TripletSelector::new(1, 2, 0.01);
     for i in 0..6 {
@@ -359,6 +361,7 @@ fn adaptation_on_real_kitchen_frames_lowers_the_self_supervised_loss() {
         target: Arc::clone(&frames[1].planar),
         next: Arc::clone(&frames[2].planar),
         intrinsics: frames[1].intrinsics,
+        travel: None,
     })];
     // Eight steps with and without test-time pose refinement, from the same start.
     let losses = |refine: usize| {
@@ -548,6 +551,7 @@ fn forgetting_guard_bounds_the_drift_and_keeps_the_home_domain() {
                 target: Arc::clone(&frames[j + 1].planar),
                 next: Arc::clone(&frames[j + 2].planar),
                 intrinsics: frames[j + 1].intrinsics,
+                travel: None,
             })
         })
         .collect();
@@ -592,4 +596,37 @@ fn forgetting_guard_bounds_the_drift_and_keeps_the_home_domain() {
         "the guard kept less than half of the home-domain score: start {start_kitti}, \
          guarded {guarded_kitti}, unguarded {free_kitti}"
     );
+}
+
+/// Velocity supervision (`--metric-scale speed`): on a triplet that carries the metres the
+/// odometry travelled, the pose network's translation length is driven to that distance;
+/// without a distance (or with weight 0) there is no such term.
+#[test]
+fn velocity_supervision_drives_the_translation_length_to_the_travelled_distance() {
+    let _torch = torch_exclusive();
+    let mut config = test_config();
+    config.pose_refine_iterations = 0;
+    config.pose_learning_rate = 1e-3;
+    config.velocity_weight = 1.0;
+    config.distill.enabled = false;
+    let travelled = 0.8f32;
+    let with_travel = Arc::new(Triplet { travel: Some([travelled; 2]), ..(*triplet()).clone() });
+    let mut adapter = fresh_adapter(config.clone());
+    let batch = [with_travel];
+    assert_eq!(adapter.step_on(&batch).unwrap(), StepOutcome::Accepted);
+    let first = adapter.stats().last_velocity;
+    for _ in 0..80 {
+        assert_eq!(adapter.step_on(&batch).unwrap(), StepOutcome::Accepted);
+    }
+    let last = adapter.stats().last_velocity;
+    eprintln!("mean | |t| - {travelled} m |: first step {first:.4} m, after 80 steps {last:.4} m");
+    assert!(first > 0.1, "a fresh pose network does not already predict {travelled} m: {first}");
+    assert!(last < 0.2 * first, "velocity supervision did not pull |t| to {travelled}: {last}");
+
+    let mut without = fresh_adapter(config.clone());
+    assert_eq!(without.step_on(&[triplet()]).unwrap(), StepOutcome::Accepted);
+    assert_eq!(without.stats().last_velocity, 0.0, "no distance, no velocity term");
+    let mut off = fresh_adapter(AdaptConfig { velocity_weight: 0.0, ..config });
+    assert_eq!(off.step_on(&batch).unwrap(), StepOutcome::Accepted);
+    assert_eq!(off.stats().last_velocity, 0.0, "weight 0 switches it off");
 }

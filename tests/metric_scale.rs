@@ -3,7 +3,11 @@
 //!   height within 3 %;
 //! - on KITTI tiny, `eval --metric-scale ground --camera-height 1.65 --no-median-scaling` with
 //!   the KITTI RT-MonoDepth-S gives abs_rel at most 0.16 (0.128 median-scaled) and a median
-//!   ratio of ground truth to prediction near 1.
+//!   ratio of ground truth to prediction near 1;
+//! - `--metric-scale speed`: rendered drives record the vehicle's speed (`speed.csv`, whose
+//!   odometer matches the path); on kitchen frames the adapted KITTI network's depth is served
+//!   in metres to within a factor 1.5 (its units are a third of a metre there); a speed sidecar
+//!   with a bad row is refused naming the file and the line.
 
 mod common;
 
@@ -131,4 +135,123 @@ fn run_writes_depth_in_metres_with_the_ground_scale() {
         serde_json::from_str(&std::fs::read_to_string(units.join("run_report.json")).unwrap())
             .unwrap();
     assert!(unscaled.get("metric_scale").is_none());
+}
+
+#[test]
+fn rendered_drives_record_the_vehicles_speed() {
+    use livedepth::scale::speed::SpeedTrack;
+    let tmp = tempfile::tempdir().unwrap();
+    let renderer = Renderer::new(&RenderConfig {
+        width: 64,
+        height: 32,
+        frames: 12,
+        seed: 6151,
+        supersample: 1,
+        ..RenderConfig::default()
+    })
+    .unwrap();
+    livedepth::synth::write_dataset(&renderer, tmp.path(), false).unwrap();
+    let track = SpeedTrack::read(&tmp.path().join("speed.csv")).expect("speed.csv parses");
+    let (poses, stamps) = (renderer.poses(), renderer.timestamps());
+    let path: f64 =
+        poses.windows(2).map(|p| (p[1].translation.vector - p[0].translation.vector).norm()).sum();
+    let odometer = track.odometer(stamps[stamps.len() - 1]).unwrap();
+    println!("path {path:.3} m, odometer {odometer:.3} m");
+    assert!((odometer / path - 1.0).abs() < 0.01, "odometer {odometer} vs path {path}");
+}
+
+/// `eval --adapt --metric-scale speed --no-median-scaling` on kitchen frames 0–79, with the
+/// distance travelled from the ground-truth positions: the KITTI network's units are about a
+/// third of a metre indoors (ground truth / prediction ≈ 3); once the scale has settled the
+/// served depth is in metres to within a factor 1.5 (median ratio per frame).
+#[cfg(feature = "torch")]
+#[test]
+fn speed_scale_turns_the_kitti_networks_units_into_metres_on_the_kitchen() {
+    use livedepth::app::adapt::{AdaptOptions, evaluate_adapt};
+    use livedepth::scale::MetricScale;
+    let (Some(model), Some(kitchen)) =
+        (common::shared("models/rtmonodepth_s/m_640x192"), common::shared("data/kitchen"))
+    else {
+        return;
+    };
+    let options = livedepth::app::eval::EvalOptions {
+        dataset: format!("kitchen:{}", kitchen.display()),
+        model,
+        arch: livedepth::model::Arch::RtMonoDepthS,
+        width: 128,
+        height: 96,
+        selection: livedepth::source::dataset::FrameSelection::parse("0..80").unwrap(),
+        no_median_scaling: true,
+        json: None,
+        plot: None,
+        progress: false,
+        engine: livedepth::engine::EngineKind::Torch,
+        metric_scale: MetricScale::Speed { speed_file: None },
+    };
+    let adapt = AdaptOptions { print_every: 0, ..AdaptOptions::default() };
+    let (report, _) = evaluate_adapt(&options, &adapt).expect("lock-step evaluation");
+    let summary = report.metric_scale.clone().expect("a scale summary");
+    let median = |rows: &[livedepth::app::eval::FrameRow]| {
+        let mut r: Vec<f64> = rows.iter().map(|r| r.metrics.scale_ratio).collect();
+        r.sort_by(f64::total_cmp);
+        r[r.len() / 2]
+    };
+    let unscaled = summary.unscaled as usize;
+    let (in_units, in_metres) =
+        (median(&report.per_frame[..unscaled]), median(&report.per_frame[unscaled..]));
+    println!(
+        "ground truth / prediction: {in_units:.3} in network units (first {unscaled} frames), \
+         {in_metres:.3} with the speed scale; scale median {:.3} m/unit; abs_rel {:.3}",
+        summary.scale_median, report.mean.abs_rel
+    );
+    assert!(unscaled > 0 && unscaled < 40, "{summary:?}");
+    assert!(in_units > 2.0, "the network's units are not metres here: {in_units}");
+    assert!((1.0 / 1.5..1.5).contains(&in_metres), "not metric: {in_metres}");
+}
+
+#[test]
+fn a_speed_sidecar_with_a_bad_row_is_refused_naming_file_and_line() {
+    let (Some(model), Some(kitchen)) =
+        (common::shared("models/rtmonodepth_s/m_640x192"), common::shared("data/kitchen"))
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let speed = dir.path().join("speed.csv");
+    std::fs::write(&speed, "time,speed\n0.0,1.0\n0.1,fast\n").unwrap();
+    let output = common::livedepth(&[
+        "eval",
+        "--quiet",
+        "--dataset",
+        &format!("kitchen:{}", kitchen.display()),
+        "--model",
+        model.to_str().unwrap(),
+        "--frames",
+        "0..20",
+        "--adapt",
+        "--metric-scale",
+        "speed",
+        "--speed-file",
+        speed.to_str().unwrap(),
+        "--no-median-scaling",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "a bad sidecar must be refused");
+    let at = format!("{}:3:", speed.display());
+    assert!(stderr.contains(&at) && stderr.contains("speed `fast`"), "{stderr}");
+    // Without --adapt there is nothing to measure the scale against.
+    let output = common::livedepth(&[
+        "eval",
+        "--quiet",
+        "--dataset",
+        &format!("kitchen:{}", kitchen.display()),
+        "--model",
+        model.to_str().unwrap(),
+        "--frames",
+        "0..5",
+        "--metric-scale",
+        "speed",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("add --adapt"), "{stderr}");
 }

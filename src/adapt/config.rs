@@ -198,6 +198,11 @@ pub struct AdaptConfig {
     /// A second refinement walk starts from the network's translations reversed, and the lower
     /// loss wins (see [`crate::adapt::pose_refine`]).
     pub pose_refine_mirrored: bool,
+    /// Velocity supervision (`--metric-scale speed`): weight of the L1 distance between the
+    /// length of the pose network's translation and the metres the odometry travelled between
+    /// the same frames, on the triplets that carry it. It makes the pose network, and through
+    /// the photometric loss the depth network, metric. 0 = off.
+    pub velocity_weight: f64,
 }
 
 impl Default for AdaptConfig {
@@ -223,6 +228,7 @@ impl Default for AdaptConfig {
             pose_init_seed: None,
             pose_refine_iterations: 8,
             pose_refine_mirrored: true,
+            velocity_weight: 0.1,
         }
     }
 }
@@ -251,6 +257,13 @@ impl AdaptConfig {
                 "pose_learning_rate",
                 "a finite value > 0",
                 self.pose_learning_rate,
+            ));
+        }
+        if !(self.velocity_weight.is_finite() && self.velocity_weight >= 0.0) {
+            return Err(AdaptError::config(
+                "velocity_weight",
+                "a finite weight >= 0",
+                self.velocity_weight,
             ));
         }
         if self.k_min == 0 || self.k_max < self.k_min {

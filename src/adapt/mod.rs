@@ -18,6 +18,7 @@
 pub mod config;
 pub mod host_batch;
 pub mod loss_backend;
+pub mod metric;
 pub mod pose_refine;
 pub mod publish;
 pub mod serve_guard;

@@ -93,6 +93,42 @@ pub fn refine_poses_with<E>(
     })
 }
 
+/// Translation-length factors searched by [`translation_length_factor`]: 2^(i/8) for i in
+/// −16..=16, a quarter to four times the start.
+const LENGTH_SEARCH_STEPS: i32 = 16;
+const LENGTH_SEARCH_PER_OCTAVE: f32 = 8.0;
+
+/// The factor on both translations of `poses` (rotations kept, depth held fixed) at which
+/// `evaluate` (the photometric loss) is lowest, searched on a log grid from ¼× to 4× and refined
+/// by a parabola through the best point and its neighbours. This is the translation length the
+/// depth's own scale implies: Rprop moves each coordinate by small steps and cannot change the
+/// length by much, where a start far off in length (a pose network asked for a longer baseline
+/// than it learnt) needs a search along the direction. Used to measure metres per depth unit
+/// against an odometry (`--metric-scale speed`).
+pub fn translation_length_factor<E>(
+    poses: [Pose6; 2],
+    mut evaluate: impl FnMut(&[Pose6]) -> Result<f32, E>,
+) -> Result<f32, E> {
+    let exponent = |i: i32| i as f32 / LENGTH_SEARCH_PER_OCTAVE;
+    let mut losses = Vec::with_capacity((2 * LENGTH_SEARCH_STEPS + 1) as usize);
+    for i in -LENGTH_SEARCH_STEPS..=LENGTH_SEARCH_STEPS {
+        let factor = exponent(i).exp2();
+        let scaled = poses.map(|p| Pose6 { translation: p.translation.map(|v| v * factor), ..p });
+        let value = evaluate(&scaled)?;
+        losses.push(if value.is_finite() { value } else { f32::INFINITY });
+    }
+    let best = (0..losses.len()).min_by(|&a, &b| losses[a].total_cmp(&losses[b])).unwrap_or(0);
+    let mut e = exponent(best as i32 - LENGTH_SEARCH_STEPS);
+    if best > 0 && best + 1 < losses.len() {
+        let (l, c, r) = (losses[best - 1], losses[best], losses[best + 1]);
+        let curvature = l - 2.0 * c + r;
+        if curvature > 0.0 && curvature.is_finite() {
+            e += 0.5 * (l - r) / curvature / LENGTH_SEARCH_PER_OCTAVE;
+        }
+    }
+    Ok(e.exp2())
+}
+
 /// One Rprop walk from `start`; the lowest-loss poses seen are kept.
 fn walk<E>(
     start: [Pose6; 2],

@@ -12,140 +12,35 @@
 //! single safetensors files written atomically; [`Adapter::resume`] continues from one.
 
 mod adam;
+mod anchor;
 mod checkpoint;
+mod inputs;
 mod scoring;
+mod stats;
+mod tensors;
+
+use inputs::{
+    check_batch, fill_tie_break_noise, scale_invariant_distillation, velocity_supervision,
+};
+pub use stats::{AdaptStats, FreshScore, StepOutcome};
+use tensors::{copy_from_stored, select_variables, stored, to_host};
 
 use super::AdaptError;
 use super::config::{AdaptConfig, TeacherKind};
 use super::host_batch::{HostGradients, HostOutputs, stack_planar, tensor_to_host};
 use super::loss_backend::{DeviceBatch, LossBackend, LossBackendKind};
-use super::pose_refine::refine_poses;
+use super::pose_refine::{refine_poses, translation_length_factor};
 use super::publish::WeightsPublisher;
 use super::serve_guard::{ServeGuard, Served};
 use super::triplet::{NetFrame, ReplayBuffer, Triplet, TripletSelector};
 use crate::loss::{LossConfig, LossInputs, Pose6, SelfSupervisedLoss, target_pyramid};
-use crate::model::checkpoint::{StorageDtype, StoredTensor};
 use crate::model::network::{DepthNetwork, PoseNetwork};
 use adam::Adam;
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
-use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use tch::{Kind, Tensor};
-
-/// Metadata key of the adapter state in a checkpoint.
-const STATE_KEY: &str = "livedepth_adapt_state";
-
-/// Counters and the last step's loss parts (printed live, saved in checkpoints).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct AdaptStats {
-    /// Accepted (applied) steps.
-    pub steps: u64,
-    /// Steps rejected for a non-finite input, loss or gradient.
-    pub rejected: u64,
-    /// Steps skipped because the camera was stationary.
-    pub skipped_stationary: u64,
-    pub rollbacks: u64,
-    pub published: u64,
-    pub checkpoints: u64,
-    /// Triplets formed so far.
-    pub triplets: u64,
-    pub last_total: f64,
-    pub last_photometric: f64,
-    pub last_smoothness: f64,
-    pub last_distill: f64,
-    /// Auto-masked fraction of the live sample.
-    pub last_masked_fraction: f64,
-    /// Fraction of pixels that received pseudo-depth supervision.
-    pub last_distill_fraction: f64,
-    /// Held-back loss of the student and of the frozen start at the last check.
-    pub last_holdout_student: f64,
-    pub last_holdout_anchor: f64,
-    /// Largest |θ − θ₀| over the adapted depth weights after the last accepted step.
-    #[serde(default)]
-    pub last_anchor_drift: f64,
-    /// What the never-worse guard serves now, how often that changed, and its last window's
-    /// loss ratio adapted / frozen (below 1: adaptation helps on the current scene).
-    #[serde(default)]
-    pub serving: Served,
-    #[serde(default)]
-    pub serve_switches: u64,
-    #[serde(default, deserialize_with = "nan_if_null")]
-    pub serve_ratio: f64,
-    /// The window's mean log-depth deviation of the adapted from the frozen depth.
-    #[serde(default, deserialize_with = "nan_if_null")]
-    pub serve_deviation: f64,
-    /// Fleet merges this adapter continued from (`run --adapt --fleet`).
-    #[serde(default)]
-    pub fleet_merges_adopted: u64,
-    /// The last fresh triplet (scored before training on it): its spacing k, the photometric
-    /// loss of the adapted and of the frozen weights, the current pose network's motion
-    /// (axis-angle, translation: target→prev inverted, target→next) and the parallax that
-    /// motion implies at the adapted depth's median, in pixels (f·|t| / median depth).
-    #[serde(default)]
-    pub fresh: FreshScore,
-}
-
-/// JSON has no NaN: serde_json writes a non-finite value as `null`; read it back as NaN.
-fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
-}
-
-/// The never-worse guard's view of one fresh triplet (see [`AdaptStats::fresh`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct FreshScore {
-    pub target_index: u64,
-    pub k: u64,
-    #[serde(deserialize_with = "nan_if_null")]
-    pub adapted_loss: f64,
-    #[serde(deserialize_with = "nan_if_null")]
-    pub frozen_loss: f64,
-    /// [rx, ry, rz, tx, ty, tz] for (prev, target) and (target, next), network units.
-    pub motion: [[f32; 6]; 2],
-    #[serde(deserialize_with = "nan_if_null")]
-    pub parallax_px: f64,
-    /// Focal length fx at the network size, pixels.
-    #[serde(deserialize_with = "nan_if_null")]
-    pub fx: f64,
-    /// Frozen median depth over adapted median depth on the target.
-    #[serde(deserialize_with = "nan_if_null")]
-    pub frozen_scale: f64,
-    /// Among the pixels whose per-pixel minimum photometric error differs between the two
-    /// (by more than 1e-3): the fraction where the adapted weights' error is lower, and the
-    /// ratio of their summed errors adapted / frozen.
-    #[serde(deserialize_with = "nan_if_null")]
-    pub win_fraction: f64,
-    #[serde(deserialize_with = "nan_if_null")]
-    pub changed_ratio: f64,
-    /// σ of log D_adapted − log D_frozen over the target's pixels (scale-invariant deviation).
-    #[serde(deserialize_with = "nan_if_null")]
-    pub deviation: f64,
-    /// The live sample's refined motion (same layout as `motion`) and the refinement's
-    /// photometric loss before / after, from the last step (zero without refinement).
-    pub refined_motion: [[f32; 6]; 2],
-    pub refine_loss: [f32; 2],
-}
-
-/// What one call of [`Adapter::step`] did.
-#[derive(Clone, Debug, PartialEq)]
-pub enum StepOutcome {
-    Accepted,
-    /// Rejected by a guard (non-finite values); the reason says where.
-    Rejected(String),
-    SkippedStationary,
-    /// Accepted, then the held-back check rolled the weights back.
-    RolledBack,
-}
-
-#[derive(Serialize, Deserialize)]
-struct SavedState {
-    stats: AdaptStats,
-    adam_steps: u64,
-    pose_adam_steps: u64,
-    arch: String,
-    pose_arch: String,
-}
 
 /// The adapted student, or the frozen start while the never-worse guard (when on) serves it;
 /// a free function so that `publish` can borrow the publisher mutably beside it.
@@ -158,72 +53,6 @@ fn served_network<'a>(
     match (guard_on, guard.serving()) {
         (true, Served::Frozen) => anchor,
         _ => student,
-    }
-}
-
-/// Variables of `vs` sorted by name; those `adapt` rejects stop requiring gradients.
-fn select_variables(
-    vs: &tch::nn::VarStore,
-    adapt: impl Fn(&str, &Tensor) -> bool,
-) -> Vec<(String, Tensor)> {
-    let mut all: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    all.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut chosen = Vec::new();
-    for (name, var) in all {
-        if !var.requires_grad() {
-            continue;
-        }
-        if adapt(&name, &var) {
-            chosen.push((name, var));
-        } else {
-            let _ = var.set_requires_grad(false);
-        }
-    }
-    chosen
-}
-
-fn to_host(t: &Tensor) -> Result<Vec<f32>, AdaptError> {
-    Ok(tensor_to_host(t)?)
-}
-
-fn stored(t: &Tensor) -> Result<StoredTensor, AdaptError> {
-    let values = to_host(t)?;
-    let shape = t.size().iter().map(|&d| d as usize).collect();
-    Ok(StoredTensor { dtype: StorageDtype::F32, shape, values })
-}
-
-fn copy_from_stored(
-    dst: &mut Tensor,
-    src: &StoredTensor,
-    path: &Path,
-    name: &str,
-) -> Result<(), AdaptError> {
-    let expected: Vec<usize> = dst.size().iter().map(|&d| d as usize).collect();
-    if expected != src.shape {
-        return Err(AdaptError::Checkpoint {
-            path: path.to_path_buf(),
-            reason: format!("tensor `{name}` has shape {:?}, expected {expected:?}", src.shape),
-        });
-    }
-    let t = Tensor::f_from_slice(&src.values)?.f_reshape(dst.size())?;
-    tch::no_grad(|| dst.f_copy_(&t))?;
-    Ok(())
-}
-
-/// Fills `noise` with `len` samples of N(0, std²) determined by (seed, stream).
-fn fill_tie_break_noise(noise: &mut Vec<f32>, len: usize, std: f32, seed: u64, stream: u64) {
-    noise.resize(len, 0.0);
-    if std <= 0.0 {
-        noise.fill(0.0);
-        return;
-    }
-    let mut rng = Pcg64Mcg::seed_from_u64(seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let Ok(normal) = rand_distr::Normal::new(0.0f32, std) else {
-        noise.fill(0.0);
-        return;
-    };
-    for v in noise.iter_mut() {
-        *v = rand::RngExt::sample(&mut rng, normal);
     }
 }
 
@@ -560,24 +389,8 @@ impl Adapter {
         if batch.iter().any(|t| (t.width, t.height) != (w, h)) {
             return Err(AdaptError::Frame("triplets of different sizes in one batch".into()));
         }
-        for (i, t) in batch.iter().enumerate() {
-            for (name, image) in [("prev", &t.prev), ("target", &t.target), ("next", &t.next)] {
-                if image.len() != 3 * hw {
-                    return Err(AdaptError::Frame(format!(
-                        "triplet {i} {name}: {} values, expected 3 x {h} x {w}",
-                        image.len()
-                    )));
-                }
-                if let Some(p) = image.iter().position(|v| !v.is_finite()) {
-                    return Ok(StepOutcome::Rejected(format!(
-                        "non-finite input: triplet {i} (frame {}) {name} value {p}",
-                        t.target_index
-                    )));
-                }
-            }
-            if t.intrinsics.iter().any(|v| !v.is_finite()) {
-                return Ok(StepOutcome::Rejected(format!("non-finite intrinsics in triplet {i}")));
-            }
+        if let Some(rejected) = check_batch(batch, w, h)? {
+            return Ok(rejected);
         }
         let b = batch.len();
         let targets: Vec<&[f32]> = batch.iter().map(|t| &t.target[..]).collect();
@@ -681,9 +494,31 @@ impl Adapter {
                 if i == 0 {
                     self.stats.fresh.refined_motion = refined.poses.each_ref().map(Pose6::row);
                     self.stats.fresh.refine_loss = [refined.loss_before, refined.loss_after];
+                    self.stats.fresh.travel_units = [0.0; 2];
+                    if triplet.travel.is_some() {
+                        // The depth's own translation length, for the metric scale.
+                        let factor = translation_length_factor(refined.poses, |poses| {
+                            let inputs = LossInputs { poses, ..refine_inputs };
+                            self.refine_loss.forward(&inputs).map(|out| out.photometric)
+                        })?;
+                        self.stats.fresh.travel_units = refined.poses.map(|p| {
+                            factor * p.translation.iter().map(|v| v * v).sum::<f32>().sqrt()
+                        });
+                    }
                 }
-                pose_targets = Some((poses, refined.poses, median));
-                poses = refined.poses;
+                let mut targets = refined.poses;
+                if let (Some(travel), true) = (triplet.travel, self.config.velocity_weight > 0.0) {
+                    // Metric conditioning: the translations take the odometry's length along
+                    // their refined direction, so the depth gradient is taken at metric motion.
+                    for (pose, metres) in targets.iter_mut().zip(travel) {
+                        let length = pose.translation.iter().map(|v| v * v).sum::<f32>().sqrt();
+                        if length > 0.0 && metres > 0.0 && metres.is_finite() {
+                            pose.translation = pose.translation.map(|v| v * metres / length);
+                        }
+                    }
+                }
+                pose_targets = Some((poses, targets, median));
+                poses = targets;
             }
             fill_tie_break_noise(
                 &mut self.noise,
@@ -757,25 +592,19 @@ impl Adapter {
         if let Some(teacher_disp) = &teacher_disp {
             let weight = distill.lambda
                 * distill.gamma.powf(self.stats.steps as f64).max(distill.lambda_floor);
-            let (min_disp, max_disp) = (
-                1.0 / f64::from(self.config.loss.max_depth),
-                1.0 / f64::from(self.config.loss.min_depth),
-            );
-            // log depth = −log(min_disp + (max_disp − min_disp) · disp).
-            let log_depth = |d: &Tensor| -((d * (max_disp - min_disp)) + min_disp).log();
             let mask = match &device_terms {
                 Some(terms) => terms.distill_mask.shallow_clone(),
                 None => Tensor::f_from_slice(&distill_mask)?
                     .f_reshape([b as i64, 1, h as i64, w as i64])?
                     .f_to_device(device)?,
             };
-            let diff = (log_depth(&disps[0]) - log_depth(teacher_disp)) * &mask;
-            let count =
-                mask.sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float).clamp_min(1.0);
-            let mean = diff.sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float) / &count;
-            let mean_sq =
-                diff.square().sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float) / &count;
-            let si = (mean_sq - mean.square()).mean(Kind::Float);
+            let si = scale_invariant_distillation(
+                &disps[0],
+                teacher_disp,
+                &mask,
+                self.config.loss.min_depth,
+                self.config.loss.max_depth,
+            );
             let si_value = si.double_value(&[]);
             if !si_value.is_finite() {
                 return Ok(StepOutcome::Rejected("non-finite distillation loss".into()));
@@ -790,6 +619,17 @@ impl Adapter {
             };
             surrogate += si * weight;
         }
+        self.stats.last_velocity = 0.0;
+        if self.config.velocity_weight > 0.0
+            && let Some(term) = velocity_supervision(&trans, batch)?
+        {
+            let value = term.f_double_value(&[])?;
+            if !value.is_finite() {
+                return Ok(StepOutcome::Rejected("non-finite velocity supervision".into()));
+            }
+            self.stats.last_velocity = value;
+            surrogate += term * self.config.velocity_weight;
+        }
         surrogate.f_backward()?;
         let magnitude = self.adam.gradient_magnitude()? + self.pose_adam.gradient_magnitude()?;
         if !magnitude.is_finite() {
@@ -798,43 +638,10 @@ impl Adapter {
         self.adam.step();
         self.pose_adam.step();
         self.pull_toward_anchor()?;
-        if let Some(ema) = self.ema.as_mut() {
-            let decay = distill.ema_decay;
-            let student = self.student.var_store().variables();
-            tch::no_grad(|| {
-                for (name, mut t) in ema.var_store().variables() {
-                    if let Some(s) = student.get(&name) {
-                        let _ = t.g_mul_scalar_(decay);
-                        let _ = t.g_add_(&(s * (1.0 - decay)));
-                    }
-                }
-            });
-        }
+        self.update_ema_teacher();
         self.stats.last_total = total / b as f64;
         self.stats.last_photometric = photometric / b as f64;
         self.stats.last_smoothness = smoothness / b as f64;
         Ok(StepOutcome::Accepted)
-    }
-
-    /// The forgetting guard (decoupled L2-SP toward the start weights): θ ← θ − ρ·(θ − θ₀) on
-    /// every adapted depth variable; records the largest remaining |θ − θ₀|.
-    fn pull_toward_anchor(&mut self) -> Result<(), AdaptError> {
-        let rho = self.config.guards.anchor_pull;
-        let drift = tch::no_grad(|| -> Result<f64, tch::TchError> {
-            let mut maxima = Vec::with_capacity(self.anchor_values.len());
-            for (var, anchor) in self.adam.vars.iter_mut().zip(&self.anchor_values) {
-                if rho > 0.0 {
-                    let _ = var.f_sub_(&((&*var - anchor) * rho))?;
-                }
-                maxima.push((&*var - anchor).f_abs()?.f_max()?);
-            }
-            // One read back for all variables (no per-variable sync on a GPU).
-            match maxima.is_empty() {
-                true => Ok(0.0),
-                false => Tensor::f_stack(&maxima, 0)?.f_max()?.f_double_value(&[]),
-            }
-        })?;
-        self.stats.last_anchor_drift = drift;
-        Ok(())
     }
 }

@@ -20,6 +20,9 @@ pub struct NetFrame {
     pub planar: Arc<Vec<f32>>,
     /// fx, fy, cx, cy at width × height, pixel centres at integer coordinates.
     pub intrinsics: [f32; 4],
+    /// Metres travelled up to this frame by the vehicle's odometry (`--metric-scale speed`),
+    /// when known: it supervises the pose network's translation (velocity supervision).
+    pub odometer: Option<f64>,
 }
 
 impl NetFrame {
@@ -42,12 +45,12 @@ impl NetFrame {
             ((camera.cx + 0.5) * sx - 0.5) as f32,
             ((camera.cy + 0.5) * sy - 0.5) as f32,
         ];
-        Self { index, width: w, height: h, planar: Arc::new(planar), intrinsics }
+        Self { index, width: w, height: h, planar: Arc::new(planar), intrinsics, odometer: None }
     }
 }
 
 /// Three frames (previous, target, next) spaced k apart, with the target's image pyramid.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Triplet {
     pub target_index: u64,
     pub k: usize,
@@ -57,6 +60,9 @@ pub struct Triplet {
     pub target: Arc<Vec<f32>>,
     pub next: Arc<Vec<f32>>,
     pub intrinsics: [f32; 4],
+    /// Metres travelled between (prev, target) and (target, next), when the frames carry an
+    /// odometer reading.
+    pub travel: Option<[f32; 2]>,
 }
 
 impl Triplet {
@@ -155,6 +161,7 @@ impl TripletSelector {
                     target: Arc::clone(&middle.planar),
                     next: Arc::clone(&newest.planar),
                     intrinsics: middle.intrinsics,
+                    travel: travel_between(oldest, middle, newest),
                 });
             }
         }
@@ -163,6 +170,12 @@ impl TripletSelector {
         }
         None
     }
+}
+
+/// Metres travelled between the frames of a triplet, from their odometer readings.
+fn travel_between(prev: &NetFrame, target: &NetFrame, next: &NetFrame) -> Option<[f32; 2]> {
+    let (a, b, c) = (prev.odometer?, target.odometer?, next.odometer?);
+    Some([(b - a).abs() as f32, (c - b).abs() as f32])
 }
 
 /// A bounded first-in-first-out store of past triplets, sampled uniformly for replay.

@@ -3,17 +3,20 @@
 //! (each frame predicted with the current weights and scored, then S steps), and the
 //! asynchronous adapter thread that runs beside the live path.
 
+use crate::adapt::metric::AdapterScale;
 use crate::adapt::{AdaptConfig, AdaptStats, Adapter, NetFrame, StepOutcome, WeightsPublisher};
 use crate::app::adapt_diagnostics::AdaptDiagnostics;
+use crate::app::adapt_scale::LockStepScale;
 use crate::app::eval::{EvalOptions, EvalReport, FrameRow};
 use crate::camera::Intrinsics;
 use crate::engine::{Disparity, Preprocessor, default_device};
-use crate::eval::score_disparity;
 use crate::eval::{EvalError, EvalProtocol, FrameMetrics, MetricsAccumulator};
+use crate::eval::{score_disparity, score_disparity_scaled};
 use crate::frame::Frame;
 use crate::model::network::{DepthNetwork, PoseNetwork};
 use crate::model::{Arch, ModelError};
 use crate::pipeline::StatusBoard;
+use crate::scale::SharedScale;
 use crate::source::dataset::open_dataset;
 use crossbeam_channel::{Receiver, TryRecvError};
 use std::path::{Path, PathBuf};
@@ -143,8 +146,17 @@ pub fn build_adapter(
     let student = DepthNetwork::load(model, arch, device)?;
     let pose_arch = arch.companion_pose();
     tch::manual_seed(options.config.pose_init_seed.unwrap_or(options.config.seed) as i64);
-    let pose = match &options.pose_model {
-        Some(path) => PoseNetwork::load(path, pose_arch, device)?,
+    // A training output folder carries its own pose network: used unless one is named.
+    let folder_pose = match (&options.pose_model, crate::train::TrainedModel::is_trained_dir(model))
+    {
+        (None, true) => Some(crate::train::TrainedModel::open(model)?.pose),
+        _ => None,
+    };
+    let pose = match options.pose_model.as_ref().or(folder_pose.as_ref()) {
+        Some(path) => {
+            tracing::info!("adapt: pose network from {}", path.display());
+            PoseNetwork::load(path, pose_arch, device)?
+        }
         None => {
             // Fresh layers are drawn on the CPU whatever the device, so that a seed starts from
             // the same weights on a GPU as on the CPU: the CUDA generator draws other numbers,
@@ -264,6 +276,7 @@ pub fn evaluate_adapt_with(
     let started = Instant::now();
     let steps_at_start = adapter.stats().steps;
     let mut diagnostics = adapt.diagnose.as_deref().map(AdaptDiagnostics::create).transpose()?;
+    let mut metric = LockStepScale::new(&options.metric_scale)?;
     for (position, &index) in indices.iter().enumerate() {
         let frame = dataset.frame(index).map_err(crate::source::SourceError::from)?;
         let camera = frame.intrinsics.ok_or_else(|| {
@@ -273,10 +286,14 @@ pub fn evaluate_adapt_with(
             ))
         })?;
         let resized = preprocessor.resize(&frame.rgb)?;
-        let net_frame = NetFrame::from_resized(position as u64, resized, &camera);
+        let mut net_frame = NetFrame::from_resized(position as u64, resized, &camera);
+        net_frame.odometer = metric.odometer(&frame, position as u64, dataset.name())?;
         let data = adapter.predict(&net_frame)?;
         let disparity = Disparity { width: options.width, height: options.height, data };
-        let metrics = score_disparity(&disparity, &frame, &protocol)?;
+        let serving = adapter.stats().serving;
+        let scale = metric.scale_for(&disparity, &frame, serving, (0.1, 100.0))?;
+        let metrics =
+            score_disparity_scaled(&disparity, &frame, &protocol, scale.map_or(1.0, |e| e.scale))?;
         accumulator.push(position as u64, metrics);
         on_frame(LockStepFrame {
             position,
@@ -304,6 +321,7 @@ pub fn evaluate_adapt_with(
                 adapter.step()?;
             }
         }
+        metric.after_steps(adapter.stats());
         if let (Some(d), Some((adapted, frozen))) = (diagnostics.as_mut(), &diagnosed) {
             d.record(position, &frame, &metrics, adapted, frozen, adapter.stats())?;
         }
@@ -332,7 +350,8 @@ pub fn evaluate_adapt_with(
             metrics,
         })
         .collect();
-    let report = EvalReport::new(options, protocol, mean, per_frame);
+    let mut report = EvalReport::new(options, protocol, mean, per_frame);
+    report.metric_scale = metric.summary();
     if let Some(path) = &options.json {
         crate::sink::metrics::write_summary_json(
             path,
@@ -375,6 +394,8 @@ pub struct AdaptFrame {
     pub index: u64,
     pub resized: crate::frame::RgbImage,
     pub camera: Intrinsics,
+    /// Metres travelled up to this frame (`--metric-scale speed`).
+    pub odometer: Option<f64>,
 }
 
 /// Gives the calling thread (and the libtorch worker threads it starts later) the lowest CPU
@@ -422,7 +443,10 @@ pub fn run_adapter_thread(
     print_every_s: f64,
     board: Option<StatusBoard>,
     mut fleet: Option<crate::app::fleet::FleetShare>,
+    metric: Option<SharedScale>,
 ) -> crate::Result<AdaptStats> {
+    // `--metric-scale speed`: the scale the outputs use comes from the fresh triplets.
+    let mut scale = metric.as_ref().map(|_| AdapterScale::new());
     adapter = adapter.with_publisher(publisher);
     let started = Instant::now();
     let mut last_print = Instant::now();
@@ -442,7 +466,12 @@ pub fn run_adapter_thread(
             };
             match next {
                 Ok(f) => {
-                    adapter.observe(NetFrame::from_resized(f.index, &f.resized, &f.camera));
+                    let mut frame = NetFrame::from_resized(f.index, &f.resized, &f.camera);
+                    frame.odometer = f.odometer;
+                    if let (Some(scale), Some(odometer)) = (scale.as_mut(), f.odometer) {
+                        scale.record(f.index, odometer);
+                    }
+                    adapter.observe(frame);
                 }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
@@ -453,6 +482,11 @@ pub fn run_adapter_thread(
         }
         if open && let Some(StepOutcome::Rejected(reason)) = adapter.step()? {
             tracing::info!("adapt: step rejected: {reason}");
+        }
+        if let (Some(scale), Some(shared)) = (scale.as_mut(), &metric)
+            && scale.after_steps(adapter.stats())
+        {
+            shared.set(scale.current(adapter.stats().serving));
         }
         if let Some(fleet) = fleet.as_mut() {
             fleet.adopt_merge(&mut adapter);

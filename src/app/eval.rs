@@ -127,7 +127,14 @@ pub fn evaluate(options: &EvalOptions) -> crate::Result<EvalReport> {
         ..PipelineOptions::quiet()
     };
     let mut engine = engine;
-    let mut scale_source = options.metric_scale.estimator();
+    if let MetricScale::Speed { .. } = options.metric_scale {
+        return Err(crate::Error::Other(
+            "--metric-scale speed: the scale comes from the adapter's motion against the \
+             odometry, and the adapter also learns metric translation from it; add --adapt"
+                .into(),
+        ));
+    }
+    let mut scale_source = options.metric_scale.ground_estimator();
     let estimates = Arc::new(Mutex::new(Vec::new()));
     let sink_estimates = Arc::clone(&estimates);
     Pipeline::new(Box::new(source), pipeline_options)?
@@ -176,9 +183,9 @@ pub fn evaluate(options: &EvalOptions) -> crate::Result<EvalReport> {
         mean,
         per_frame,
     );
-    if options.metric_scale != MetricScale::None {
+    if !options.metric_scale.is_none() {
         let estimates = estimates.lock().map(|e| e.clone()).unwrap_or_default();
-        report.metric_scale = Some(ScaleSummary::of(options.metric_scale, &estimates));
+        report.metric_scale = Some(ScaleSummary::of(options.metric_scale.clone(), &estimates));
     }
     if let Some(path) = &options.json {
         write_summary_json(path, &report)?;

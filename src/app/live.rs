@@ -19,6 +19,7 @@ use crate::engine::{
 use crate::eval::EvalProtocol;
 use crate::frame::{Frame, RgbImage};
 use crate::pipeline::{Pipeline, RunReport, StageError};
+use crate::scale::speed::Odometry;
 use crate::scale::{MetricScale, ScaleSummary};
 use crate::sink::metrics::write_summary_json;
 use crate::source::Source;
@@ -87,6 +88,8 @@ pub struct LiveAdaptHook {
     on_failure: AdaptFailurePolicy,
     /// When the failure was last shown on the console.
     failure_shown: Option<Instant>,
+    /// `--metric-scale speed`: the odometry read for every frame (metres travelled).
+    odometry: Option<Odometry>,
 }
 
 /// How often a live run repeats that its adaptation failed.
@@ -118,7 +121,13 @@ impl FrameHook for LiveAdaptHook {
             return Ok(());
         }
         let camera = frame.intrinsics.unwrap_or(self.camera);
-        let offer = AdaptFrame { index: frame.index, resized: resized.clone(), camera };
+        // Read for every frame, also those the adapter is too busy to take: the odometer
+        // integrates the whole path.
+        let odometer = match self.odometry.as_mut() {
+            Some(odometry) => Some(odometry.reading(frame, "the source")?),
+            None => None,
+        };
+        let offer = AdaptFrame { index: frame.index, resized: resized.clone(), camera, odometer };
         if self.frames.try_send(offer).is_err() {
             self.offered_but_dropped += 1;
         }
@@ -159,9 +168,27 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
     let pool = BufferPool::new(config.pipeline.queue_size + 4, preprocessor.output_len());
 
     let uri = config.source.resolved_uri();
-    let metric_scale =
-        MetricScale::from_flags(&config.network.metric_scale, config.network.camera_height)
-            .map_err(crate::Error::Other)?;
+    let metric_scale = MetricScale::from_flags(
+        &config.network.metric_scale,
+        config.network.camera_height,
+        config.network.speed_file.as_deref(),
+    )
+    .map_err(crate::Error::Other)?;
+    // `speed` reads the odometry for every frame up front, so a bad sidecar fails at start.
+    let odometry = match &metric_scale {
+        MetricScale::Speed { speed_file } if options.adapt.is_some() => Some(
+            Odometry::open(speed_file.as_deref())
+                .map_err(|e| crate::Error::Other(format!("--speed-file {e}")))?,
+        ),
+        MetricScale::Speed { .. } => {
+            return Err(crate::Error::Other(
+                "--metric-scale speed: the scale comes from the adapter's motion against the \
+                 odometry, and the adapter also learns metric translation from it; add --adapt"
+                    .into(),
+            ));
+        }
+        _ => None,
+    };
     let scale_summary = Arc::new(Mutex::new(None));
     let gst_options = GstOptions {
         live: config.source.live,
@@ -217,6 +244,7 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
             let failure_slot = Arc::clone(&failure);
             let board = status_board.clone();
             let zenoh = sink.zenoh_session().zip(config.outputs.zenoh.clone());
+            let shared_scale = sink.shared_scale();
             adapter_thread = Some(
                 std::thread::Builder::new()
                     .name("adapt".into())
@@ -234,7 +262,15 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
                                         FleetShare::new(session, &z, adapter.student())
                                     })
                                     .transpose()?;
-                                run_adapter_thread(adapter, publisher, frames_rx, 2.0, board, fleet)
+                                run_adapter_thread(
+                                    adapter,
+                                    publisher,
+                                    frames_rx,
+                                    2.0,
+                                    board,
+                                    fleet,
+                                    shared_scale,
+                                )
                             });
                         if let Err(e) = &result {
                             // Shown at once, not when the source ends (possibly hours later).
@@ -255,6 +291,7 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
                 failure,
                 on_failure,
                 failure_shown: None,
+                odometry,
             }) as Box<dyn FrameHook>)
         }
         None => None,

@@ -4,6 +4,7 @@
 
 pub mod adapt;
 pub mod adapt_diagnostics;
+mod adapt_scale;
 pub mod demo;
 pub mod eval;
 pub mod fleet;

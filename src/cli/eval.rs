@@ -51,14 +51,22 @@ pub struct Args {
     /// measured at start-up). With --adapt only torch (the network that adapts) is scored.
     #[arg(long, value_name = "ENGINE", default_value = "torch")]
     pub engine: livedepth::engine::EngineKind,
-    /// Metric scale without ground truth: `none` (the network's units) or `ground` (fits the
-    /// road plane in each depth map; needs --camera-height). Use with --no-median-scaling to
-    /// score metres; the report gives the median ratio of ground truth to prediction.
+    /// Metric scale without ground truth: `none` (the network's units), `ground` (fits the
+    /// road plane in each depth map; needs --camera-height) or `speed` (metres travelled, from
+    /// --speed-file or the dataset's ground-truth positions, against the adapter's motion; it
+    /// also supervises the pose network's translation; needs --adapt). Use with
+    /// --no-median-scaling to score metres; the report gives the median ratio of ground truth
+    /// to prediction.
     #[arg(long, value_name = "SOURCE", default_value = "none")]
     pub metric_scale: String,
     /// The camera's height above the road in metres, for --metric-scale ground (KITTI: 1.65).
     #[arg(long, value_name = "M")]
     pub camera_height: Option<f64>,
+    /// The vehicle's speed for --metric-scale speed: CSV `time,speed` (seconds on the frames'
+    /// clock, metres per second) or JSON lines {"time": .., "speed": ..}. Without it, the
+    /// dataset's ground-truth camera positions stand in for the odometry.
+    #[arg(long, value_name = "FILE")]
+    pub speed_file: Option<PathBuf>,
     #[command(flatten)]
     pub adapt: Box<AdaptArgs>,
 }
@@ -119,7 +127,8 @@ pub struct AdaptArgs {
     /// Turn the held-back rollback guard off.
     #[arg(long)]
     pub no_rollback: bool,
-    /// Pose network weights (folder with pose_encoder.pth + pose.pth, or safetensors).
+    /// Pose network weights (folder with pose_encoder.pth + pose.pth, or safetensors). Default:
+    /// the pose network of a `train` output folder given as --model, else a fresh one.
     #[arg(long)]
     pub pose_model: Option<PathBuf>,
     /// Pose network start without --pose-model: random or encoder (from the depth encoder).
@@ -313,6 +322,7 @@ pub fn run(args: Args) -> livedepth::Result<()> {
         metric_scale: livedepth::scale::MetricScale::from_flags(
             &args.metric_scale,
             args.camera_height,
+            args.speed_file.as_deref(),
         )
         .map_err(livedepth::Error::Other)?,
     };
@@ -351,9 +361,9 @@ pub fn run(args: Args) -> livedepth::Result<()> {
     );
     if let Some(scale) = &report.metric_scale {
         println!(
-            "metric scale ({:?}): median {:.3} m per unit (std {:.3}); {} frames measured, {} \
+            "metric scale ({}): median {:.3} m per unit (std {:.3}); {} frames measured, {} \
              used the previous scale, {} unscaled",
-            scale.source,
+            scale.source.name(),
             scale.scale_median,
             scale.scale_std,
             scale.measured,

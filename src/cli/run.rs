@@ -56,12 +56,18 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     pub fleet: Option<String>,
     /// Write every output in metres: `ground` fits the road plane in each depth map (needs
-    /// --camera-height); `none` keeps the network's units. Overrides network.metric_scale.
+    /// --camera-height); `speed` takes metres travelled from --speed-file (or the source's
+    /// ground-truth positions) against the adapter's motion (needs --adapt); `none` keeps the
+    /// network's units. Overrides network.metric_scale.
     #[arg(long, value_name = "SOURCE")]
     pub metric_scale: Option<String>,
     /// The camera's height above the road in metres, for --metric-scale ground.
     #[arg(long, value_name = "M")]
     pub camera_height: Option<f64>,
+    /// The vehicle's speed for --metric-scale speed: CSV `time,speed` (seconds on the
+    /// stream's clock, metres per second) or JSON lines. Overrides network.speed_file.
+    #[arg(long, value_name = "FILE")]
+    pub speed_file: Option<PathBuf>,
     /// Online adaptation beside the live path (`--adapt` and its settings); frames never wait
     /// for it.
     #[command(flatten)]
@@ -110,6 +116,9 @@ pub fn run(args: Args) -> livedepth::Result<()> {
     }
     if let Some(height) = args.camera_height {
         config.network.camera_height = Some(height);
+    }
+    if let Some(file) = args.speed_file {
+        config.network.speed_file = Some(file);
     }
     // The overrides are checked like the file was.
     config.validate(&args.config)?;

@@ -4,13 +4,19 @@
 //!
 //! - `none`: the network's units (Monodepth2's disparity → depth mapping).
 //! - `ground` ([`ground`]): a camera at a known height above a road (`--camera-height M`).
+//! - `speed` ([`speed`]): the vehicle's odometry (a speed sidecar, `--speed-file F`, or in
+//!   replay the dataset's ground-truth camera positions) against the adapter's motion; it also
+//!   supervises the pose network's translation, so it needs `--adapt`.
 
 pub mod ground;
+pub mod speed;
 
 use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// The scale source (`--metric-scale`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(tag = "source", rename_all = "lowercase")]
 pub enum MetricScale {
     /// The network's own units.
@@ -18,12 +24,27 @@ pub enum MetricScale {
     None,
     /// A camera `camera_height` metres above the ground plane.
     Ground { camera_height: f64 },
+    /// Metres travelled by the vehicle's odometry: a timestamped speed sidecar, or (no file)
+    /// the dataset's ground-truth camera positions.
+    Speed { speed_file: Option<PathBuf> },
 }
 
 impl MetricScale {
-    /// `--metric-scale NAME` with `--camera-height` (needed by `ground`); errors name the flags.
-    pub fn from_flags(name: &str, camera_height: Option<f64>) -> Result<Self, String> {
+    /// `--metric-scale NAME` with `--camera-height` (needed by `ground`) and `--speed-file`
+    /// (used by `speed`); errors name the flags.
+    pub fn from_flags(
+        name: &str,
+        camera_height: Option<f64>,
+        speed_file: Option<&Path>,
+    ) -> Result<Self, String> {
+        if let (Some(file), false) = (speed_file, name == "speed") {
+            return Err(format!(
+                "--speed-file {}: only used with --metric-scale speed (got `{name}`)",
+                file.display()
+            ));
+        }
         match name {
+            "speed" => Ok(MetricScale::Speed { speed_file: speed_file.map(Path::to_path_buf) }),
             "none" => Ok(MetricScale::None),
             "ground" => match camera_height {
                 Some(h) if h.is_finite() && h > 0.0 => Ok(MetricScale::Ground { camera_height: h }),
@@ -34,16 +55,29 @@ impl MetricScale {
                              above the road in metres, 1.65 for KITTI)"
                     .into()),
             },
-            other => Err(format!("--metric-scale `{other}`: expected none or ground")),
+            other => Err(format!("--metric-scale `{other}`: expected none, ground or speed")),
         }
     }
 
-    /// A per-sequence estimator of this source (None for `none`).
-    pub fn estimator(&self) -> Option<ground::GroundScale> {
+    /// The per-frame ground-plane estimator of `ground` (None for the other sources).
+    pub fn ground_estimator(&self) -> Option<ground::GroundScale> {
         match *self {
-            MetricScale::None => None,
             MetricScale::Ground { camera_height } => Some(ground::GroundScale::new(camera_height)),
+            MetricScale::None | MetricScale::Speed { .. } => None,
         }
+    }
+
+    /// The flag value naming this source.
+    pub fn name(&self) -> &'static str {
+        match self {
+            MetricScale::None => "none",
+            MetricScale::Ground { .. } => "ground",
+            MetricScale::Speed { .. } => "speed",
+        }
+    }
+
+    pub fn is_none(&self) -> bool {
+        *self == MetricScale::None
     }
 }
 
@@ -66,6 +100,38 @@ pub struct ScaleEstimate {
     pub confidence: f64,
     /// Set when this frame could not be measured.
     pub fallback: Option<ScaleFallback>,
+}
+
+/// The latest scale of a source measured on another thread (`speed`: the adapter thread), read
+/// by the outputs for every frame.
+#[derive(Clone, Debug)]
+pub struct SharedScale(Arc<Mutex<ScaleEstimate>>);
+
+impl Default for SharedScale {
+    fn default() -> Self {
+        Self(Arc::new(Mutex::new(ScaleEstimate {
+            scale: 1.0,
+            confidence: 0.0,
+            fallback: Some(ScaleFallback::None),
+        })))
+    }
+}
+
+impl SharedScale {
+    pub fn set(&self, estimate: ScaleEstimate) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = estimate;
+        }
+    }
+
+    /// The latest estimate.
+    pub fn get(&self) -> ScaleEstimate {
+        self.0.lock().map(|e| *e).unwrap_or(ScaleEstimate {
+            scale: 1.0,
+            confidence: 0.0,
+            fallback: Some(ScaleFallback::None),
+        })
+    }
 }
 
 /// A sequence's scale figures, for reports.
@@ -107,13 +173,22 @@ mod tests {
 
     #[test]
     fn flags_parse_or_say_what_is_missing() {
-        assert_eq!(MetricScale::from_flags("none", None).unwrap(), MetricScale::None);
+        assert_eq!(MetricScale::from_flags("none", None, None).unwrap(), MetricScale::None);
         assert_eq!(
-            MetricScale::from_flags("ground", Some(1.65)).unwrap(),
+            MetricScale::from_flags("ground", Some(1.65), None).unwrap(),
             MetricScale::Ground { camera_height: 1.65 }
         );
-        assert!(MetricScale::from_flags("ground", None).unwrap_err().contains("--camera-height"));
-        assert!(MetricScale::from_flags("ground", Some(-1.0)).unwrap_err().contains("positive"));
-        assert!(MetricScale::from_flags("lidar", None).unwrap_err().contains("none or ground"));
+        let ground = |h| MetricScale::from_flags("ground", h, None).unwrap_err();
+        assert!(ground(None).contains("--camera-height"));
+        assert!(ground(Some(-1.0)).contains("positive"));
+        let lidar = MetricScale::from_flags("lidar", None, None).unwrap_err();
+        assert!(lidar.contains("none, ground or speed"));
+        let file = Path::new("speed.csv");
+        assert_eq!(
+            MetricScale::from_flags("speed", None, Some(file)).unwrap(),
+            MetricScale::Speed { speed_file: Some(file.to_path_buf()) }
+        );
+        let stray = MetricScale::from_flags("ground", Some(1.65), Some(file)).unwrap_err();
+        assert!(stray.contains("--speed-file speed.csv"), "{stray}");
     }
 }

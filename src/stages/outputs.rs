@@ -9,7 +9,7 @@ use crate::eval::{EvalProtocol, MetricsAccumulator, score_disparity};
 use crate::frame::{DepthMap, RgbImage};
 use crate::pipeline::{Sink, StageError};
 use crate::scale::ground::GroundScale;
-use crate::scale::{MetricScale, ScaleEstimate, ScaleSummary};
+use crate::scale::{MetricScale, ScaleEstimate, ScaleSummary, SharedScale};
 use crate::sink::colour_bar::draw_metric_colour_bar;
 use crate::sink::colourise::{colourise_depth, colourise_depth_ranged, write_rgb_png};
 use crate::sink::depth_png::write_depth_png;
@@ -38,9 +38,17 @@ pub struct OutputSink {
     telemetry: Option<Telemetry>,
     /// The metric scale source, when one is active, its estimates so far, and where the
     /// summary goes at the end.
-    scale: Option<(MetricScale, GroundScale)>,
+    scale: Option<(MetricScale, LiveScale)>,
     scale_estimates: Vec<ScaleEstimate>,
     scale_summary: Option<Arc<Mutex<Option<ScaleSummary>>>>,
+}
+
+/// How the outputs get their scale: measured here per frame, or set by another thread.
+enum LiveScale {
+    /// `ground`: the road plane of each depth map.
+    Ground(GroundScale),
+    /// `speed`: the adapter thread's latest estimate.
+    Shared(SharedScale),
 }
 
 impl OutputSink {
@@ -165,6 +173,14 @@ impl OutputSink {
         Ok(())
     }
 
+    /// The cell the adapter thread writes the `speed` scale into (None for other sources).
+    pub fn shared_scale(&self) -> Option<SharedScale> {
+        match &self.scale {
+            Some((_, LiveScale::Shared(shared))) => Some(shared.clone()),
+            _ => None,
+        }
+    }
+
     /// Writes every output in metres from the scale `source` gives (none: the network's
     /// units); the sequence's scale summary lands in `summary` when the sink finishes.
     pub fn with_metric_scale(
@@ -172,7 +188,12 @@ impl OutputSink {
         source: MetricScale,
         summary: Arc<Mutex<Option<ScaleSummary>>>,
     ) -> Self {
-        self.scale = source.estimator().map(|estimator| (source, estimator));
+        let live = match &source {
+            MetricScale::None => None,
+            MetricScale::Ground { .. } => source.ground_estimator().map(LiveScale::Ground),
+            MetricScale::Speed { .. } => Some(LiveScale::Shared(SharedScale::default())),
+        };
+        self.scale = live.map(|live| (source, live));
         self.scale_summary = Some(summary);
         self
     }
@@ -183,14 +204,20 @@ impl OutputSink {
         let mut depth: DepthMap = disparity.to_depth(self.min_depth, self.max_depth);
         let intrinsics = frame.intrinsics.or(self.camera);
         let mut scale = None;
-        if let Some((_, estimator)) = self.scale.as_mut() {
-            let k = intrinsics.ok_or_else(|| {
-                crate::Error::Other(
-                    "--metric-scale needs the camera's intrinsics: add [camera] to the config"
-                        .into(),
-                )
-            })?;
-            let estimate = estimator.update(&depth, &k);
+        if let Some((_, live)) = self.scale.as_mut() {
+            let estimate = match live {
+                LiveScale::Ground(estimator) => {
+                    let k = intrinsics.ok_or_else(|| {
+                        crate::Error::Other(
+                            "--metric-scale ground needs the camera's intrinsics: add [camera] \
+                             to the config"
+                                .into(),
+                        )
+                    })?;
+                    estimator.update(&depth, &k)
+                }
+                LiveScale::Shared(shared) => shared.get(),
+            };
             let factor = estimate.scale as f32;
             depth.data.iter_mut().for_each(|d| *d *= factor);
             self.scale_estimates.push(estimate);
@@ -279,10 +306,11 @@ impl Sink<DepthFrame> for OutputSink {
             csv.finish()?;
         }
         if let (Some((source, _)), Some(slot)) = (&self.scale, &self.scale_summary) {
-            let summary = ScaleSummary::of(*source, &self.scale_estimates);
+            let summary = ScaleSummary::of(source.clone(), &self.scale_estimates);
             tracing::info!(
-                "metric scale ({source:?}): median {:.3} m per unit; {} frames measured, {} \
+                "metric scale ({}): median {:.3} m per unit; {} frames measured, {} \
                  used the previous scale, {} unscaled",
+                source.name(),
                 summary.scale_median,
                 summary.measured,
                 summary.previous,

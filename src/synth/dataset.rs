@@ -7,7 +7,11 @@
 //! <out>/image_02/poses.txt                               per frame: 3x4 camera-to-world [R|t]
 //! <out>/image_02/timestamps.txt                          per frame: seconds
 //! <out>/render.json                                      the RenderConfig used
+//! <out>/speed.csv                                        time,speed: the vehicle's speedometer
 //! ```
+//!
+//! `speed.csv` is what a wheel-speed sensor would report (for `--metric-scale speed
+//! --speed-file`): the camera's speed at each frame, by central differences of the poses.
 //!
 //! Every file is written atomically (temporary file, fsync, rename).
 
@@ -145,6 +149,21 @@ pub fn write_frame(out: &Path, frame: &RenderedFrame) -> Result<(), SynthError> 
     write_depth_png(&depth_path(out, frame.index), &frame.depth)
 }
 
+/// The `time,speed` sidecar of a drive: per frame, metres per second between its neighbours
+/// (one-sided at the ends).
+pub fn speed_csv(poses: &[Isometry3<f64>], timestamps: &[f64]) -> String {
+    let n = poses.len().min(timestamps.len());
+    let mut out = String::from("time,speed\n");
+    for i in 0..n {
+        let (a, b) = (i.saturating_sub(1), (i + 1).min(n.saturating_sub(1)));
+        let dt = timestamps[b] - timestamps[a];
+        let distance = (poses[b].translation.vector - poses[a].translation.vector).norm();
+        let speed = if dt > 0.0 { distance / dt } else { 0.0 };
+        out.push_str(&format!("{:.9},{speed:.6}\n", timestamps[i]));
+    }
+    out
+}
+
 /// Renders every frame of `renderer` into `out_dir` (created if missing) in the KITTI-like
 /// layout, with a progress bar on stderr when `progress` is set. Metadata (render.json, cam.txt,
 /// poses.txt, timestamps.txt) is written first, then the frames in order.
@@ -187,6 +206,7 @@ pub fn write_dataset_with<E: From<SynthError>>(
     write_text(&image_dir.join("poses.txt"), &poses)?;
     let stamps: String = renderer.timestamps().iter().map(|t| format!("{t:.9}\n")).collect();
     write_text(&image_dir.join("timestamps.txt"), &stamps)?;
+    write_text(&out_dir.join("speed.csv"), &speed_csv(renderer.poses(), renderer.timestamps()))?;
 
     let bar = if progress {
         let bar = indicatif::ProgressBar::new(renderer.len() as u64);

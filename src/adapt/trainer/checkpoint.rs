@@ -1,11 +1,24 @@
 //! Adapter checkpoints: weights, Adam moments, the EMA teacher and the counters in one
 //! safetensors file written atomically, and resuming from one.
 
-use super::{Adapter, STATE_KEY, SavedState, copy_from_stored, stored};
+use super::{AdaptStats, Adapter, copy_from_stored, stored};
 use crate::adapt::AdaptError;
 use crate::model::checkpoint::{Checkpoint, MetaValue};
 use crate::model::network::load_group;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
+
+/// Metadata key of the adapter state in a checkpoint.
+const STATE_KEY: &str = "livedepth_adapt_state";
+
+#[derive(Serialize, Deserialize)]
+struct SavedState {
+    stats: AdaptStats,
+    adam_steps: u64,
+    pose_adam_steps: u64,
+    arch: String,
+    pose_arch: String,
+}
 
 impl Adapter {
     /// Writes weights, Adam moments, the EMA teacher and the counters to one safetensors file,

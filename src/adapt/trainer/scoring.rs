@@ -185,6 +185,7 @@ impl Adapter {
             // Filled by the step that trains on this triplet.
             refined_motion: [[0.0; 6]; 2],
             refine_loss: [0.0; 2],
+            travel_units: [0.0; 2],
             frozen_scale,
         };
         self.stats.serving = now;
