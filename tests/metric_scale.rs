@@ -13,6 +13,7 @@ mod common;
 
 use livedepth::scale::ground::fit_ground_plane;
 use livedepth::synth::{RenderConfig, Renderer};
+use std::path::Path;
 
 #[test]
 fn the_ground_plane_of_rendered_frames_is_the_renderers_camera_height() {
@@ -254,4 +255,78 @@ fn a_speed_sidecar_with_a_bad_row_is_refused_naming_file_and_line() {
     ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success() && stderr.contains("add --adapt"), "{stderr}");
+}
+
+/// `run --adapt --metric-scale speed --speed-file F` on a rendered drive: the run completes, its
+/// report names the source and accounts for every frame; without --adapt it is refused saying
+/// so.
+#[cfg(feature = "torch")]
+#[test]
+fn run_takes_the_speed_scale_from_its_adapter() {
+    use livedepth::app::adapt::{AdaptOptions, PoseInit};
+    use livedepth::app::live::{LiveOptions, run_live};
+    use livedepth::train::TrainedModel;
+    let model = TrainedModel::open(&common::repo_root().join(livedepth::app::demo::BASE_MODEL_DIR))
+        .expect("the committed base model opens");
+    let dir = tempfile::tempdir().unwrap();
+    let drive = dir.path().join("drive");
+    let renderer = Renderer::new(&RenderConfig {
+        width: 320,
+        height: 96,
+        frames: 24,
+        seed: 6152,
+        supersample: 1,
+        ..RenderConfig::default()
+    })
+    .unwrap();
+    livedepth::synth::write_dataset(&renderer, &drive, false).unwrap();
+    let out = dir.path().join("out");
+    let config_text = format!(
+        r#"
+[source]
+uri = "kitti:{drive}"
+[network]
+arch = "rtmonodepth-s"
+width = 320
+height = 96
+model = "{model}"
+metric_scale = "speed"
+speed_file = "{speed}"
+[outputs]
+dir = "{out}"
+depth_png = true
+"#,
+        drive = drive.display(),
+        model = model.depth.display(),
+        speed = drive.join("speed.csv").display(),
+        out = out.display()
+    );
+    let config = livedepth::config::Config::from_toml_str(&config_text, Path::new("<test>"))
+        .expect("config");
+    let adapt = AdaptOptions {
+        pose_model: Some(model.pose.clone()),
+        pose_init: PoseInit::DepthEncoder,
+        ..AdaptOptions::default()
+    };
+    let report = run_live(&LiveOptions {
+        config: config.clone(),
+        model: None,
+        max_frames: None,
+        adapt: Some(adapt),
+    })
+    .expect("run --adapt --metric-scale speed");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run_report.json")).unwrap())
+            .unwrap();
+    let scale = &json["metric_scale"];
+    println!("{scale}");
+    assert_eq!(scale["source"]["source"], "speed", "{scale}");
+    let counted: u64 =
+        ["measured", "previous", "unscaled"].iter().map(|k| scale[k].as_u64().unwrap_or(0)).sum();
+    assert_eq!(counted, report.frames_delivered, "every frame has a scale entry");
+    assert!(out.join("depth/000023.png").exists());
+
+    let refused = run_live(&LiveOptions { config, model: None, max_frames: Some(2), adapt: None })
+        .unwrap_err();
+    assert!(refused.to_string().contains("add --adapt"), "{refused}");
 }

@@ -375,6 +375,7 @@ fn dataset_writer_writes_the_kitti_like_layout() {
         "image_02/poses.txt".to_string(),
         "image_02/timestamps.txt".to_string(),
         "render.json".to_string(),
+        "speed.csv".to_string(),
     ];
     for i in 0..3 {
         expected.push(format!("image_02/data/{i:010}.png"));

@@ -148,7 +148,7 @@ impl Default for GuardConfig {
             serve_window: 32,
             serve_min_samples: 4,
             serve_tolerance: 0.02,
-            serve_trust_deviation: 0.3,
+            serve_trust_deviation: 0.5,
             serve_evidence_margin: 0.05,
         }
     }

@@ -18,10 +18,11 @@
 //! depth on the fresh triplets (σ of log D_adapted − log D_frozen over the target's pixels,
 //! averaged over the window) is within `trust_deviation`, the adapted weights need only be no
 //! worse than `1 + tolerance`; beyond it they must show evidence, a loss at most
-//! `1 − evidence_margin` times the frozen one's. Adaptation that helps moves far from the frozen
-//! depth only where it explains the images much better (dev frames: deviation 0.3–0.5 with loss
-//! ratios 0.6–0.87); adaptation that went wrong moves as far without that evidence (a destructive
-//! learning rate: deviation 0.65, loss ratio 1.00–1.04). See docs/adapt.md, "Never worse".
+//! `1 − evidence_margin` times the frozen one's. Adaptation that helps moved at most 0.49 from
+//! the frozen depth on the tuning frames (often without photometric evidence beyond 0.3, where
+//! the images are explained equally well); adaptation that went wrong moves further without
+//! that evidence (a destructive learning rate: deviation 0.62–0.70, loss ratio 1.00–1.04). The
+//! default radius, 0.5, lies between. See docs/adapt.md, "Never worse".
 
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
