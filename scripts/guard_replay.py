@@ -6,8 +6,9 @@ The guard only chooses which weights are served; the student trains the same eit
 run's CSV (the adapted and frozen photometric loss and the log-depth deviation of every fresh
 triplet, and the adapted and frozen abs_rel of every frame) is enough to score what any guard
 setting would have served, without running the adaptation again. The replay of the shipped
-setting must reproduce the run's own `serving_adapted` column: the script checks it and says
-so.
+setting the run used (read from the `--json` report beside the CSV, `NAME.json` for `NAME.csv`,
+else the defaults below) must reproduce the run's own `serving_adapted` column: the script
+checks it and says so.
 
 Usage: guard_replay.py [--trust 0.3,0.4,0.5] [--tolerance 0.02] [--margin 0.05]
                        [--window 32] [--min-samples 4] CSV...
@@ -17,7 +18,9 @@ A file named *.dev.* is scored on positions 200-299 (kitchen 200-299), others on
 """
 import argparse
 import csv
+import json
 import math
+import os
 from collections import deque
 
 
@@ -78,6 +81,22 @@ def worst_window(rows, served):
     return worst
 
 
+def run_guard(path, defaults):
+    """The guard settings of the run that wrote `path`: from NAME.json where it exists."""
+    guards = {}
+    report = os.path.splitext(path)[0] + ".json"
+    if os.path.exists(report):
+        with open(report) as f:
+            guards = json.load(f).get("config", {}).get("guards", {})
+    return Guard(
+        guards.get("serve_window", defaults.window),
+        guards.get("serve_min_samples", defaults.min_samples),
+        guards.get("serve_tolerance", defaults.tolerance),
+        guards.get("serve_trust_deviation", 0.5),
+        guards.get("serve_evidence_margin", defaults.margin),
+    )
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--trust", default="0.3", help="trust-region deviations, comma-separated")
@@ -89,7 +108,7 @@ def main():
     a = p.parse_args()
     trusts = [float(t) for t in a.trust.split(",")]
     make = lambda trust: Guard(a.window, a.min_samples, a.tolerance, trust, a.margin)
-    print("| run | shipped guard reproduced | adapted | " + " | ".join(
+    print("| run | its own guard reproduced | adapted | " + " | ".join(
         f"served, trust {t} (worst window)" for t in trusts) + " |")
     print("|---|---|---|" + "---|" * len(trusts))
     for path in a.csv:
@@ -97,7 +116,7 @@ def main():
             rows = list(csv.DictReader(f))
         lo, hi = (200, 300) if ".dev." in path else (100, 250)
         logged = [r["serving_adapted"] == "1" for r in rows]
-        same = replay(rows, make(0.3)) == logged
+        same = replay(rows, run_guard(path, a)) == logged
         adapted, frozen = scored(rows, [True] * len(rows), lo, hi)
         cells = []
         for t in trusts:

@@ -15,6 +15,14 @@ use livedepth::scale::ground::fit_ground_plane;
 use livedepth::synth::{RenderConfig, Renderer};
 use std::path::Path;
 
+/// `livedepth eval --quiet --dataset DATASET --model MODEL EXTRA…`.
+fn eval_on(dataset: &str, model: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args =
+        vec!["eval", "--quiet", "--dataset", dataset, "--model", model.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    common::livedepth(&args)
+}
+
 #[test]
 fn the_ground_plane_of_rendered_frames_is_the_renderers_camera_height() {
     let renderer = Renderer::new(&RenderConfig {
@@ -51,21 +59,19 @@ fn ground_scale_makes_the_kitti_model_metric_on_kitti_tiny() {
     };
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("eval.json");
-    let output = common::livedepth(&[
-        "eval",
-        "--quiet",
-        "--dataset",
+    let output = eval_on(
         &format!("kitti:{}", kitti.display()),
-        "--model",
-        model.to_str().unwrap(),
-        "--metric-scale",
-        "ground",
-        "--camera-height",
-        "1.65",
-        "--no-median-scaling",
-        "--json",
-        json.to_str().unwrap(),
-    ]);
+        &model,
+        &[
+            "--metric-scale",
+            "ground",
+            "--camera-height",
+            "1.65",
+            "--no-median-scaling",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     println!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success());
@@ -220,39 +226,19 @@ fn a_speed_sidecar_with_a_bad_row_is_refused_naming_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let speed = dir.path().join("speed.csv");
     std::fs::write(&speed, "time,speed\n0.0,1.0\n0.1,fast\n").unwrap();
-    let output = common::livedepth(&[
-        "eval",
-        "--quiet",
-        "--dataset",
-        &format!("kitchen:{}", kitchen.display()),
-        "--model",
-        model.to_str().unwrap(),
-        "--frames",
-        "0..20",
-        "--adapt",
-        "--metric-scale",
-        "speed",
-        "--speed-file",
-        speed.to_str().unwrap(),
-        "--no-median-scaling",
-    ]);
+    let dataset = format!("kitchen:{}", kitchen.display());
+    let speed_arg = speed.to_str().unwrap();
+    let output = eval_on(
+        &dataset,
+        &model,
+        &["--frames", "0..20", "--adapt", "--metric-scale", "speed", "--speed-file", speed_arg],
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "a bad sidecar must be refused");
     let at = format!("{}:3:", speed.display());
     assert!(stderr.contains(&at) && stderr.contains("speed `fast`"), "{stderr}");
     // Without --adapt there is nothing to measure the scale against.
-    let output = common::livedepth(&[
-        "eval",
-        "--quiet",
-        "--dataset",
-        &format!("kitchen:{}", kitchen.display()),
-        "--model",
-        model.to_str().unwrap(),
-        "--frames",
-        "0..5",
-        "--metric-scale",
-        "speed",
-    ]);
+    let output = eval_on(&dataset, &model, &["--frames", "0..5", "--metric-scale", "speed"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success() && stderr.contains("add --adapt"), "{stderr}");
 }
