@@ -3,7 +3,8 @@
 //! its items and turning an error or a panic into the run's first failure.
 
 use super::{
-    Item, NodeShared, PipelineError, QueueReceiver, QueueSender, RunContext, Sink, Stage, lock,
+    Item, NodeShared, PipelineError, QueueReceiver, QueueSender, RunContext, Sink, Stage,
+    StageError, lock,
 };
 use crate::frame::Frame;
 use crate::source::Source;
@@ -85,21 +86,27 @@ pub(super) fn run_stage<In, S: Stage<In>>(
                     return;
                 }
             }
-            Ok(Err(error)) => {
-                ctx.fail(PipelineError::Stage { stage: node.name.clone(), frame: index, error });
-                return;
-            }
-            Err(payload) => {
-                let message = panic_message(&*payload);
-                ctx.fail(PipelineError::StagePanic {
-                    stage: node.name.clone(),
-                    frame: index,
-                    message,
-                });
-                return;
-            }
+            Ok(Err(error)) => return item_failed(ctx, node, index, Ok(error)),
+            Err(payload) => return item_failed(ctx, node, index, Err(payload)),
         }
     }
+}
+
+/// Makes a stage's or the sink's failure on item `index` the run's: the error it returned, or
+/// the panic it raised.
+fn item_failed(
+    ctx: &RunContext,
+    node: &NodeShared,
+    index: u64,
+    failure: Result<StageError, Box<dyn Any + Send>>,
+) {
+    let stage = node.name.clone();
+    ctx.fail(match failure {
+        Ok(error) => PipelineError::Stage { stage, frame: index, error },
+        Err(payload) => {
+            PipelineError::StagePanic { stage, frame: index, message: panic_message(&*payload) }
+        }
+    });
 }
 
 pub(super) fn run_sink<In, K: Sink<In>>(
@@ -118,19 +125,11 @@ pub(super) fn run_sink<In, K: Sink<In>>(
                 lock(&ctx.end_to_end).record(finished.saturating_duration_since(captured));
             }
             Ok(Err(error)) => {
-                ctx.fail(PipelineError::Stage { stage: node.name.clone(), frame: index, error });
+                item_failed(ctx, node, index, Ok(error));
                 break;
             }
-            Err(payload) => {
-                let message = panic_message(&*payload);
-                ctx.fail(PipelineError::StagePanic {
-                    stage: node.name.clone(),
-                    frame: index,
-                    message,
-                });
-                // The sink's state is unknown after a panic: do not call `finish`.
-                return;
-            }
+            // The sink's state is unknown after a panic: do not call `finish`.
+            Err(payload) => return item_failed(ctx, node, index, Err(payload)),
         }
     }
     match panic::catch_unwind(AssertUnwindSafe(|| sink.finish())) {
