@@ -136,7 +136,10 @@ fn run_puts_depth_calibration_and_status_on_zenoh_under_the_device_key() {
     let status = &by_key["livedepth/testcam/livedepth/status"];
     assert!(status[0].0.contains("json"), "{}", status[0].0);
     let last: serde_json::Value = serde_json::from_slice(&status[status.len() - 1].1).unwrap();
-    assert_eq!(last["frame"].as_u64(), Some(frames as u64 - 1), "{last}");
+    // Live telemetry may drop a message under congestion, like the depth images above (zenoh
+    // puts with congestion control `drop`): the last status is from one of the last frames.
+    let last_frame = last["frame"].as_u64().unwrap_or(0) as usize;
+    assert!((frames - 4..frames).contains(&last_frame), "{last}");
     for key in ["camera/image", "depth/colour", "depth/points"] {
         assert!(by_key.contains_key(&format!("livedepth/testcam/{key}")), "{key}: {counts:?}");
     }
