@@ -501,9 +501,8 @@ impl Adapter {
                             let inputs = LossInputs { poses, ..refine_inputs };
                             self.refine_loss.forward(&inputs).map(|out| out.photometric)
                         })?;
-                        self.stats.fresh.travel_units = refined.poses.map(|p| {
-                            factor * p.translation.iter().map(|v| v * v).sum::<f32>().sqrt()
-                        });
+                        self.stats.fresh.travel_units =
+                            refined.poses.map(|p| factor * p.translation_length());
                     }
                 }
                 let mut targets = refined.poses;
@@ -511,7 +510,7 @@ impl Adapter {
                     // Metric conditioning: the translations take the odometry's length along
                     // their refined direction, so the depth gradient is taken at metric motion.
                     for (pose, metres) in targets.iter_mut().zip(travel) {
-                        let length = pose.translation.iter().map(|v| v * v).sum::<f32>().sqrt();
+                        let length = pose.translation_length();
                         if length > 0.0 && metres > 0.0 && metres.is_finite() {
                             pose.translation = pose.translation.map(|v| v * metres / length);
                         }

@@ -128,11 +128,7 @@ pub fn evaluate(options: &EvalOptions) -> crate::Result<EvalReport> {
     };
     let mut engine = engine;
     if let MetricScale::Speed { .. } = options.metric_scale {
-        return Err(crate::Error::Other(
-            "--metric-scale speed: the scale comes from the adapter's motion against the \
-             odometry, and the adapter also learns metric translation from it; add --adapt"
-                .into(),
-        ));
+        return Err(crate::Error::Other(crate::scale::speed::NEEDS_ADAPT.into()));
     }
     let mut scale_source = options.metric_scale.ground_estimator();
     let estimates = Arc::new(Mutex::new(Vec::new()));

@@ -181,11 +181,7 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
                 .map_err(|e| crate::Error::Other(format!("--speed-file {e}")))?,
         ),
         MetricScale::Speed { .. } => {
-            return Err(crate::Error::Other(
-                "--metric-scale speed: the scale comes from the adapter's motion against the \
-                 odometry, and the adapter also learns metric translation from it; add --adapt"
-                    .into(),
-            ));
+            return Err(crate::Error::Other(crate::scale::speed::NEEDS_ADAPT.into()));
         }
         _ => None,
     };

@@ -118,6 +118,13 @@ impl<T: Copy> Pose6<T> {
     }
 }
 
+impl Pose6<f32> {
+    /// The length of the translation.
+    pub fn translation_length(&self) -> f32 {
+        self.translation.iter().map(|v| v * v).sum::<f32>().sqrt()
+    }
+}
+
 /// One target frame with its sources, disparities and poses.
 #[derive(Debug, Clone, Copy)]
 pub struct LossInputs<'a, T = f32> {

@@ -19,6 +19,10 @@ use nalgebra::{Isometry3, Vector3};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
+/// Why `--metric-scale speed` is refused without adaptation (`eval` and `run` alike).
+pub const NEEDS_ADAPT: &str = "--metric-scale speed: the scale comes from the adapter's motion \
+     against the odometry, and the adapter also learns metric translation from it; add --adapt";
+
 /// Ratios the served scale is the median of.
 pub const HISTORY: usize = 51;
 /// Ratios measured before a scale is served at all (until then: the network's units).
