@@ -163,14 +163,22 @@ fn live_thread_names() -> Option<Vec<String>> {
     )
 }
 
+/// A joined thread can stay listed in `/proc/self/task` for a moment: `pthread_join` returns
+/// when the kernel clears the thread id, a little before the task is reaped. So the check
+/// looks again for up to five seconds; a thread that was never joined stays listed forever.
 fn assert_no_thread_named(prefix: &str) {
-    match live_thread_names() {
-        Some(names) => {
-            let left: Vec<_> = names.iter().filter(|name| name.starts_with(prefix)).collect();
-            assert!(left.is_empty(), "pipeline threads left behind: {left:?}");
+    let mut left = Vec::new();
+    for _ in 0..100 {
+        let Some(names) = live_thread_names() else {
+            panic!("/proc/self/task is unavailable: cannot check for leftover threads");
+        };
+        left = names.into_iter().filter(|name| name.starts_with(prefix)).collect();
+        if left.is_empty() {
+            return;
         }
-        None => panic!("/proc/self/task is unavailable: cannot check for leftover threads"),
+        thread::sleep(Duration::from_millis(50));
     }
+    panic!("pipeline threads left behind: {left:?}");
 }
 
 /// Runs `run` on a helper thread and fails the test (instead of hanging) if it never returns.
