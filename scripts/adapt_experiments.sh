@@ -14,7 +14,7 @@
 # Runs: default (the shipped defaults, no size flags), no-mirrored (pose refinement from the
 # network's motion only, the default before session 6), mirrored (explicitly on), previous (the defaults before issue #9:
 # k from image motion 1-4, no pose refinement, no never-worse guard), no-refine, k1 (k from
-# image motion as before, with refinement), no-distill, no-replay, no-forgetting-guard, and
+# image motion as before, with refinement), parallax (k from the measured parallax, 1-12), no-distill, no-replay, no-forgetting-guard, and
 # anchor-R (the forgetting guard's anchor pull set to R instead of 0.2), steps-S (S adaptation
 # steps per frame instead of 1).
 # The summary (OUT/summary.md) has, per run and seed: abs_rel on the acceptance window
@@ -30,7 +30,7 @@ SETS=${SETS:-"dev val"}
 JOBS=${JOBS:-2}
 DATA=${DATA:-../shared/data}
 MODEL=${MODEL:-../shared/models/rtmonodepth_s/m_640x192}
-BIN=target/release/livedepth
+BIN=${BIN:-target/release/livedepth}
 # One libtorch thread per run: on a shared 2-core machine the default pool oversubscribes the
 # cores; the figures in docs/adapt.md were taken this way (libtorch's sums can differ in the
 # last bits with another thread count, and adaptation amplifies such differences).
@@ -42,7 +42,7 @@ for path in "$DATA/kitchen" "$DATA/kitchen_val" "$DATA/kitti_tiny" "$MODEL"; do
         exit 1
     fi
 done
-cargo build --release --quiet
+if [ "$BIN" = target/release/livedepth ]; then cargo build --release --quiet; fi
 mkdir -p "$OUT"
 
 flags_of() {
@@ -53,6 +53,7 @@ flags_of() {
         mirrored) echo "--pose-refine-mirrored true" ;;
         no-mirrored) echo "--pose-refine-mirrored false" ;;
         k1) echo "--adapt-config scripts/adapt_k_from_motion.toml" ;;
+        parallax) echo "--adapt-config scripts/adapt_parallax.toml" ;;
         no-distill) echo "--no-distill" ;;
         no-replay) echo "--replay 0" ;;
         no-forgetting-guard) echo "--no-forgetting-guard" ;;

@@ -6,11 +6,13 @@
 
 mod common;
 
+use livedepth::adapt::triplet::{PARALLAX_HISTORY, lengths, parallax_px};
 use livedepth::adapt::{
     AdaptConfig, Adapter, NetFrame, StepOutcome, Triplet, TripletSelector, weights_exchange,
 };
 use livedepth::app::adapt::{AdaptOptions, evaluate_adapt};
 use livedepth::app::eval::EvalOptions;
+use livedepth::loss::Pose6;
 use livedepth::model::checkpoint::Checkpoint;
 use livedepth::model::network::{DepthNetwork, PoseNetwork};
 use livedepth::model::{Arch, PoseArch};
@@ -307,6 +309,53 @@ fn triplets_need_motion() {
     assert!(selector.push(frame(1, 3.0)).is_none());
     let t = selector.push(frame(2, 6.0)).expect("moving camera gives a triplet");
     assert_eq!((t.target_index, t.k), (1, 1));
+}
+
+#[test]
+fn triplet_spacing_follows_the_measured_parallax() {
+    let frame = |i: u64| NetFrame {
+        index: i,
+        width: W,
+        height: H,
+        planar: Arc::new(texture(3.0 * i as f32)),
+        intrinsics: [50.0, 50.0, 48.0, 32.0],
+        odometer: None,
+    };
+    let pose = |tx: f32| Pose6 { axis_angle: [0.0; 3], translation: [tx, 0.0, 0.0], invert: false };
+    // fx 50 · ‖t‖ 0.1 / depth 10 = 0.5 px at k = 1: a slow hand-held camera.
+    let motion = lengths(&[pose(0.1), pose(-0.1)]);
+    let slow = parallax_px([50.0, 50.0, 48.0, 32.0], motion, 10.0);
+    assert!((slow - 0.5).abs() < 1e-6, "{slow}");
+    assert!(parallax_px([50.0; 4], motion, 0.0).is_nan(), "no depth, no parallax");
+
+    let mut selector = TripletSelector::with_parallax_target(1, 12, 0.01, 3.0);
+    assert_eq!(selector.preferred_k(), 1, "before any measurement: k_min");
+    let first = (0..3).find_map(|i| selector.push(frame(i))).expect("a moving camera");
+    assert_eq!(first.k, 1);
+    selector.observe_parallax(1, slow);
+    assert_eq!(selector.preferred_k(), 6, "3 px at 0.5 px per frame");
+    let next = (3..40).find_map(|i| selector.push(frame(i))).expect("a triplet at k = 6");
+    assert_eq!(next.k, 6);
+    // A fast car: 12 px at k = 6 is 2 px per frame; the median of the reports follows it.
+    for _ in 0..PARALLAX_HISTORY {
+        selector.observe_parallax(6, 12.0);
+    }
+    assert_eq!(selector.preferred_k(), 2);
+    for _ in 0..PARALLAX_HISTORY {
+        selector.observe_parallax(2, 40.0);
+    }
+    assert_eq!(selector.preferred_k(), 1, "never below k_min");
+    for _ in 0..PARALLAX_HISTORY {
+        selector.observe_parallax(1, 0.01);
+    }
+    assert_eq!(selector.preferred_k(), 12, "never above k_max");
+    selector.observe_parallax(1, f32::NAN);
+    selector.observe_parallax(1, -1.0);
+    assert_eq!(selector.preferred_k(), 12, "unusable reports are ignored");
+    // A target of 0 keeps the old rule: the smallest moving k from k_min.
+    let mut plain = TripletSelector::new(1, 12, 0.01);
+    plain.observe_parallax(1, slow);
+    assert_eq!(plain.preferred_k(), 1);
 }
 
 fn kitchen_eval(seed: u64, frames: &str, steps: usize) -> Option<livedepth::app::eval::EvalReport> {

@@ -165,11 +165,14 @@ pub struct AdaptConfig {
     pub layers: AdaptLayers,
     /// Adaptation steps per frame in lock-step mode (S).
     pub steps_per_frame: usize,
-    /// Triplet spacing k is the smallest value in k_min..=k_max whose frames differ by at least
+    /// Triplet spacing k is the smallest value in k_start..=k_max whose frames differ by at least
     /// `motion_threshold` (mean absolute RGB difference in [0, 1]); none → stationary, no triplet.
+    /// k_start is k_min, or with `target_parallax_px` > 0 the smallest k whose measured parallax
+    /// reaches that many pixels at the median depth ([`crate::adapt::triplet::TripletSelector`]).
     pub k_min: usize,
     pub k_max: usize,
     pub motion_threshold: f32,
+    pub target_parallax_px: f32,
     /// Skip a step whose live sample has more than this fraction of pixels auto-masked...
     pub stationary_masked_fraction: f32,
     /// ... or whose predicted translations are all shorter than this (network units).
@@ -215,6 +218,7 @@ impl Default for AdaptConfig {
             k_min: 6,
             k_max: 6,
             motion_threshold: 0.01,
+            target_parallax_px: 0.0,
             stationary_masked_fraction: 0.95,
             stationary_translation: 1e-4,
             replay_capacity: 16,
@@ -271,6 +275,13 @@ impl AdaptConfig {
                 "k_min/k_max",
                 "1 <= k_min <= k_max",
                 format!("{}..{}", self.k_min, self.k_max),
+            ));
+        }
+        if !(self.target_parallax_px.is_finite() && self.target_parallax_px >= 0.0) {
+            return Err(AdaptError::config(
+                "target_parallax_px",
+                "a finite number of pixels >= 0 (0 = spacing from k_min by motion only)",
+                self.target_parallax_px,
             ));
         }
         if !(self.motion_threshold.is_finite() && self.motion_threshold >= 0.0) {

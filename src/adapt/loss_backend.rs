@@ -217,6 +217,9 @@ pub struct DeviceBatch<'a> {
     /// Test-time pose refinement per sample (0 iterations: off), as on the CPU path: the loss
     /// then uses the refined poses and the pose network is pulled toward them.
     pub pose_refinement: crate::adapt::pose_refine::Refinement,
+    /// Measure the live sample's translation lengths at the photometric optimum along the
+    /// refined directions (for the metric scale and the triplet spacing).
+    pub measure_live_length: bool,
 }
 
 /// What the trainer needs from the loss of one batch.
@@ -234,6 +237,8 @@ pub struct DeviceTerms {
     pub verdict: Option<StepOutcome>,
     /// The live (first) sample's pose refinement, when refinement is on.
     pub live_refinement: Option<super::pose_refine::RefinedPoses>,
+    /// The live sample's translation lengths, when `measure_live_length` asked for them.
+    pub live_lengths: Option<[f32; 2]>,
 }
 
 impl LossBackend {

@@ -3,7 +3,8 @@
 //! path, and publishes the adapted weights to the live engine without ever blocking it.
 //!
 //! - [`config`]: [`AdaptConfig`], every part switchable.
-//! - [`triplet`]: frame triplets (t−k, t, t+k) with k from motion, the bounded replay buffer.
+//! - [`triplet`]: frame triplets (t−k, t, t+k) with k from the measured parallax, the bounded
+//!   replay buffer.
 //! - [`trainer`]: [`Adapter`], one training step (libtorch forward with autograd, our CPU loss
 //!   and its gradients fed back through libtorch's backward, Adam), the guards and checkpoints.
 //! - [`host_batch`]: a batch's network outputs on the host for the CPU loss, and the gradients

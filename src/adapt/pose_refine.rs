@@ -46,6 +46,8 @@ pub struct RefinedPoses {
     pub loss_after: f32,
     /// The walk from the reversed translations won.
     pub mirrored: bool,
+    /// The median depth (loss units) that scaled the translation steps.
+    pub median_depth: f32,
 }
 
 /// Refines `inputs.poses` (two sources) as `refinement` says; `median_depth` (in the loss's
@@ -149,6 +151,7 @@ fn walk<E>(
         loss_before: f32::NAN,
         loss_after: f32::INFINITY,
         mirrored: false,
+        median_depth,
     };
     for iteration in 0..=iterations {
         let (value, gradient) = evaluate(&current)?;

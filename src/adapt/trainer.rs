@@ -15,6 +15,7 @@ mod adam;
 mod anchor;
 mod checkpoint;
 mod inputs;
+mod refine;
 mod scoring;
 mod stats;
 mod tensors;
@@ -22,6 +23,7 @@ mod tensors;
 use inputs::{
     check_batch, fill_tie_break_noise, scale_invariant_distillation, velocity_supervision,
 };
+use refine::SamplePoses;
 pub use stats::{AdaptStats, FreshScore, StepOutcome};
 use tensors::{copy_from_stored, select_variables, stored, to_host};
 
@@ -29,10 +31,9 @@ use super::AdaptError;
 use super::config::{AdaptConfig, TeacherKind};
 use super::host_batch::{HostGradients, HostOutputs, stack_planar, tensor_to_host};
 use super::loss_backend::{DeviceBatch, LossBackend, LossBackendKind};
-use super::pose_refine::{refine_poses, translation_length_factor};
 use super::publish::WeightsPublisher;
 use super::serve_guard::{ServeGuard, Served};
-use super::triplet::{NetFrame, ReplayBuffer, Triplet, TripletSelector};
+use super::triplet::{NetFrame, ReplayBuffer, Triplet, TripletSelector, lengths, parallax_px};
 use crate::loss::{LossConfig, LossInputs, Pose6, SelfSupervisedLoss, target_pyramid};
 use crate::model::network::{DepthNetwork, PoseNetwork};
 use adam::Adam;
@@ -159,7 +160,12 @@ impl Adapter {
                 g.serve_evidence_margin,
             ),
             unscored: None,
-            selector: TripletSelector::new(config.k_min, config.k_max, config.motion_threshold),
+            selector: TripletSelector::with_parallax_target(
+                config.k_min,
+                config.k_max,
+                config.motion_threshold,
+                config.target_parallax_px,
+            ),
             replay: ReplayBuffer::new(config.replay_capacity),
             holdout: Vec::new(),
             live: None,
@@ -436,10 +442,19 @@ impl Adapter {
             stationary_masked_fraction: self.config.stationary_masked_fraction,
             stationary_translation: self.config.stationary_translation,
             pose_refinement: self.config.pose_refinement(),
+            measure_live_length: batch[0].travel.is_some() || self.config.target_parallax_px > 0.0,
         })?;
         if let Some(terms) = &device_terms {
             self.stats.last_masked_fraction = terms.live_masked_fraction;
             if let Some(refined) = &terms.live_refinement {
+                let live = &batch[0];
+                let measured = terms.live_lengths.unwrap_or_else(|| lengths(&refined.poses));
+                let parallax = parallax_px(live.intrinsics, measured, refined.median_depth);
+                self.selector.observe_parallax(live.k, parallax);
+                self.stats.fresh.travel_units = match (live.travel, terms.live_lengths) {
+                    (Some(_), Some(measured)) => measured,
+                    _ => [0.0; 2],
+                };
                 self.stats.fresh.refined_motion = refined.poses.each_ref().map(Pose6::row);
                 self.stats.fresh.refine_loss = [refined.loss_before, refined.loss_after];
             }
@@ -464,61 +479,13 @@ impl Adapter {
             let pyramid = target_pyramid(&triplet.target, w, h, scales);
             let pyramid_refs: Vec<&[f32]> = pyramid.iter().map(Vec::as_slice).collect();
             let disp_refs = host.sample_disparities(i);
-            let mut poses = host.sample_poses(i);
             let sources: [&[f32]; 2] = [&triplet.prev, &triplet.next];
-            let mut pose_targets = None;
-            if self.config.pose_refine_iterations > 0 {
-                let median = self.median_depth(disp_refs[0]) as f32;
-                self.zero_noise.resize(2 * hw, 0.0);
-                let refine_inputs = triplet.loss_inputs(
-                    &sources,
-                    &disp_refs[..1],
-                    &pyramid_refs[..1],
-                    &poses,
-                    Some(&self.zero_noise),
-                );
-                let refined = match refine_poses(
-                    &mut self.refine_loss,
-                    &refine_inputs,
-                    self.config.pose_refinement(),
-                    median,
-                ) {
-                    Ok(refined) => refined,
-                    Err(crate::loss::LossError::NonFinite { field, index }) => {
-                        return Ok(StepOutcome::Rejected(format!(
-                            "non-finite network output: {field} index {index}"
-                        )));
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                if i == 0 {
-                    self.stats.fresh.refined_motion = refined.poses.each_ref().map(Pose6::row);
-                    self.stats.fresh.refine_loss = [refined.loss_before, refined.loss_after];
-                    self.stats.fresh.travel_units = [0.0; 2];
-                    if triplet.travel.is_some() {
-                        // The depth's own translation length, for the metric scale.
-                        let factor = translation_length_factor(refined.poses, |poses| {
-                            let inputs = LossInputs { poses, ..refine_inputs };
-                            self.refine_loss.forward(&inputs).map(|out| out.photometric)
-                        })?;
-                        self.stats.fresh.travel_units =
-                            refined.poses.map(|p| factor * p.translation_length());
-                    }
-                }
-                let mut targets = refined.poses;
-                if let (Some(travel), true) = (triplet.travel, self.config.velocity_weight > 0.0) {
-                    // Metric conditioning: the translations take the odometry's length along
-                    // their refined direction, so the depth gradient is taken at metric motion.
-                    for (pose, metres) in targets.iter_mut().zip(travel) {
-                        let length = pose.translation_length();
-                        if length > 0.0 && metres > 0.0 && metres.is_finite() {
-                            pose.translation = pose.translation.map(|v| v * metres / length);
-                        }
-                    }
-                }
-                pose_targets = Some((poses, targets, median));
-                poses = targets;
-            }
+            let sample =
+                self.sample_poses(i, triplet, &disp_refs, &pyramid_refs, host.sample_poses(i));
+            let (poses, pose_targets) = match sample? {
+                Ok(SamplePoses { poses, targets }) => (poses, targets),
+                Err(verdict) => return Ok(verdict),
+            };
             fill_tie_break_noise(
                 &mut self.noise,
                 2 * hw,

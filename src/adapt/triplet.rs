@@ -1,6 +1,6 @@
-//! Training samples: frames at the network size, triplets (t−k, t, t+k) whose spacing k is
-//! chosen from the image motion (no triplet while the camera is stationary), and the bounded
-//! replay buffer of past triplets.
+//! Training samples: frames at the network size, triplets (t−k, t, t+k) whose spacing k follows
+//! the parallax measured at the last steps (no triplet while the camera is stationary), and the
+//! bounded replay buffer of past triplets.
 
 use crate::camera::Intrinsics;
 use crate::frame::RgbImage;
@@ -102,18 +102,45 @@ pub fn mean_abs_difference(a: &[f32], b: &[f32]) -> f32 {
 
 /// Keeps the last 2·k_max + 1 frames and forms a triplet ending at each new frame when the
 /// camera moved enough.
+///
+/// **Spacing from parallax.** A pose network sees depth only through parallax: the image shift a
+/// translation t causes at depth Z is f·‖t‖/Z pixels. Too little (a slow hand-held camera at
+/// k = 1: about half a pixel at 128x96) and the photometric loss cannot tell depths apart; too
+/// much (a car at k = 6: a 5 m baseline) and the pose network leaves the spacing it was trained
+/// on. After each step the trainer reports the parallax of its live triplet
+/// ([`TripletSelector::observe_parallax`]: f·‖t‖ / median depth, both in the network's own
+/// units, so the unknown scale cancels); the next triplet starts from the smallest k whose
+/// per-frame parallax (the median of the last [`PARALLAX_HISTORY`] reports) reaches
+/// `target_parallax_px`. Until the first report, and with a target of 0, it starts from k_min.
 #[derive(Debug)]
 pub struct TripletSelector {
     history: VecDeque<NetFrame>,
     k_min: usize,
     k_max: usize,
     motion_threshold: f32,
+    target_parallax_px: f32,
+    /// Parallax per frame of spacing (pixels) at the last steps.
+    parallax_per_frame: VecDeque<f32>,
     /// Frames for which no k showed enough motion.
     pub stationary: u64,
 }
 
+/// How many parallax reports the spacing follows (their median).
+pub const PARALLAX_HISTORY: usize = 9;
+
 impl TripletSelector {
+    /// Spacing from `k_min` on, by image motion only (no parallax target).
     pub fn new(k_min: usize, k_max: usize, motion_threshold: f32) -> Self {
+        Self::with_parallax_target(k_min, k_max, motion_threshold, 0.0)
+    }
+
+    /// Spacing that follows the measured parallax toward `target_parallax_px` (0 = off).
+    pub fn with_parallax_target(
+        k_min: usize,
+        k_max: usize,
+        motion_threshold: f32,
+        target_parallax_px: f32,
+    ) -> Self {
         let k_min = k_min.max(1);
         let k_max = k_max.max(k_min);
         Self {
@@ -121,12 +148,46 @@ impl TripletSelector {
             k_min,
             k_max,
             motion_threshold,
+            target_parallax_px: if target_parallax_px.is_finite() {
+                target_parallax_px
+            } else {
+                0.0
+            },
+            parallax_per_frame: VecDeque::with_capacity(PARALLAX_HISTORY),
             stationary: 0,
         }
     }
 
+    /// Reports the parallax (pixels at the median depth) measured on a triplet of spacing `k`.
+    /// Non-finite or non-positive values (no translation, no depth) are ignored.
+    pub fn observe_parallax(&mut self, k: usize, parallax_px: f32) {
+        if k == 0 || !parallax_px.is_finite() || parallax_px <= 0.0 {
+            return;
+        }
+        if self.parallax_per_frame.len() == PARALLAX_HISTORY {
+            self.parallax_per_frame.pop_front();
+        }
+        self.parallax_per_frame.push_back(parallax_px / k as f32);
+    }
+
+    /// The spacing the next triplet starts from (see the type's documentation).
+    pub fn preferred_k(&self) -> usize {
+        if self.target_parallax_px <= 0.0 || self.parallax_per_frame.is_empty() {
+            return self.k_min;
+        }
+        let mut buffer = [0f32; PARALLAX_HISTORY];
+        for (slot, rate) in buffer.iter_mut().zip(&self.parallax_per_frame) {
+            *slot = *rate;
+        }
+        let rates = &mut buffer[..self.parallax_per_frame.len()];
+        let mid = rates.len() / 2;
+        let rate = *rates.select_nth_unstable_by(mid, f32::total_cmp).1;
+        let k = (self.target_parallax_px / rate).ceil();
+        if k.is_finite() { (k as usize).clamp(self.k_min, self.k_max) } else { self.k_max }
+    }
+
     /// Adds the newest frame; returns the triplet (t−2k, t−k, newest) with the smallest k in
-    /// k_min..=k_max whose two gaps both show at least the motion threshold.
+    /// [`Self::preferred_k`]..=k_max whose two gaps both show at least the motion threshold.
     pub fn push(&mut self, frame: NetFrame) -> Option<Triplet> {
         if let Some(last) = self.history.back()
             && (last.width, last.height) != (frame.width, frame.height)
@@ -138,11 +199,12 @@ impl TripletSelector {
         }
         self.history.push_back(frame);
         let n = self.history.len();
-        if n < 2 * self.k_min + 1 {
+        let k_start = self.preferred_k();
+        if n < 2 * k_start + 1 {
             return None;
         }
         let newest = &self.history[n - 1];
-        for k in self.k_min..=self.k_max {
+        for k in k_start..=self.k_max {
             if n < 2 * k + 1 {
                 break;
             }
@@ -170,6 +232,21 @@ impl TripletSelector {
         }
         None
     }
+}
+
+/// The parallax of a triplet's two motions at its median depth, in pixels: fx · mean ‖t‖ / Z,
+/// with the translation lengths ‖t‖ and Z in the same (network) units. NaN without a positive
+/// finite depth.
+pub fn parallax_px(intrinsics: [f32; 4], translation_lengths: [f32; 2], median_depth: f32) -> f32 {
+    if !(median_depth.is_finite() && median_depth > 0.0) {
+        return f32::NAN;
+    }
+    intrinsics[0] * (translation_lengths[0] + translation_lengths[1]) / 2.0 / median_depth
+}
+
+/// The translation lengths of a triplet's two poses.
+pub fn lengths(poses: &[Pose6; 2]) -> [f32; 2] {
+    poses.each_ref().map(Pose6::translation_length)
 }
 
 /// Metres travelled between the frames of a triplet, from their odometer readings.

@@ -177,7 +177,7 @@ pub fn bench_loss(o: &BenchLossOptions) -> Result<BenchLossReport, CudaError> {
     let config = FusedLossConfig::default();
     let mut rows = Vec::new();
     for &(w, h) in &o.sizes {
-        let sc = super::twin::loss::synthetic_inputs(w, h, o.sources, o.scales, 1);
+        let sc = super::twin::synthetic::synthetic_inputs(w, h, o.sources, o.scales, 1);
         let up = |v: &[f32]| k.upload(v);
         let target = up(&sc.target)?;
         let sources = sc.sources.iter().map(|v| up(v)).collect::<Result<Vec<_>, _>>()?;

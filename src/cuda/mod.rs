@@ -6,7 +6,8 @@
 //! - With the `cuda` feature, [`nvrtc`] finds libnvrtc at run time and compiles the kernels
 //!   (PTX cached on disk), [`device`] loads them with cudarc (dynamic loading: the binary starts on
 //!   machines without CUDA and says so) and launches them on raw device pointers such as
-//!   libtorch's tensors, and [`bench`] measures them.
+//!   libtorch's tensors, [`fused_loss`] runs the self-supervised loss with them, and [`bench`]
+//!   measures them.
 
 mod error;
 pub mod sources;
@@ -16,6 +17,8 @@ pub mod twin;
 pub mod bench;
 #[cfg(feature = "cuda")]
 pub mod device;
+#[cfg(feature = "cuda")]
+pub mod fused_loss;
 #[cfg(feature = "cuda")]
 pub mod nvrtc;
 #[cfg(all(feature = "cuda", feature = "torch"))]

@@ -5,7 +5,9 @@
 
 use super::{AdaptError, DeviceBatch, DeviceTerms, summarise_step, tie_break_noise_tensor};
 use crate::adapt::host_batch::tensor_to_host;
-use crate::adapt::pose_refine::{RefinedPoses, Refinement, refine_poses_with};
+use crate::adapt::pose_refine::{
+    RefinedPoses, Refinement, refine_poses_with, translation_length_factor,
+};
 use crate::cuda::torch::{TorchFusedLoss, TorchLossInputs};
 use crate::cuda::twin::FusedLossConfig;
 use crate::loss::{LossConfig, Pose6};
@@ -128,6 +130,39 @@ impl DeviceLoss {
         Ok((pose_rows_tensor(&refined.poses, device)?, median, refined))
     }
 
+    /// The translation lengths the depth implies along the refined directions (the photometric
+    /// optimum of [`translation_length_factor`], as the CPU path measures them): 33 forward
+    /// evaluations at the finest scale, one float read back each.
+    fn translation_lengths(
+        &mut self,
+        target: &Tensor,
+        sources: &[Tensor; 2],
+        disparity: &Tensor,
+        refined: &RefinedPoses,
+        intrinsics: [f32; 4],
+    ) -> Result<[f32; 2], AdaptError> {
+        let device = Device::Cuda(self.ordinal);
+        let disparities = [disparity.f_detach()?.f_contiguous()?];
+        let pyramid = [target.shallow_clone()];
+        let refiner = &mut self.refiner;
+        let factor = translation_length_factor(refined.poses, |poses| {
+            let rows = pose_rows_tensor(poses, device)?;
+            let step = refiner.step(&TorchLossInputs {
+                target,
+                sources,
+                disparities: &disparities,
+                target_pyramid: &pyramid,
+                poses: &rows,
+                invert: &[true, false],
+                intrinsics,
+                tie_break_noise: None,
+            })?;
+            let photometric = tensor_to_host(&step.scalars.f_narrow(0, 1, 1)?)?;
+            Ok::<_, AdaptError>(photometric.first().copied().unwrap_or(f32::NAN))
+        })?;
+        Ok(refined.poses.map(|p| factor * p.translation_length()))
+    }
+
     /// Loss, gradients (as a surrogate), distillation mask and the step's verdict for a
     /// batch, all on the device; one small device-to-host copy at the end.
     pub fn batch_terms(&mut self, batch: &DeviceBatch) -> Result<DeviceTerms, AdaptError> {
@@ -157,6 +192,7 @@ impl DeviceLoss {
         let mut bad_gradients = Tensor::f_zeros([], (Kind::Float, device))?;
         let mut live_translation = None;
         let mut live_refinement = None;
+        let mut live_lengths = None;
         for i in 0..b {
             let target_i = target.f_narrow(0, i, 1)?;
             let sources = [prev.f_narrow(0, i, 1)?, next.f_narrow(0, i, 1)?];
@@ -186,6 +222,15 @@ impl DeviceLoss {
                     batch.pose_refinement,
                 )?;
                 if i == 0 {
+                    if batch.measure_live_length {
+                        live_lengths = Some(self.translation_lengths(
+                            &target_i,
+                            &sources,
+                            &disparities[0],
+                            &record,
+                            intrinsics,
+                        )?);
+                    }
                     live_refinement = Some(record);
                 }
                 let m = if median.is_finite() && median > 0.0 { median } else { 1.0 };
@@ -281,6 +326,7 @@ impl DeviceLoss {
             live_masked_fraction: summary.live_masked_fraction,
             verdict: summary.verdict,
             live_refinement,
+            live_lengths,
         })
     }
 }

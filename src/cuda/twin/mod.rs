@@ -9,6 +9,7 @@ pub mod common;
 pub mod loss;
 pub mod pose;
 pub mod preprocess;
+pub mod synthetic;
 pub mod upsample;
 
 pub use loss::{FusedLossConfig, FusedLossInputs, FusedLossOutputs, fused_loss};

@@ -1,0 +1,95 @@
+//! The poses one host sample's loss is taken at: test-time pose refinement (Rprop on the
+//! photometric loss at the finest scale, depth held fixed), the live sample's translation length
+//! at the photometric optimum (metres per depth unit against an odometry, and the parallax that
+//! sets the next triplet's spacing), and metric conditioning of the refined translations.
+
+use super::{AdaptError, Adapter, StepOutcome};
+use crate::adapt::pose_refine::{refine_poses, translation_length_factor};
+use crate::adapt::triplet::{Triplet, lengths, parallax_px};
+use crate::loss::{LossError, LossInputs, Pose6};
+
+/// The poses of one sample's loss and, with refinement, the pose network's targets: (network
+/// poses, refined poses, median depth).
+pub(super) struct SamplePoses {
+    pub poses: [Pose6; 2],
+    pub targets: Option<([Pose6; 2], [Pose6; 2], f32)>,
+}
+
+impl Adapter {
+    /// Sample `index` of the batch (0 = the live one) at its network poses `network`, with
+    /// `disparities` and `pyramid` its host maps; `Ok(Err(verdict))` rejects the step.
+    pub(super) fn sample_poses(
+        &mut self,
+        index: usize,
+        triplet: &Triplet,
+        disparities: &[&[f32]],
+        pyramid: &[&[f32]],
+        network: [Pose6; 2],
+    ) -> Result<Result<SamplePoses, StepOutcome>, AdaptError> {
+        let live = index == 0;
+        if self.config.pose_refine_iterations == 0 {
+            if live {
+                let median = self.median_depth(disparities[0]) as f32;
+                let parallax = parallax_px(triplet.intrinsics, lengths(&network), median);
+                self.selector.observe_parallax(triplet.k, parallax);
+            }
+            return Ok(Ok(SamplePoses { poses: network, targets: None }));
+        }
+        let median = self.median_depth(disparities[0]) as f32;
+        let hw = triplet.width * triplet.height;
+        self.zero_noise.resize(2 * hw, 0.0);
+        let sources: [&[f32]; 2] = [&triplet.prev, &triplet.next];
+        let refine_inputs = triplet.loss_inputs(
+            &sources,
+            &disparities[..1],
+            &pyramid[..1],
+            &network,
+            Some(&self.zero_noise),
+        );
+        let refined = match refine_poses(
+            &mut self.refine_loss,
+            &refine_inputs,
+            self.config.pose_refinement(),
+            median,
+        ) {
+            Ok(refined) => refined,
+            Err(LossError::NonFinite { field, index }) => {
+                return Ok(Err(StepOutcome::Rejected(format!(
+                    "non-finite network output: {field} index {index}"
+                ))));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if live {
+            self.stats.fresh.refined_motion = refined.poses.each_ref().map(Pose6::row);
+            self.stats.fresh.refine_loss = [refined.loss_before, refined.loss_after];
+            let measure_length = triplet.travel.is_some() || self.config.target_parallax_px > 0.0;
+            let factor = match measure_length {
+                true => translation_length_factor(refined.poses, |poses| {
+                    let inputs = LossInputs { poses, ..refine_inputs };
+                    self.refine_loss.forward(&inputs).map(|out| out.photometric)
+                })?,
+                false => 1.0,
+            };
+            let measured = refined.poses.map(|p| factor * p.translation_length());
+            let parallax = parallax_px(triplet.intrinsics, measured, median);
+            self.selector.observe_parallax(triplet.k, parallax);
+            self.stats.fresh.travel_units = match triplet.travel {
+                Some(_) => measured,
+                None => [0.0; 2],
+            };
+        }
+        let mut targets = refined.poses;
+        if let (Some(travel), true) = (triplet.travel, self.config.velocity_weight > 0.0) {
+            // Metric conditioning: the translations take the odometry's length along their
+            // refined direction, so the depth gradient is taken at metric motion.
+            for (pose, metres) in targets.iter_mut().zip(travel) {
+                let length = pose.translation_length();
+                if length > 0.0 && metres > 0.0 && metres.is_finite() {
+                    pose.translation = pose.translation.map(|v| v * metres / length);
+                }
+            }
+        }
+        Ok(Ok(SamplePoses { poses: targets, targets: Some((network, targets, median)) }))
+    }
+}
