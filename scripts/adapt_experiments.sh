@@ -14,7 +14,8 @@
 # Runs: default (the shipped defaults, no size flags), no-mirrored (pose refinement from the
 # network's motion only, the default before session 6), mirrored (explicitly on), previous (the defaults before issue #9:
 # k from image motion 1-4, no pose refinement, no never-worse guard), no-refine, k1 (k from
-# image motion as before, with refinement), parallax (k from the measured parallax, 1-12), no-distill, no-replay, no-forgetting-guard, and
+# image motion as before, with refinement), parallax-k12 (k from the measured parallax
+# up to 12 instead of 6), fixed-k6 (k = 6 always, the default before session 10), no-distill, no-replay, no-forgetting-guard, and
 # anchor-R (the forgetting guard's anchor pull set to R instead of 0.2), steps-S (S adaptation
 # steps per frame instead of 1).
 # The summary (OUT/summary.md) has, per run and seed: abs_rel on the acceptance window
@@ -53,7 +54,8 @@ flags_of() {
         mirrored) echo "--pose-refine-mirrored true" ;;
         no-mirrored) echo "--pose-refine-mirrored false" ;;
         k1) echo "--adapt-config scripts/adapt_k_from_motion.toml" ;;
-        parallax) echo "--adapt-config scripts/adapt_parallax.toml" ;;
+        parallax-k12) echo "--adapt-config scripts/adapt_parallax_k12.toml" ;;
+        fixed-k6) echo "--adapt-config scripts/adapt_fixed_k6.toml" ;;
         no-distill) echo "--no-distill" ;;
         no-replay) echo "--replay 0" ;;
         no-forgetting-guard) echo "--no-forgetting-guard" ;;

@@ -358,6 +358,73 @@ fn triplet_spacing_follows_the_measured_parallax() {
     assert_eq!(plain.preferred_k(), 1);
 }
 
+/// With the default spacing (from the measured parallax), a car at 10 fps settles at k = 1
+/// (a rendered drive at 8 m/s, with our base model and its pose network) and a hand-held camera
+/// at 30 fps at a longer one (the real kitchen frames, with the KITTI model).
+#[test]
+fn the_default_spacing_is_short_on_a_car_and_long_on_a_hand_held_camera() {
+    use livedepth::app::adapt::PoseInit;
+    use livedepth::synth::{RenderConfig, Renderer};
+    use livedepth::train::TrainedModel;
+    let _torch = torch_exclusive();
+    let base = TrainedModel::open(&common::repo_root().join(livedepth::app::demo::BASE_MODEL_DIR))
+        .expect("the committed base model opens");
+    let dir = tempfile::tempdir().unwrap();
+    let renderer = Renderer::new(&RenderConfig {
+        width: 320,
+        height: 96,
+        frames: 16,
+        seed: 6153,
+        supersample: 1,
+        ..RenderConfig::default()
+    })
+    .unwrap();
+    livedepth::synth::write_dataset(&renderer, dir.path(), false).unwrap();
+    let drive = EvalOptions {
+        dataset: format!("kitti:{}", dir.path().display()),
+        model: base.depth.clone(),
+        arch: Arch::RtMonoDepthS,
+        width: 320,
+        height: 96,
+        selection: FrameSelection::parse("0..16").unwrap(),
+        no_median_scaling: false,
+        json: None,
+        plot: None,
+        progress: false,
+        engine: livedepth::engine::EngineKind::Torch,
+        metric_scale: Default::default(),
+    };
+    let adapt = AdaptOptions {
+        pose_model: Some(base.pose.clone()),
+        pose_init: PoseInit::DepthEncoder,
+        print_every: 0,
+        ..AdaptOptions::default()
+    };
+    let (_, stats) = evaluate_adapt(&drive, &adapt).expect("lock-step on the drive");
+    println!("drive: {} steps, last k {}", stats.steps, stats.fresh.k);
+    assert!(stats.steps > 5, "{stats:?}");
+    assert_eq!(stats.fresh.k, 1, "a car at 10 fps needs no longer baseline");
+
+    let (Some(data), Some(model)) =
+        (common::shared("data/kitchen"), common::shared("models/rtmonodepth_s/m_640x192"))
+    else {
+        return;
+    };
+    let kitchen = EvalOptions {
+        dataset: format!("kitchen:{}", data.display()),
+        model,
+        width: W as u32,
+        height: H as u32,
+        selection: FrameSelection::parse("0..40").unwrap(),
+        ..drive
+    };
+    let adapt = AdaptOptions { print_every: 0, ..AdaptOptions::default() };
+    let (_, stats) = evaluate_adapt(&kitchen, &adapt).expect("lock-step on the kitchen");
+    println!("kitchen: {} steps, last k {}", stats.steps, stats.fresh.k);
+    assert!(stats.steps > 5, "{stats:?}");
+    assert!(stats.fresh.k >= 4, "a hand-held camera at 30 fps needs a longer baseline");
+}
+
 fn kitchen_eval(seed: u64, frames: &str, steps: usize) -> Option<livedepth::app::eval::EvalReport> {
     let data = common::shared("data/kitchen")?;
     let model = common::shared("models/rtmonodepth_s/m_640x192")?;

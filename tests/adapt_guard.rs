@@ -124,6 +124,7 @@ fn the_adaptation_defaults_are_the_documented_ones() {
         ("pose_learning_rate", d.pose_learning_rate.to_string()),
         ("k_min", d.k_min.to_string()),
         ("k_max", d.k_max.to_string()),
+        ("target_parallax_px", d.target_parallax_px.to_string()),
         ("pose_refine_iterations", d.pose_refine_iterations.to_string()),
         ("pose_refine_mirrored", d.pose_refine_mirrored.to_string()),
         ("steps_per_frame", d.steps_per_frame.to_string()),

@@ -115,7 +115,7 @@ pub fn evaluate(options: &EvalOptions) -> crate::Result<EvalReport> {
         threads: 0,
     })?;
     if options.progress || options.engine == EngineKind::Auto {
-        eprintln!("engine: {}", opened.choice);
+        tracing::info!("engine: {}", opened.choice);
     }
     let engine = opened.engine;
 
