@@ -55,7 +55,7 @@ fn the_demo_writes_every_artefact_with_the_committed_base_model() {
     let model = common::repo_root().join(BASE_MODEL_DIR);
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("demo");
-    // At least 2·6 + 1 frames, so that the default triplet spacing k = 6 forms triplets.
+    // At least 2·6 + 1 frames, so that triplets form at any default spacing (k up to 6).
     let frames = 16;
     let report = run_demo(&DemoOptions {
         out: out.clone(),
@@ -118,11 +118,20 @@ fn the_demo_writes_every_artefact_with_the_committed_base_model() {
     assert!(report.adapt_stats.steps > 0, "{:?}", report.adapt_stats);
     assert!(report.frozen.values().iter().chain(&report.adapted.values()).all(|v| v.is_finite()));
     assert!(report.table().contains("frozen") && report.table().contains("adapted"));
+    // The same adaptation in metres: the speed source's scale, no median scaling.
+    assert_eq!(report.metric.per_frame.len(), frames);
+    assert!(!report.metric.protocol.median_scaling);
+    let scale = report.metric.metric_scale.as_ref().expect("the speed source reports its scale");
+    assert!(scale.scale_median.is_finite() && scale.scale_median > 0.0, "{scale:?}");
+    assert!(report.metric.values().iter().all(|v| v.is_finite()));
+    assert!(report.table().contains("metres") && report.table().contains("--metric-scale speed"));
 
     // The JSON report and the plot.
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
-    for key in ["frozen", "adapted", "windows", "adapt_stats", "scene", "model", "side_by_side"] {
+    for key in
+        ["frozen", "adapted", "metric", "windows", "adapt_stats", "scene", "model", "side_by_side"]
+    {
         assert!(json.get(key).is_some(), "report.json lacks `{key}`");
     }
     assert_eq!(json["scene"]["kind"], "synthetic");
@@ -133,6 +142,8 @@ fn the_demo_writes_every_artefact_with_the_committed_base_model() {
     assert!(report.side_by_side.exists());
     assert!(json["frozen"]["abs_rel"].as_f64().is_some());
     assert!(json["adapted"]["a1"].as_f64().is_some());
+    assert!(json["metric"]["metric_scale"]["scale_median"].as_f64().is_some());
+    assert!(out.join("eval_metric.json").exists());
     let svg = std::fs::read_to_string(out.join("abs_rel_over_time.svg")).unwrap();
     assert!(svg.starts_with("<svg") || svg.contains("<svg"));
     assert!(svg.contains("frozen") && svg.contains("adapted"));

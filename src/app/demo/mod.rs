@@ -32,6 +32,7 @@ use crate::adapt::{AdaptConfig, AdaptLayers};
 use crate::app::adapt::{AdaptOptions, PoseInit, default_adapt_size, evaluate_adapt_with};
 use crate::app::eval::EvalOptions;
 use crate::app::live::describe_outputs;
+use crate::scale::MetricScale;
 use crate::source::dataset::FrameSelection;
 use comparison::{ComparisonVideo, FrozenTrack};
 use std::path::{Path, PathBuf};
@@ -168,7 +169,7 @@ fn prepare(options: &DemoOptions, out: &Path) -> crate::Result<(DemoScene, DemoM
 }
 
 fn stages(options: &DemoOptions) -> usize {
-    if options.live { 4 } else { 3 }
+    if options.live { 5 } else { 4 }
 }
 
 /// Runs the demo.
@@ -225,7 +226,7 @@ pub fn run_demo(options: &DemoOptions) -> crate::Result<DemoReport> {
         engine: crate::engine::EngineKind::Torch,
         metric_scale: Default::default(),
     };
-    tracing::info!("[{}/{stages}] lock-step evaluation, frozen (0 steps per frame)", stages - 1);
+    tracing::info!("[{}/{stages}] lock-step evaluation, frozen (0 steps per frame)", stages - 2);
     let frozen_adapt = AdaptOptions {
         config: AdaptConfig { steps_per_frame: 0, ..adapt.config.clone() },
         print_every: 0,
@@ -237,8 +238,9 @@ pub fn run_demo(options: &DemoOptions) -> crate::Result<DemoReport> {
     })?;
     let side_by_side = out.join("side_by_side.mp4");
     tracing::info!(
-        "[{stages}/{stages}] lock-step evaluation, adapted ({steps_per_frame} steps per frame, \
-         same frames), drawing {}",
+        "[{}/{stages}] lock-step evaluation, adapted ({steps_per_frame} steps per frame, same \
+         frames), drawing {}",
+        stages - 1,
         side_by_side.display()
     );
     let column = (scene.width, scene.height);
@@ -253,13 +255,26 @@ pub fn run_demo(options: &DemoOptions) -> crate::Result<DemoReport> {
     let (adapted, adapt_stats) =
         evaluate_adapt_with(&eval_options("eval_adapted.json"), &adapt, |f| video.push(&f))?;
     video.finish()?;
+    // Metres without ground truth: the same adaptation with the speed scale source (the
+    // odometer is the path through the frames' ground-truth positions, standing in for the
+    // vehicle's odometry or a visual-inertial one), scored without median scaling.
+    tracing::info!(
+        "[{stages}/{stages}] lock-step evaluation in metres (--metric-scale speed, no median \
+         scaling, same frames)"
+    );
+    let metric_options = EvalOptions {
+        no_median_scaling: true,
+        metric_scale: MetricScale::Speed { speed_file: None },
+        ..eval_options("eval_metric.json")
+    };
+    let (metric, _) = evaluate_adapt_with(&metric_options, &adapt, |_| Ok(()))?;
 
     let windows = report::windows(&frozen, &adapted, scene.window);
     let plot = out.join("abs_rel_over_time.svg");
     report::write_abs_rel_plot(&plot, &model.path, &scene.description, &frozen, &adapted)?;
     let report_json = out.join("report.json");
     let mut outputs = if options.live { describe_outputs(&live_dir) } else { Vec::new() };
-    for name in ["eval_frozen.json", "eval_adapted.json"] {
+    for name in ["eval_frozen.json", "eval_adapted.json", "eval_metric.json"] {
         outputs.push(out.join(name).display().to_string());
     }
     for path in [&side_by_side, &plot, &report_json] {
@@ -274,6 +289,7 @@ pub fn run_demo(options: &DemoOptions) -> crate::Result<DemoReport> {
         adapt_config: adapt.config,
         frozen,
         adapted,
+        metric,
         adapt_stats,
         windows,
         live,

@@ -32,6 +32,9 @@ pub struct DemoReport {
     pub frozen: EvalReport,
     /// Lock-step, `steps_per_frame` steps per frame, same frames.
     pub adapted: EvalReport,
+    /// The adapted run again with `--metric-scale speed` and no median scaling: depth in metres
+    /// with no ground truth at run time.
+    pub metric: EvalReport,
     pub adapt_stats: AdaptStats,
     pub windows: Vec<WindowRow>,
     /// The paced live replay with adaptation (`None` when skipped).
@@ -62,6 +65,23 @@ impl DemoReport {
             + &row("frozen", values(frozen))
             + &row("adapted", values(adapted))
             + &row("change", change)
+            + &row("metres", values(self.metric.values()))
+            + &self.metric_line()
+    }
+
+    /// What the `metres` row is, and how far from metric its scale is.
+    fn metric_line(&self) -> String {
+        let scale = self.metric.metric_scale.as_ref().map_or(String::new(), |s| {
+            format!("; scale {:.3} m per network unit (median)", s.scale_median)
+        });
+        format!(
+            "   metres: adapted with --metric-scale speed, no median scaling: abs_rel {:.3} \
+             against {:.3} median-scaled; ground truth / prediction, median {:.3} (1 = \
+             metric){scale}\n",
+            self.metric.mean.abs_rel,
+            self.adapted.mean.abs_rel,
+            self.metric.mean.scale_ratio_median
+        )
     }
 }
 
