@@ -8,7 +8,7 @@ use crate::adapt::host_batch::tensor_to_host;
 use crate::adapt::pose_refine::{
     RefinedPoses, Refinement, refine_poses_with, translation_length_factor,
 };
-use crate::cuda::torch::{TorchFusedLoss, TorchLossInputs};
+use crate::cuda::torch::{TorchFusedLoss, TorchLossInputs, TorchLossStep};
 use crate::cuda::twin::FusedLossConfig;
 use crate::loss::{LossConfig, Pose6};
 use tch::{Device, Kind, Tensor};
@@ -17,6 +17,38 @@ use tch::{Device, Kind, Tensor};
 fn pose_rows_tensor(poses: &[Pose6], device: Device) -> Result<Tensor, tch::TchError> {
     let rows: Vec<f32> = poses.iter().flat_map(Pose6::row).collect();
     Tensor::f_from_slice(&rows)?.f_to_device(device)?.f_reshape([-1, 6])
+}
+
+/// One sample at the finest scale with its depth held fixed: what pose refinement and the
+/// translation-length search evaluate the loss on (no tie-break noise).
+struct FinestScale<'a> {
+    target: &'a Tensor,
+    sources: &'a [Tensor; 2],
+    disparities: [Tensor; 1],
+    pyramid: [Tensor; 1],
+    intrinsics: [f32; 4],
+    device: Device,
+}
+
+impl FinestScale<'_> {
+    /// The loss and its gradients at `poses` (previous inverted, next).
+    fn step(
+        &self,
+        refiner: &mut TorchFusedLoss,
+        poses: &[Pose6],
+    ) -> Result<TorchLossStep, AdaptError> {
+        let rows = pose_rows_tensor(poses, self.device)?;
+        Ok(refiner.step(&TorchLossInputs {
+            target: self.target,
+            sources: self.sources,
+            disparities: &self.disparities,
+            target_pyramid: &self.pyramid,
+            poses: &rows,
+            invert: &[true, false],
+            intrinsics: self.intrinsics,
+            tie_break_noise: None,
+        })?)
+    }
 }
 
 impl From<crate::cuda::CudaError> for AdaptError {
@@ -104,21 +136,17 @@ impl DeviceLoss {
         let median = tensor_to_host(&median)?.first().copied().unwrap_or(f32::NAN);
         let rows = tensor_to_host(network_poses)?;
         let start = [Pose6::from_row(&rows[..6], true), Pose6::from_row(&rows[6..], false)];
-        let pyramid = [target.shallow_clone()];
-        let disparities = [disparity];
+        let sample = FinestScale {
+            target,
+            sources,
+            disparities: [disparity],
+            pyramid: [target.shallow_clone()],
+            intrinsics,
+            device,
+        };
         let refiner = &mut self.refiner;
         let refined = refine_poses_with(start, refinement, median, |poses| {
-            let rows = pose_rows_tensor(poses, device)?;
-            let step = refiner.step(&TorchLossInputs {
-                target,
-                sources,
-                disparities: &disparities,
-                target_pyramid: &pyramid,
-                poses: &rows,
-                invert: &[true, false],
-                intrinsics,
-                tie_break_noise: None,
-            })?;
+            let step = sample.step(refiner, poses)?;
             let read = Tensor::f_cat(
                 &[step.scalars.f_narrow(0, 1, 1)?, step.grad_poses.f_reshape([-1])?],
                 0,
@@ -141,22 +169,17 @@ impl DeviceLoss {
         refined: &RefinedPoses,
         intrinsics: [f32; 4],
     ) -> Result<[f32; 2], AdaptError> {
-        let device = Device::Cuda(self.ordinal);
-        let disparities = [disparity.f_detach()?.f_contiguous()?];
-        let pyramid = [target.shallow_clone()];
+        let sample = FinestScale {
+            target,
+            sources,
+            disparities: [disparity.f_detach()?.f_contiguous()?],
+            pyramid: [target.shallow_clone()],
+            intrinsics,
+            device: Device::Cuda(self.ordinal),
+        };
         let refiner = &mut self.refiner;
         let factor = translation_length_factor(refined.poses, |poses| {
-            let rows = pose_rows_tensor(poses, device)?;
-            let step = refiner.step(&TorchLossInputs {
-                target,
-                sources,
-                disparities: &disparities,
-                target_pyramid: &pyramid,
-                poses: &rows,
-                invert: &[true, false],
-                intrinsics,
-                tie_break_noise: None,
-            })?;
+            let step = sample.step(refiner, poses)?;
             let photometric = tensor_to_host(&step.scalars.f_narrow(0, 1, 1)?)?;
             Ok::<_, AdaptError>(photometric.first().copied().unwrap_or(f32::NAN))
         })?;
