@@ -33,7 +33,7 @@ use super::host_batch::{HostGradients, HostOutputs, stack_planar, tensor_to_host
 use super::loss_backend::{DeviceBatch, LossBackend, LossBackendKind};
 use super::publish::WeightsPublisher;
 use super::serve_guard::{ServeGuard, Served};
-use super::triplet::{NetFrame, ReplayBuffer, Triplet, TripletSelector, lengths, parallax_px};
+use super::triplet::{NetFrame, ReplayBuffer, Triplet, TripletSelector, lengths};
 use crate::loss::{LossConfig, LossInputs, Pose6, SelfSupervisedLoss, target_pyramid};
 use crate::model::network::{DepthNetwork, PoseNetwork};
 use adam::Adam;
@@ -442,19 +442,16 @@ impl Adapter {
             stationary_masked_fraction: self.config.stationary_masked_fraction,
             stationary_translation: self.config.stationary_translation,
             pose_refinement: self.config.pose_refinement(),
-            measure_live_length: batch[0].travel.is_some() || self.config.target_parallax_px > 0.0,
+            measure_live_length: self.measures_live_length(&batch[0]),
         })?;
         if let Some(terms) = &device_terms {
             self.stats.last_masked_fraction = terms.live_masked_fraction;
             if let Some(refined) = &terms.live_refinement {
-                let live = &batch[0];
-                let measured = terms.live_lengths.unwrap_or_else(|| lengths(&refined.poses));
-                let parallax = parallax_px(live.intrinsics, measured, refined.median_depth);
-                self.selector.observe_parallax(live.k, parallax);
-                self.stats.fresh.travel_units = match (live.travel, terms.live_lengths) {
-                    (Some(_), Some(measured)) => measured,
-                    _ => [0.0; 2],
+                let (measured, at_optimum) = match terms.live_lengths {
+                    Some(measured) => (measured, true),
+                    None => (lengths(&refined.poses), false),
                 };
+                self.record_live_motion(&batch[0], measured, refined.median_depth, at_optimum);
                 self.stats.fresh.refined_motion = refined.poses.each_ref().map(Pose6::row);
                 self.stats.fresh.refine_loss = [refined.loss_before, refined.loss_after];
             }

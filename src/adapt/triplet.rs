@@ -121,6 +121,8 @@ pub struct TripletSelector {
     target_parallax_px: f32,
     /// Parallax per frame of spacing (pixels) at the last steps.
     parallax_per_frame: VecDeque<f32>,
+    /// The spacing the next triplet starts from, updated with each parallax report.
+    k_start: usize,
     /// Frames for which no k showed enough motion.
     pub stationary: u64,
 }
@@ -154,6 +156,7 @@ impl TripletSelector {
                 0.0
             },
             parallax_per_frame: VecDeque::with_capacity(PARALLAX_HISTORY),
+            k_start: k_min,
             stationary: 0,
         }
     }
@@ -168,13 +171,19 @@ impl TripletSelector {
             self.parallax_per_frame.pop_front();
         }
         self.parallax_per_frame.push_back(parallax_px / k as f32);
+        if self.target_parallax_px > 0.0 {
+            self.k_start = self.spacing_for_target();
+        }
     }
 
     /// The spacing the next triplet starts from (see the type's documentation).
     pub fn preferred_k(&self) -> usize {
-        if self.target_parallax_px <= 0.0 || self.parallax_per_frame.is_empty() {
-            return self.k_min;
-        }
+        self.k_start
+    }
+
+    /// The smallest k in k_min..=k_max whose per-frame parallax (the median of the reports)
+    /// reaches the target; needs at least one report.
+    fn spacing_for_target(&self) -> usize {
         let mut buffer = [0f32; PARALLAX_HISTORY];
         for (slot, rate) in buffer.iter_mut().zip(&self.parallax_per_frame) {
             *slot = *rate;
@@ -199,7 +208,7 @@ impl TripletSelector {
         }
         self.history.push_back(frame);
         let n = self.history.len();
-        let k_start = self.preferred_k();
+        let k_start = self.k_start;
         if n < 2 * k_start + 1 {
             return None;
         }

@@ -8,6 +8,7 @@ use crate::adapt::host_batch::tensor_to_host;
 use crate::adapt::pose_refine::{
     RefinedPoses, Refinement, refine_poses_with, translation_length_factor,
 };
+use crate::adapt::triplet::lengths;
 use crate::cuda::torch::{TorchFusedLoss, TorchLossInputs, TorchLossStep};
 use crate::cuda::twin::FusedLossConfig;
 use crate::loss::{LossConfig, Pose6};
@@ -111,8 +112,8 @@ impl DeviceLoss {
 
     /// Test-time pose refinement of one sample on the device, as the CPU path does it
     /// ([`refine_poses_with`]): the finest scale, the current depth held fixed, no tie-break
-    /// noise. Returns the refined poses [2, 6] on the device, the median depth that scaled
-    /// the steps, and the refinement's record. Each iteration reads 13 floats back.
+    /// noise. Returns the refined poses [2, 6] on the device and the refinement's record (with
+    /// the median depth that scaled the steps). Each iteration reads 13 floats back.
     #[allow(clippy::too_many_arguments)]
     fn refine(
         &mut self,
@@ -122,7 +123,7 @@ impl DeviceLoss {
         network_poses: &Tensor,
         intrinsics: [f32; 4],
         refinement: Refinement,
-    ) -> Result<(Tensor, f32, RefinedPoses), AdaptError> {
+    ) -> Result<(Tensor, RefinedPoses), AdaptError> {
         let device = Device::Cuda(self.ordinal);
         let disparity = disparity.f_detach()?.f_contiguous()?;
         // The median depth as the CPU computes it: element len / 2 of the sorted depths.
@@ -155,7 +156,7 @@ impl DeviceLoss {
             let g = |s: usize| -> [f32; 6] { std::array::from_fn(|c| v[1 + 6 * s + c]) };
             Ok::<_, AdaptError>((v[0], [g(0), g(1)]))
         })?;
-        Ok((pose_rows_tensor(&refined.poses, device)?, median, refined))
+        Ok((pose_rows_tensor(&refined.poses, device)?, refined))
     }
 
     /// The translation lengths the depth implies along the refined directions (the photometric
@@ -183,7 +184,7 @@ impl DeviceLoss {
             let photometric = tensor_to_host(&step.scalars.f_narrow(0, 1, 1)?)?;
             Ok::<_, AdaptError>(photometric.first().copied().unwrap_or(f32::NAN))
         })?;
-        Ok(refined.poses.map(|p| factor * p.translation_length()))
+        Ok(lengths(&refined.poses).map(|length| factor * length))
     }
 
     /// Loss, gradients (as a surrogate), distillation mask and the step's verdict for a
@@ -236,7 +237,7 @@ impl DeviceLoss {
             // network is pulled toward them: the gradient of ½‖r − r*‖² + ½‖t − t*‖² / m²
             // (m the median depth), as the CPU path's pose targets.
             let poses = if batch.pose_refinement.iterations > 0 {
-                let (refined, median, record) = self.refine(
+                let (refined, record) = self.refine(
                     &target_i,
                     &sources,
                     &disparities[0],
@@ -244,6 +245,7 @@ impl DeviceLoss {
                     intrinsics,
                     batch.pose_refinement,
                 )?;
+                let median = record.median_depth;
                 if i == 0 {
                     if batch.measure_live_length {
                         live_lengths = Some(self.translation_lengths(

@@ -1,4 +1,4 @@
-//! The poses one host sample's loss is taken at: test-time pose refinement (Rprop on the
+//! The poses one host sample's loss is taken at, and what the live sample's motion reports: test-time pose refinement (Rprop on the
 //! photometric loss at the finest scale, depth held fixed), the live sample's translation length
 //! at the photometric optimum (metres per depth unit against an odometry, and the parallax that
 //! sets the next triplet's spacing), and metric conditioning of the refined translations.
@@ -16,6 +16,31 @@ pub(super) struct SamplePoses {
 }
 
 impl Adapter {
+    /// Whether the live sample's translation lengths are measured at the photometric optimum
+    /// (33 extra loss evaluations): for the metric scale and for the parallax-driven spacing.
+    pub(super) fn measures_live_length(&self, live: &Triplet) -> bool {
+        live.travel.is_some() || self.config.target_parallax_px > 0.0
+    }
+
+    /// What the live sample's motion tells the rest of the loop, on either loss backend: its
+    /// parallax sets the next triplet's spacing, and its translation lengths (when `at_optimum`,
+    /// i.e. measured by the length search) are the depth units the metric scale compares with
+    /// the odometry.
+    pub(super) fn record_live_motion(
+        &mut self,
+        live: &Triplet,
+        translation_lengths: [f32; 2],
+        median_depth: f32,
+        at_optimum: bool,
+    ) {
+        let parallax = parallax_px(live.intrinsics, translation_lengths, median_depth);
+        self.selector.observe_parallax(live.k, parallax);
+        self.stats.fresh.travel_units = match (live.travel, at_optimum) {
+            (Some(_), true) => translation_lengths,
+            _ => [0.0; 2],
+        };
+    }
+
     /// Sample `index` of the batch (0 = the live one) at its network poses `network`, with
     /// `disparities` and `pyramid` its host maps; `Ok(Err(verdict))` rejects the step.
     pub(super) fn sample_poses(
@@ -30,8 +55,7 @@ impl Adapter {
         if self.config.pose_refine_iterations == 0 {
             if live {
                 let median = self.median_depth(disparities[0]) as f32;
-                let parallax = parallax_px(triplet.intrinsics, lengths(&network), median);
-                self.selector.observe_parallax(triplet.k, parallax);
+                self.record_live_motion(triplet, lengths(&network), median, false);
             }
             return Ok(Ok(SamplePoses { poses: network, targets: None }));
         }
@@ -63,21 +87,16 @@ impl Adapter {
         if live {
             self.stats.fresh.refined_motion = refined.poses.each_ref().map(Pose6::row);
             self.stats.fresh.refine_loss = [refined.loss_before, refined.loss_after];
-            let measure_length = triplet.travel.is_some() || self.config.target_parallax_px > 0.0;
-            let factor = match measure_length {
+            let at_optimum = self.measures_live_length(triplet);
+            let factor = match at_optimum {
                 true => translation_length_factor(refined.poses, |poses| {
                     let inputs = LossInputs { poses, ..refine_inputs };
                     self.refine_loss.forward(&inputs).map(|out| out.photometric)
                 })?,
                 false => 1.0,
             };
-            let measured = refined.poses.map(|p| factor * p.translation_length());
-            let parallax = parallax_px(triplet.intrinsics, measured, median);
-            self.selector.observe_parallax(triplet.k, parallax);
-            self.stats.fresh.travel_units = match triplet.travel {
-                Some(_) => measured,
-                None => [0.0; 2],
-            };
+            let measured = lengths(&refined.poses).map(|length| factor * length);
+            self.record_live_motion(triplet, measured, median, at_optimum);
         }
         let mut targets = refined.poses;
         if let (Some(travel), true) = (triplet.travel, self.config.velocity_weight > 0.0) {
