@@ -144,6 +144,10 @@ pub struct NetworkConfig {
     /// The speed sidecar (`--speed-file`) for `speed`: CSV `time,speed` or JSON lines.
     #[serde(default)]
     pub speed_file: Option<PathBuf>,
+    /// Live, the Zenoh key the vehicle publishes its speed on (`--speed-key`), for `speed`:
+    /// read on the `[outputs.zenoh]` session (see `scale::live_speed`).
+    #[serde(default)]
+    pub speed_key: Option<String>,
 }
 
 fn default_metric_scale() -> String {
@@ -285,6 +289,7 @@ impl NetworkConfig {
             metric_scale: default_metric_scale(),
             camera_height: None,
             speed_file: None,
+            speed_key: None,
         }
     }
 }

@@ -193,7 +193,7 @@ fn speed_scale_turns_the_kitti_networks_units_into_metres_on_the_kitchen() {
         plot: None,
         progress: false,
         engine: livedepth::engine::EngineKind::Torch,
-        metric_scale: MetricScale::Speed { speed_file: None },
+        metric_scale: MetricScale::Speed { speed_file: None, speed_key: None },
     };
     let adapt = AdaptOptions { print_every: 0, ..AdaptOptions::default() };
     let (report, _) = evaluate_adapt(&options, &adapt).expect("lock-step evaluation");

@@ -9,7 +9,10 @@
 //!   `livedepth/<fleet>/weights/<device>` (with the base model's hash and its accepted steps),
 //!   and `livedepth fleet` merges two devices' weights (federated averaging of the deltas,
 //!   weighted by accepted steps), validates the merge on held-out kitchen_val frames and
-//!   republishes it under `livedepth/<fleet>/weights/merged`.
+//!   republishes it under `livedepth/<fleet>/weights/merged`;
+//! - live speed (`--speed-key`): a peer publishes a rendered drive's speedometer on a key;
+//!   livedepth reads the sidecar's odometer from it at every frame, and `run --adapt
+//!   --metric-scale speed` gives every frame a reading and names the key in its report.
 
 mod common;
 
@@ -353,4 +356,180 @@ fn fleet_merges_two_devices_validates_on_held_out_frames_and_republishes() {
     let sample = merged_sub.recv_timeout(Duration::from_secs(10)).unwrap().expect("republished");
     let file = std::fs::read(out2.join("merged-round-1.safetensors")).unwrap();
     assert_eq!(sample.payload().to_bytes().as_ref(), file.as_slice());
+}
+
+/// A rendered drive of `frames` frames (its `speed.csv` is the vehicle's speedometer).
+fn rendered_drive(dir: &std::path::Path, frames: usize, seed: u64) -> std::path::PathBuf {
+    let renderer = livedepth::synth::Renderer::new(&livedepth::synth::RenderConfig {
+        width: 320,
+        height: 96,
+        frames,
+        seed,
+        supersample: 1,
+        ..livedepth::synth::RenderConfig::default()
+    })
+    .unwrap();
+    let drive = dir.join("drive");
+    livedepth::synth::write_dataset(&renderer, &drive, false).unwrap();
+    drive
+}
+
+/// The `time,speed` rows of a sidecar.
+fn speed_rows(path: &std::path::Path) -> Vec<(f64, f64)> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|row| {
+            let (t, v) = row.split_once(',').unwrap();
+            (t.parse().unwrap(), v.parse().unwrap())
+        })
+        .collect()
+}
+
+/// The vehicle: once a subscriber matches `key`, puts one malformed message and then every
+/// `(time, speed)` row as JSON, in order.
+fn publish_speed_when_matched(vehicle: &zenoh::Session, key: &str, rows: Vec<(f64, f64)>) {
+    let publisher = vehicle.declare_publisher(key.to_owned()).wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !publisher.matching_status().wait().unwrap().matching() {
+        assert!(Instant::now() < deadline, "nothing subscribed to {key}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    publisher.put("fast").wait().unwrap();
+    for (time, speed) in rows {
+        publisher.put(format!("{{\"time\": {time}, \"speed\": {speed}}}")).wait().unwrap();
+    }
+}
+
+/// `--speed-key`, below the CLI: a real Zenoh peer publishes a rendered drive's speedometer on a
+/// key, and livedepth's subscriber on another session reads the same odometer as the sidecar at
+/// every frame (and between frames), reads at the newest speed for up to a second past the last
+/// sample, has no reading after that, and refuses a malformed message naming the key.
+#[test]
+fn live_speed_on_a_zenoh_key_reads_like_the_speed_sidecar() {
+    use livedepth::scale::live_speed::{LiveSpeed, MAX_EXTRAPOLATION_S, SpeedClock};
+    use livedepth::scale::speed::SpeedTrack;
+    let dir = tempfile::tempdir().unwrap();
+    let sidecar = rendered_drive(dir.path(), 12, 6154).join("speed.csv");
+    let rows = speed_rows(&sidecar);
+    let reference = SpeedTrack::read(&sidecar).unwrap();
+
+    let (vehicle, endpoint) = listening_peer();
+    let livedepth_side =
+        livedepth::sink::zenoh_live::ZenohConfig { connect: vec![endpoint], ..Default::default() }
+            .open()
+            .unwrap();
+    let key = "vehicle/test-car/speed";
+    let mut live = LiveSpeed::subscribe(&livedepth_side, key).unwrap();
+    publish_speed_when_matched(&vehicle, key, rows.clone());
+    let stats = live.stats();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stats.report().received < rows.len() as u64 + 1 {
+        assert!(Instant::now() < deadline, "messages lost: {:?}", stats.report());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let frame = |index: u64, timestamp: f64| {
+        let rgb = livedepth::frame::RgbImage { width: 1, height: 1, data: vec![0; 3] };
+        livedepth::frame::Frame::from_rgb(index, timestamp, rgb)
+    };
+    let (first, last) = reference.span();
+    let mut index = 0;
+    for (time, _) in &rows {
+        for t in [*time, time + 0.03].into_iter().filter(|t| *t <= last) {
+            let expected = reference.odometer(t).unwrap();
+            let read = live.reading(&frame(index, t)).expect("a reading inside the samples");
+            assert!((read - expected).abs() < 1e-9, "at {t} s: {read} against {expected}");
+            index += 1;
+        }
+    }
+    let (_, last_speed) = rows[rows.len() - 1];
+    let ahead = live.reading(&frame(index, last + 0.5)).expect("read at the newest speed");
+    let expected = reference.odometer(last).unwrap() + 0.5 * last_speed;
+    assert!((ahead - expected).abs() < 1e-9, "{ahead} against {expected}");
+    assert_eq!(live.reading(&frame(index + 1, last + MAX_EXTRAPOLATION_S + 0.5)), None);
+
+    let report = stats.report();
+    println!("{report:?}");
+    assert_eq!(report.clock, Some(SpeedClock::Stream));
+    assert_eq!((report.refused, report.frames_extrapolated, report.frames_without), (1, 1, 1));
+    assert_eq!(report.frames_read, index);
+    let refusal = report.last_refusal.unwrap();
+    assert!(refusal.contains(key) && refusal.contains("speed `fast`"), "{refusal}");
+    assert!(first <= rows[0].0);
+}
+
+/// `run --adapt --metric-scale speed --speed-key KEY` on a rendered drive, with the vehicle
+/// publishing its speedometer on a real Zenoh peer: every message arrives, every frame has an
+/// odometer reading, the scale source is `speed` and the report names the key; a key with a
+/// wildcard is refused naming the flag.
+#[test]
+fn run_reads_the_vehicles_speed_from_a_zenoh_key() {
+    use livedepth::app::adapt::{AdaptOptions, PoseInit};
+    use livedepth::app::live::{LiveOptions, run_live};
+    use livedepth::train::TrainedModel;
+    let model = TrainedModel::open(&common::repo_root().join(livedepth::app::demo::BASE_MODEL_DIR))
+        .expect("the committed base model opens");
+    let dir = tempfile::tempdir().unwrap();
+    let frames = 24;
+    let drive = rendered_drive(dir.path(), frames, 6155);
+    let rows = speed_rows(&drive.join("speed.csv"));
+    let (vehicle, endpoint) = listening_peer();
+    let key = "vehicle/test-car/speed";
+    let out = dir.path().join("out");
+    let config_text = format!(
+        r#"
+[source]
+uri = "kitti:{drive}"
+[network]
+arch = "rtmonodepth-s"
+width = 320
+height = 96
+model = "{model}"
+metric_scale = "speed"
+speed_key = "{key}"
+[outputs]
+dir = "{out}"
+[outputs.zenoh]
+connect = ["{endpoint}"]
+device = "test-car"
+"#,
+        drive = drive.display(),
+        model = model.depth.display(),
+        out = out.display()
+    );
+    let config = livedepth::config::Config::from_toml_str(&config_text, std::path::Path::new("t"))
+        .expect("config");
+    let publishing = {
+        let rows = rows.clone();
+        std::thread::spawn(move || publish_speed_when_matched(&vehicle, key, rows))
+    };
+    let adapt = AdaptOptions {
+        pose_model: Some(model.pose.clone()),
+        pose_init: PoseInit::DepthEncoder,
+        ..AdaptOptions::default()
+    };
+    let report =
+        run_live(&LiveOptions { config, model: None, max_frames: None, adapt: Some(adapt) })
+            .expect("run --adapt --metric-scale speed --speed-key");
+    publishing.join().expect("the vehicle published");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run_report.json")).unwrap())
+            .unwrap();
+    let speed = &json["speed_input"];
+    println!("{speed}\n{}", json["metric_scale"]);
+    assert_eq!(report.frames_delivered, frames as u64);
+    assert_eq!(speed["key"], key, "{speed}");
+    assert_eq!(speed["clock"], "stream", "{speed}");
+    assert_eq!(speed["received"].as_u64(), Some(rows.len() as u64 + 1), "{speed}");
+    assert_eq!(speed["refused"].as_u64(), Some(1), "{speed}");
+    let read =
+        speed["frames_read"].as_u64().unwrap() + speed["frames_extrapolated"].as_u64().unwrap();
+    assert_eq!(read, frames as u64, "every frame has an odometer reading: {speed}");
+    assert_eq!(json["metric_scale"]["source"]["source"], "speed");
+    assert_eq!(json["metric_scale"]["source"]["speed_key"], key);
+
+    let stderr = run_refused(&["--adapt", "--metric-scale", "speed", "--speed-key", "car/*/speed"]);
+    assert!(stderr.contains("--speed-key") && stderr.contains("wildcard"), "{stderr}");
 }

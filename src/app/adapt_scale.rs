@@ -36,7 +36,13 @@ impl LockStepScale {
             MetricScale::Ground { camera_height } => {
                 Source::Ground(GroundScale::new(*camera_height))
             }
-            MetricScale::Speed { speed_file } => {
+            MetricScale::Speed { speed_key: Some(key), .. } => {
+                return Err(crate::Error::Other(format!(
+                    "--speed-key {key}: a live input, read by `run`; a lock-step evaluation \
+                     replays recorded frames: pass --speed-file FILE (time,speed) instead"
+                )));
+            }
+            MetricScale::Speed { speed_file, speed_key: None } => {
                 let odometry = Odometry::open(speed_file.as_deref())
                     .map_err(|e| crate::Error::Other(format!("--speed-file {e}")))?;
                 Source::Speed { odometry, scale: AdapterScale::new() }
@@ -56,8 +62,10 @@ impl LockStepScale {
     ) -> crate::Result<Option<f64>> {
         let Source::Speed { odometry, scale } = &mut self.state else { return Ok(None) };
         let reading = odometry.reading(frame, dataset).map_err(crate::Error::Other)?;
-        scale.record(position, reading);
-        Ok(Some(reading))
+        if let Some(metres) = reading {
+            scale.record(position, metres);
+        }
+        Ok(reading)
     }
 
     /// The scale this frame is scored with (None for `none`): for `ground` measured on this

@@ -2,7 +2,8 @@
 //! (reconnecting where the config asks), `preprocess`, `depth` with the engine `--engine` names
 //! (and, with `--adapt`, the adapter thread and the hook that installs its weights between
 //! frames), and the `outputs` sink; then writes `run_report.json` (pipeline statistics, which
-//! preprocessing and which engine ran, how adapted weights reached the engine).
+//! preprocessing and which engine ran, how adapted weights reached the engine, and the live
+//! speed input's figures with `--speed-key`).
 
 use crate::adapt::{AdaptStats, WeightsReceiver, weights_exchange};
 use crate::app::adapt::{
@@ -19,6 +20,7 @@ use crate::engine::{
 use crate::eval::EvalProtocol;
 use crate::frame::{Frame, RgbImage};
 use crate::pipeline::{Pipeline, RunReport, StageError};
+use crate::scale::live_speed::{LiveSpeed, LiveSpeedReport};
 use crate::scale::speed::Odometry;
 use crate::scale::{MetricScale, ScaleSummary};
 use crate::sink::metrics::write_summary_json;
@@ -72,6 +74,9 @@ struct LiveRunReport<'a> {
     /// The metric scale source's figures (`--metric-scale`), when one was active.
     #[serde(skip_serializing_if = "Option::is_none")]
     metric_scale: Option<ScaleSummary>,
+    /// The live speed input's figures (`--speed-key`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    speed_input: Option<LiveSpeedReport>,
 }
 
 /// The live side of `--adapt`: installs published weights between frames and offers each
@@ -124,7 +129,7 @@ impl FrameHook for LiveAdaptHook {
         // Read for every frame, also those the adapter is too busy to take: the odometer
         // integrates the whole path.
         let odometer = match self.odometry.as_mut() {
-            Some(odometry) => Some(odometry.reading(frame, "the source")?),
+            Some(odometry) => odometry.reading(frame, "the source")?,
             None => None,
         };
         let offer = AdaptFrame { index: frame.index, resized: resized.clone(), camera, odometer };
@@ -172,11 +177,18 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
         &config.network.metric_scale,
         config.network.camera_height,
         config.network.speed_file.as_deref(),
+        config.network.speed_key.as_deref(),
     )
     .map_err(crate::Error::Other)?;
-    // `speed` reads the odometry for every frame up front, so a bad sidecar fails at start.
-    let odometry = match &metric_scale {
-        MetricScale::Speed { speed_file } if options.adapt.is_some() => Some(
+    // `speed` reads the odometry for every frame up front, so a bad sidecar fails at start. A
+    // live key is subscribed to once the outputs' Zenoh session is open.
+    let speed_key = match &metric_scale {
+        MetricScale::Speed { speed_key, .. } => speed_key.clone(),
+        _ => None,
+    };
+    let mut odometry = match &metric_scale {
+        MetricScale::Speed { speed_key: Some(_), .. } if options.adapt.is_some() => None,
+        MetricScale::Speed { speed_file, .. } if options.adapt.is_some() => Some(
             Odometry::open(speed_file.as_deref())
                 .map_err(|e| crate::Error::Other(format!("--speed-file {e}")))?,
         ),
@@ -213,6 +225,18 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
         config.intrinsics(),
     )?
     .with_metric_scale(metric_scale, Arc::clone(&scale_summary));
+    let mut speed_stats = None;
+    if let Some(key) = speed_key {
+        let session = sink.zenoh_session().ok_or_else(|| {
+            crate::Error::Other(format!(
+                "--speed-key {key}: needs a Zenoh session to read it on: add --zenoh (or an \
+                 [outputs.zenoh] table)"
+            ))
+        })?;
+        let live = LiveSpeed::subscribe_at_start(&session, &key).map_err(crate::Error::Other)?;
+        speed_stats = Some(live.stats());
+        odometry = Some(Odometry::Live(live));
+    }
     // With a live view or recording, its status messages carry the per-stage statistics and
     // the adaptation status.
     let status_board = sink.status_board();
@@ -327,6 +351,7 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
             engine_choice,
             weight_swaps: swaps.lock().map(|s| s.clone()).unwrap_or_default(),
             metric_scale: scale_summary.lock().ok().and_then(|s| s.clone()),
+            speed_input: speed_stats.map(|stats| stats.report()),
         },
     )?;
     // The live outputs are complete; a failed adaptation still makes the run fail.

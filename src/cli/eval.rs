@@ -323,6 +323,7 @@ pub fn run(args: Args) -> livedepth::Result<()> {
             &args.metric_scale,
             args.camera_height,
             args.speed_file.as_deref(),
+            None,
         )
         .map_err(livedepth::Error::Other)?,
     };

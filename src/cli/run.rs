@@ -56,8 +56,8 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     pub fleet: Option<String>,
     /// Write every output in metres: `ground` fits the road plane in each depth map (needs
-    /// --camera-height); `speed` takes metres travelled from --speed-file (or the source's
-    /// ground-truth positions) against the adapter's motion (needs --adapt); `none` keeps the
+    /// --camera-height); `speed` takes metres travelled from --speed-file or --speed-key (or the
+    /// source's ground-truth positions) against the adapter's motion (needs --adapt); `none` keeps the
     /// network's units. Overrides network.metric_scale.
     #[arg(long, value_name = "SOURCE")]
     pub metric_scale: Option<String>,
@@ -68,6 +68,11 @@ pub struct Args {
     /// stream's clock, metres per second) or JSON lines. Overrides network.speed_file.
     #[arg(long, value_name = "FILE")]
     pub speed_file: Option<PathBuf>,
+    /// Live speed for --metric-scale speed: the Zenoh key the vehicle publishes it on, one
+    /// sample per message (JSON {"time": s, "speed": m/s}, or {"speed": m/s} timed on arrival).
+    /// Implies --zenoh. Overrides network.speed_key.
+    #[arg(long, value_name = "KEY")]
+    pub speed_key: Option<String>,
     /// Online adaptation beside the live path (`--adapt` and its settings); frames never wait
     /// for it.
     #[command(flatten)]
@@ -100,6 +105,7 @@ pub fn run(args: Args) -> livedepth::Result<()> {
         || !args.zenoh_connect.is_empty()
         || args.device_name.is_some()
         || args.fleet.is_some()
+        || args.speed_key.is_some()
     {
         let zenoh = config.outputs.zenoh.get_or_insert_with(Default::default);
         zenoh.listen.extend(args.zenoh_listen);
@@ -119,6 +125,9 @@ pub fn run(args: Args) -> livedepth::Result<()> {
     }
     if let Some(file) = args.speed_file {
         config.network.speed_file = Some(file);
+    }
+    if let Some(key) = args.speed_key {
+        config.network.speed_key = Some(key);
     }
     // The overrides are checked like the file was.
     config.validate(&args.config)?;

@@ -137,12 +137,20 @@ impl Config {
             &net.metric_scale,
             net.camera_height,
             net.speed_file.as_deref(),
+            net.speed_key.as_deref(),
         ) {
             return Err(invalid(
-                "network.metric_scale / network.camera_height / network.speed_file \
-                 (--metric-scale, --camera-height, --speed-file)",
+                "network.metric_scale / network.camera_height / network.speed_file / \
+                 network.speed_key (--metric-scale, --camera-height, --speed-file, --speed-key)",
                 "none, ground with a positive camera height in metres, or speed",
                 reason,
+            ));
+        }
+        if let (Some(key), None) = (&net.speed_key, &self.outputs.zenoh) {
+            return Err(invalid(
+                "network.speed_key (--speed-key)",
+                "a Zenoh session to read it on: an [outputs.zenoh] table (run --zenoh)",
+                format!("{key:?} without one"),
             ));
         }
         if !(net.min_depth.is_finite() && net.min_depth > 0.0) {

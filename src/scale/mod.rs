@@ -4,11 +4,13 @@
 //!
 //! - `none`: the network's units (Monodepth2's disparity → depth mapping).
 //! - `ground` ([`ground`]): a camera at a known height above a road (`--camera-height M`).
-//! - `speed` ([`speed`]): the vehicle's odometry (a speed sidecar, `--speed-file F`, or in
-//!   replay the dataset's ground-truth camera positions) against the adapter's motion; it also
-//!   supervises the pose network's translation, so it needs `--adapt`.
+//! - `speed` ([`speed`]): the vehicle's odometry (a speed sidecar, `--speed-file F`; live, a
+//!   Zenoh key, `--speed-key KEY`, [`live_speed`]; or in replay the dataset's ground-truth
+//!   camera positions) against the adapter's motion; it also supervises the pose network's
+//!   translation, so it needs `--adapt`.
 
 pub mod ground;
+pub mod live_speed;
 pub mod speed;
 
 use serde::Serialize;
@@ -24,18 +26,24 @@ pub enum MetricScale {
     None,
     /// A camera `camera_height` metres above the ground plane.
     Ground { camera_height: f64 },
-    /// Metres travelled by the vehicle's odometry: a timestamped speed sidecar, or (no file)
-    /// the dataset's ground-truth camera positions.
-    Speed { speed_file: Option<PathBuf> },
+    /// Metres travelled by the vehicle's odometry: a timestamped speed sidecar, the speed
+    /// published on a Zenoh key (live), or (neither) the dataset's ground-truth camera
+    /// positions.
+    Speed {
+        speed_file: Option<PathBuf>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        speed_key: Option<String>,
+    },
 }
 
 impl MetricScale {
-    /// `--metric-scale NAME` with `--camera-height` (needed by `ground`) and `--speed-file`
-    /// (used by `speed`); errors name the flags.
+    /// `--metric-scale NAME` with `--camera-height` (needed by `ground`), and `--speed-file` or
+    /// `--speed-key` (used by `speed`, one of them at most); errors name the flags.
     pub fn from_flags(
         name: &str,
         camera_height: Option<f64>,
         speed_file: Option<&Path>,
+        speed_key: Option<&str>,
     ) -> Result<Self, String> {
         if let (Some(file), false) = (speed_file, name == "speed") {
             return Err(format!(
@@ -43,8 +51,25 @@ impl MetricScale {
                 file.display()
             ));
         }
+        if let Some(key) = speed_key {
+            if name != "speed" {
+                return Err(format!(
+                    "--speed-key {key}: only used with --metric-scale speed (got `{name}`)"
+                ));
+            }
+            if let Some(file) = speed_file {
+                return Err(format!(
+                    "--speed-file {} and --speed-key {key}: expected one speed input, not both",
+                    file.display()
+                ));
+            }
+            live_speed::check_speed_key(key).map_err(|e| format!("--speed-key {e}"))?;
+        }
         match name {
-            "speed" => Ok(MetricScale::Speed { speed_file: speed_file.map(Path::to_path_buf) }),
+            "speed" => Ok(MetricScale::Speed {
+                speed_file: speed_file.map(Path::to_path_buf),
+                speed_key: speed_key.map(str::to_owned),
+            }),
             "none" => Ok(MetricScale::None),
             "ground" => match camera_height {
                 Some(h) if h.is_finite() && h > 0.0 => Ok(MetricScale::Ground { camera_height: h }),
@@ -173,22 +198,33 @@ mod tests {
 
     #[test]
     fn flags_parse_or_say_what_is_missing() {
-        assert_eq!(MetricScale::from_flags("none", None, None).unwrap(), MetricScale::None);
+        assert_eq!(MetricScale::from_flags("none", None, None, None).unwrap(), MetricScale::None);
         assert_eq!(
-            MetricScale::from_flags("ground", Some(1.65), None).unwrap(),
+            MetricScale::from_flags("ground", Some(1.65), None, None).unwrap(),
             MetricScale::Ground { camera_height: 1.65 }
         );
-        let ground = |h| MetricScale::from_flags("ground", h, None).unwrap_err();
+        let ground = |h| MetricScale::from_flags("ground", h, None, None).unwrap_err();
         assert!(ground(None).contains("--camera-height"));
         assert!(ground(Some(-1.0)).contains("positive"));
-        let lidar = MetricScale::from_flags("lidar", None, None).unwrap_err();
+        let lidar = MetricScale::from_flags("lidar", None, None, None).unwrap_err();
         assert!(lidar.contains("none, ground or speed"));
         let file = Path::new("speed.csv");
         assert_eq!(
-            MetricScale::from_flags("speed", None, Some(file)).unwrap(),
-            MetricScale::Speed { speed_file: Some(file.to_path_buf()) }
+            MetricScale::from_flags("speed", None, Some(file), None).unwrap(),
+            MetricScale::Speed { speed_file: Some(file.to_path_buf()), speed_key: None }
         );
-        let stray = MetricScale::from_flags("ground", Some(1.65), Some(file)).unwrap_err();
+        let stray = MetricScale::from_flags("ground", Some(1.65), Some(file), None).unwrap_err();
         assert!(stray.contains("--speed-file speed.csv"), "{stray}");
+        let key = Some("vehicle/car-1/speed");
+        assert_eq!(
+            MetricScale::from_flags("speed", None, None, key).unwrap(),
+            MetricScale::Speed { speed_file: None, speed_key: key.map(str::to_owned) }
+        );
+        let both = MetricScale::from_flags("speed", None, Some(file), key).unwrap_err();
+        assert!(both.contains("--speed-key") && both.contains("not both"), "{both}");
+        let stray = MetricScale::from_flags("none", None, None, key).unwrap_err();
+        assert!(stray.contains("--speed-key vehicle/car-1/speed"), "{stray}");
+        let wild = MetricScale::from_flags("speed", None, None, Some("vehicle/**")).unwrap_err();
+        assert!(wild.starts_with("--speed-key") && wild.contains("wildcard"), "{wild}");
     }
 }

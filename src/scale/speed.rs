@@ -43,6 +43,47 @@ pub enum SpeedFileError {
     Empty { path: PathBuf, reason: String },
 }
 
+/// One speed sample as text: a JSON object with `speed` (m/s) and optionally `time` (s), CSV
+/// `time,speed`, or a bare `speed`. The time is finite; the speed finite and not negative. The
+/// error says what was expected (the caller adds where the text came from).
+pub fn parse_sample(text: &str) -> Result<(Option<f64>, f64), String> {
+    let text = text.trim();
+    let (time, speed) = if text.starts_with('{') {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("not a JSON object: {e}"))?;
+        let field = |name: &str| {
+            value
+                .get(name)
+                .map(|v| v.as_f64().ok_or_else(|| format!("expected a number in field `{name}`")))
+                .transpose()
+        };
+        let speed = field("speed")?.ok_or("expected a number in field `speed`")?;
+        (field("time")?, speed)
+    } else {
+        let number = |cell: &str, name: &str| {
+            let cell = cell.trim();
+            cell.parse::<f64>().map_err(|_| format!("{name} `{cell}`: expected a number"))
+        };
+        let mut cells = text.split(',');
+        match (cells.next(), cells.next(), cells.clone().count()) {
+            (Some(speed), None, _) => (None, number(speed, "speed")?),
+            (Some(time), Some(speed), 0) => (Some(number(time, "time")?), number(speed, "speed")?),
+            (_, _, more) => {
+                return Err(format!("{} fields, expected 2 (time,speed)", more + 2));
+            }
+        }
+    };
+    if let Some(time) = time
+        && !time.is_finite()
+    {
+        return Err(format!("time {time}: expected a finite number"));
+    }
+    if !(speed.is_finite() && speed >= 0.0) {
+        return Err(format!("speed {speed}: expected metres per second, finite and not negative"));
+    }
+    Ok((time, speed))
+}
+
 /// Timestamped speeds and the distance integrated over them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SpeedTrack {
@@ -75,18 +116,10 @@ impl SpeedTrack {
             if row.is_empty() || row.starts_with('#') {
                 continue;
             }
-            let (time, speed) = if row.starts_with('{') {
-                let value: serde_json::Value = serde_json::from_str(row)
-                    .map_err(|e| row_error(line, format!("not a JSON object: {e}")))?;
-                let field = |name: &str| {
-                    value.get(name).and_then(serde_json::Value::as_f64).ok_or_else(|| {
-                        row_error(line, format!("expected a number in field `{name}`"))
-                    })
-                };
-                (field("time")?, field("speed")?)
-            } else {
-                let cells: Vec<&str> = row.split(',').map(str::trim).collect();
-                if rows.is_empty() && cells.first().is_some_and(|c| c.parse::<f64>().is_err()) {
+            if rows.is_empty() && !row.starts_with('{') {
+                let first = row.split(',').next().map(str::trim);
+                if first.is_some_and(|c| c.parse::<f64>().is_err()) {
+                    let cells: Vec<&str> = row.split(',').map(str::trim).collect();
                     if cells != ["time", "speed"] {
                         return Err(row_error(
                             line,
@@ -95,27 +128,11 @@ impl SpeedTrack {
                     }
                     continue;
                 }
-                if cells.len() != 2 {
-                    return Err(row_error(
-                        line,
-                        format!("{} fields, expected 2 (time,speed)", cells.len()),
-                    ));
-                }
-                let number = |cell: &str, name: &str| {
-                    cell.parse::<f64>()
-                        .map_err(|_| row_error(line, format!("{name} `{cell}`: expected a number")))
-                };
-                (number(cells[0], "time")?, number(cells[1], "speed")?)
-            };
-            if !time.is_finite() {
-                return Err(row_error(line, format!("time {time}: expected a finite number")));
             }
-            if !(speed.is_finite() && speed >= 0.0) {
-                return Err(row_error(
-                    line,
-                    format!("speed {speed}: expected metres per second, finite and not negative"),
-                ));
-            }
+            let (time, speed) = parse_sample(row).map_err(|reason| row_error(line, reason))?;
+            let time = time.ok_or_else(|| {
+                row_error(line, "no time: expected `time,speed` (or a JSON `time`)".into())
+            })?;
             if let Some(&(last, _)) = rows.last()
                 && time <= last
             {
@@ -156,12 +173,47 @@ impl SpeedTrack {
         if !(first.0..=last.0).contains(&time) {
             return None;
         }
+        if self.samples.len() == 1 {
+            return Some(first.2);
+        }
         let i = self.samples.partition_point(|s| s.0 <= time).clamp(1, self.samples.len() - 1);
         let (t0, v0, d0) = self.samples[i - 1];
         let (t1, v1, _) = self.samples[i];
         let dt = time - t0;
         let v = v0 + (v1 - v0) * dt / (t1 - t0);
         Some(d0 + 0.5 * (v0 + v) * dt)
+    }
+
+    /// Adds a sample after the last one (a live track grows); samples more than `keep_s` older
+    /// than it are forgotten, readings before them are then None. Refused, with the reason, when
+    /// `time` is not after the last sample's.
+    pub fn push(&mut self, time: f64, speed: f64, keep_s: f64) -> Result<(), String> {
+        let Some(&(last_time, last_speed, travelled)) = self.samples.last() else {
+            self.samples.push((time, speed, 0.0));
+            return Ok(());
+        };
+        if time <= last_time {
+            return Err(format!("time {time} is not after the previous sample's {last_time}"));
+        }
+        let travelled = travelled + 0.5 * (last_speed + speed) * (time - last_time);
+        self.samples.push((time, speed, travelled));
+        // Forget in batches, so that each push costs O(1) on average.
+        if self.samples[0].0 < time - 2.0 * keep_s {
+            let first_kept = self.samples.partition_point(|s| s.0 < time - keep_s);
+            self.samples.drain(..first_kept.min(self.samples.len() - 2));
+        }
+        Ok(())
+    }
+
+    /// [`SpeedTrack::odometer`], and up to `max_ahead_s` after the last sample at its speed (a
+    /// live frame may come before the speed sample that covers it).
+    pub fn odometer_ahead(&self, time: f64, max_ahead_s: f64) -> Option<f64> {
+        let &(last_time, last_speed, travelled) = self.samples.last()?;
+        if time > last_time {
+            return (time - last_time <= max_ahead_s)
+                .then_some(travelled + last_speed * (time - last_time));
+        }
+        self.odometer(time)
     }
 
     /// The time span the track covers.
@@ -192,11 +244,12 @@ impl PoseOdometer {
 }
 
 /// Where a `speed` run's odometry comes from: a speed sidecar read at each frame's timestamp,
-/// or the frames' ground-truth camera positions.
-#[derive(Clone, Debug)]
+/// the frames' ground-truth camera positions, or (live) the speed published on a Zenoh key.
+#[derive(Debug)]
 pub enum Odometry {
     File { track: SpeedTrack, path: PathBuf },
     GroundTruth(PoseOdometer),
+    Live(super::live_speed::LiveSpeed),
 }
 
 impl Odometry {
@@ -210,11 +263,18 @@ impl Odometry {
         })
     }
 
-    /// The odometer reading at `frame` (metres); frames must come in order. The error says
-    /// what is missing and what to do; `source` names the frames' origin in it.
-    pub fn reading(&mut self, frame: &crate::frame::Frame, source: &str) -> Result<f64, String> {
+    /// The odometer reading at `frame` (metres); frames must come in order. A sidecar or the
+    /// ground truth must cover every frame (the error says what is missing and what to do;
+    /// `source` names the frames' origin in it); a live key may have no speed for a frame yet,
+    /// which is None (counted and warned about by [`super::live_speed::LiveSpeed`]).
+    pub fn reading(
+        &mut self,
+        frame: &crate::frame::Frame,
+        source: &str,
+    ) -> Result<Option<f64>, String> {
         match self {
-            Odometry::File { track, path } => track.odometer(frame.timestamp).ok_or_else(|| {
+            Odometry::Live(live) => Ok(live.reading(frame)),
+            Odometry::File { track, path } => track.odometer(frame.timestamp).map(Some).ok_or_else(|| {
                 let (first, last) = track.span();
                 format!(
                     "--speed-file {}: covers {first:.3}–{last:.3} s, and frame {} of {source} is \
@@ -233,7 +293,7 @@ impl Odometry {
                         frame.index
                     )
                 })?;
-                Ok(odometer.update(pose))
+                Ok(Some(odometer.update(pose)))
             }
         }
     }
@@ -342,6 +402,7 @@ mod tests {
             ("0,1\n1,2,3\n", ":2:", "3 fields"),
             ("when,how\n0,1\n", ":1:", "expected `time,speed`"),
             ("0,1\n{\"time\":2}\n", ":2:", "field `speed`"),
+            ("0,1\n2\n", ":2:", "no time"),
         ];
         for (text, line, what) in cases {
             let e = parse(text).unwrap_err().to_string();
@@ -349,6 +410,45 @@ mod tests {
             assert!(e.contains(line) && e.contains(what), "{text:?}: {e}");
         }
         assert!(parse("0,1\n").unwrap_err().to_string().contains("at least 2"));
+    }
+
+    #[test]
+    fn a_growing_track_reads_like_the_whole_one_and_forgets_old_samples() {
+        let rows = [(0.0, 0.0), (1.0, 2.0), (3.0, 2.0), (4.0, 1.0)];
+        let whole = SpeedTrack::from_samples(&rows);
+        let mut growing = SpeedTrack::from_samples(&rows[..1]);
+        assert_eq!(growing.odometer(0.0), Some(0.0), "one sample: zero at its time");
+        assert_eq!(growing.odometer_ahead(0.5, 1.0), Some(0.0), "standing at speed 0");
+        for &(t, v) in &rows[1..] {
+            growing.push(t, v, 60.0).unwrap();
+        }
+        assert_eq!(growing, whole);
+        assert!(growing.push(4.0, 1.0, 60.0).unwrap_err().contains("not after"));
+        // Up to a second past the last sample at its speed (1 m/s), then nothing.
+        let end = whole.odometer(4.0).unwrap();
+        assert!((growing.odometer_ahead(4.5, 1.0).unwrap() - (end + 0.5)).abs() < 1e-12);
+        assert_eq!(growing.odometer_ahead(5.5, 1.0), None);
+        assert_eq!(growing.odometer_ahead(-1.0, 1.0), None);
+        // An hour at 10 Hz keeps about the last two minutes, and the odometer runs on.
+        let mut long = SpeedTrack::from_samples(&[(0.0, 1.0)]);
+        for i in 1..36_000 {
+            long.push(i as f64 * 0.1, 1.0, 60.0).unwrap();
+        }
+        assert!(long.samples.len() <= 1201, "{} samples kept", long.samples.len());
+        assert!((long.odometer(3599.9).unwrap() - 3599.9).abs() < 1e-6);
+        assert_eq!(long.odometer(100.0), None, "forgotten");
+    }
+
+    #[test]
+    fn a_sample_is_json_csv_or_a_bare_speed() {
+        assert_eq!(parse_sample("{\"time\": 1.5, \"speed\": 2}"), Ok((Some(1.5), 2.0)));
+        assert_eq!(parse_sample("{\"speed\": 2, \"source\": \"can\"}"), Ok((None, 2.0)));
+        assert_eq!(parse_sample(" 1.5, 2 "), Ok((Some(1.5), 2.0)));
+        assert_eq!(parse_sample("2"), Ok((None, 2.0)));
+        assert!(parse_sample("{\"time\": \"now\", \"speed\": 2}").unwrap_err().contains("`time`"));
+        assert!(parse_sample("-1").unwrap_err().contains("not negative"));
+        assert!(parse_sample("1,2,3").unwrap_err().contains("3 fields"));
+        assert!(parse_sample("inf,2").unwrap_err().contains("finite"));
     }
 
     #[test]

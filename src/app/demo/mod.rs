@@ -264,7 +264,7 @@ pub fn run_demo(options: &DemoOptions) -> crate::Result<DemoReport> {
     );
     let metric_options = EvalOptions {
         no_median_scaling: true,
-        metric_scale: MetricScale::Speed { speed_file: None },
+        metric_scale: MetricScale::Speed { speed_file: None, speed_key: None },
         ..eval_options("eval_metric.json")
     };
     let (metric, _) = evaluate_adapt_with(&metric_options, &adapt, |_| Ok(()))?;
