@@ -9,6 +9,7 @@
 //! - a run killed with SIGKILL mid-recording leaves a file whose finished chunks a streaming
 //!   reader still reads;
 //! - a WebSocket client sees the channels advertised and receives decodable depth images;
+//! - the camera's pose (`/tf`, from our base model's pose network) follows a rendered drive;
 //! - the status channel carries the pipeline's per-stage fps and latency and, with `--adapt`,
 //!   the adaptation status (a live test-pattern camera, so the run lasts long enough).
 
@@ -223,4 +224,79 @@ fn the_status_channel_carries_stage_statistics_and_the_adaptation_status() {
     let adapt = &read["status_with_adapt"]["adapt"];
     assert!(adapt["steps"].is_u64() && adapt["steps_per_s"].is_number(), "{adapt}");
     assert!(adapt["serving"].is_string(), "{adapt}");
+}
+
+/// The camera's pose on `/tf`: `run --mcap` on a rendered drive with our base model (a training
+/// folder, so its pose network is known) records one `foxglove.FrameTransform` (`odom →
+/// camera`) with every depth image, and the camera's last position lies where the drive went:
+/// the ground truth's direction in the first camera's frame within 25°, and its distance within
+/// 20 % (the base model's units are metres).
+#[test]
+fn the_camera_pose_from_the_pose_network_follows_the_drive() {
+    let dir = tempfile::tempdir().unwrap();
+    let renderer = livedepth::synth::Renderer::new(&livedepth::synth::RenderConfig {
+        width: 320,
+        height: 96,
+        frames: 40,
+        seed: 6156,
+        supersample: 1,
+        ..livedepth::synth::RenderConfig::default()
+    })
+    .unwrap();
+    let drive = dir.path().join("drive");
+    livedepth::synth::write_dataset(&renderer, &drive, false).unwrap();
+    let config = dir.path().join("drive.toml");
+    let model = common::repo_root().join(livedepth::app::demo::BASE_MODEL_DIR);
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nuri = \"kitti:{}\"\n[network]\narch = \"rtmonodepth-s\"\nwidth = 320\n\
+             height = 96\nmodel = \"{}\"\n[outputs]\ndir = \"{}\"\n",
+            drive.display(),
+            model.display(),
+            dir.path().join("out").display()
+        ),
+    )
+    .unwrap();
+    let mcap = dir.path().join("run.mcap");
+    let output = Command::new(env!("CARGO_BIN_EXE_livedepth"))
+        .current_dir(common::repo_root())
+        .args(["run", "--config", config.to_str().unwrap(), "--mcap", mcap.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("camera pose: /tf"), "the run says where the pose comes from");
+    let read = read_mcap(&mcap, "indexed");
+    assert_eq!(read["topics"]["/tf"], "foxglove.FrameTransform", "{read}");
+    assert_eq!(read["messages"]["/tf"], read["messages"]["/depth/image"], "{read}");
+    let tf = &read["tf_last"];
+    assert_eq!((tf["parent"].as_str(), tf["child"].as_str()), (Some("odom"), Some("camera")));
+    let predicted: Vec<f64> =
+        tf["translation"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+
+    // The ground truth: camera-to-world [R|t] rows per frame; the last camera's position in the
+    // first camera's frame is R0ᵀ (t_last − t0).
+    let poses: Vec<Vec<f64>> = std::fs::read_to_string(drive.join("image_02/poses.txt"))
+        .unwrap()
+        .lines()
+        .map(|l| l.split_whitespace().map(|v| v.parse().unwrap()).collect())
+        .collect();
+    let (first, last) = (&poses[0], &poses[poses.len() - 1]);
+    let moved = [last[3] - first[3], last[7] - first[7], last[11] - first[11]];
+    let truth: Vec<f64> =
+        (0..3).map(|c| (0..3).map(|r| first[4 * r + c] * moved[r]).sum()).collect();
+    let dot: f64 = predicted.iter().zip(&truth).map(|(a, b)| a * b).sum();
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let cosine = dot / (norm(&predicted) * norm(&truth));
+    println!(
+        "camera after {} frames: {predicted:?} (network units), ground truth {truth:?} m, \
+         angle {:.1}°",
+        poses.len(),
+        cosine.acos().to_degrees()
+    );
+    assert!(cosine > 25f64.to_radians().cos(), "{predicted:?} against {truth:?}");
+    // The base model learnt its poses in metres from rendered drives (supervised pose).
+    let ratio = norm(&predicted) / norm(&truth);
+    assert!((0.8..1.25).contains(&ratio), "distance {ratio:.3} of the ground truth's");
 }

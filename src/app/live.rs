@@ -13,6 +13,7 @@ use crate::app::fleet::FleetShare;
 use crate::app::replay::ADAPT_REPORT_FILE;
 use crate::camera::Intrinsics;
 use crate::config::Config;
+use crate::engine::camera_motion::PoseEngineMotion;
 use crate::engine::{
     EngineKind, EngineRequest, LiveDepthEngine, Preprocessor, WeightSwapStats, default_device,
     open_depth_engine,
@@ -225,6 +226,9 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
         config.intrinsics(),
     )?
     .with_metric_scale(metric_scale, Arc::clone(&scale_summary));
+    if sink.has_telemetry() {
+        publish_camera_pose(&sink, options, &model)?;
+    }
     let mut speed_stats = None;
     if let Some(key) = speed_key {
         let session = sink.zenoh_session().ok_or_else(|| {
@@ -362,6 +366,41 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
         )));
     }
     Ok(report)
+}
+
+/// Puts the camera's pose on the live view's `/tf`, from the pose network of `--adapt
+/// --pose-model`, else of a trained model folder; without either, says how to get one.
+fn publish_camera_pose(
+    sink: &OutputSink,
+    options: &LiveOptions,
+    model: &Path,
+) -> crate::Result<()> {
+    let named = options.adapt.as_ref().and_then(|a| a.pose_model.clone());
+    let pose_model = match named {
+        Some(path) => Some(path),
+        None if crate::train::TrainedModel::is_trained_dir(model) => {
+            Some(crate::train::TrainedModel::open(model)?.pose)
+        }
+        None => None,
+    };
+    let Some(path) = pose_model else {
+        tracing::info!(
+            "camera pose: no pose network, so no /tf (use a trained model folder, or --adapt \
+             --pose-model DIR)"
+        );
+        return Ok(());
+    };
+    let network = &options.config.network;
+    let engine = crate::engine::TorchPoseEngine::load(
+        &path,
+        network.arch.companion_pose(),
+        network.width,
+        network.height,
+        default_device(),
+    )?;
+    sink.set_camera_motion(Box::new(PoseEngineMotion::new(engine)));
+    tracing::info!("camera pose: /tf (odom → camera) from the pose network {}", path.display());
+    Ok(())
 }
 
 /// The output folder's files, for printing after a run.

@@ -3,6 +3,7 @@
 //! `no_grad`, preallocated input tensor), the [`preprocess`] stage, and the disparity
 //! post-processing helpers (bilinear resize to the ground-truth size, disparity → depth).
 
+pub mod camera_motion;
 #[cfg(feature = "onnxruntime")]
 pub mod onnxruntime;
 pub mod preprocess;

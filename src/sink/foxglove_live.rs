@@ -15,6 +15,9 @@
 //! - `/depth/points`: `foxglove.PointCloud` (x, y, z float32 and red, green, blue uint8) in the
 //!   `camera` frame, every `points_stride`-th pixel in both directions;
 //! - `/camera/calibration`: `foxglove.CameraCalibration` at the network size;
+//! - `/tf`: `foxglove.FrameTransform`, the camera's pose (`odom → camera`) from the pose
+//!   network's motion between published frames, when a pose network is given
+//!   ([`super::camera_pose`]; metres with a metric scale);
 //! - `/livedepth/status`: JSON, frame index, time, depth range and unit, the frame's metric
 //!   scale estimate, telemetry drops, the pipeline's per-stage fps and latency, and the
 //!   adaptation status (from the [`StatusBoard`] the statistics and adapter threads post on).
@@ -23,14 +26,15 @@
 //! of [`MCAP_CHUNK_BYTES`]: a run killed outright leaves every finished chunk readable (the
 //! `mcap recover` tool and streaming readers read up to the last whole chunk).
 
+use super::camera_pose::{CameraTrack, MotionSlot};
 use super::zenoh_live::{ZenohConfig, ZenohSink};
 use crate::camera::Intrinsics;
 use crate::frame::{DepthMap, RgbImage};
 use crate::pipeline::StatusBoard;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use foxglove::messages::{
-    CameraCalibration, CompressedImage, PackedElementField, PointCloud, RawImage, Timestamp,
-    packed_element_field::NumericType,
+    CameraCalibration, CompressedImage, FrameTransform, PackedElementField, PointCloud, RawImage,
+    Timestamp, packed_element_field::NumericType,
 };
 use foxglove::{Context, McapCompression, McapWriteOptions, Schema, WebSocketServer};
 use std::path::PathBuf;
@@ -122,6 +126,8 @@ pub struct Telemetry {
     /// The Zenoh key prefix and session, when Zenoh is on.
     zenoh: Option<(String, zenoh::Session)>,
     board: StatusBoard,
+    /// The camera's motion source for `/tf`, set by [`Telemetry::set_camera_motion`].
+    motion: MotionSlot,
 }
 
 /// `HOST:PORT` (IPv6 hosts in brackets) as host and port; the error names `--foxglove`.
@@ -142,6 +148,7 @@ struct Channels {
     colour: foxglove::Channel<RawImage>,
     points: foxglove::Channel<PointCloud>,
     calibration: foxglove::Channel<CameraCalibration>,
+    tf: foxglove::Channel<FrameTransform>,
     status: Arc<foxglove::RawChannel>,
 }
 
@@ -164,6 +171,7 @@ impl Channels {
             colour: ctx.channel_builder("/depth/colour").build(),
             points: ctx.channel_builder("/depth/points").build(),
             calibration: ctx.channel_builder("/camera/calibration").build(),
+            tf: ctx.channel_builder("/tf").build(),
             status,
         })
     }
@@ -227,11 +235,18 @@ impl Telemetry {
         let dropped_seen = Arc::clone(&dropped);
         let board = StatusBoard::new();
         let board_read = board.clone();
+        let motion: MotionSlot = Arc::default();
+        let motion_read = Arc::clone(&motion);
         let thread = std::thread::Builder::new()
             .name("telemetry".into())
             .spawn(move || {
-                let feed =
-                    Feed { frames: &frames_rx, stride, dropped: &dropped_seen, board: &board_read };
+                let feed = Feed {
+                    frames: &frames_rx,
+                    stride,
+                    dropped: &dropped_seen,
+                    board: &board_read,
+                    motion: &motion_read,
+                };
                 let published = publish_loop(&channels, feed);
                 if let Some(writer) = mcap {
                     writer.close().map_err(|e| TelemetryError::Mcap {
@@ -254,7 +269,14 @@ impl Telemetry {
             mcap: options.mcap.clone(),
             zenoh,
             board,
+            motion,
         })
+    }
+
+    /// Publishes the camera's pose on `/tf` from now on, measured by `motion` (on the
+    /// telemetry thread).
+    pub fn set_camera_motion(&self, motion: Box<dyn super::camera_pose::CameraMotion>) {
+        *self.motion.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(motion);
     }
 
     /// The board whose newest pipeline statistics and adaptation status each status message
@@ -324,12 +346,14 @@ struct Feed<'a> {
     stride: usize,
     dropped: &'a AtomicU64,
     board: &'a StatusBoard,
+    motion: &'a MotionSlot,
 }
 
 /// Publishes frames until the live path closes the queue; returns how many.
 fn publish_loop(channels: &Channels, feed: Feed<'_>) -> u64 {
-    let Feed { frames, stride, dropped, board } = feed;
+    let Feed { frames, stride, dropped, board, motion } = feed;
     let (mut pipeline, mut adapt) = (None, None);
+    let mut camera = CameraTrack::default();
     let mut published = 0;
     // Messages carry wall-clock time: the source's clock starts at 0 with the stream.
     let start = std::time::SystemTime::now()
@@ -379,6 +403,10 @@ fn publish_loop(channels: &Channels, feed: Feed<'_>) -> u64 {
             channels.calibration.log(&calibration(&k, stamp));
             channels.points.log(&point_cloud(&frame, &k, stride, stamp));
         }
+        let pose = camera.next(motion, &frame, stamp);
+        if let Some(transform) = &pose {
+            channels.tf.log(transform);
+        }
         let mut sorted: Vec<f32> =
             frame.depth.data.iter().copied().filter(|d| d.is_finite()).collect();
         sorted.sort_by(f32::total_cmp);
@@ -396,6 +424,7 @@ fn publish_loop(channels: &Channels, feed: Feed<'_>) -> u64 {
             "depth_max": pick(1.0),
             "scale": frame.scale,
             "telemetry_dropped": dropped.load(Ordering::Relaxed),
+            "camera_travelled": pose.is_some().then(|| camera.travelled()),
             "pipeline": pipeline,
             "adapt": adapt,
         });

@@ -7,6 +7,7 @@
 //! a crash never leaves a half-written output under the final name. The metrics CSV is the
 //! exception by design: it is a log, appended and flushed row by row.
 
+pub mod camera_pose;
 pub mod colour_bar;
 pub mod colourise;
 pub mod depth_png;

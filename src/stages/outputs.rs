@@ -136,6 +136,18 @@ impl OutputSink {
         self.telemetry.as_ref().map(|t| t.status_board())
     }
 
+    /// True when a live view, recording or Zenoh publishes the frames.
+    pub fn has_telemetry(&self) -> bool {
+        self.telemetry.is_some()
+    }
+
+    /// Publishes the camera's pose (`/tf`) from `motion`, when telemetry runs.
+    pub fn set_camera_motion(&self, motion: Box<dyn crate::sink::camera_pose::CameraMotion>) {
+        if let Some(telemetry) = &self.telemetry {
+            telemetry.set_camera_motion(motion);
+        }
+    }
+
     /// The telemetry's Zenoh session, when Zenoh is on.
     pub fn zenoh_session(&self) -> Option<zenoh::Session> {
         self.telemetry.as_ref().and_then(|t| t.zenoh_session())

@@ -3,7 +3,8 @@
 usage: mcap_read.py FILE indexed|stream
 - indexed: the summary's channels and schemas, messages per topic through the indexed reader,
   the first depth image decoded with the recorded protobuf schema, and the last status JSON
-  (and the last one carrying pipeline statistics, and adaptation status);
+  (and the last one carrying pipeline statistics, and adaptation status), and the last camera
+  pose on /tf (foxglove.FrameTransform) when there is one;
 - stream: a file that may be cut short (a killed run): reads records from the start until the
   data ends, as a recovery tool does, and counts the whole messages per topic it got.
 """
@@ -37,6 +38,16 @@ def indexed(path):
                 for key in ("pipeline", "adapt"):
                     if status.get(key) is not None:
                         out["status_with_" + key] = status
+            if channel.topic == "/tf":
+                # The camera's last pose (odom -> camera).
+                decoded = protobuf.decoder_for(channel.message_encoding, schema)(message.data)
+                t, q = decoded.translation, decoded.rotation
+                out["tf_last"] = {
+                    "parent": decoded.parent_frame_id,
+                    "child": decoded.child_frame_id,
+                    "translation": [t.x, t.y, t.z],
+                    "rotation": [q.x, q.y, q.z, q.w],
+                }
             if channel.topic == "/depth/image" and "depth" not in out:
                 decoded = protobuf.decoder_for(channel.message_encoding, schema)(message.data)
                 values = struct.unpack("<%df" % (len(decoded.data) // 4), decoded.data)
