@@ -138,16 +138,11 @@ fn a_killed_run_leaves_an_mcap_whose_finished_chunks_read_back() {
     assert!(depth >= 2, "whole depth messages read back from the killed recording: {read}");
 }
 
-/// A TCP port that was free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 #[test]
 fn a_foxglove_websocket_client_sees_the_channels_and_decodes_depth() {
     let Some(()) = shared_inputs() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let address = format!("127.0.0.1:{port}");
     let mut child = run_command(&dir.path().join("out"), 300, &["--foxglove", &address])
         .stdout(Stdio::null())

@@ -29,14 +29,10 @@ fn wait_for(what: &str, cap: Duration, mut ready: impl FnMut() -> bool) {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 #[test]
 fn a_paused_camera_is_reconnected_and_the_stream_goes_on() {
     gst::init().unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let sender = gst::parse::launch(&format!(
         "videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width=160,height=120,framerate=30/1 \
          ! jpegenc ! rtpjpegpay ! udpsink host=127.0.0.1 port={port}"
@@ -118,7 +114,7 @@ fn count_pngs(dir: &Path) -> usize {
 #[test]
 fn an_rtsp_camera_killed_and_restarted_mid_run_is_reconnected() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let mut camera = start_camera(port);
     let out = dir.path().join("run");
     let config = dir.path().join("rtsp.toml");

@@ -1,14 +1,17 @@
 //! Shared adaptation over Zenoh, both sides:
 //! - [`FleetShare`]: a device running `run --adapt --zenoh` puts its adapted weights (with the
 //!   base model's hash and its accepted steps) under `livedepth/<fleet>/weights/<device>`, at
-//!   most every [`SHARE_EVERY`] and once more when adaptation ends, and continues from each merge
-//!   the fleet republishes for its base;
+//!   most every [`SHARE_EVERY`] and once more when adaptation ends, and with
+//!   `--zenoh-pull-weights` continues from each merge the fleet republishes for its base
+//!   ([`super::fleet_merges`]);
 //! - [`run_fleet`] (`livedepth fleet`): subscribes to the fleet's weights, keeps each device's
 //!   newest, and once enough devices sent new ones merges them ([`crate::fleet::merge`]),
 //!   validates the merge against the base on a held-out replay with ground truth, writes the
 //!   round's weights and `fleet_report.json`, and republishes the merge under
-//!   `livedepth/<fleet>/weights/merged` unless it scored worse than the base.
+//!   `livedepth/<fleet>/weights/merged` unless it scored worse than the base; it also answers
+//!   queries on that key with its newest merge, so that devices started later catch up.
 
+use super::fleet_merges::MergeInbox;
 use crate::adapt::Adapter;
 use crate::app::eval::{EvalOptions, evaluate};
 use crate::engine::EngineKind;
@@ -24,6 +27,7 @@ use crate::source::dataset::FrameSelection;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use zenoh::Wait;
 
@@ -34,7 +38,8 @@ pub const SHARE_EVERY: Duration = Duration::from_secs(10);
 /// the fleet republishes for the same base.
 pub struct FleetShare {
     session: zenoh::Session,
-    merged: zenoh::pubsub::Subscriber<zenoh::handlers::FifoChannelHandler<zenoh::sample::Sample>>,
+    /// The fleet's merges, when the device pulls them (`--zenoh-pull-weights`).
+    merges: Option<MergeInbox>,
     key: String,
     device: String,
     base: String,
@@ -44,24 +49,25 @@ pub struct FleetShare {
 
 impl FleetShare {
     /// Shares on `session` (the process's one, the live view's) for `zenoh`'s fleet and
-    /// device; `base` is the network adaptation starts from.
+    /// device, and pulls the fleet's merges when `zenoh.pull_weights`; `base` is the network
+    /// adaptation starts from.
     pub fn new(
         session: zenoh::Session,
         zenoh: &ZenohConfig,
         base: &DepthNetwork,
     ) -> crate::Result<Self> {
         let checkpoint = var_store_checkpoint(base.var_store(), Path::new("<base>"), &[])?;
-        let merged_key = weights_key(&zenoh.fleet, MERGED_DEVICE);
-        let merged = session
-            .declare_subscriber(&merged_key)
-            .wait()
-            .map_err(|e| crate::Error::Other(format!("zenoh subscriber {merged_key}: {e}")))?;
+        let base = base_hash(&checkpoint);
+        let merges = match zenoh.pull_weights {
+            true => Some(MergeInbox::open(&session, &zenoh.fleet, base.clone())?),
+            false => None,
+        };
         Ok(Self {
             session,
-            merged,
+            merges,
             key: weights_key(&zenoh.fleet, &zenoh.device),
             device: zenoh.device.clone(),
-            base: base_hash(&checkpoint),
+            base,
             shared_steps: None,
             last: None,
         })
@@ -87,29 +93,19 @@ impl FleetShare {
         }
     }
 
-    /// Continues from the newest merge waiting for this fleet, if one was made from the same
-    /// base (others are logged and skipped); never waits.
+    /// Continues from the newest merge of this base waiting for this fleet (with
+    /// `--zenoh-pull-weights`); never waits.
     pub fn adopt_merge(&mut self, adapter: &mut Adapter) {
-        let mut newest = None;
-        while let Ok(Some(sample)) = self.merged.try_recv() {
-            newest = Some(sample);
-        }
-        let Some(sample) = newest else { return };
-        let key = sample.key_expr().as_str().to_owned();
-        match decode_weights(&sample.payload().to_bytes(), &key) {
-            Ok(w) if w.base == self.base => match adapter.adopt(&w.checkpoint) {
-                Ok(()) => tracing::info!(
-                    "fleet: continuing from the merge on {key} ({} steps across the fleet)",
-                    w.accepted_steps
-                ),
-                Err(e) => tracing::warn!("fleet: cannot adopt the merge on {key}: {e}"),
-            },
-            Ok(w) => tracing::warn!(
-                "fleet: the merge on {key} was made from base {}, this device adapts {}; skipped",
-                w.base,
-                self.base
+        let Some(merges) = self.merges.as_mut() else { return };
+        let Some((merge, caught_up)) = merges.newest() else { return };
+        let key = merges.key();
+        match adapter.adopt(&merge.checkpoint) {
+            Ok(()) => tracing::info!(
+                "fleet: continuing from the {} on {key} ({} steps across the fleet)",
+                if caught_up { "newest merge the fleet holds (catching up)" } else { "merge" },
+                merge.accepted_steps
             ),
-            Err(e) => tracing::warn!("fleet: {key}: {e}"),
+            Err(e) => tracing::warn!("fleet: cannot adopt the merge on {key}: {e}"),
         }
     }
 
@@ -209,6 +205,21 @@ pub fn run_fleet(options: &FleetOptions) -> crate::Result<FleetReport> {
         .wait()
         .map_err(|e| crate::Error::Other(format!("zenoh subscriber {wildcard}: {e}")))?;
     let merged_key = weights_key(fleet, MERGED_DEVICE);
+    // Devices that start later ask for the newest merge: answered from here.
+    let newest_merge: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
+    let answer = Arc::clone(&newest_merge);
+    let _queryable = session
+        .declare_queryable(&merged_key)
+        .callback(move |query| {
+            let merge = answer.lock().map(|m| m.clone()).unwrap_or_else(|p| p.into_inner().clone());
+            if let Some(bytes) = merge
+                && let Err(e) = query.reply(query.key_expr().clone(), bytes).wait()
+            {
+                tracing::warn!("fleet: answering a query for the newest merge: {e}");
+            }
+        })
+        .wait()
+        .map_err(|e| crate::Error::Other(format!("zenoh queryable {merged_key}: {e}")))?;
     tracing::info!("fleet: waiting for {} devices' weights on {wildcard}", options.min_devices);
     let started = Instant::now();
     let mut newest: BTreeMap<String, DeviceWeights> = BTreeMap::new();
@@ -255,6 +266,7 @@ pub fn run_fleet(options: &FleetOptions) -> crate::Result<FleetReport> {
         let (round, bytes) =
             merge_round(options, (&base, &report.base), &devices, base_abs_rel, number)?;
         if round.republished {
+            *newest_merge.lock().unwrap_or_else(|p| p.into_inner()) = Some(bytes.clone());
             session
                 .put(&merged_key, bytes)
                 .encoding(

@@ -10,6 +10,7 @@ use crate::app::adapt::{
     AdaptFailurePolicy, AdaptFrame, build_adapter, lower_thread_priority, run_adapter_thread,
 };
 use crate::app::fleet::FleetShare;
+use crate::app::fleet_merges::{MergeInstaller, spawn_merge_installer};
 use crate::app::replay::ADAPT_REPORT_FILE;
 use crate::camera::Intrinsics;
 use crate::config::Config;
@@ -37,6 +38,7 @@ use crate::stages::{
 use crossbeam_channel::Sender;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -137,6 +139,22 @@ impl FrameHook for LiveAdaptHook {
         if self.frames.try_send(offer).is_err() {
             self.offered_but_dropped += 1;
         }
+        Ok(())
+    }
+}
+
+/// The live side of `--zenoh-pull-weights` without `--adapt`: installs the fleet's merges
+/// between frames, never waiting.
+struct MergeInstallHook {
+    receiver: WeightsReceiver,
+}
+
+impl FrameHook for MergeInstallHook {
+    fn before_frame(&mut self, engine: &mut LiveDepthEngine) -> Result<bool, StageError> {
+        Ok(engine.refresh_weights(&self.receiver)?)
+    }
+
+    fn after_frame(&mut self, _frame: &Frame, _resized: &RgbImage) -> Result<(), StageError> {
         Ok(())
     }
 }
@@ -320,6 +338,25 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
         }
         None => None,
     };
+    // Without adaptation, `--zenoh-pull-weights` installs the fleet's merges in the engine.
+    let pull_stop = Arc::new(AtomicBool::new(false));
+    let mut merge_installer = None;
+    let adapt = match (adapt, sink.zenoh_session(), &config.outputs.zenoh) {
+        (None, Some(session), Some(zenoh)) if zenoh.pull_weights => {
+            let (publisher, receiver) = weights_exchange();
+            let installer = MergeInstaller {
+                session,
+                fleet: zenoh.fleet.clone(),
+                model: model.clone(),
+                arch,
+                device: default_device(),
+                publisher,
+            };
+            merge_installer = Some(spawn_merge_installer(installer, Arc::clone(&pull_stop))?);
+            Some(Box::new(MergeInstallHook { receiver }) as Box<dyn FrameHook>)
+        }
+        (adapt, ..) => adapt,
+    };
     let preprocess = PreprocessStage::new(
         preprocessor,
         pool.clone(),
@@ -339,6 +376,13 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
         .run();
     // The depth stage (and with it the frame sender) is gone: the adapter finishes, publishes
     // and checkpoints once more, then ends.
+    pull_stop.store(true, Ordering::Release);
+    if let Some(handle) = merge_installer {
+        let installed = handle
+            .join()
+            .map_err(|_| crate::Error::Other("the fleet-pull thread panicked".into()))??;
+        tracing::info!("fleet: {installed} merges handed to the live engine");
+    }
     let adapted = adapter_thread.map(|handle| {
         handle.join().map_err(|_| crate::Error::Other("the adapt thread panicked".into()))?
     });

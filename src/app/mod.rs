@@ -8,5 +8,6 @@ mod adapt_scale;
 pub mod demo;
 pub mod eval;
 pub mod fleet;
+pub mod fleet_merges;
 pub mod live;
 pub mod replay;

@@ -55,6 +55,11 @@ pub struct Args {
     /// (default: `default`; implies --zenoh).
     #[arg(long, value_name = "NAME")]
     pub fleet: Option<String>,
+    /// Install the fleet's merged weights (livedepth/<fleet>/weights/merged, and at start the
+    /// newest merge the fleet holds): with --adapt, adaptation continues from each merge;
+    /// without, the live engine serves it. Implies --zenoh.
+    #[arg(long)]
+    pub zenoh_pull_weights: bool,
     /// Write every output in metres: `ground` fits the road plane in each depth map (needs
     /// --camera-height); `speed` takes metres travelled from --speed-file or --speed-key (or the
     /// source's ground-truth positions) against the adapter's motion (needs --adapt); `none` keeps the
@@ -105,6 +110,7 @@ pub fn run(args: Args) -> livedepth::Result<()> {
         || !args.zenoh_connect.is_empty()
         || args.device_name.is_some()
         || args.fleet.is_some()
+        || args.zenoh_pull_weights
         || args.speed_key.is_some()
     {
         let zenoh = config.outputs.zenoh.get_or_insert_with(Default::default);
@@ -116,6 +122,7 @@ pub fn run(args: Args) -> livedepth::Result<()> {
         if let Some(fleet) = args.fleet {
             zenoh.fleet = fleet;
         }
+        zenoh.pull_weights |= args.zenoh_pull_weights;
     }
     if let Some(source) = args.metric_scale {
         config.network.metric_scale = source;

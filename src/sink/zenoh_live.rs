@@ -1,7 +1,7 @@
 //! Zenoh for fleets (`run --zenoh`): every channel of the live view is also put on a Zenoh
 //! session, under `livedepth/<device>/<topic>`:
 //! `livedepth/<device>/depth/image`, `…/depth/colour`, `…/depth/points`, `…/camera/image`,
-//! `…/camera/calibration` and `…/livedepth/status`.
+//! `…/camera/calibration`, `…/tf` (with a pose network) and `…/livedepth/status`.
 //!
 //! Payloads are exactly the bytes the Foxglove live view and the MCAP recording carry: Foxglove's
 //! well-known schemas in protobuf (the Zenoh encoding says `application/protobuf;foxglove.RawImage`
@@ -41,6 +41,10 @@ pub struct ZenohConfig {
     /// `livedepth/<fleet>/weights/<device>`.
     #[serde(default = "default_fleet")]
     pub fleet: String,
+    /// Install the fleet's merged weights (`--zenoh-pull-weights`): with `--adapt` the adapter
+    /// continues from each merge; without, the live engine serves it.
+    #[serde(default)]
+    pub pull_weights: bool,
 }
 
 fn default_fleet() -> String {
@@ -68,6 +72,7 @@ impl Default for ZenohConfig {
             connect: Vec::new(),
             device: default_device(),
             fleet: default_fleet(),
+            pull_weights: false,
         }
     }
 }

@@ -85,3 +85,19 @@ pub fn texture(w: usize, h: usize, shift: f32) -> Vec<f32> {
     }
     out
 }
+
+/// A free local TCP port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A Zenoh peer listening on a free local port (no scouting), and that endpoint.
+pub fn listening_peer() -> (zenoh::Session, String) {
+    use zenoh::Wait;
+    let endpoint = format!("tcp/127.0.0.1:{}", free_port());
+    let mut config = zenoh::Config::default();
+    config.insert_json5("mode", "\"peer\"").unwrap();
+    config.insert_json5("listen/endpoints", &format!("[\"{endpoint}\"]")).unwrap();
+    config.insert_json5("scouting/multicast/enabled", "false").unwrap();
+    (zenoh::open(config).wait().unwrap(), endpoint)
+}

@@ -1,0 +1,163 @@
+//! A device's side of the fleet's merges (`run --zenoh-pull-weights`):
+//! - [`MergeInbox`]: the merges `livedepth fleet` republishes under
+//!   `livedepth/<fleet>/weights/merged` while the device runs, and at start the newest one the
+//!   fleet holds (it answers queries on the same key), so that a device started or restarted
+//!   after a merge catches up;
+//! - [`spawn_merge_installer`]: a device that does not adapt installs each merge in its live
+//!   engine through the same mailbox adaptation publishes into, so a frame never waits for it.
+//!   (A device that adapts continues from the merge instead: `FleetShare::adopt_merge`.)
+
+use crate::adapt::WeightsPublisher;
+use crate::fleet::{DeviceWeights, MERGED_DEVICE, base_hash, decode_weights, weights_key};
+use crate::model::Arch;
+use crate::model::network::{DepthNetwork, load_group, var_store_checkpoint};
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use zenoh::Wait;
+use zenoh::handlers::FifoChannelHandler;
+
+/// How long the start-up query for the fleet's newest merge waits for an answer.
+pub const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The fleet's merges for one base model (see the module docs).
+pub struct MergeInbox {
+    key: String,
+    /// [`base_hash`] of this device's base: merges of another base are skipped.
+    base: String,
+    live: zenoh::pubsub::Subscriber<FifoChannelHandler<zenoh::sample::Sample>>,
+    /// Answers to the start-up query, until they end (or a live merge came first).
+    catch_up: Option<FifoChannelHandler<zenoh::query::Reply>>,
+    /// A digest of the last merge taken, so that the query and the subscription never hand
+    /// the same merge over twice.
+    last_taken: Option<u64>,
+}
+
+impl MergeInbox {
+    /// Subscribes to `fleet`'s merges and asks the fleet for its newest one.
+    pub fn open(session: &zenoh::Session, fleet: &str, base: String) -> crate::Result<Self> {
+        let key = weights_key(fleet, MERGED_DEVICE);
+        let fail = |what: &str, e: zenoh::Error| {
+            crate::Error::Other(format!("--zenoh-pull-weights: {what} {key}: {e}"))
+        };
+        let live =
+            session.declare_subscriber(&key).wait().map_err(|e| fail("subscribing to", e))?;
+        let catch_up = session
+            .get(&key)
+            .timeout(CATCH_UP_TIMEOUT)
+            .wait()
+            .map_err(|e| fail("asking the fleet for the newest merge on", e))?;
+        Ok(Self { key, base, live, catch_up: Some(catch_up), last_taken: None })
+    }
+
+    /// The newest merge of this base not taken yet, and whether it is the fleet's answer to
+    /// the start-up query (a catch-up) rather than a merge published since; never waits. A
+    /// merge that cannot be decoded or was made from another base is logged and skipped.
+    pub fn newest(&mut self) -> Option<(DeviceWeights, bool)> {
+        let mut newest = None;
+        let mut caught_up = false;
+        if let Some(replies) = &self.catch_up {
+            loop {
+                match replies.try_recv() {
+                    Ok(Some(reply)) => {
+                        if let Ok(sample) = reply.result() {
+                            newest = Some(sample.payload().to_bytes().into_owned());
+                            caught_up = true;
+                        }
+                    }
+                    Ok(None) => break,
+                    // The query is over (answered, or nobody answered in time).
+                    Err(_) => {
+                        self.catch_up = None;
+                        break;
+                    }
+                }
+            }
+        }
+        while let Ok(Some(sample)) = self.live.try_recv() {
+            // A merge published while running is newer than any answer still to come.
+            self.catch_up = None;
+            newest = Some(sample.payload().to_bytes().into_owned());
+            caught_up = false;
+        }
+        let bytes = newest?;
+        let mut digest = std::hash::DefaultHasher::new();
+        bytes.hash(&mut digest);
+        let digest = digest.finish();
+        if self.last_taken == Some(digest) {
+            return None;
+        }
+        self.last_taken = Some(digest);
+        match decode_weights(&bytes, &self.key) {
+            Ok(w) if w.base == self.base => Some((w, caught_up)),
+            Ok(w) => {
+                tracing::warn!(
+                    "fleet: the merge on {} was made from base {}, this device runs {}; skipped",
+                    self.key,
+                    w.base,
+                    self.base
+                );
+                None
+            }
+            Err(e) => {
+                tracing::warn!("fleet: {}: {e}", self.key);
+                None
+            }
+        }
+    }
+
+    /// The key merges come on.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+/// What the installer thread needs.
+pub struct MergeInstaller {
+    pub session: zenoh::Session,
+    pub fleet: String,
+    /// The live engine's model, which the merges must have been made from.
+    pub model: PathBuf,
+    pub arch: Arch,
+    pub device: tch::Device,
+    pub publisher: WeightsPublisher,
+}
+
+/// Starts the thread that installs the fleet's merges in a device that does not adapt; it
+/// checks every 100 ms until `stop` is set, and returns how many merges it handed over.
+pub fn spawn_merge_installer(
+    installer: MergeInstaller,
+    stop: Arc<AtomicBool>,
+) -> crate::Result<JoinHandle<crate::Result<u64>>> {
+    std::thread::Builder::new()
+        .name("fleet-pull".into())
+        .spawn(move || install_merges(installer, &stop))
+        .map_err(|e| crate::Error::Other(format!("cannot start the fleet-pull thread: {e}")))
+}
+
+fn install_merges(installer: MergeInstaller, stop: &AtomicBool) -> crate::Result<u64> {
+    let MergeInstaller { session, fleet, model, arch, device, mut publisher } = installer;
+    let mut network = DepthNetwork::load(&model, arch, device)?;
+    let base = base_hash(&var_store_checkpoint(network.var_store(), &model, &[])?);
+    let mut inbox = MergeInbox::open(&session, &fleet, base)?;
+    tracing::info!("fleet: installing the merges on {} as they come", inbox.key());
+    let mut installed = 0;
+    while !stop.load(Ordering::Acquire) {
+        if let Some((merge, caught_up)) = inbox.newest() {
+            load_group(network.var_store_mut(), "", &merge.checkpoint, arch.name())?;
+            publisher.publish(&network)?;
+            installed += 1;
+            tracing::info!(
+                "fleet: installing the {} on {} ({} steps across the fleet)",
+                if caught_up { "newest merge the fleet holds (catching up)" } else { "merge" },
+                inbox.key(),
+                merge.accepted_steps
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(installed)
+}
