@@ -424,3 +424,112 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// `livedepth fleet --merge-checkpoints` (offline, no Zenoh): two adapter checkpoints of our
+/// base model, written by `eval --adapt --checkpoint` on two halves of a rendered drive, merge
+/// into the accepted-steps-weighted average of their changes; the base, each device and the
+/// merge are scored on the held-out frames; a file that is not an adapter checkpoint is refused,
+/// naming it.
+#[test]
+fn an_offline_merge_weights_each_devices_change_by_its_steps_and_scores_all() {
+    use livedepth::model::checkpoint::Checkpoint;
+    let dir = tempfile::tempdir().unwrap();
+    let renderer = livedepth::synth::Renderer::new(&livedepth::synth::RenderConfig {
+        width: 320,
+        height: 96,
+        frames: 24,
+        seed: 6157,
+        supersample: 1,
+        ..livedepth::synth::RenderConfig::default()
+    })
+    .unwrap();
+    let drive = dir.path().join("drive");
+    livedepth::synth::write_dataset(&renderer, &drive, false).unwrap();
+    let dataset = format!("kitti:{}", drive.display());
+    let base = common::repo_root().join(livedepth::app::demo::BASE_MODEL_DIR);
+    let base_arg = base.to_str().unwrap();
+    let mut checkpoints = Vec::new();
+    for (device, frames) in [("car-a", "0..12"), ("car-b", "12..24")] {
+        let checkpoint = dir.path().join(format!("{device}.safetensors"));
+        let output = common::livedepth(&[
+            "eval",
+            "--quiet",
+            "--dataset",
+            &dataset,
+            "--model",
+            base_arg,
+            "--width",
+            "320",
+            "--height",
+            "96",
+            "--frames",
+            frames,
+            "--adapt",
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+        ]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        checkpoints.push(checkpoint);
+    }
+    let out = dir.path().join("fleet");
+    let merge = |files: &[&str]| {
+        let mut args = vec!["fleet", "--model", base_arg, "--validate", &dataset, "--frames"];
+        args.extend(["24", "--width", "320", "--height", "96", "--out", out.to_str().unwrap()]);
+        args.push("--merge-checkpoints");
+        args.extend_from_slice(files);
+        common::livedepth(&args)
+    };
+    let files: Vec<&str> = checkpoints.iter().map(|p| p.to_str().unwrap()).collect();
+    let output = merge(&files);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("fleet_report.json")).unwrap())
+            .unwrap();
+    println!("{}", String::from_utf8_lossy(&output.stdout));
+    let scores = report["device_scores"].as_array().unwrap();
+    assert_eq!(scores.len(), 2, "{report}");
+    let steps: Vec<f64> = scores.iter().map(|d| d["accepted_steps"].as_f64().unwrap()).collect();
+    assert!(scores.iter().all(|d| d["abs_rel"].as_f64().is_some_and(f64::is_finite)));
+    let round = &report["rounds"][0];
+    assert!(round["merged_abs_rel"].as_f64().is_some_and(f64::is_finite), "{round}");
+    assert!(round["base_abs_rel"].as_f64().is_some_and(f64::is_finite), "{round}");
+
+    // The merge is base + Σ steps_i (device_i − base) / Σ steps_i, variable by variable.
+    let read = |path: std::path::PathBuf| Checkpoint::read(&path).unwrap();
+    let merged = read(out.join("merged-round-1.safetensors"));
+    let devices =
+        [read(out.join("device-car-a.safetensors")), read(out.join("device-car-b.safetensors"))];
+    let base_net = livedepth::model::network::DepthNetwork::load(
+        &base,
+        livedepth::model::Arch::RtMonoDepthS,
+        tch::Device::Cpu,
+    )
+    .unwrap();
+    let base_ckpt =
+        livedepth::model::network::var_store_checkpoint(base_net.var_store(), &base, &[]).unwrap();
+    // Devices without accepted steps count equally.
+    let weights = if steps.iter().all(|&s| s == 0.0) { vec![1.0; 2] } else { steps.clone() };
+    let total: f64 = weights.iter().sum();
+    let mut changed = 0;
+    for (name, b) in &base_ckpt.tensors {
+        for (j, &v) in b.values.iter().enumerate().step_by(97) {
+            let expected = f64::from(v)
+                + (0..2)
+                    .map(|i| weights[i] * f64::from(devices[i].tensors[name].values[j] - v))
+                    .sum::<f64>()
+                    / total;
+            let found = f64::from(merged.tensors[name].values[j]);
+            assert!((found - expected).abs() < 1e-5, "{name}[{j}]: {found} against {expected}");
+            changed += usize::from((found - f64::from(v)).abs() > 1e-9);
+        }
+    }
+    assert!(changed > 0, "the merge moved no sampled weight away from the base");
+
+    let refused = merge(&[base.join("depth.safetensors").to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("--merge-checkpoints") && stderr.contains("not an adapter checkpoint"),
+        "{stderr}"
+    );
+}

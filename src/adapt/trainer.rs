@@ -20,6 +20,7 @@ mod scoring;
 mod stats;
 mod tensors;
 
+pub use checkpoint::checkpoint_accepted_steps;
 use inputs::{
     check_batch, fill_tie_break_noise, scale_invariant_distillation, velocity_supervision,
 };

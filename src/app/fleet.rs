@@ -143,6 +143,15 @@ pub struct FleetOptions {
     pub out: PathBuf,
 }
 
+/// One device's weights scored alone on the held-out replay (the offline merge,
+/// [`merge_checkpoints`]).
+#[derive(Clone, Debug, Serialize)]
+pub struct DeviceScore {
+    pub device: String,
+    pub accepted_steps: u64,
+    pub abs_rel: Option<f64>,
+}
+
 /// One merge, as `fleet_report.json` lists it.
 #[derive(Clone, Debug, Serialize)]
 pub struct FleetRound {
@@ -166,6 +175,9 @@ pub struct FleetReport {
     pub rounds: Vec<FleetRound>,
     /// Messages that could not be used, with why.
     pub ignored: Vec<String>,
+    /// The offline merge: each device's own weights on the held-out replay.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub device_scores: Vec<DeviceScore>,
 }
 
 /// abs_rel of `model` on the held-out replay.
@@ -283,6 +295,57 @@ pub fn run_fleet(options: &FleetOptions) -> crate::Result<FleetReport> {
         report.rounds.push(round);
         write_summary_json(&options.out.join("fleet_report.json"), &report)?;
     }
+    Ok(report)
+}
+
+/// `livedepth fleet --merge-checkpoints A B …`: one merge round offline, from adapter
+/// checkpoints (`--checkpoint` of `eval --adapt` or `run --adapt`) that adapted `options.model`,
+/// each weighted by its accepted steps; the base, every device's own weights and the merge are
+/// scored on the held-out replay, so that the merge can be compared with what each device had.
+pub fn merge_checkpoints(options: &FleetOptions, files: &[PathBuf]) -> crate::Result<FleetReport> {
+    crate::tempfiles::create_output_dir(&options.out, "--out")?;
+    let base_net = DepthNetwork::load(&options.model, options.arch, tch::Device::Cpu)?;
+    let arch = options.arch.name();
+    let base = var_store_checkpoint(base_net.var_store(), &options.model, &[("arch", arch)])?;
+    let hash = base_hash(&base);
+    let mut report = FleetReport {
+        fleet: options.zenoh.fleet.clone(),
+        base: hash.clone(),
+        ..Default::default()
+    };
+    let mut devices = Vec::new();
+    for file in files {
+        let checkpoint = crate::model::checkpoint::Checkpoint::read(file)?;
+        let accepted_steps = crate::adapt::trainer::checkpoint_accepted_steps(&checkpoint)
+            .ok_or_else(|| {
+                crate::Error::Other(format!(
+                    "--merge-checkpoints {}: not an adapter checkpoint (no saved counters): \
+                     expected the --checkpoint file of `eval --adapt` or `run --adapt`",
+                    file.display()
+                ))
+            })?;
+        // The depth network's variables only (the file also holds the pose network and Adam).
+        let mut own = base.clone();
+        for (name, tensor) in own.tensors.iter_mut() {
+            *tensor = checkpoint.tensors.get(name).cloned().ok_or_else(|| {
+                crate::Error::Other(format!(
+                    "--merge-checkpoints {}: no variable `{name}`: expected a checkpoint of a \
+                     {arch} adapted from --model",
+                    file.display()
+                ))
+            })?;
+        }
+        let device = file.file_stem().map_or("device".into(), |s| s.to_string_lossy().into_owned());
+        let path = options.out.join(format!("device-{device}.safetensors"));
+        own.write_safetensors(&path)?;
+        let abs_rel = held_out_abs_rel(options, &path)?;
+        report.device_scores.push(DeviceScore { device: device.clone(), accepted_steps, abs_rel });
+        devices.push(DeviceWeights { device, base: hash.clone(), accepted_steps, checkpoint: own });
+    }
+    let base_abs_rel = held_out_abs_rel(options, &options.model)?;
+    let (round, _) = merge_round(options, (&base, &hash), &devices, base_abs_rel, 1)?;
+    report.rounds.push(round);
+    write_summary_json(&options.out.join("fleet_report.json"), &report)?;
     Ok(report)
 }
 

@@ -2,7 +2,7 @@
 //! the merge on a held-out replay and republishes it (the work is in `livedepth::app::fleet`).
 
 use clap::Args as ClapArgs;
-use livedepth::app::fleet::{FleetOptions, run_fleet};
+use livedepth::app::fleet::{FleetOptions, merge_checkpoints, run_fleet};
 use livedepth::sink::zenoh_live::ZenohConfig;
 use livedepth::source::dataset::FrameSelection;
 use std::path::PathBuf;
@@ -51,6 +51,11 @@ pub struct Args {
     /// Where the merged weights and fleet_report.json go.
     #[arg(long, default_value = "out/fleet")]
     pub out: PathBuf,
+    /// Offline, without Zenoh: merge these adapter checkpoints (the --checkpoint files of
+    /// `eval --adapt` or `run --adapt` from --model) once, and score the base, each device's
+    /// own weights and the merge on --validate.
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    pub merge_checkpoints: Vec<PathBuf>,
 }
 
 pub fn run(args: Args) -> livedepth::Result<()> {
@@ -83,7 +88,19 @@ pub fn run(args: Args) -> livedepth::Result<()> {
         }),
         out: args.out,
     };
-    let report = run_fleet(&options)?;
+    let report = if args.merge_checkpoints.is_empty() {
+        run_fleet(&options)?
+    } else {
+        merge_checkpoints(&options, &args.merge_checkpoints)?
+    };
+    for device in &report.device_scores {
+        println!(
+            "device {} ({} steps): held-out abs_rel {}",
+            device.device,
+            device.accepted_steps,
+            device.abs_rel.map_or("-".into(), |v| format!("{v:.4}"))
+        );
+    }
     for round in &report.rounds {
         println!(
             "round {}: {:?} → {} (held-out abs_rel base {} merged {}){}",

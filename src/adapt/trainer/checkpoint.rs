@@ -11,6 +11,17 @@ use std::path::Path;
 /// Metadata key of the adapter state in a checkpoint.
 const STATE_KEY: &str = "livedepth_adapt_state";
 
+/// The accepted steps behind an adapter checkpoint (its saved counters), or None when `ckpt`
+/// is not one.
+pub fn checkpoint_accepted_steps(ckpt: &Checkpoint) -> Option<u64> {
+    match ckpt.metadata.get(STATE_KEY) {
+        Some(MetaValue::Str(s)) => {
+            serde_json::from_str::<SavedState>(s).ok().map(|s| s.stats.steps)
+        }
+        _ => None,
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct SavedState {
     stats: AdaptStats,
