@@ -121,6 +121,15 @@ fn run_with_adapt_shares_its_weights_and_continues_from_the_fleets_merge() {
     assert_eq!((weights.device.as_str(), weights.base.as_str()), ("cam1", hash.as_str()));
     assert_eq!(Some(weights.accepted_steps), report["steps"].as_u64(), "{report}");
     assert_eq!(weights.checkpoint.tensors.len(), base.tensors.len(), "every variable is shared");
+    // With the scene it adapted on.
+    let scene = match weights.checkpoint.metadata.get(livedepth::app::fleet::SCENE_KEY) {
+        Some(livedepth::model::checkpoint::MetaValue::Str(scene)) => scene.clone(),
+        other => panic!("no scene statistics: {other:?}"),
+    };
+    let scene: serde_json::Value = serde_json::from_str(&scene).unwrap();
+    assert_eq!(scene["steps"].as_u64(), report["steps"].as_u64(), "{scene}");
+    assert!(scene["triplets"].as_u64().unwrap() >= scene["steps"].as_u64().unwrap(), "{scene}");
+    assert!(scene["photometric_loss"].as_f64().is_some_and(|l| l > 0.0), "{scene}");
     // It continued from the merge: a decoder weight is nearer the merge's than the base's.
     let name = base.tensors.keys().find(|n| n.starts_with("depth.") && n.ends_with("weight"));
     let name = name.unwrap();

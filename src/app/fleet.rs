@@ -83,7 +83,7 @@ impl FleetShare {
         if self.shared_steps == Some(steps) || !(due || last) {
             return;
         }
-        match self.share(adapter.student(), steps) {
+        match self.share(adapter, steps) {
             Ok(bytes) => {
                 tracing::info!("fleet: shared {} steps ({bytes} bytes) on {}", steps, self.key);
                 self.shared_steps = Some(steps);
@@ -109,10 +109,13 @@ impl FleetShare {
         }
     }
 
-    fn share(&self, student: &DepthNetwork, steps: u64) -> crate::Result<usize> {
+    fn share(&self, adapter: &Adapter, steps: u64) -> crate::Result<usize> {
+        let student = adapter.student();
         let arch = student.arch().name();
+        let scene = scene_statistics(adapter);
+        let metadata = [("arch", arch), (SCENE_KEY, scene.as_str())];
         let checkpoint =
-            var_store_checkpoint(student.var_store(), Path::new(&self.key), &[("arch", arch)])?;
+            var_store_checkpoint(student.var_store(), Path::new(&self.key), &metadata)?;
         let bytes = encode_weights(&checkpoint, &self.device, &self.base, steps)
             .map_err(|e| crate::Error::Other(e.to_string()))?;
         let len = bytes.len();
@@ -123,6 +126,25 @@ impl FleetShare {
             .map_err(|e| crate::Error::Other(format!("zenoh put: {e}")))?;
         Ok(len)
     }
+}
+
+/// Metadata key of the scene statistics a device shares with its weights (JSON).
+pub const SCENE_KEY: &str = "fleet.scene";
+
+/// What the device adapted on, as JSON: frames and triplets seen, the live sample's photometric
+/// loss and auto-masked fraction, what the never-worse guard serves and its adapted / frozen
+/// loss ratio.
+fn scene_statistics(adapter: &Adapter) -> String {
+    let stats = adapter.stats();
+    serde_json::json!({
+        "triplets": stats.triplets,
+        "steps": stats.steps,
+        "photometric_loss": stats.last_photometric,
+        "masked_fraction": stats.last_masked_fraction,
+        "serving": stats.serving,
+        "serve_ratio": stats.serve_ratio.is_finite().then_some(stats.serve_ratio),
+    })
+    .to_string()
 }
 
 /// What `livedepth fleet` does.
@@ -268,7 +290,15 @@ pub fn run_fleet(options: &FleetOptions) -> crate::Result<FleetReport> {
                 continue;
             }
         };
-        tracing::info!("fleet: {} sent {} steps", weights.device, weights.accepted_steps);
+        let scene = match weights.checkpoint.metadata.get(SCENE_KEY) {
+            Some(crate::model::checkpoint::MetaValue::Str(scene)) => scene.as_str(),
+            _ => "none",
+        };
+        tracing::info!(
+            "fleet: {} sent {} steps (scene: {scene})",
+            weights.device,
+            weights.accepted_steps
+        );
         newest.insert(weights.device.clone(), weights);
         if newest.len() < options.min_devices {
             continue;

@@ -50,7 +50,8 @@ pub struct LiveAdaptBenchArgs {
     #[arg(long, default_value = "torch,onnxruntime")]
     pub engines: String,
     /// Also replay once more, frozen, with the Foxglove live view (a WebSocket server on a
-    /// free port) and an MCAP recording on, and compare its fps with the frozen run's.
+    /// free port), an MCAP recording and Zenoh (a peer listening on a free local port) on, and
+    /// compare its fps with the frozen run's.
     #[arg(long)]
     pub telemetry: bool,
 }
@@ -112,6 +113,15 @@ fn live_config(
     if telemetry {
         config.outputs.foxglove = Some("127.0.0.1:0".into());
         config.outputs.mcap = Some(out.join("run.mcap"));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| livedepth::Error::Other(format!("no free local port for zenoh: {e}")))?
+            .port();
+        config.outputs.zenoh = Some(livedepth::sink::zenoh_live::ZenohConfig {
+            listen: vec![format!("tcp/127.0.0.1:{port}")],
+            device: "bench".into(),
+            ..Default::default()
+        });
     }
     config.validate(Path::new("<bench live-adapt>"))?;
     Ok(config)
@@ -293,7 +303,7 @@ fn bench_engine(
     let mut runs = Vec::new();
     let mut kinds = vec![("frozen", false, false), ("adapting", true, false)];
     if args.telemetry {
-        kinds.push(("frozen+foxglove+mcap", false, true));
+        kinds.push(("frozen+foxglove+mcap+zenoh", false, true));
     }
     for (name, adapt, telemetry) in kinds {
         let out = work.join(format!("{engine}-{}", name.replace('+', "-")));
@@ -305,7 +315,7 @@ fn bench_engine(
     if let Some(with_telemetry) = runs.get(2) {
         let frozen = &runs[0];
         println!(
-            "  with Foxglove + MCAP / without: fps {:.3}, frames delivered {:.3}, latency p50 \
+            "  with Foxglove + MCAP + Zenoh / without: fps {:.3}, frames delivered {:.3}, latency p50 \
              {:.2}x p99 {:.2}x",
             with_telemetry.report.fps / frozen.report.fps.max(1e-9),
             with_telemetry.report.frames_delivered as f64
