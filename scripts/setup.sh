@@ -71,6 +71,13 @@ if ! "$VENV/bin/python" -c "import websockets, mcap, mcap_protobuf, mcap_ros2" 2
   "$VENV/bin/pip" install -q websockets==17.4 mcap==1.6.0 mcap-protobuf-support==0.6.0 \
     mcap-ros2-support==0.6.0
 fi
+# eclipse-zenoh (Zenoh's own Python binding, the same 1.10.2 as our crate) is the independent
+# subscriber of `run --zenoh`; foxglove-schemas-protobuf, Foxglove's published schemas, decodes
+# what it receives (tests/zenoh_live.rs).
+if ! "$VENV/bin/python" -c "import zenoh, foxglove_schemas_protobuf" 2>/dev/null; then
+  log "installing eclipse-zenoh and foxglove-schemas-protobuf into $VENV"
+  "$VENV/bin/pip" install -q eclipse-zenoh==1.10.2 foxglove-schemas-protobuf==0.4.0
+fi
 if ! "$VENV/bin/python" -c "import nvidia.cuda_nvrtc" 2>/dev/null && ! ls "$VENV"/lib/python3*/site-packages/nvidia/cu*/lib/libnvrtc.so* >/dev/null 2>&1 && ! ls "$VENV"/lib/python3*/site-packages/nvidia/cuda_nvrtc/lib/libnvrtc.so* >/dev/null 2>&1; then
   log "installing the NVRTC wheel"
   "$VENV/bin/pip" install -q nvidia-cuda-nvrtc

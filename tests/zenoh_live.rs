@@ -5,6 +5,8 @@
 //! - depth images (foxglove.RawImage, 32FC1 at the network size), camera calibration and the
 //!   status JSON arrive under the device's keys, with the encoding naming the schema;
 //! - a device name that is not one key chunk is refused, naming the flag;
+//! - an independent client, Zenoh's own Python binding (eclipse-zenoh), receives the depth images
+//!   and decodes them with Foxglove's published protobuf schemas;
 //! - (shared adaptation over Zenoh is in tests/fleet.rs);
 //! - live speed (`--speed-key`): a peer publishes a rendered drive's speedometer on a key;
 //!   livedepth reads the sidecar's odometer from it at every frame, and `run --adapt
@@ -95,6 +97,60 @@ fn run_puts_depth_calibration_and_status_on_zenoh_under_the_device_key() {
     for key in ["camera/image", "depth/colour", "depth/points"] {
         assert!(by_key.contains_key(&format!("livedepth/testcam/{key}")), "{key}: {counts:?}");
     }
+}
+
+/// The acceptance's independent client: Zenoh's own Python binding (eclipse-zenoh, installed
+/// by setup) listens and subscribes to `livedepth/**`; `livedepth run --zenoh-connect` on 12
+/// kitchen frames reaches it, and it decodes the depth images with Foxglove's published
+/// protobuf schemas (foxglove-schemas-protobuf).
+#[test]
+fn a_python_zenoh_subscriber_receives_and_decodes_depth() {
+    use std::io::BufRead;
+    let (Some(_), Some(_)) =
+        (common::shared("data/kitchen"), common::shared("models/rtmonodepth_s/m_640x192"))
+    else {
+        return;
+    };
+    let endpoint = format!("tcp/127.0.0.1:{}", common::free_port());
+    let script = common::repo_root().join("tests/python/zenoh_subscribe.py");
+    let mut subscriber = std::process::Command::new(common::python())
+        .args([script.to_str().unwrap(), &endpoint, "livedepth/**", "120"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(subscriber.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready", "the Python subscriber started");
+
+    let dir = tempfile::tempdir().unwrap();
+    let frames = 12;
+    let output = common::livedepth(&[
+        "run",
+        "--config",
+        "configs/kitchen.toml",
+        "--frames",
+        &frames.to_string(),
+        "--out",
+        dir.path().join("out").to_str().unwrap(),
+        "--zenoh-connect",
+        &endpoint,
+        "--device-name",
+        "pycam",
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let received: serde_json::Value =
+        serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert!(subscriber.wait().unwrap().success());
+    println!("{received}");
+    let depth_messages = received["keys"]["livedepth/pycam/depth/image"].as_u64().unwrap_or(0);
+    assert!((frames as u64 - 4..=frames as u64).contains(&depth_messages), "{received}");
+    let encoding = received["encodings"]["livedepth/pycam/depth/image"].as_str().unwrap();
+    assert!(encoding.contains("foxglove.RawImage"), "{encoding}");
+    let depth = &received["depth"];
+    assert_eq!((depth["width"].as_u64(), depth["height"].as_u64()), (Some(128), Some(96)));
+    assert_eq!(depth["encoding"], "32FC1");
+    assert!(depth["min"].as_f64().unwrap() > 0.0, "{depth}");
+    assert!(received["keys"]["livedepth/pycam/camera/calibration"].as_u64().unwrap_or(0) > 0);
+    assert!(received["status"]["frame"].is_u64(), "{received}");
 }
 
 /// `run` on the kitchen config with `flags`: it must fail, and its stderr.
