@@ -43,8 +43,8 @@ impl LockStepScale {
                 )));
             }
             MetricScale::Speed { speed_file, speed_key: None } => {
-                let odometry = Odometry::open(speed_file.as_deref())
-                    .map_err(|e| crate::Error::Other(format!("--speed-file {e}")))?;
+                let odometry =
+                    Odometry::open(speed_file.as_deref()).map_err(crate::Error::Other)?;
                 Source::Speed { odometry, scale: AdapterScale::new() }
             }
         };

@@ -207,10 +207,9 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
     };
     let mut odometry = match &metric_scale {
         MetricScale::Speed { speed_key: Some(_), .. } if options.adapt.is_some() => None,
-        MetricScale::Speed { speed_file, .. } if options.adapt.is_some() => Some(
-            Odometry::open(speed_file.as_deref())
-                .map_err(|e| crate::Error::Other(format!("--speed-file {e}")))?,
-        ),
+        MetricScale::Speed { speed_file, .. } if options.adapt.is_some() => {
+            Some(Odometry::open(speed_file.as_deref()).map_err(crate::Error::Other)?)
+        }
         MetricScale::Speed { .. } => {
             return Err(crate::Error::Other(crate::scale::speed::NEEDS_ADAPT.into()));
         }

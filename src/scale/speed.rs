@@ -253,12 +253,14 @@ pub enum Odometry {
 }
 
 impl Odometry {
-    /// From `--speed-file` when given, else from ground-truth positions.
-    pub fn open(speed_file: Option<&Path>) -> Result<Self, SpeedFileError> {
+    /// From `--speed-file` when given, else from ground-truth positions; the error names the
+    /// flag, the file and the line.
+    pub fn open(speed_file: Option<&Path>) -> Result<Self, String> {
         Ok(match speed_file {
-            Some(path) => {
-                Odometry::File { track: SpeedTrack::read(path)?, path: path.to_path_buf() }
-            }
+            Some(path) => Odometry::File {
+                track: SpeedTrack::read(path).map_err(|e| format!("--speed-file {e}"))?,
+                path: path.to_path_buf(),
+            },
             None => Odometry::GroundTruth(PoseOdometer::default()),
         })
     }
