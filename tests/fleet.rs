@@ -63,12 +63,7 @@ fn run_with_adapt_shares_its_weights_and_continues_from_the_fleets_merge() {
     let endpoint = format!("tcp/127.0.0.1:{}", free_port());
     let dir = tempfile::tempdir().unwrap();
     // The kitchen config on a live 30 fps test camera: 300 frames last 10 s.
-    let config = std::fs::read_to_string(common::repo_root().join("configs/kitchen.toml"))
-        .unwrap()
-        .replace("uri = \"kitchen:../shared/data/kitchen\"", "uri = \"test://ball\"");
-    assert!(config.contains("test://ball"));
-    let config_path = dir.path().join("live.toml");
-    std::fs::write(&config_path, config).unwrap();
+    let config_path = common::kitchen_config_on_test_camera(dir.path(), &[]);
     let out = dir.path().join("out");
     let run = std::process::Command::new(env!("CARGO_BIN_EXE_livedepth"))
         .current_dir(common::repo_root())
@@ -348,12 +343,7 @@ fn settle() {
 fn a_fleet_of_three_devices_gets_the_merge_and_a_restarted_device_catches_up() {
     let Some(model) = common::shared(KITTI_MODEL) else { return };
     let dir = tempfile::tempdir().unwrap();
-    let config = std::fs::read_to_string(common::repo_root().join("configs/kitchen.toml"))
-        .unwrap()
-        .replace("uri = \"kitchen:../shared/data/kitchen\"", "uri = \"test://ball\"");
-    assert!(config.contains("test://ball"));
-    let config_path = dir.path().join("live.toml");
-    std::fs::write(&config_path, config).unwrap();
+    let config_path = common::kitchen_config_on_test_camera(dir.path(), &[]);
 
     // The fleet process listens; the devices and the test connect to it.
     let port = free_port();
@@ -443,17 +433,7 @@ impl Drop for KillOnDrop {
 fn an_offline_merge_weights_each_devices_change_by_its_steps_and_scores_all() {
     use livedepth::model::checkpoint::Checkpoint;
     let dir = tempfile::tempdir().unwrap();
-    let renderer = livedepth::synth::Renderer::new(&livedepth::synth::RenderConfig {
-        width: 320,
-        height: 96,
-        frames: 24,
-        seed: 6157,
-        supersample: 1,
-        ..livedepth::synth::RenderConfig::default()
-    })
-    .unwrap();
-    let drive = dir.path().join("drive");
-    livedepth::synth::write_dataset(&renderer, &drive, false).unwrap();
+    let drive = common::rendered_drive(dir.path(), 24, 6157);
     let dataset = format!("kitti:{}", drive.display());
     let base = common::repo_root().join(livedepth::app::demo::BASE_MODEL_DIR);
     let base_arg = base.to_str().unwrap();

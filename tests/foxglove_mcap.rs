@@ -186,13 +186,10 @@ fn the_status_channel_carries_stage_statistics_and_the_adaptation_status() {
     let Some(()) = shared_inputs() else { return };
     let dir = tempfile::tempdir().unwrap();
     // The kitchen config on a live 30 fps test camera, with statistics every 50 ms.
-    let config = std::fs::read_to_string(common::repo_root().join("configs/kitchen.toml"))
-        .unwrap()
-        .replace("uri = \"kitchen:../shared/data/kitchen\"", "uri = \"test://ball\"")
-        .replace("stats_interval_s = 2.0", "stats_interval_s = 0.05");
-    assert!(config.contains("test://ball") && config.contains("0.05"));
-    let config_path = dir.path().join("live.toml");
-    std::fs::write(&config_path, config).unwrap();
+    let config_path = common::kitchen_config_on_test_camera(
+        dir.path(),
+        &[("stats_interval_s = 2.0", "stats_interval_s = 0.05")],
+    );
     let mcap = dir.path().join("run.mcap");
     let output = Command::new(env!("CARGO_BIN_EXE_livedepth"))
         .current_dir(common::repo_root())
@@ -229,17 +226,7 @@ fn the_status_channel_carries_stage_statistics_and_the_adaptation_status() {
 #[test]
 fn the_camera_pose_from_the_pose_network_follows_the_drive() {
     let dir = tempfile::tempdir().unwrap();
-    let renderer = livedepth::synth::Renderer::new(&livedepth::synth::RenderConfig {
-        width: 320,
-        height: 96,
-        frames: 40,
-        seed: 6156,
-        supersample: 1,
-        ..livedepth::synth::RenderConfig::default()
-    })
-    .unwrap();
-    let drive = dir.path().join("drive");
-    livedepth::synth::write_dataset(&renderer, &drive, false).unwrap();
+    let drive = common::rendered_drive(dir.path(), 40, 6156);
     let config = dir.path().join("drive.toml");
     let model = common::repo_root().join(livedepth::app::demo::BASE_MODEL_DIR);
     std::fs::write(

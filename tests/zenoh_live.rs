@@ -172,22 +172,6 @@ fn a_device_name_that_is_not_one_key_chunk_is_refused_by_flag() {
     assert!(stderr.contains("--fleet") && stderr.contains("a b"), "{stderr}");
 }
 
-/// A rendered drive of `frames` frames (its `speed.csv` is the vehicle's speedometer).
-fn rendered_drive(dir: &std::path::Path, frames: usize, seed: u64) -> std::path::PathBuf {
-    let renderer = livedepth::synth::Renderer::new(&livedepth::synth::RenderConfig {
-        width: 320,
-        height: 96,
-        frames,
-        seed,
-        supersample: 1,
-        ..livedepth::synth::RenderConfig::default()
-    })
-    .unwrap();
-    let drive = dir.join("drive");
-    livedepth::synth::write_dataset(&renderer, &drive, false).unwrap();
-    drive
-}
-
 /// The `time,speed` rows of a sidecar.
 fn speed_rows(path: &std::path::Path) -> Vec<(f64, f64)> {
     std::fs::read_to_string(path)
@@ -225,7 +209,7 @@ fn live_speed_on_a_zenoh_key_reads_like_the_speed_sidecar() {
     use livedepth::scale::live_speed::{LiveSpeed, MAX_EXTRAPOLATION_S, SpeedClock};
     use livedepth::scale::speed::SpeedTrack;
     let dir = tempfile::tempdir().unwrap();
-    let sidecar = rendered_drive(dir.path(), 12, 6154).join("speed.csv");
+    let sidecar = common::rendered_drive(dir.path(), 12, 6154).join("speed.csv");
     let rows = speed_rows(&sidecar);
     let reference = SpeedTrack::read(&sidecar).unwrap();
 
@@ -287,7 +271,7 @@ fn run_reads_the_vehicles_speed_from_a_zenoh_key() {
         .expect("the committed base model opens");
     let dir = tempfile::tempdir().unwrap();
     let frames = 24;
-    let drive = rendered_drive(dir.path(), frames, 6155);
+    let drive = common::rendered_drive(dir.path(), frames, 6155);
     let rows = speed_rows(&drive.join("speed.csv"));
     let (vehicle, endpoint) = listening_peer();
     let key = "vehicle/test-car/speed";

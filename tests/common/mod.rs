@@ -101,3 +101,34 @@ pub fn listening_peer() -> (zenoh::Session, String) {
     config.insert_json5("scouting/multicast/enabled", "false").unwrap();
     (zenoh::open(config).wait().unwrap(), endpoint)
 }
+
+/// A rendered drive of `frames` frames at 320x96 under `dir/drive` (KITTI-like layout with
+/// `speed.csv`), as the base model sees it.
+pub fn rendered_drive(dir: &std::path::Path, frames: usize, seed: u64) -> PathBuf {
+    let renderer = livedepth::synth::Renderer::new(&livedepth::synth::RenderConfig {
+        width: 320,
+        height: 96,
+        frames,
+        seed,
+        supersample: 1,
+        ..livedepth::synth::RenderConfig::default()
+    })
+    .unwrap();
+    let drive = dir.join("drive");
+    livedepth::synth::write_dataset(&renderer, &drive, false).unwrap();
+    drive
+}
+
+/// configs/kitchen.toml with the live 30 fps test camera (`test://ball`) as its source, written
+/// to `dir/live.toml`, with each (from, to) of `edits` applied too; returns the file.
+pub fn kitchen_config_on_test_camera(dir: &std::path::Path, edits: &[(&str, &str)]) -> PathBuf {
+    let mut config = std::fs::read_to_string(repo_root().join("configs/kitchen.toml")).unwrap();
+    let source = [("uri = \"kitchen:../shared/data/kitchen\"", "uri = \"test://ball\"")];
+    for (from, to) in source.iter().chain(edits) {
+        assert!(config.contains(from), "configs/kitchen.toml has no `{from}`");
+        config = config.replace(from, to);
+    }
+    let path = dir.join("live.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
