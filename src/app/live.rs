@@ -159,6 +159,15 @@ impl FrameHook for MergeInstallHook {
     }
 }
 
+/// Tells a helper thread to stop when dropped, also when the run ends early with an error.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
 /// Finds a model: the explicit one, the config's, or none (with an error saying what to do).
 fn resolve_model(options: &LiveOptions) -> crate::Result<PathBuf> {
     options.model.clone().or_else(|| options.config.network.model.clone()).ok_or_else(|| {
@@ -338,7 +347,7 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
         None => None,
     };
     // Without adaptation, `--zenoh-pull-weights` installs the fleet's merges in the engine.
-    let pull_stop = Arc::new(AtomicBool::new(false));
+    let pull_stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
     let mut merge_installer = None;
     let adapt = match (adapt, sink.zenoh_session(), &config.outputs.zenoh) {
         (None, Some(session), Some(zenoh)) if zenoh.pull_weights => {
@@ -351,7 +360,7 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
                 device: default_device(),
                 publisher,
             };
-            merge_installer = Some(spawn_merge_installer(installer, Arc::clone(&pull_stop))?);
+            merge_installer = Some(spawn_merge_installer(installer, Arc::clone(&pull_stop.0))?);
             Some(Box::new(MergeInstallHook { receiver }) as Box<dyn FrameHook>)
         }
         (adapt, ..) => adapt,
@@ -375,7 +384,7 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
         .run();
     // The depth stage (and with it the frame sender) is gone: the adapter finishes, publishes
     // and checkpoints once more, then ends.
-    pull_stop.store(true, Ordering::Release);
+    drop(pull_stop);
     if let Some(handle) = merge_installer {
         let installed = handle
             .join()
