@@ -74,11 +74,7 @@ fn run_with_adapt_shares_its_weights_and_continues_from_the_fleets_merge() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut config = zenoh::Config::default();
-    config.insert_json5("mode", "\"peer\"").unwrap();
-    config.insert_json5("connect/endpoints", &format!("[\"{endpoint}\"]")).unwrap();
-    config.insert_json5("scouting/multicast/enabled", "false").unwrap();
-    let session = zenoh::open(config).wait().unwrap();
+    let session = common::connecting_peer(&endpoint);
     let subscriber = session.declare_subscriber("livedepth/testfleet/weights/cam1").wait().unwrap();
     let merged = session.declare_publisher("livedepth/testfleet/weights/merged").wait().unwrap();
 
@@ -363,11 +359,7 @@ fn a_fleet_of_three_devices_gets_the_merge_and_a_restarted_device_catches_up() {
         assert!(Instant::now() < listening, "the fleet process never listened");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let mut test_side = zenoh::Config::default();
-    test_side.insert_json5("mode", "\"peer\"").unwrap();
-    test_side.insert_json5("connect/endpoints", &format!("[\"{endpoint}\"]")).unwrap();
-    test_side.insert_json5("scouting/multicast/enabled", "false").unwrap();
-    let session = zenoh::open(test_side).wait().unwrap();
+    let session = common::connecting_peer(&endpoint);
     let merges = session.declare_subscriber("livedepth/fleet3/weights/merged").wait().unwrap();
     let at = (config_path.as_path(), dir.path(), endpoint.as_str());
     let mut car_a = Device::start("car-a", at.0, at.1, at.2, &["--adapt"]);

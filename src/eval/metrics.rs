@@ -94,8 +94,9 @@ fn check_map(map: &DepthMap, what: &'static str) -> Result<(), EvalError> {
     Ok(())
 }
 
-/// The median of `values` (mean of the two middle values for an even count), reordering them.
-fn median(values: &mut [f64]) -> f64 {
+/// The median of `values` (mean of the two middle values for an even count; NaN when empty),
+/// reordering them.
+pub fn median(values: &mut [f64]) -> f64 {
     let n = values.len();
     if n == 0 {
         return f64::NAN;

@@ -9,7 +9,7 @@ mod resize;
 
 pub use metrics::{
     FrameMetrics, MeanMetrics, MetricsAccumulator, compute_frame_metrics, format_metrics_table,
-    garg_crop_rect,
+    garg_crop_rect, median,
 };
 pub use resize::bilinear_resize_depth;
 

@@ -102,6 +102,16 @@ pub fn listening_peer() -> (zenoh::Session, String) {
     (zenoh::open(config).wait().unwrap(), endpoint)
 }
 
+/// A Zenoh peer connected to `endpoint` (no scouting).
+pub fn connecting_peer(endpoint: &str) -> zenoh::Session {
+    use zenoh::Wait;
+    let mut config = zenoh::Config::default();
+    config.insert_json5("mode", "\"peer\"").unwrap();
+    config.insert_json5("connect/endpoints", &format!("[\"{endpoint}\"]")).unwrap();
+    config.insert_json5("scouting/multicast/enabled", "false").unwrap();
+    zenoh::open(config).wait().unwrap()
+}
+
 /// A rendered drive of `frames` frames at 320x96 under `dir/drive` (KITTI-like layout with
 /// `speed.csv`), as the base model sees it.
 pub fn rendered_drive(dir: &std::path::Path, frames: usize, seed: u64) -> PathBuf {

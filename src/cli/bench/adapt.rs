@@ -8,6 +8,7 @@
 use clap::Args as ClapArgs;
 use livedepth::adapt::{AdaptConfig, Adapter, StepOutcome, Triplet};
 use livedepth::engine::TorchDepthEngine;
+use livedepth::eval::median;
 use livedepth::frame::RgbImage;
 use livedepth::model::network::{DepthNetwork, PoseNetwork};
 use livedepth::model::{Arch, PoseArch};
@@ -81,15 +82,6 @@ fn camera_frame(w: usize, h: usize) -> RgbImage {
         }
     }
     image
-}
-
-fn median(mut ms: Vec<f64>) -> f64 {
-    ms.sort_by(f64::total_cmp);
-    match ms.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => ms[n / 2],
-        n => 0.5 * (ms[n / 2 - 1] + ms[n / 2]),
-    }
 }
 
 /// Median times in milliseconds of one device's measurements.
@@ -189,7 +181,8 @@ fn measure(args: &AdaptBenchArgs, device: Device) -> livedepth::Result<DeviceFig
     if !out.data.iter().all(|v| v.is_finite()) {
         return Err(livedepth::Error::Other("non-finite disparity in the live benchmark".into()));
     }
-    Ok(DeviceFigures { step_ms: median(step_ms), live_ms: median(live_ms), backend })
+    let (step_ms, live_ms) = (median(&mut step_ms), median(&mut live_ms));
+    Ok(DeviceFigures { step_ms, live_ms, backend })
 }
 
 /// Why no GPU figures can be taken here, or None when they can.
