@@ -1,5 +1,6 @@
 //! Adapter checkpoints: weights, Adam moments, the EMA teacher and the counters in one
-//! safetensors file written atomically, and resuming from one.
+//! safetensors file written atomically, and resuming from one; and continuing from weights a
+//! fleet merged.
 
 use super::{AdaptStats, Adapter, copy_from_stored, stored};
 use crate::adapt::AdaptError;
@@ -32,6 +33,30 @@ struct SavedState {
 }
 
 impl Adapter {
+    /// Continues from weights a fleet merged (see [`crate::fleet`]): they replace the student's
+    /// and the rollback point's, become the point the forgetting guard holds the weights near
+    /// (the fleet validated them; pulling back to the base would undo the merge), and go to the
+    /// live path. The never-worse guard still compares with the frozen base.
+    pub fn adopt(&mut self, checkpoint: &Checkpoint) -> Result<(), AdaptError> {
+        let arch = self.student.arch().name();
+        load_group(self.student.var_store_mut(), "", checkpoint, arch)?;
+        self.good_student.copy_weights_from(&self.student)?;
+        self.anchor_values = tch::no_grad(|| {
+            self.adam.vars.iter().map(tch::Tensor::f_detach_copy).collect::<Result<Vec<_>, _>>()
+        })?;
+        self.stats.fleet_merges_adopted += 1;
+        self.publish()
+    }
+
+    /// Writes a checkpoint now (if a path is set).
+    pub fn checkpoint(&mut self) -> Result<(), AdaptError> {
+        if let Some(path) = self.checkpoint_path.clone() {
+            self.stats.checkpoints += 1;
+            self.save_checkpoint(&path)?;
+        }
+        Ok(())
+    }
+
     /// Writes weights, Adam moments, the EMA teacher and the counters to one safetensors file,
     /// atomically (temp file, fsync, rename): a crash leaves the previous checkpoint intact.
     pub fn save_checkpoint(&self, path: &Path) -> Result<(), AdaptError> {
