@@ -225,10 +225,7 @@ fn take_sample(state: &mut State, parsed: Result<(Option<f64>, f64), String>, ar
             });
         }
         let time = time.unwrap_or(arrived);
-        match &mut state.track {
-            Some(track) => track.push(time, speed, KEEP_S)?,
-            None => state.track = Some(SpeedTrack::from_samples(&[(time, speed)])),
-        }
+        state.track.get_or_insert_with(SpeedTrack::default).push(time, speed, KEEP_S)?;
         state.report.last_speed = Some(speed);
         Ok(())
     });

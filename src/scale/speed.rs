@@ -85,7 +85,7 @@ pub fn parse_sample(text: &str) -> Result<(Option<f64>, f64), String> {
 }
 
 /// Timestamped speeds and the distance integrated over them.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct SpeedTrack {
     /// (time s, speed m/s, metres travelled from the first sample), time strictly increasing.
     samples: Vec<(f64, f64, f64)>,
@@ -109,61 +109,49 @@ impl SpeedTrack {
             line,
             reason,
         };
-        let mut rows: Vec<(f64, f64)> = Vec::new();
+        let mut track = Self::default();
         for (n, raw) in text.lines().enumerate() {
             let line = n + 1;
             let row = raw.trim();
             if row.is_empty() || row.starts_with('#') {
                 continue;
             }
-            if rows.is_empty() && !row.starts_with('{') {
-                let first = row.split(',').next().map(str::trim);
-                if first.is_some_and(|c| c.parse::<f64>().is_err()) {
-                    let cells: Vec<&str> = row.split(',').map(str::trim).collect();
-                    if cells != ["time", "speed"] {
-                        return Err(row_error(
-                            line,
-                            format!("header `{row}`: expected `time,speed`"),
-                        ));
-                    }
-                    continue;
+            let cells = || row.split(',').map(str::trim);
+            if track.samples.is_empty()
+                && !row.starts_with('{')
+                && cells().next().is_some_and(|c| c.parse::<f64>().is_err())
+            {
+                if cells().ne(["time", "speed"]) {
+                    return Err(row_error(line, format!("header `{row}`: expected `time,speed`")));
                 }
+                continue;
             }
             let (time, speed) = parse_sample(row).map_err(|reason| row_error(line, reason))?;
             let time = time.ok_or_else(|| {
                 row_error(line, "no time: expected `time,speed` (or a JSON `time`)".into())
             })?;
-            if let Some(&(last, _)) = rows.last()
-                && time <= last
-            {
-                return Err(row_error(
-                    line,
-                    format!("time {time} is not after the previous row's {last}"),
-                ));
-            }
-            rows.push((time, speed));
+            track.push(time, speed, f64::INFINITY).map_err(|reason| row_error(line, reason))?;
         }
-        if rows.len() < 2 {
+        if track.samples.len() < 2 {
             return Err(SpeedFileError::Empty {
                 path: path.to_path_buf(),
-                reason: format!("{} speed rows, expected at least 2 (time,speed)", rows.len()),
+                reason: format!(
+                    "{} speed rows, expected at least 2 (time,speed)",
+                    track.samples.len()
+                ),
             });
         }
-        Ok(Self::from_samples(&rows))
+        Ok(track)
     }
 
-    /// A track from (time, speed) samples, times strictly increasing (trapezoidal integration).
-    pub fn from_samples(rows: &[(f64, f64)]) -> Self {
-        let mut travelled = 0.0;
-        let mut samples = Vec::with_capacity(rows.len());
-        for (i, &(t, v)) in rows.iter().enumerate() {
-            if i > 0 {
-                let (t0, v0) = rows[i - 1];
-                travelled += 0.5 * (v0 + v) * (t - t0);
-            }
-            samples.push((t, v, travelled));
+    /// A track from (time, speed) samples (trapezoidal integration); refused, with the reason,
+    /// where a time is not after the one before.
+    pub fn from_samples(rows: &[(f64, f64)]) -> Result<Self, String> {
+        let mut track = Self::default();
+        for &(time, speed) in rows {
+            track.push(time, speed, f64::INFINITY)?;
         }
-        Self { samples }
+        Ok(track)
     }
 
     /// Metres travelled from the first sample to `time` (speed linear between samples), or None
@@ -184,9 +172,9 @@ impl SpeedTrack {
         Some(d0 + 0.5 * (v0 + v) * dt)
     }
 
-    /// Adds a sample after the last one (a live track grows); samples more than `keep_s` older
-    /// than it are forgotten, readings before them are then None. Refused, with the reason, when
-    /// `time` is not after the last sample's.
+    /// Adds a sample after the last one (trapezoidal integration; a live track grows); samples
+    /// more than `keep_s` older than it are forgotten, readings before them are then None.
+    /// Refused, with the reason, when `time` is not after the last sample's.
     pub fn push(&mut self, time: f64, speed: f64, keep_s: f64) -> Result<(), String> {
         let Some(&(last_time, last_speed, travelled)) = self.samples.last() else {
             self.samples.push((time, speed, 0.0));
@@ -417,8 +405,8 @@ mod tests {
     #[test]
     fn a_growing_track_reads_like_the_whole_one_and_forgets_old_samples() {
         let rows = [(0.0, 0.0), (1.0, 2.0), (3.0, 2.0), (4.0, 1.0)];
-        let whole = SpeedTrack::from_samples(&rows);
-        let mut growing = SpeedTrack::from_samples(&rows[..1]);
+        let whole = SpeedTrack::from_samples(&rows).unwrap();
+        let mut growing = SpeedTrack::from_samples(&rows[..1]).unwrap();
         assert_eq!(growing.odometer(0.0), Some(0.0), "one sample: zero at its time");
         assert_eq!(growing.odometer_ahead(0.5, 1.0), Some(0.0), "standing at speed 0");
         for &(t, v) in &rows[1..] {
@@ -432,7 +420,7 @@ mod tests {
         assert_eq!(growing.odometer_ahead(5.5, 1.0), None);
         assert_eq!(growing.odometer_ahead(-1.0, 1.0), None);
         // An hour at 10 Hz keeps about the last two minutes, and the odometer runs on.
-        let mut long = SpeedTrack::from_samples(&[(0.0, 1.0)]);
+        let mut long = SpeedTrack::from_samples(&[(0.0, 1.0)]).unwrap();
         for i in 1..36_000 {
             long.push(i as f64 * 0.1, 1.0, 60.0).unwrap();
         }
