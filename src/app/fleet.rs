@@ -56,8 +56,7 @@ impl FleetShare {
         zenoh: &ZenohConfig,
         base: &DepthNetwork,
     ) -> crate::Result<Self> {
-        let checkpoint = var_store_checkpoint(base.var_store(), Path::new("<base>"), &[])?;
-        let base = base_hash(&checkpoint);
+        let base = network_hash(base)?;
         let merges = match zenoh.pull_weights {
             true => Some(MergeInbox::open(&session, &zenoh.fleet, base.clone())?),
             false => None,
@@ -97,13 +96,13 @@ impl FleetShare {
     /// `--zenoh-pull-weights`); never waits.
     pub fn adopt_merge(&mut self, adapter: &mut Adapter) {
         let Some(merges) = self.merges.as_mut() else { return };
-        let Some((merge, caught_up)) = merges.newest() else { return };
+        let Some(merge) = merges.newest() else { return };
         let key = merges.key();
-        match adapter.adopt(&merge.checkpoint) {
+        match adapter.adopt(&merge.weights.checkpoint) {
             Ok(()) => tracing::info!(
                 "fleet: continuing from the {} on {key} ({} steps across the fleet)",
-                if caught_up { "newest merge the fleet holds (catching up)" } else { "merge" },
-                merge.accepted_steps
+                merge.origin,
+                merge.weights.accepted_steps
             ),
             Err(e) => tracing::warn!("fleet: cannot adopt the merge on {key}: {e}"),
         }
@@ -126,6 +125,11 @@ impl FleetShare {
             .map_err(|e| crate::Error::Other(format!("zenoh put: {e}")))?;
         Ok(len)
     }
+}
+
+/// The fleet hash of a depth network's weights (what merges are checked against).
+pub fn network_hash(network: &DepthNetwork) -> crate::Result<String> {
+    Ok(base_hash(&var_store_checkpoint(network.var_store(), Path::new("<base>"), &[])?))
 }
 
 /// Metadata key of the scene statistics a device shares with its weights (JSON).
@@ -222,16 +226,29 @@ fn held_out_abs_rel(options: &FleetOptions, model: &Path) -> crate::Result<Optio
     Ok(Some(report.mean.abs_rel))
 }
 
-/// Runs the fleet merger until `rounds` merges are done (or the timeout passes).
-pub fn run_fleet(options: &FleetOptions) -> crate::Result<FleetReport> {
+/// What both ways of merging start from: the output folder made, the base model's variables
+/// (tagged with the architecture), a report naming the fleet and the base's hash, and the
+/// base's held-out abs_rel.
+fn start_report(
+    options: &FleetOptions,
+) -> crate::Result<(crate::model::checkpoint::Checkpoint, FleetReport, Option<f64>)> {
     crate::tempfiles::create_output_dir(&options.out, "--out")?;
     let base_net = DepthNetwork::load(&options.model, options.arch, tch::Device::Cpu)?;
     let arch = options.arch.name();
     let base = var_store_checkpoint(base_net.var_store(), &options.model, &[("arch", arch)])?;
-    let fleet = &options.zenoh.fleet;
-    let mut report =
-        FleetReport { fleet: fleet.clone(), base: base_hash(&base), ..Default::default() };
+    let report = FleetReport {
+        fleet: options.zenoh.fleet.clone(),
+        base: base_hash(&base),
+        ..Default::default()
+    };
     let base_abs_rel = held_out_abs_rel(options, &options.model)?;
+    Ok((base, report, base_abs_rel))
+}
+
+/// Runs the fleet merger until `rounds` merges are done (or the timeout passes).
+pub fn run_fleet(options: &FleetOptions) -> crate::Result<FleetReport> {
+    let (base, mut report, base_abs_rel) = start_report(options)?;
+    let fleet = &options.zenoh.fleet;
     let session = options.zenoh.open().map_err(|e| crate::Error::Other(format!("--zenoh: {e}")))?;
     let wildcard = format!("livedepth/{fleet}/weights/*");
     let subscriber = session
@@ -333,16 +350,8 @@ pub fn run_fleet(options: &FleetOptions) -> crate::Result<FleetReport> {
 /// each weighted by its accepted steps; the base, every device's own weights and the merge are
 /// scored on the held-out replay, so that the merge can be compared with what each device had.
 pub fn merge_checkpoints(options: &FleetOptions, files: &[PathBuf]) -> crate::Result<FleetReport> {
-    crate::tempfiles::create_output_dir(&options.out, "--out")?;
-    let base_net = DepthNetwork::load(&options.model, options.arch, tch::Device::Cpu)?;
-    let arch = options.arch.name();
-    let base = var_store_checkpoint(base_net.var_store(), &options.model, &[("arch", arch)])?;
-    let hash = base_hash(&base);
-    let mut report = FleetReport {
-        fleet: options.zenoh.fleet.clone(),
-        base: hash.clone(),
-        ..Default::default()
-    };
+    let (base, mut report, base_abs_rel) = start_report(options)?;
+    let (arch, hash) = (options.arch.name(), report.base.clone());
     let mut devices = Vec::new();
     for file in files {
         let checkpoint = crate::model::checkpoint::Checkpoint::read(file)?;
@@ -372,7 +381,6 @@ pub fn merge_checkpoints(options: &FleetOptions, files: &[PathBuf]) -> crate::Re
         report.device_scores.push(DeviceScore { device: device.clone(), accepted_steps, abs_rel });
         devices.push(DeviceWeights { device, base: hash.clone(), accepted_steps, checkpoint: own });
     }
-    let base_abs_rel = held_out_abs_rel(options, &options.model)?;
     let (round, _) = merge_round(options, (&base, &hash), &devices, base_abs_rel, 1)?;
     report.rounds.push(round);
     write_summary_json(&options.out.join("fleet_report.json"), &report)?;

@@ -8,9 +8,9 @@
 //!   (A device that adapts continues from the merge instead: `FleetShare::adopt_merge`.)
 
 use crate::adapt::WeightsPublisher;
-use crate::fleet::{DeviceWeights, MERGED_DEVICE, base_hash, decode_weights, weights_key};
+use crate::fleet::{DeviceWeights, MERGED_DEVICE, decode_weights, weights_key};
 use crate::model::Arch;
-use crate::model::network::{DepthNetwork, load_group, var_store_checkpoint};
+use crate::model::network::{DepthNetwork, load_group};
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,10 +23,21 @@ use zenoh::handlers::FifoChannelHandler;
 /// How long the start-up query for the fleet's newest merge waits for an answer.
 pub const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How a merge the fleet held before this device asked is named in the logs.
+const CAUGHT_UP: &str = "newest merge the fleet holds (catching up)";
+
+/// A merge taken from a [`MergeInbox`].
+pub struct TakenMerge {
+    pub weights: DeviceWeights,
+    /// How it came, for the logs: `merge` (published while the device runs) or the fleet's
+    /// answer to the start-up query ("newest merge the fleet holds (catching up)").
+    pub origin: &'static str,
+}
+
 /// The fleet's merges for one base model (see the module docs).
 pub struct MergeInbox {
     key: String,
-    /// [`base_hash`] of this device's base: merges of another base are skipped.
+    /// The fleet hash (`crate::fleet::base_hash`) of this device's base: merges of another base are skipped.
     base: String,
     live: zenoh::pubsub::Subscriber<FifoChannelHandler<zenoh::sample::Sample>>,
     /// Answers to the start-up query, until they end (or a live merge came first).
@@ -53,10 +64,9 @@ impl MergeInbox {
         Ok(Self { key, base, live, catch_up: Some(catch_up), last_taken: None })
     }
 
-    /// The newest merge of this base not taken yet, and whether it is the fleet's answer to
-    /// the start-up query (a catch-up) rather than a merge published since; never waits. A
-    /// merge that cannot be decoded or was made from another base is logged and skipped.
-    pub fn newest(&mut self) -> Option<(DeviceWeights, bool)> {
+    /// The newest merge of this base not taken yet; never waits. A merge that cannot be
+    /// decoded or was made from another base is logged and skipped.
+    pub fn newest(&mut self) -> Option<TakenMerge> {
         let mut newest = None;
         let mut caught_up = false;
         if let Some(replies) = &self.catch_up {
@@ -92,7 +102,10 @@ impl MergeInbox {
         }
         self.last_taken = Some(digest);
         match decode_weights(&bytes, &self.key) {
-            Ok(w) if w.base == self.base => Some((w, caught_up)),
+            Ok(weights) if weights.base == self.base => {
+                let origin = if caught_up { CAUGHT_UP } else { "merge" };
+                Some(TakenMerge { weights, origin })
+            }
             Ok(w) => {
                 tracing::warn!(
                     "fleet: the merge on {} was made from base {}, this device runs {}; skipped",
@@ -141,20 +154,20 @@ pub fn spawn_merge_installer(
 fn install_merges(installer: MergeInstaller, stop: &AtomicBool) -> crate::Result<u64> {
     let MergeInstaller { session, fleet, model, arch, device, mut publisher } = installer;
     let mut network = DepthNetwork::load(&model, arch, device)?;
-    let base = base_hash(&var_store_checkpoint(network.var_store(), &model, &[])?);
+    let base = super::fleet::network_hash(&network)?;
     let mut inbox = MergeInbox::open(&session, &fleet, base)?;
     tracing::info!("fleet: installing the merges on {} as they come", inbox.key());
     let mut installed = 0;
     while !stop.load(Ordering::Acquire) {
-        if let Some((merge, caught_up)) = inbox.newest() {
-            load_group(network.var_store_mut(), "", &merge.checkpoint, arch.name())?;
+        if let Some(merge) = inbox.newest() {
+            load_group(network.var_store_mut(), "", &merge.weights.checkpoint, arch.name())?;
             publisher.publish(&network)?;
             installed += 1;
             tracing::info!(
                 "fleet: installing the {} on {} ({} steps across the fleet)",
-                if caught_up { "newest merge the fleet holds (catching up)" } else { "merge" },
+                merge.origin,
                 inbox.key(),
-                merge.accepted_steps
+                merge.weights.accepted_steps
             );
         }
         std::thread::sleep(Duration::from_millis(100));
