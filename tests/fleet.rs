@@ -120,7 +120,10 @@ fn run_with_adapt_shares_its_weights_and_continues_from_the_fleets_merge() {
     let scene: serde_json::Value = serde_json::from_str(&scene).unwrap();
     assert_eq!(scene["steps"].as_u64(), report["steps"].as_u64(), "{scene}");
     assert!(scene["triplets"].as_u64().unwrap() >= scene["steps"].as_u64().unwrap(), "{scene}");
-    assert!(scene["photometric_loss"].as_f64().is_some_and(|l| l > 0.0), "{scene}");
+    // A loss is measured by a step: a loaded machine may give the device none in 300 frames.
+    let loss = scene["photometric_loss"].as_f64().unwrap();
+    let steps = scene["steps"].as_u64().unwrap();
+    assert!(loss.is_finite() && (loss > 0.0 || steps == 0), "{scene}");
     // It continued from the merge: a decoder weight is nearer the merge's than the base's.
     let name = base.tensors.keys().find(|n| n.starts_with("depth.") && n.ends_with("weight"));
     let name = name.unwrap();
