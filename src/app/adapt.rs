@@ -135,6 +135,21 @@ pub fn init_pose_from_depth_encoder(
     Ok(copied)
 }
 
+/// The pose network that goes with a depth model: the one named (`--pose-model`), else the one
+/// a training output folder carries, else none.
+pub fn pose_model_for(
+    named: Option<&std::path::Path>,
+    model: &std::path::Path,
+) -> crate::Result<Option<std::path::PathBuf>> {
+    Ok(match named {
+        Some(path) => Some(path.to_path_buf()),
+        None if crate::train::TrainedModel::is_trained_dir(model) => {
+            Some(crate::train::TrainedModel::open(model)?.pose)
+        }
+        None => None,
+    })
+}
+
 /// The adapter for a start model: the student from `model`, the companion pose network from
 /// `options`, checkpointing and resume applied.
 pub fn build_adapter(
@@ -146,13 +161,7 @@ pub fn build_adapter(
     let student = DepthNetwork::load(model, arch, device)?;
     let pose_arch = arch.companion_pose();
     tch::manual_seed(options.config.pose_init_seed.unwrap_or(options.config.seed) as i64);
-    // A training output folder carries its own pose network: used unless one is named.
-    let folder_pose = match (&options.pose_model, crate::train::TrainedModel::is_trained_dir(model))
-    {
-        (None, true) => Some(crate::train::TrainedModel::open(model)?.pose),
-        _ => None,
-    };
-    let pose = match options.pose_model.as_ref().or(folder_pose.as_ref()) {
+    let pose = match pose_model_for(options.pose_model.as_deref(), model)?.as_ref() {
         Some(path) => {
             tracing::info!("adapt: pose network from {}", path.display());
             PoseNetwork::load(path, pose_arch, device)?

@@ -427,15 +427,8 @@ fn publish_camera_pose(
     options: &LiveOptions,
     model: &Path,
 ) -> crate::Result<()> {
-    let named = options.adapt.as_ref().and_then(|a| a.pose_model.clone());
-    let pose_model = match named {
-        Some(path) => Some(path),
-        None if crate::train::TrainedModel::is_trained_dir(model) => {
-            Some(crate::train::TrainedModel::open(model)?.pose)
-        }
-        None => None,
-    };
-    let Some(path) = pose_model else {
+    let named = options.adapt.as_ref().and_then(|a| a.pose_model.as_deref());
+    let Some(path) = crate::app::adapt::pose_model_for(named, model)? else {
         tracing::info!(
             "camera pose: no pose network, so no /tf (use a trained model folder, or --adapt \
              --pose-model DIR)"
