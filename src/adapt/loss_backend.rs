@@ -14,7 +14,7 @@
 //! nothing is uploaded per step and every run with one seed draws the same numbers.
 
 use super::AdaptError;
-use super::trainer::StepOutcome;
+use super::step::StepOutcome;
 use super::triplet::Triplet;
 use crate::loss::LossConfig;
 use serde::Serialize;

@@ -5,8 +5,11 @@
 //! - [`config`]: [`AdaptConfig`], every part switchable.
 //! - [`triplet`]: frame triplets (t−k, t, t+k) with k from the measured parallax, the bounded
 //!   replay buffer.
-//! - [`trainer`]: [`Adapter`], one training step (libtorch forward with autograd, our CPU loss
-//!   and its gradients fed back through libtorch's backward, Adam), the guards and checkpoints.
+//! - [`step`]: the self-supervised step both drivers run (this adapter and offline `train`):
+//!   forward, per-sample loss, scale-invariant log loss, backward with one finite-gradient check,
+//!   the one [`step::Adam`].
+//! - [`trainer`]: [`Adapter`], the online driver of that step (live triplet plus replay,
+//!   distillation, velocity supervision), the guards and checkpoints.
 //! - [`host_batch`]: a batch's network outputs on the host for the CPU loss, and the gradients
 //!   gathered back (shared with offline training).
 //! - [`loss_backend`]: where the loss runs: our CPU loss, or (feature `cuda`, student on CUDA)
@@ -23,6 +26,7 @@ pub mod metric;
 pub mod pose_refine;
 pub mod publish;
 pub mod serve_guard;
+pub mod step;
 pub mod trainer;
 pub mod triplet;
 
@@ -30,7 +34,8 @@ pub use config::{AdaptConfig, AdaptLayers, DistillConfig, GuardConfig, TeacherKi
 pub use loss_backend::{LossBackend, LossBackendKind};
 pub use publish::{WeightsPublisher, WeightsReceiver, weights_exchange};
 pub use serve_guard::{ServeGuard, Served};
-pub use trainer::{AdaptStats, Adapter, FreshScore, StepOutcome};
+pub use step::StepOutcome;
+pub use trainer::{AdaptStats, Adapter, FreshScore};
 pub use triplet::{NetFrame, ReplayBuffer, Triplet, TripletSelector};
 
 use std::path::PathBuf;

@@ -11,7 +11,6 @@
 //! worsens beyond a threshold. Checkpoints (weights, Adam moments, EMA teacher, counters) are
 //! single safetensors files written atomically; [`Adapter::resume`] continues from one.
 
-mod adam;
 mod anchor;
 mod checkpoint;
 mod inputs;
@@ -25,19 +24,19 @@ use inputs::{
     check_batch, fill_tie_break_noise, scale_invariant_distillation, velocity_supervision,
 };
 use refine::SamplePoses;
-pub use stats::{AdaptStats, FreshScore, StepOutcome};
-use tensors::{copy_from_stored, select_variables, stored, to_host};
+pub use stats::{AdaptStats, FreshScore};
+use tensors::{copy_from_stored, stored, to_host};
 
 use super::AdaptError;
 use super::config::{AdaptConfig, TeacherKind};
-use super::host_batch::{HostGradients, HostOutputs, stack_planar, tensor_to_host};
+use super::host_batch::{HostGradients, HostOutputs, tensor_to_host};
 use super::loss_backend::{DeviceBatch, LossBackend, LossBackendKind};
 use super::publish::WeightsPublisher;
 use super::serve_guard::{ServeGuard, Served};
+use super::step::{self, Adam, StepOutcome, TripletForward, select_variables};
 use super::triplet::{NetFrame, ReplayBuffer, Triplet, TripletSelector, lengths};
 use crate::loss::{LossConfig, LossInputs, Pose6, SelfSupervisedLoss, target_pyramid};
 use crate::model::network::{DepthNetwork, PoseNetwork};
-use adam::Adam;
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 use std::path::PathBuf;
@@ -355,9 +354,7 @@ impl Adapter {
     }
 
     fn normalised(&self, images: &[&[f32]], w: usize, h: usize) -> Result<Tensor, AdaptError> {
-        let (mean, std) = self.student.arch().normalisation();
-        let x = stack_planar(images, 3, w, h, self.student.device())?;
-        Ok(((x - f64::from(mean[0])) / f64::from(std[0])).set_requires_grad(false))
+        Ok(step::normalised(&self.student, images, w, h)?)
     }
 
     fn train(&mut self, batch: &[Arc<Triplet>]) -> Result<StepOutcome, AdaptError> {
@@ -376,17 +373,8 @@ impl Adapter {
         let targets: Vec<&[f32]> = batch.iter().map(|t| &t.target[..]).collect();
         let prevs: Vec<&[f32]> = batch.iter().map(|t| &t.prev[..]).collect();
         let nexts: Vec<&[f32]> = batch.iter().map(|t| &t.next[..]).collect();
-        let x_target = self.normalised(&targets, w, h)?;
-        let x_prev = self.normalised(&prevs, w, h)?;
-        let x_next = self.normalised(&nexts, w, h)?;
-
-        // Forward with autograd.
-        let disps = self.student.try_forward_t(&x_target, false)?;
-        let pairs = Tensor::f_cat(
-            &[Tensor::f_cat(&[&x_prev, &x_target], 1)?, Tensor::f_cat(&[&x_target, &x_next], 1)?],
-            0,
-        )?;
-        let (rot, trans) = self.pose.try_forward_t(&pairs, false)?;
+        let TripletForward { x_prev, x_target, x_next, disps, rot, trans } =
+            step::forward(&self.student, &self.pose, [&prevs, &targets, &nexts], w, h, false)?;
         let scales = disps.len();
 
         let distill = self.config.distill;
@@ -466,18 +454,10 @@ impl Adapter {
             );
             let inputs =
                 triplet.loss_inputs(&sources, &disp_refs, &pyramid_refs, &poses, Some(&self.noise));
-            let out = match self.loss.forward_backward(&inputs) {
+            let out = match step::sample_loss(&mut self.loss, &inputs)? {
                 Ok(out) => out,
-                Err(crate::loss::LossError::NonFinite { field, index }) => {
-                    return Ok(StepOutcome::Rejected(format!(
-                        "non-finite network output: {field} index {index}"
-                    )));
-                }
-                Err(e) => return Err(e.into()),
+                Err(reason) => return Ok(StepOutcome::Rejected(reason)),
             };
-            if !out.total.is_finite() {
-                return Ok(StepOutcome::Rejected("non-finite loss".into()));
-            }
             if i == 0 {
                 let moving = poses.iter().any(|p| {
                     p.translation.iter().map(|t| t * t).sum::<f32>().sqrt()
@@ -567,13 +547,9 @@ impl Adapter {
             self.stats.last_velocity = value;
             surrogate += term * self.config.velocity_weight;
         }
-        surrogate.f_backward()?;
-        let magnitude = self.adam.gradient_magnitude()? + self.pose_adam.gradient_magnitude()?;
-        if !magnitude.is_finite() {
-            return Ok(StepOutcome::Rejected("non-finite parameter gradient".into()));
+        if let Some(reason) = step::apply(&surrogate, &mut [&mut self.adam, &mut self.pose_adam])? {
+            return Ok(StepOutcome::Rejected(reason));
         }
-        self.adam.step();
-        self.pose_adam.step();
         self.pull_toward_anchor()?;
         self.update_ema_teacher();
         self.stats.last_total = total / b as f64;

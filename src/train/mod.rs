@@ -6,8 +6,9 @@
 //!
 //! - the adapter's self-supervised Monodepth2 loss ([`SelfSupervisedLoss`]: photometric
 //!   reprojection with auto-mask and minimum over sources, plus edge-aware smoothness), whose
-//!   analytic gradients are fed back through libtorch as `Σ output · grad`, exactly as
-//!   [`crate::adapt::Adapter`] does;
+//!   analytic gradients are fed back through libtorch as `Σ output · grad`: this is the second
+//!   driver of [`crate::adapt::step`], the step [`crate::adapt::Adapter`] runs online (the same
+//!   forward, per-sample loss, finite-gradient check and [`Adam`]);
 //! - optionally supervised depth where ground truth exists: Eigen's scale-invariant log loss
 //!   `mean(g²) − 0.85·mean(g)²` with `g = log d̂ − log d`, over every output scale upsampled
 //!   to the input size (`supervised_weight`);
@@ -24,6 +25,7 @@ mod samples;
 pub mod saved_set;
 mod sidecar;
 use crate::adapt::host_batch::{HostGradients, HostOutputs, stack_planar};
+use crate::adapt::step::{self, Adam, TripletForward, select_variables};
 use crate::loss::{LossConfig, LossError, LossInputs, SelfSupervisedLoss, target_pyramid};
 use crate::model::network::{DepthNetwork, PoseNetwork};
 use crate::model::{ModelError, PoseArch};
@@ -36,7 +38,7 @@ use samples::{Prepared, TripletIndex, load_clip, prepare};
 pub use sidecar::{DatasetUsage, LossParts, TrainSidecar, TrainedModel};
 use std::path::PathBuf;
 use std::time::Instant;
-use tch::{Kind, Tensor, nn, nn::OptimizerConfig};
+use tch::{Kind, Tensor, nn};
 
 /// File names inside a training output folder.
 pub const DEPTH_FILE: &str = "depth.safetensors";
@@ -91,34 +93,33 @@ struct Trainer<'a> {
     options: &'a TrainOptions,
     depth: DepthNetwork,
     pose: PoseNetwork,
-    depth_opt: nn::Optimizer,
-    pose_opt: nn::Optimizer,
+    depth_opt: Adam,
+    pose_opt: Adam,
     loss: SelfSupervisedLoss,
     /// This run's id, part of every save's generation.
     run_id: String,
 }
 
 impl Trainer<'_> {
+    /// One step on `batch`; the gradients are cleared afterwards whatever the verdict.
     fn step(&mut self, batch: &[Prepared]) -> Result<StepResult, TrainError> {
+        let result = self.step_terms(batch);
+        self.depth_opt.zero_grad();
+        self.pose_opt.zero_grad();
+        result
+    }
+
+    fn step_terms(&mut self, batch: &[Prepared]) -> Result<StepResult, TrainError> {
         let o = self.options;
         let (w, h) = (o.width as usize, o.height as usize);
         let b = batch.len();
         let device = self.depth.device();
-        let (mean, std) = o.arch.normalisation();
-        let norm = |x: Tensor| (x - f64::from(mean[0])) / f64::from(std[0]);
         let pick = |k: usize| -> Vec<&[f32]> { batch.iter().map(|p| &p.jittered[k][..]).collect() };
-        let x_prev = norm(stack_planar(&pick(0), 3, w, h, device)?);
-        let x_target = norm(stack_planar(&pick(1), 3, w, h, device)?);
-        let x_next = norm(stack_planar(&pick(2), 3, w, h, device)?);
-
-        let disps = self.depth.try_forward_t(&x_target, true)?;
-        let pairs = Tensor::f_cat(
-            &[Tensor::f_cat(&[&x_prev, &x_target], 1)?, Tensor::f_cat(&[&x_target, &x_next], 1)?],
-            0,
-        )?;
-        let (rot, trans) = self.pose.try_forward_t(&pairs, true)?;
+        let images = [&pick(0)[..], &pick(1)[..], &pick(2)[..]];
+        let TripletForward { disps, rot, trans, .. } =
+            step::forward(&self.depth, &self.pose, images, w, h, true)?;
         let mut parts = LossParts::default();
-        let mut objective = Tensor::f_zeros([], (Kind::Float, device))?;
+        let mut objective = step::zero_objective(device)?;
 
         if o.self_supervised_weight > 0.0 {
             let host = HostOutputs::copy(&disps, &rot, &trans, b, w, h)?;
@@ -141,18 +142,10 @@ impl Trainer<'_> {
                     intrinsics: sample.intrinsics,
                     tie_break_noise: None,
                 };
-                let out = match self.loss.forward_backward(&inputs) {
+                let out = match step::sample_loss(&mut self.loss, &inputs)? {
                     Ok(out) => out,
-                    Err(LossError::NonFinite { field, index }) => {
-                        return Ok(StepResult::Rejected(format!(
-                            "non-finite network output: {field} index {index}"
-                        )));
-                    }
-                    Err(e) => return Err(e.into()),
+                    Err(reason) => return Ok(StepResult::Rejected(reason)),
                 };
-                if !out.total.is_finite() {
-                    return Ok(StepResult::Rejected("non-finite self-supervised loss".into()));
-                }
                 parts.photometric += f64::from(out.photometric) / b as f64;
                 parts.smoothness += f64::from(out.smoothness) / b as f64;
                 grads.set_sample(i, out, inv_b);
@@ -171,25 +164,16 @@ impl Trainer<'_> {
             let depth = stack_planar(&depths, 1, w, h, device)?;
             let valid = depth.gt(0.0).to_kind(Kind::Float);
             let gt = depth.clamp(f64::from(o.loss.min_depth), f64::from(o.loss.max_depth));
-            let count = valid.sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float);
             let log_gt = gt.log();
-            let (min_disp, max_disp) =
-                (1.0 / f64::from(o.loss.max_depth), 1.0 / f64::from(o.loss.min_depth));
-            let mut si_total = Tensor::f_zeros([], (Kind::Float, device))?;
+            let mut si_total = step::zero_objective(device)?;
             for d in &disps {
                 let d = if d.size()[2] as usize == h {
                     d.shallow_clone()
                 } else {
                     d.f_upsample_bilinear2d([h as i64, w as i64], false, None, None)?
                 };
-                let log_pred = -((d * (max_disp - min_disp)) + min_disp).log();
-                let g = (log_pred - &log_gt) * &valid;
-                let mean = g.sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float)
-                    / count.clamp_min(1.0);
-                let mean_sq =
-                    g.square().sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float)
-                        / count.clamp_min(1.0);
-                si_total += (mean_sq - mean.square() * SI_LAMBDA).mean(Kind::Float);
+                let log_pred = step::log_depth(&d, o.loss.min_depth, o.loss.max_depth);
+                si_total += step::scale_invariant_log_loss(&log_pred, &log_gt, &valid, SI_LAMBDA);
             }
             let si = si_total / disps.len() as f64;
             let value = si.double_value(&[]);
@@ -228,26 +212,10 @@ impl Trainer<'_> {
             objective += l1 * o.pose_supervised_weight;
         }
 
-        self.depth_opt.zero_grad();
-        self.pose_opt.zero_grad();
-        objective.f_backward()?;
-        let mut magnitude = 0.0;
-        for (_, var) in
-            self.depth.var_store().variables().into_iter().chain(self.pose.var_store().variables())
-        {
-            let g = var.grad();
-            if g.defined() {
-                magnitude += g.abs().sum(Kind::Double).double_value(&[]);
-            }
+        match step::apply(&objective, &mut [&mut self.depth_opt, &mut self.pose_opt])? {
+            Some(reason) => Ok(StepResult::Rejected(reason)),
+            None => Ok(StepResult::Done(parts)),
         }
-        if !magnitude.is_finite() {
-            self.depth_opt.zero_grad();
-            self.pose_opt.zero_grad();
-            return Ok(StepResult::Rejected("non-finite parameter gradient".into()));
-        }
-        self.depth_opt.step();
-        self.pose_opt.step();
-        Ok(StepResult::Done(parts))
     }
 
     /// Writes the weights, then the sidecar: one generation in all three (see [`saved_set`]).
@@ -315,8 +283,10 @@ pub fn train(options: &TrainOptions) -> Result<TrainSidecar, TrainError> {
             net
         }
     };
-    let depth_opt = nn::Adam::default().build(depth.var_store(), options.learning_rate)?;
-    let pose_opt = nn::Adam::default().build(pose.var_store(), options.pose_learning_rate)?;
+    let depth_opt =
+        Adam::new(select_variables(depth.var_store(), |_, _| true), options.learning_rate);
+    let pose_opt =
+        Adam::new(select_variables(pose.var_store(), |_, _| true), options.pose_learning_rate);
     let loss_config = LossConfig { seed: options.seed, ..options.loss };
     let mut trainer = Trainer {
         options,

@@ -3,6 +3,7 @@
 //! toward the teacher's depth, and velocity supervision of the pose network's translation.
 
 use super::{AdaptError, StepOutcome, Triplet};
+use crate::adapt::step;
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 use std::sync::Arc;
@@ -75,14 +76,8 @@ pub(super) fn scale_invariant_distillation(
     min_depth: f32,
     max_depth: f32,
 ) -> Tensor {
-    let (min_disp, max_disp) = (1.0 / f64::from(max_depth), 1.0 / f64::from(min_depth));
-    let log_depth = |d: &Tensor| -((d * (max_disp - min_disp)) + min_disp).log();
-    let diff = (log_depth(student_disp) - log_depth(teacher_disp)) * mask;
-    let dims = [1i64, 2, 3];
-    let count = mask.sum_dim_intlist(dims.as_slice(), false, Kind::Float).clamp_min(1.0);
-    let mean = diff.sum_dim_intlist(dims.as_slice(), false, Kind::Float) / &count;
-    let mean_sq = diff.square().sum_dim_intlist(dims.as_slice(), false, Kind::Float) / &count;
-    (mean_sq - mean.square()).mean(Kind::Float)
+    let log_depth = |d: &Tensor| step::log_depth(d, min_depth, max_depth);
+    step::scale_invariant_log_loss(&log_depth(student_disp), &log_depth(teacher_disp), mask, 1.0)
 }
 
 /// Velocity supervision (after PackNet-SfM's, from its description): the mean L1 distance

@@ -1,6 +1,6 @@
 //! What the adapter reports: its counters and last loss parts ([`AdaptStats`], printed live
 //! and saved in checkpoints), the never-worse guard's score of each fresh triplet
-//! ([`FreshScore`]) and what one step did ([`StepOutcome`]).
+//! ([`FreshScore`]).
 
 use crate::adapt::serve_guard::Served;
 use serde::{Deserialize, Serialize};
@@ -102,15 +102,4 @@ pub struct FreshScore {
     /// the adapted depth's units (zero otherwise).
     #[serde(default)]
     pub travel_units: [f32; 2],
-}
-
-/// What one call of [`Adapter::step`] did.
-#[derive(Clone, Debug, PartialEq)]
-pub enum StepOutcome {
-    Accepted,
-    /// Rejected by a guard (non-finite values); the reason says where.
-    Rejected(String),
-    SkippedStationary,
-    /// Accepted, then the held-back check rolled the weights back.
-    RolledBack,
 }

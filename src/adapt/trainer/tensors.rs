@@ -1,32 +1,11 @@
-//! Small libtorch helpers of the adapter: choosing the variables a step trains, and moving
-//! tensors to and from the host form checkpoints are written in.
+//! Small libtorch helpers of the adapter: moving tensors to and from the host form checkpoints
+//! are written in.
 
 use super::AdaptError;
 use super::tensor_to_host;
 use crate::model::checkpoint::{StorageDtype, StoredTensor};
 use std::path::Path;
 use tch::Tensor;
-
-/// Variables of `vs` sorted by name; those `adapt` rejects stop requiring gradients.
-pub(super) fn select_variables(
-    vs: &tch::nn::VarStore,
-    adapt: impl Fn(&str, &Tensor) -> bool,
-) -> Vec<(String, Tensor)> {
-    let mut all: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    all.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut chosen = Vec::new();
-    for (name, var) in all {
-        if !var.requires_grad() {
-            continue;
-        }
-        if adapt(&name, &var) {
-            chosen.push((name, var));
-        } else {
-            let _ = var.set_requires_grad(false);
-        }
-    }
-    chosen
-}
 
 pub(super) fn to_host(t: &Tensor) -> Result<Vec<f32>, AdaptError> {
     Ok(tensor_to_host(t)?)

@@ -1,30 +1,31 @@
-//! Adam (Kingma and Ba, 2015) over a fixed list of libtorch variables, with moments that the
-//! adapter checkpoints and resumes.
+//! Adam (Kingma and Ba, 2015) over a fixed list of libtorch variables: the one optimiser of both
+//! drivers of the self-supervised step (offline `train` and the online adapter), with moments
+//! that the adapter checkpoints and resumes.
 
 use tch::{Kind, Tensor};
 
 /// Adam over a fixed, name-sorted list of variables (moments checkpointed with them).
-pub(super) struct Adam {
-    pub(super) names: Vec<String>,
-    pub(super) vars: Vec<Tensor>,
-    pub(super) m: Vec<Tensor>,
-    pub(super) v: Vec<Tensor>,
-    pub(super) steps: u64,
+pub struct Adam {
+    pub(crate) names: Vec<String>,
+    pub(crate) vars: Vec<Tensor>,
+    pub(crate) m: Vec<Tensor>,
+    pub(crate) v: Vec<Tensor>,
+    pub(crate) steps: u64,
     lr: f64,
 }
 
 impl Adam {
-    pub(super) fn new(named: Vec<(String, Tensor)>, lr: f64) -> Self {
+    /// Adam at learning rate `lr` over `named` (name, variable) pairs, kept in the given order.
+    pub fn new(named: Vec<(String, Tensor)>, lr: f64) -> Self {
         let (names, vars): (Vec<_>, Vec<_>) = named.into_iter().unzip();
         let m = vars.iter().map(Tensor::zeros_like).collect();
         let v = vars.iter().map(Tensor::zeros_like).collect();
         Self { names, vars, m, v, steps: 0, lr }
     }
 
-    /// Sum of |grad| over every variable (NaN or infinite when any gradient is).
     /// Σ |gradient| over every variable (∞ or NaN when any gradient is not finite), reduced on
     /// the variables' device and read back once.
-    pub(super) fn gradient_magnitude(&self) -> Result<f64, tch::TchError> {
+    pub fn gradient_magnitude(&self) -> Result<f64, tch::TchError> {
         let mut sums = Vec::with_capacity(self.vars.len());
         for var in &self.vars {
             let g = var.grad();
@@ -38,13 +39,20 @@ impl Adam {
         Tensor::f_stack(&sums, 0)?.f_sum(Kind::Double)?.f_double_value(&[])
     }
 
-    pub(super) fn zero_grad(&mut self) {
+    /// Sets the learning rate (a schedule's current value).
+    pub fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
+    /// Clears every variable's gradient.
+    pub fn zero_grad(&mut self) {
         for var in &mut self.vars {
             var.zero_grad();
         }
     }
 
-    pub(super) fn step(&mut self) {
+    /// One update from the variables' current gradients (variables without one are skipped).
+    pub fn step(&mut self) {
         const B1: f64 = 0.9;
         const B2: f64 = 0.999;
         const EPS: f64 = 1e-8;
@@ -67,7 +75,8 @@ impl Adam {
         });
     }
 
-    pub(super) fn reset_moments(&mut self) {
+    /// Forgets the moments and the step count (after a rollback).
+    pub fn reset_moments(&mut self) {
         tch::no_grad(|| {
             for t in self.m.iter_mut().chain(self.v.iter_mut()) {
                 let _ = t.zero_();
