@@ -7,9 +7,10 @@
 mod common;
 mod cuda_scenes;
 
-use cuda_scenes::{Scene, max_rel_diff, with_twin_inputs};
+use cuda_scenes::{Scene, max_rel_diff, with_loss_inputs};
 use livedepth::cuda::sources;
-use livedepth::cuda::twin::{self, FusedLossConfig};
+use livedepth::cuda::twin;
+use livedepth::loss::LossConfig;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -70,7 +71,7 @@ struct EmulatedOutputs {
     grad_intrinsics: Vec<f32>,
 }
 
-fn run_emulated(exe: &Path, dir: &Path, sc: &Scene, config: &FusedLossConfig) -> EmulatedOutputs {
+fn run_emulated(exe: &Path, dir: &Path, sc: &Scene, config: &LossConfig) -> EmulatedOutputs {
     let (w, h, n, scales) = (sc.w, sc.h, sc.sources.len(), sc.disparities.len());
     let input = dir.join("scene.bin");
     let mut f = std::io::BufWriter::new(std::fs::File::create(&input).expect("create"));
@@ -79,7 +80,7 @@ fn run_emulated(exe: &Path, dir: &Path, sc: &Scene, config: &FusedLossConfig) ->
     {
         f.write_all(&v.to_le_bytes()).expect("write");
     }
-    let (min_disp, max_disp) = config.disparity_range().expect("config");
+    let (min_disp, max_disp) = twin::disparity_range(config).expect("config");
     let [fx, fy, cx, cy] = sc.intrinsics;
     write_floats(
         &mut f,
@@ -115,8 +116,8 @@ fn run_emulated(exe: &Path, dir: &Path, sc: &Scene, config: &FusedLossConfig) ->
     }
 }
 
-fn compare(exe: &Path, dir: &Path, sc: &Scene, config: &FusedLossConfig) {
-    let expected = with_twin_inputs(sc, |i| twin::fused_loss(config, i, true)).expect("twin");
+fn compare(exe: &Path, dir: &Path, sc: &Scene, config: &LossConfig) {
+    let expected = with_loss_inputs(sc, |i| twin::fused_loss(config, i, true)).expect("twin");
     let got = run_emulated(exe, dir, sc, config);
     let name = format!("{} (automask {})", sc.name, config.automask);
     let rel = |a: f32, b: f32| (a - b).abs() / b.abs().max(1e-12);
@@ -129,7 +130,7 @@ fn compare(exe: &Path, dir: &Path, sc: &Scene, config: &FusedLossConfig) {
     assert!((got.scalars[3] - expected.masked_fraction).abs() < 1e-6, "{name}: masked fraction");
     for s in 0..sc.disparities.len() {
         assert!(
-            rel(got.scalars[4 + s], expected.photometric_per_scale[s]) < 1e-5,
+            rel(got.scalars[4 + s], expected.per_scale[s].photometric) < 1e-5,
             "{name}: photometric {s}"
         );
     }
@@ -153,19 +154,14 @@ fn emulated_loss_kernels_match_the_twin() {
     let dir = tempfile::tempdir().expect("tempdir");
     let Some(exe) = build_harness(dir.path()) else { return };
     for automask in [true, false] {
-        let config = FusedLossConfig { automask, ..Default::default() };
+        let config = LossConfig { automask, ..Default::default() };
         // Sizes that are not multiples of the 32 x 8 tile exercise the partial blocks.
         compare(&exe, dir.path(), &cuda_scenes::random_scene(72, 20, 2, 2, 11, 0.05), &config);
         // Large translations: many warps leave the image and sample the border.
         compare(&exe, dir.path(), &cuda_scenes::random_scene(40, 24, 2, 3, 12, 2.0), &config);
     }
-    compare(
-        &exe,
-        dir.path(),
-        &cuda_scenes::static_scene(48, 16, 2, 13),
-        &FusedLossConfig::default(),
-    );
-    let four = FusedLossConfig { smoothness_weight: 0.1, ..Default::default() };
+    compare(&exe, dir.path(), &cuda_scenes::static_scene(48, 16, 2, 13), &LossConfig::default());
+    let four = LossConfig { smoothness_weight: 0.1, ..Default::default() };
     compare(&exe, dir.path(), &cuda_scenes::random_scene(32, 16, 4, 4, 14, 0.1), &four);
 }
 
@@ -174,7 +170,7 @@ fn emulated_loss_kernels_match_the_twin_on_real_kitchen_frames() {
     let Some(data) = common::shared("data/kitchen") else { return };
     let dir = tempfile::tempdir().expect("tempdir");
     let Some(exe) = build_harness(dir.path()) else { return };
-    let config = FusedLossConfig { max_depth: 10.0, ..Default::default() };
+    let config = LossConfig { max_depth: 10.0, ..Default::default() };
     let sc = cuda_scenes::kitchen_scene(&data, 50, 5, 96, 72, 3, &config).expect("kitchen frames");
     compare(&exe, dir.path(), &sc, &config);
 }

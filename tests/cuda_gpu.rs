@@ -7,14 +7,13 @@
 mod common;
 mod cuda_scenes;
 
-use cuda_scenes::{Rng, Scene, max_rel_diff, with_twin_inputs};
+use cuda_scenes::{Rng, Scene, max_rel_diff, with_loss_inputs};
 use livedepth::cuda::CudaError;
 use livedepth::cuda::device::{
     CudaKernels, DeviceFrame, DeviceLossGrads, DeviceLossInputs, FusedLossGpu,
 };
-use livedepth::cuda::twin::{
-    self, FusedLossConfig, Normalization, PackedFrame, PixelFormat, Resize,
-};
+use livedepth::cuda::twin::{self, Normalization, PackedFrame, PixelFormat, Resize};
+use livedepth::loss::LossConfig;
 use std::sync::Arc;
 
 fn kernels_or_skip() -> Option<Arc<CudaKernels>> {
@@ -110,9 +109,9 @@ fn upsample_and_adjoint_match_twin() {
 }
 
 /// Runs the fused loss on the GPU and compares every output with the twin.
-fn compare_loss(k: &Arc<CudaKernels>, sc: &Scene, config: &FusedLossConfig) {
+fn compare_loss(k: &Arc<CudaKernels>, sc: &Scene, config: &LossConfig) {
     let expected =
-        with_twin_inputs(sc, |inputs| twin::fused_loss(config, inputs, true)).expect("twin");
+        with_loss_inputs(sc, |inputs| twin::fused_loss(config, inputs, true)).expect("twin");
     let up = |v: &[f32]| k.upload(v).expect("upload");
     let target = up(&sc.target);
     let sources: Vec<_> = sc.sources.iter().map(|v| up(v)).collect();
@@ -152,10 +151,10 @@ fn compare_loss(k: &Arc<CudaKernels>, sc: &Scene, config: &FusedLossConfig) {
     );
     assert!(rel(scalars.total, expected.total) < 1e-5, "{name}: total");
     for s in 0..sc.disparities.len() {
-        assert!(rel(scalars.photometric_per_scale[s], expected.photometric_per_scale[s]) < 1e-5);
+        assert!(rel(scalars.per_scale[s].photometric, expected.per_scale[s].photometric) < 1e-5);
         assert!(
-            (scalars.smoothness_per_scale[s] - expected.smoothness_per_scale[s]).abs()
-                <= 1e-5 * expected.smoothness_per_scale[s].abs() + 1e-9
+            (scalars.per_scale[s].smoothness - expected.per_scale[s].smoothness).abs()
+                <= 1e-5 * expected.per_scale[s].smoothness.abs() + 1e-9
         );
     }
     assert!((scalars.masked_fraction - expected.masked_fraction).abs() < 1e-3);
@@ -186,7 +185,7 @@ fn compare_loss(k: &Arc<CudaKernels>, sc: &Scene, config: &FusedLossConfig) {
 fn fused_loss_matches_twin_on_random_scenes() {
     let Some(k) = kernels_or_skip() else { return };
     for automask in [true, false] {
-        let config = FusedLossConfig { automask, ..Default::default() };
+        let config = LossConfig { automask, ..Default::default() };
         compare_loss(&k, &cuda_scenes::random_scene(640, 192, 4, 2, 1, 0.05), &config);
         compare_loss(&k, &cuda_scenes::random_scene(200, 72, 3, 3, 2, 2.0), &config);
     }
@@ -195,14 +194,14 @@ fn fused_loss_matches_twin_on_random_scenes() {
 #[test]
 fn fused_loss_matches_twin_on_ties() {
     let Some(k) = kernels_or_skip() else { return };
-    compare_loss(&k, &cuda_scenes::static_scene(128, 64, 2, 3), &FusedLossConfig::default());
+    compare_loss(&k, &cuda_scenes::static_scene(128, 64, 2, 3), &LossConfig::default());
 }
 
 #[test]
 fn fused_loss_matches_twin_on_real_kitchen_frames() {
     let Some(k) = kernels_or_skip() else { return };
     let Some(dir) = common::shared("data/kitchen") else { return };
-    let config = FusedLossConfig { max_depth: 10.0, ..Default::default() };
+    let config = LossConfig { max_depth: 10.0, ..Default::default() };
     let sc =
         cuda_scenes::kitchen_scene(&dir, 100, 5, 320, 240, 4, &config).expect("kitchen frames");
     compare_loss(&k, &sc, &config);
@@ -211,7 +210,7 @@ fn fused_loss_matches_twin_on_real_kitchen_frames() {
 #[test]
 fn bad_device_inputs_are_typed_errors() {
     let Some(k) = kernels_or_skip() else { return };
-    let mut loss = FusedLossGpu::new(k, FusedLossConfig::default()).expect("loss");
+    let mut loss = FusedLossGpu::new(k, LossConfig::default()).expect("loss");
     let inputs = DeviceLossInputs { width: 64, height: 32, ..Default::default() };
     // SAFETY: rejected before any launch.
     let err = unsafe { loss.forward(&inputs) }.unwrap_err();

@@ -6,10 +6,9 @@
 mod common;
 mod cuda_scenes;
 
-use cuda_scenes::{max_rel_diff, reference_config, with_reference_inputs};
+use cuda_scenes::{max_rel_diff, with_loss_inputs};
 use livedepth::cuda::torch::{TorchFusedLoss, TorchLossInputs};
-use livedepth::cuda::twin::FusedLossConfig;
-use livedepth::loss::SelfSupervisedLoss;
+use livedepth::loss::{LossConfig, SelfSupervisedLoss};
 use tch::{Device, Kind, Tensor};
 
 #[test]
@@ -18,7 +17,7 @@ fn torch_step_matches_the_cpu_loss_and_backpropagates_its_gradients() {
         eprintln!("SKIP: libtorch sees no CUDA device");
         return;
     }
-    let config = FusedLossConfig::default();
+    let config = LossConfig::default();
     let sc = cuda_scenes::random_scene(320, 96, 3, 2, 8, 0.1);
     let dev = Device::Cuda(0);
     let t = |v: &[f32], shape: &[i64]| Tensor::from_slice(v).reshape(shape).to_device(dev);
@@ -54,8 +53,8 @@ fn torch_step_matches_the_cpu_loss_and_backpropagates_its_gradients() {
         .expect("step");
     step.surrogate.backward();
     let total = step.scalars.get(0).double_value(&[]) as f32;
-    let mut cpu = SelfSupervisedLoss::<f32>::new(reference_config(&config));
-    let reference = with_reference_inputs(&sc, |i| cpu.forward_backward(i).cloned()).expect("cpu");
+    let mut cpu = SelfSupervisedLoss::<f32>::new(config);
+    let reference = with_loss_inputs(&sc, |i| cpu.forward_backward(i).cloned()).expect("cpu");
     eprintln!("CUDA total {total} vs CPU {}", reference.total);
     assert!((total - reference.total).abs() <= 1e-5 * reference.total.abs() + 1e-7);
     let host = |t: &Tensor| {

@@ -6,13 +6,13 @@
 mod common;
 mod cuda_scenes;
 
-use cuda_scenes::{Scene, max_rel_diff, reference_config, with_reference_inputs, with_twin_inputs};
-use livedepth::cuda::twin::{self, FusedLossConfig};
-use livedepth::loss::{LossInputs, LossOutputs, Pose6, ScaleLoss, SelfSupervisedLoss};
+use cuda_scenes::{Scene, max_rel_diff, with_loss_inputs};
+use livedepth::cuda::twin;
+use livedepth::loss::{LossConfig, LossInputs, LossOutputs, Pose6, ScaleLoss, SelfSupervisedLoss};
 
 /// The reference evaluated in f64 (its generic double-precision instantiation), cast to f32:
 /// the ground truth both f32 implementations are measured against.
-fn reference_f64(sc: &Scene, config: &FusedLossConfig) -> LossOutputs<f32> {
+fn reference_f64(sc: &Scene, config: &LossConfig) -> LossOutputs<f32> {
     let up = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
     let target = up(&sc.target);
     let sources: Vec<Vec<f64>> = sc.sources.iter().map(|v| up(v)).collect();
@@ -42,7 +42,7 @@ fn reference_f64(sc: &Scene, config: &FusedLossConfig) -> LossOutputs<f32> {
         intrinsics: sc.intrinsics.map(|v| v as f64),
         tie_break_noise: Some(&noise),
     };
-    let mut loss = SelfSupervisedLoss::<f64>::new(reference_config(config));
+    let mut loss = SelfSupervisedLoss::<f64>::new(*config);
     let r = loss.forward_backward(&inputs).expect("reference");
     let down = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
     LossOutputs {
@@ -67,11 +67,11 @@ fn reference_f64(sc: &Scene, config: &FusedLossConfig) -> LossOutputs<f32> {
     }
 }
 
-fn compare(sc: &Scene, config: &FusedLossConfig) {
-    let ours = with_twin_inputs(sc, |inputs| twin::fused_loss(config, inputs, true)).expect("twin");
-    let mut reference_f32 = SelfSupervisedLoss::<f32>::new(reference_config(config));
+fn compare(sc: &Scene, config: &LossConfig) {
+    let ours = with_loss_inputs(sc, |inputs| twin::fused_loss(config, inputs, true)).expect("twin");
+    let mut reference_f32 = SelfSupervisedLoss::<f32>::new(*config);
     let reference_f32 =
-        with_reference_inputs(sc, |inputs| reference_f32.forward_backward(inputs).cloned())
+        with_loss_inputs(sc, |inputs| reference_f32.forward_backward(inputs).cloned())
             .expect("reference");
     let reference = reference_f64(sc, config);
     let name = format!("{} (automask {})", sc.name, config.automask);
@@ -94,13 +94,13 @@ fn compare(sc: &Scene, config: &FusedLossConfig) {
         let r32 = &reference_f32.per_scale[s];
         scalar(
             &format!("photometric scale {s}"),
-            ours.photometric_per_scale[s],
+            ours.per_scale[s].photometric,
             r32.photometric,
             r.photometric,
         );
         scalar(
             &format!("smoothness scale {s}"),
-            ours.smoothness_per_scale[s],
+            ours.per_scale[s].smoothness,
             r32.smoothness,
             r.smoothness,
         );
@@ -178,27 +178,27 @@ fn compare(sc: &Scene, config: &FusedLossConfig) {
 #[test]
 fn twin_matches_reference_on_random_scenes() {
     for automask in [true, false] {
-        let config = FusedLossConfig { automask, ..Default::default() };
+        let config = LossConfig { automask, ..Default::default() };
         compare(&cuda_scenes::random_scene(64, 48, 3, 2, 1, 0.05), &config);
         // Large translations: many warps leave the image and sample the border.
         compare(&cuda_scenes::random_scene(40, 24, 2, 2, 2, 2.0), &config);
     }
     compare(
         &cuda_scenes::random_scene(32, 32, 4, 3, 4, 0.1),
-        &FusedLossConfig { smoothness_weight: 0.1, ..Default::default() },
+        &LossConfig { smoothness_weight: 0.1, ..Default::default() },
     );
 }
 
 #[test]
 fn twin_matches_reference_on_ties() {
-    let config = FusedLossConfig::default();
+    let config = LossConfig::default();
     compare(&cuda_scenes::static_scene(48, 32, 2, 3), &config);
 }
 
 #[test]
 fn twin_matches_reference_on_real_kitchen_frames() {
     let Some(dir) = common::shared("data/kitchen") else { return };
-    let config = FusedLossConfig { min_depth: 0.1, max_depth: 10.0, ..Default::default() };
+    let config = LossConfig { min_depth: 0.1, max_depth: 10.0, ..Default::default() };
     let Some(sc) = cuda_scenes::kitchen_scene(&dir, 20, 5, 160, 120, 3, &config) else {
         panic!("kitchen frames 15, 20, 25 under {} are unreadable", dir.display());
     };

@@ -3,9 +3,8 @@
 //! and the automask, out-of-image warps and input validation. No GPU needed.
 
 use livedepth::cuda::CudaError;
-use livedepth::cuda::twin::{
-    self, FusedLossConfig, FusedLossInputs, Normalization, PackedFrame, PixelFormat, Resize,
-};
+use livedepth::cuda::twin::{self, Normalization, PackedFrame, PixelFormat, Resize};
+use livedepth::loss::{LossConfig, LossInputs, LossOutputs, Pose6};
 
 /// Small deterministic generator (xorshift64*), uniform in [0, 1).
 struct Rng(u64);
@@ -319,23 +318,24 @@ fn scene(w: usize, h: usize, scales: usize, n: usize, seed: u64) -> Scene {
     Scene { w, h, target, sources, disparities, pyramid, poses, invert, intrinsics, noise }
 }
 
-fn evaluate(
-    sc: &Scene,
-    config: &FusedLossConfig,
-    with_grad: bool,
-) -> Result<twin::FusedLossOutputs, CudaError> {
+/// Pose rows (axis-angle, translation) with their invert flags, as the loss takes them.
+fn pose6(rows: &[[f32; 6]], invert: &[bool]) -> Vec<Pose6> {
+    rows.iter().zip(invert).map(|(row, &inv)| Pose6::from_row(row, inv)).collect()
+}
+
+fn evaluate(sc: &Scene, config: &LossConfig, with_grad: bool) -> Result<LossOutputs, CudaError> {
     let sources: Vec<&[f32]> = sc.sources.iter().map(|v| v.as_slice()).collect();
     let disparities: Vec<&[f32]> = sc.disparities.iter().map(|v| v.as_slice()).collect();
     let pyramid: Vec<&[f32]> = sc.pyramid.iter().map(|v| v.as_slice()).collect();
-    let inputs = FusedLossInputs {
+    let poses = pose6(&sc.poses, &sc.invert);
+    let inputs = LossInputs {
         width: sc.w,
         height: sc.h,
         target: &sc.target,
         sources: &sources,
         disparities: &disparities,
         target_pyramid: &pyramid,
-        poses: &sc.poses,
-        invert: &sc.invert,
+        poses: &poses,
         intrinsics: sc.intrinsics,
         tie_break_noise: Some(&sc.noise),
     };
@@ -356,7 +356,7 @@ fn fused_loss_gradients_match_finite_differences() {
     // Finite differences in f32 across the kinks of min, |.| and the clamps are only accurate to
     // a few per cent; tolerances are relative to each family's gradient scale.
     for (automask, smoothness_weight) in [(true, 0.05), (false, 1.0)] {
-        let config = FusedLossConfig { automask, smoothness_weight, ..Default::default() };
+        let config = LossConfig { automask, smoothness_weight, ..Default::default() };
         let sc = scene(24, 16, 2, 2, 5 + automask as u64);
         let out = evaluate(&sc, &config, true).expect("loss");
         assert!(out.total.is_finite() && out.total > 0.0);
@@ -451,16 +451,16 @@ fn static_scene_ties_resolve_through_the_noise_and_mask_everything() {
     let hw = sc.w * sc.h;
     // Source 1's identity error gets the lower noise everywhere.
     sc.noise = (0..2 * hw).map(|i| if i < hw { 1e-5 } else { -1e-5 }).collect();
-    let config = FusedLossConfig::default();
+    let config = LossConfig::default();
     let out = evaluate(&sc, &config, true).expect("loss");
     assert!(out.winner.iter().all(|&c| c == 1), "identity 1 must win every pixel");
     assert_eq!(out.masked_fraction, 1.0);
     assert!(out.min_error.iter().all(|&m| m == -1e-5));
-    assert!((out.photometric_per_scale[0] + 1e-5).abs() < 1e-9);
+    assert!((out.per_scale[0].photometric + 1e-5).abs() < 1e-9);
     // Nothing flows to the poses when no warped error wins.
     assert!(out.grad_poses.iter().flatten().all(|&g| g == 0.0));
     // Without the automask the warped error of the better source wins instead.
-    let out = evaluate(&sc, &FusedLossConfig { automask: false, ..config }, false).expect("loss");
+    let out = evaluate(&sc, &LossConfig { automask: false, ..config }, false).expect("loss");
     assert!(out.winner.iter().all(|&c| c < 2));
     assert_eq!(out.masked_fraction, 0.0);
 }
@@ -471,7 +471,7 @@ fn identity_pose_reproduces_the_source_and_far_warps_clamp_to_the_border() {
     sc.sources = vec![sc.target.clone()];
     sc.poses = vec![[0.0; 6]];
     sc.invert = vec![false];
-    let config = FusedLossConfig { automask: false, smoothness_weight: 0.0, ..Default::default() };
+    let config = LossConfig { automask: false, smoothness_weight: 0.0, ..Default::default() };
     let out = evaluate(&sc, &config, true).expect("loss");
     assert!(
         out.photometric < 1e-5,
@@ -490,7 +490,7 @@ fn identity_pose_reproduces_the_source_and_far_warps_clamp_to_the_border() {
 #[test]
 fn bad_inputs_are_typed_errors_naming_the_field() {
     let sc = scene(16, 8, 2, 1, 1);
-    let config = FusedLossConfig::default();
+    let config = LossConfig::default();
     let mut bad = scene(16, 8, 2, 1, 1);
     bad.disparities[1].pop();
     let err = evaluate(&bad, &config, false).unwrap_err().to_string();
@@ -503,9 +503,8 @@ fn bad_inputs_are_typed_errors_naming_the_field() {
     bad.poses[0][3] = f32::INFINITY;
     let err = evaluate(&bad, &config, false).unwrap_err().to_string();
     assert!(err.contains("poses[0]"), "{err}");
-    let err = evaluate(&sc, &FusedLossConfig { min_depth: 0.0, ..config }, false)
-        .unwrap_err()
-        .to_string();
+    let err =
+        evaluate(&sc, &LossConfig { min_depth: 0.0, ..config }, false).unwrap_err().to_string();
     assert!(err.contains("min_depth"), "{err}");
     let tiny = scene(4, 4, 3, 1, 1);
     let err = evaluate(&tiny, &config, false).unwrap_err().to_string();
@@ -557,7 +556,8 @@ fn torch_baseline_of_the_benchmark_composes_the_same_loss() {
         disparities.iter().map(|v| v.as_slice()).collect::<Vec<_>>(),
         pyramid.iter().map(|v| v.as_slice()).collect::<Vec<_>>(),
     );
-    let inputs = FusedLossInputs {
+    let poses = pose6(&poses, &invert);
+    let inputs = LossInputs {
         width: w,
         height: h,
         target: &target,
@@ -565,11 +565,10 @@ fn torch_baseline_of_the_benchmark_composes_the_same_loss() {
         disparities: &d_ref,
         target_pyramid: &p_ref,
         poses: &poses,
-        invert: &invert,
         intrinsics: [k[0], k[1], k[2], k[3]],
         tie_break_noise: Some(&noise),
     };
-    let out = twin::fused_loss(&FusedLossConfig::default(), &inputs, true).expect("twin");
+    let out = twin::fused_loss(&LossConfig::default(), &inputs, true).expect("twin");
     eprintln!("twin total {} vs PyTorch (f64) {total}", out.total);
     assert!((out.total - total).abs() <= 1e-5 * total.abs(), "{} vs {total}", out.total);
     let norm_diff = |a: &[f32], b: &[f32]| {

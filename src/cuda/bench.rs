@@ -5,7 +5,7 @@
 
 use super::CudaError;
 use super::device::{CudaKernels, DeviceLossGrads, DeviceLossInputs, FusedLossGpu};
-use super::twin::FusedLossConfig;
+use crate::loss::LossConfig;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -174,7 +174,7 @@ pub fn bench_loss(o: &BenchLossOptions) -> Result<BenchLossReport, CudaError> {
         .and_then(|v| v.parse::<f64>().ok())
         .map(|gbps| gbps * 1e9)
         .or_else(|| k.peak_bandwidth().ok().filter(|p| *p > 0.0));
-    let config = FusedLossConfig::default();
+    let config = LossConfig::default();
     let mut rows = Vec::new();
     for &(w, h) in &o.sizes {
         let sc = super::twin::synthetic::synthetic_inputs(w, h, o.sources, o.scales, 1);

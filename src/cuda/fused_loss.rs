@@ -5,8 +5,9 @@
 
 use super::CudaError;
 use super::device::{CudaKernels, DevicePtrRaw, driver_err};
-use super::twin::FusedLossConfig;
 use super::twin::common::{MAX_SCALES, MAX_SOURCES};
+use super::twin::disparity_range;
+use crate::loss::{LossConfig, ScaleLoss};
 use cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig};
 use std::sync::Arc;
 
@@ -56,7 +57,8 @@ const SCALARS: usize = 12;
 const TILE_W: u32 = 32;
 const TILE_H: u32 = 8;
 
-/// Inputs of the fused loss in device memory (shapes as in [`super::twin::FusedLossInputs`]).
+/// Inputs of the fused loss in device memory: [`crate::loss::LossInputs`] with device pointers
+/// for the slices (the same shapes).
 #[derive(Clone, Debug, Default)]
 pub struct DeviceLossInputs {
     pub width: usize,
@@ -93,14 +95,13 @@ pub struct LossScalars {
     pub photometric: f32,
     pub smoothness: f32,
     pub masked_fraction: f32,
-    pub photometric_per_scale: Vec<f32>,
-    pub smoothness_per_scale: Vec<f32>,
+    pub per_scale: Vec<ScaleLoss>,
 }
 
 /// The fused loss on the GPU with its device workspace (reused while the size is unchanged).
 pub struct FusedLossGpu {
     kernels: Arc<CudaKernels>,
-    config: FusedLossConfig,
+    config: LossConfig,
     layout: Option<(usize, usize, usize, usize)>,
     transforms: Option<CudaSlice<f32>>,
     winners: Option<CudaSlice<u8>>,
@@ -117,8 +118,8 @@ pub struct FusedLossGpu {
 
 impl FusedLossGpu {
     /// A loss evaluator on `kernels`' device.
-    pub fn new(kernels: Arc<CudaKernels>, config: FusedLossConfig) -> Result<Self, CudaError> {
-        config.disparity_range()?;
+    pub fn new(kernels: Arc<CudaKernels>, config: LossConfig) -> Result<Self, CudaError> {
+        disparity_range(&config)?;
         Ok(Self {
             grad_intrinsics: kernels.zeros(4)?,
             scalars: kernels.zeros(SCALARS)?,
@@ -193,7 +194,7 @@ impl FusedLossGpu {
         {
             return Err(CudaError::invalid("intrinsics", format!("{:?}", inputs.intrinsics)));
         }
-        let (min_disp, max_disp) = self.config.disparity_range()?;
+        let (min_disp, max_disp) = disparity_range(&self.config)?;
         self.ensure(w, h, n, scales)?;
         self.n_scales = scales;
         let k = &self.kernels;
@@ -333,8 +334,9 @@ impl FusedLossGpu {
             photometric: v[1],
             smoothness: v[2],
             masked_fraction: v[3],
-            photometric_per_scale: v[4..4 + s].to_vec(),
-            smoothness_per_scale: v[8..8 + s].to_vec(),
+            per_scale: (0..s)
+                .map(|i| ScaleLoss { photometric: v[4 + i], smoothness: v[8 + i] })
+                .collect(),
         })
     }
 

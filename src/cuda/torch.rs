@@ -13,8 +13,8 @@ use super::CudaError;
 use super::device::{
     CudaKernels, DeviceLossGrads, DeviceLossInputs, FramePreprocessor, FusedLossGpu,
 };
-use super::twin::FusedLossConfig;
 use super::twin::{Normalization, PackedFrame, Resize};
+use crate::loss::LossConfig;
 use std::sync::Arc;
 use tch::{Device, Kind, Tensor};
 
@@ -94,7 +94,7 @@ pub struct TorchFusedLoss {
 
 impl TorchFusedLoss {
     /// Loads the kernels on CUDA device `ordinal` (the device libtorch uses).
-    pub fn new(ordinal: usize, config: FusedLossConfig) -> Result<Self, CudaError> {
+    pub fn new(ordinal: usize, config: LossConfig) -> Result<Self, CudaError> {
         Self::with_kernels(Arc::new(CudaKernels::new(ordinal)?), ordinal, config)
     }
 
@@ -102,7 +102,7 @@ impl TorchFusedLoss {
     pub fn with_kernels(
         kernels: Arc<CudaKernels>,
         ordinal: usize,
-        config: FusedLossConfig,
+        config: LossConfig,
     ) -> Result<Self, CudaError> {
         let automask = config.automask;
         Ok(Self { loss: FusedLossGpu::new(kernels.clone(), config)?, kernels, ordinal, automask })

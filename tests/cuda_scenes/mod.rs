@@ -3,9 +3,7 @@
 //! converters to the CPU reference's (`livedepth::loss`) and the twins' input types.
 #![allow(dead_code)]
 
-use livedepth::cuda::twin::{
-    self, FusedLossConfig, FusedLossInputs, Normalization, PackedFrame, PixelFormat, Resize,
-};
+use livedepth::cuda::twin::{self, Normalization, PackedFrame, PixelFormat, Resize};
 use livedepth::loss::{LossConfig, LossInputs, Pose6};
 use nalgebra::{Matrix3, Matrix4, Rotation3};
 use std::path::Path;
@@ -63,37 +61,8 @@ impl Scene {
     }
 }
 
-/// The reference's config for the twins' config.
-pub fn reference_config(c: &FusedLossConfig) -> LossConfig {
-    LossConfig {
-        min_depth: c.min_depth,
-        max_depth: c.max_depth,
-        ssim_weight: c.ssim_weight,
-        smoothness_weight: c.smoothness_weight,
-        automask: c.automask,
-        ..Default::default()
-    }
-}
-
-/// Runs `f` with the twins' inputs of `sc`.
-pub fn with_twin_inputs<R>(sc: &Scene, f: impl FnOnce(&FusedLossInputs) -> R) -> R {
-    let (s, d, p) = (sc.sources(), sc.disparities(), sc.pyramid());
-    f(&FusedLossInputs {
-        width: sc.w,
-        height: sc.h,
-        target: &sc.target,
-        sources: &s,
-        disparities: &d,
-        target_pyramid: &p,
-        poses: &sc.poses,
-        invert: &sc.invert,
-        intrinsics: sc.intrinsics,
-        tie_break_noise: Some(&sc.noise),
-    })
-}
-
-/// Runs `f` with the reference's inputs of `sc`.
-pub fn with_reference_inputs<R>(sc: &Scene, f: impl FnOnce(&LossInputs) -> R) -> R {
+/// Runs `f` with the loss inputs of `sc` (the CPU reference's and the twins' type).
+pub fn with_loss_inputs<R>(sc: &Scene, f: impl FnOnce(&LossInputs) -> R) -> R {
     let (s, d, p, poses) = (sc.sources(), sc.disparities(), sc.pyramid(), sc.reference_poses());
     f(&LossInputs {
         width: sc.w,
@@ -205,7 +174,7 @@ fn load_pose(path: &Path) -> Option<Matrix4<f64>> {
 
 /// Disparity (inverse of the loss's depth mapping) at (w >> s) x (h >> s) from the 16-bit depth
 /// PNG in millimetres (0 = invalid, filled with the mean valid depth).
-fn load_disparity(path: &Path, w: usize, h: usize, config: &FusedLossConfig) -> Option<Vec<f32>> {
+fn load_disparity(path: &Path, w: usize, h: usize, config: &LossConfig) -> Option<Vec<f32>> {
     let img = image::open(path).ok()?.to_luma16();
     let (iw, ih) = (img.width() as usize, img.height() as usize);
     let valid: Vec<f64> =
@@ -234,7 +203,7 @@ pub fn kitchen_scene(
     w: usize,
     h: usize,
     scales: usize,
-    config: &FusedLossConfig,
+    config: &LossConfig,
 ) -> Option<Scene> {
     let frame = |i: usize, kind: &str| dir.join(format!("frame-{i:06}.{kind}"));
     let tgt = load_rgb(&frame(target, "color.jpg"), w, h)?;

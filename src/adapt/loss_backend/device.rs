@@ -10,7 +10,6 @@ use crate::adapt::pose_refine::{
 };
 use crate::adapt::triplet::lengths;
 use crate::cuda::torch::{TorchFusedLoss, TorchLossInputs, TorchLossStep};
-use crate::cuda::twin::FusedLossConfig;
 use crate::loss::{LossConfig, Pose6};
 use tch::{Device, Kind, Tensor};
 
@@ -76,13 +75,9 @@ pub struct DeviceLoss {
 impl DeviceLoss {
     /// Loads the kernels on CUDA device `ordinal` (libtorch's), with the loss settings.
     pub fn new(ordinal: usize, config: &LossConfig) -> Result<Self, AdaptError> {
-        let fused = FusedLossConfig {
-            min_depth: config.min_depth,
-            max_depth: config.max_depth,
-            ssim_weight: config.ssim_weight,
-            smoothness_weight: config.smoothness_weight,
-            automask: config.automask,
-        };
+        // The kernels take the tie-break noise as an input (drawn below per step), not from
+        // `tie_break_std` and `seed`.
+        let fused = *config;
         let cannot_load = |e: crate::cuda::CudaError| {
             AdaptError::Cuda(format!(
                 "the loss kernels cannot load on cuda:{ordinal} ({e}); run with \
@@ -93,7 +88,7 @@ impl DeviceLoss {
         let teacher = TorchFusedLoss::with_kernels(
             student.kernels().clone(),
             ordinal,
-            FusedLossConfig { automask: false, ..fused },
+            LossConfig { automask: false, ..fused },
         )
         .map_err(cannot_load)?;
         let refiner = TorchFusedLoss::with_kernels(student.kernels().clone(), ordinal, fused)

@@ -12,79 +12,13 @@ use super::common::{
 };
 use super::pose::{pose_gradient, pose_matrix};
 use crate::cuda::CudaError;
+use crate::loss::{LossConfig, LossInputs, LossOutputs, ScaleLoss};
 
-/// Loss settings (the fields of `livedepth::loss::LossConfig` the kernels use).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct FusedLossConfig {
-    pub min_depth: f32,
-    pub max_depth: f32,
-    pub ssim_weight: f32,
-    pub smoothness_weight: f32,
-    pub automask: bool,
-}
-
-impl Default for FusedLossConfig {
-    fn default() -> Self {
-        Self {
-            min_depth: 0.1,
-            max_depth: 100.0,
-            ssim_weight: 0.85,
-            smoothness_weight: 1e-3,
-            automask: true,
-        }
-    }
-}
-
-impl FusedLossConfig {
-    /// (min_disp, max_disp) = (1 / max_depth, 1 / min_depth), after checking the fields.
-    pub fn disparity_range(&self) -> Result<(f32, f32), CudaError> {
-        if !(self.min_depth > 0.0 && self.max_depth > self.min_depth && self.max_depth.is_finite())
-        {
-            return Err(CudaError::invalid(
-                "loss config min_depth / max_depth",
-                format!(
-                    "{} / {}: need 0 < min_depth < max_depth < inf",
-                    self.min_depth, self.max_depth
-                ),
-            ));
-        }
-        if !(0.0..=1.0).contains(&self.ssim_weight) {
-            return Err(CudaError::invalid(
-                "loss config ssim_weight",
-                format!("{} is not in [0, 1]", self.ssim_weight),
-            ));
-        }
-        if !(self.smoothness_weight.is_finite() && self.smoothness_weight >= 0.0) {
-            return Err(CudaError::invalid(
-                "loss config smoothness_weight",
-                format!("{} must be finite and >= 0", self.smoothness_weight),
-            ));
-        }
-        Ok((1.0 / self.max_depth, 1.0 / self.min_depth))
-    }
-}
-
-/// Host-side inputs of the fused loss (shapes as in `livedepth::loss::LossInputs`).
-#[derive(Clone, Copy, Debug)]
-pub struct FusedLossInputs<'a> {
-    pub width: usize,
-    pub height: usize,
-    /// Planar 3 x H x W in [0, 1].
-    pub target: &'a [f32],
-    /// Each planar 3 x H x W.
-    pub sources: &'a [&'a [f32]],
-    /// Scale s: sigmoid disparity at (H >> s) x (W >> s).
-    pub disparities: &'a [&'a [f32]],
-    /// Target at each scale's resolution (for the smoothness weights); [0] is the target.
-    pub target_pyramid: &'a [&'a [f32]],
-    /// Per source: axis-angle then translation.
-    pub poses: &'a [[f32; 6]],
-    /// Per source: whether the transform is inverted (source before the target).
-    pub invert: &'a [bool],
-    /// fx, fy, cx, cy at W x H.
-    pub intrinsics: [f32; 4],
-    /// n_sources x H x W, added to the identity errors; None = no noise.
-    pub tie_break_noise: Option<&'a [f32]>,
+/// (min_disp, max_disp) = (1 / max_depth, 1 / min_depth) of a checked loss config, as the
+/// kernels take them.
+pub fn disparity_range(config: &LossConfig) -> Result<(f32, f32), CudaError> {
+    config.validate().map_err(|e| CudaError::invalid("loss config", e.to_string()))?;
+    Ok((1.0 / config.max_depth, 1.0 / config.min_depth))
 }
 
 fn check_len(what: String, len: usize, expected: usize) -> Result<(), CudaError> {
@@ -94,104 +28,75 @@ fn check_len(what: String, len: usize, expected: usize) -> Result<(), CudaError>
     Ok(())
 }
 
-impl FusedLossInputs<'_> {
-    /// Checks counts, shapes and intrinsics (what both the twin and the kernels require).
-    pub fn validate(&self) -> Result<(), CudaError> {
-        let (w, h) = (self.width, self.height);
-        let n = self.sources.len();
-        let scales = self.disparities.len();
-        if !(1..=MAX_SOURCES).contains(&n) {
-            return Err(CudaError::invalid(
-                "sources",
-                format!("{n} given, need 1..={MAX_SOURCES}"),
-            ));
-        }
-        if !(1..=MAX_SCALES).contains(&scales) {
-            return Err(CudaError::invalid(
-                "disparities",
-                format!("{scales} scales given, need 1..={MAX_SCALES}"),
-            ));
-        }
-        if (w >> (scales - 1)) < 2
-            || (h >> (scales - 1)) < 2
-            || w > i32::MAX as usize / 4
-            || h > i32::MAX as usize / 4
-        {
-            return Err(CudaError::invalid(
-                "image size",
-                format!("{w}x{h} with {scales} scales: the coarsest scale must be at least 2x2"),
-            ));
-        }
-        if self.poses.len() != n || self.invert.len() != n {
-            return Err(CudaError::invalid(
-                "poses",
-                format!(
-                    "{} poses and {} invert flags for {n} sources",
-                    self.poses.len(),
-                    self.invert.len()
-                ),
-            ));
-        }
-        if self.target_pyramid.len() != scales {
-            return Err(CudaError::invalid(
-                "target_pyramid",
-                format!("{} levels for {scales} scales", self.target_pyramid.len()),
-            ));
-        }
-        check_len("target".into(), self.target.len(), 3 * w * h)?;
-        for (i, s) in self.sources.iter().enumerate() {
-            check_len(format!("sources[{i}]"), s.len(), 3 * w * h)?;
-        }
-        for s in 0..scales {
-            let plane = (w >> s) * (h >> s);
-            check_len(format!("disparities[{s}]"), self.disparities[s].len(), plane)?;
-            check_len(format!("target_pyramid[{s}]"), self.target_pyramid[s].len(), 3 * plane)?;
-        }
-        if let Some(noise) = self.tie_break_noise {
-            check_len("tie_break_noise".into(), noise.len(), n * w * h)?;
-        }
-        let [fx, fy, cx, cy] = self.intrinsics;
-        if !(fx.is_finite()
-            && fy.is_finite()
-            && cx.is_finite()
-            && cy.is_finite()
-            && fx != 0.0
-            && fy != 0.0)
-        {
-            return Err(CudaError::invalid(
-                "intrinsics",
-                format!("{:?}: need finite values, fx, fy != 0", self.intrinsics),
-            ));
-        }
-        for (i, p) in self.poses.iter().enumerate() {
-            if p.iter().any(|v| !v.is_finite()) {
-                return Err(CudaError::invalid(
-                    format!("poses[{i}]"),
-                    format!("{p:?} is not finite"),
-                ));
-            }
-        }
-        Ok(())
+/// Checks the counts, shapes, poses and intrinsics of `inputs` against the kernels' limits
+/// (what both the twin and the kernels require). Unlike the CPU loss, the kernels do not scan
+/// images and disparities for non-finite values: a non-finite result is the caller's verdict.
+pub fn validate_for_kernels(inputs: &LossInputs) -> Result<(), CudaError> {
+    let (w, h) = (inputs.width, inputs.height);
+    let n = inputs.sources.len();
+    let scales = inputs.disparities.len();
+    if !(1..=MAX_SOURCES).contains(&n) {
+        return Err(CudaError::invalid("sources", format!("{n} given, need 1..={MAX_SOURCES}")));
     }
-}
-
-/// Everything the fused loss computes (scale-0 maps as in `livedepth::loss::LossOutputs`).
-#[derive(Clone, Debug, Default)]
-pub struct FusedLossOutputs {
-    pub total: f32,
-    pub photometric: f32,
-    pub smoothness: f32,
-    pub photometric_per_scale: Vec<f32>,
-    /// Already weighted by smoothness_weight / 2^s.
-    pub smoothness_per_scale: Vec<f32>,
-    pub masked_fraction: f32,
-    /// Scale 0 per-pixel minimum, H x W.
-    pub min_error: Vec<f32>,
-    /// Scale 0 argmin into [identity.., warped..] (without automask: warped index).
-    pub winner: Vec<u8>,
-    pub grad_disparities: Vec<Vec<f32>>,
-    pub grad_poses: Vec<[f32; 6]>,
-    pub grad_intrinsics: [f32; 4],
+    if !(1..=MAX_SCALES).contains(&scales) {
+        return Err(CudaError::invalid(
+            "disparities",
+            format!("{scales} scales given, need 1..={MAX_SCALES}"),
+        ));
+    }
+    if (w >> (scales - 1)) < 2
+        || (h >> (scales - 1)) < 2
+        || w > i32::MAX as usize / 4
+        || h > i32::MAX as usize / 4
+    {
+        return Err(CudaError::invalid(
+            "image size",
+            format!("{w}x{h} with {scales} scales: the coarsest scale must be at least 2x2"),
+        ));
+    }
+    if inputs.poses.len() != n {
+        return Err(CudaError::invalid(
+            "poses",
+            format!("{} poses for {n} sources", inputs.poses.len()),
+        ));
+    }
+    if inputs.target_pyramid.len() != scales {
+        return Err(CudaError::invalid(
+            "target_pyramid",
+            format!("{} levels for {scales} scales", inputs.target_pyramid.len()),
+        ));
+    }
+    check_len("target".into(), inputs.target.len(), 3 * w * h)?;
+    for (i, s) in inputs.sources.iter().enumerate() {
+        check_len(format!("sources[{i}]"), s.len(), 3 * w * h)?;
+    }
+    for s in 0..scales {
+        let plane = (w >> s) * (h >> s);
+        check_len(format!("disparities[{s}]"), inputs.disparities[s].len(), plane)?;
+        check_len(format!("target_pyramid[{s}]"), inputs.target_pyramid[s].len(), 3 * plane)?;
+    }
+    if let Some(noise) = inputs.tie_break_noise {
+        check_len("tie_break_noise".into(), noise.len(), n * w * h)?;
+    }
+    let [fx, fy, cx, cy] = inputs.intrinsics;
+    if !(fx.is_finite()
+        && fy.is_finite()
+        && cx.is_finite()
+        && cy.is_finite()
+        && fx != 0.0
+        && fy != 0.0)
+    {
+        return Err(CudaError::invalid(
+            "intrinsics",
+            format!("{:?}: need finite values, fx, fy != 0", inputs.intrinsics),
+        ));
+    }
+    for (i, p) in inputs.poses.iter().enumerate() {
+        if p.row().iter().any(|v| !v.is_finite()) {
+            return Err(CudaError::invalid(format!("poses[{i}]"), format!("{p:?} is not finite")));
+        }
+    }
+    Ok(())
 }
 
 /// Geometry and settings shared by the passes (the kernels' `LdLossParams`).
@@ -205,7 +110,7 @@ struct Params<'a> {
     min_disp: f32,
     max_disp: f32,
     alpha: f32,
-    inputs: &'a FusedLossInputs<'a>,
+    inputs: &'a LossInputs<'a>,
 }
 
 /// Per-pixel warp state (`LdWarp`).
@@ -288,13 +193,18 @@ fn edge_weight(img: &[f32], plane: usize, a: usize, b: usize) -> f32 {
 }
 
 /// Evaluates the fused loss on the CPU exactly as the kernels do; gradients when `with_grad`.
+///
+/// The types are the CPU loss's ([`crate::loss`]). As in the kernels, the tie-break noise is
+/// only what `inputs.tie_break_noise` holds (`None`: no noise): `config.tie_break_std` and
+/// `config.seed` are not used. [`LossOutputs::automask`] is derived from the winners as the CPU
+/// loss derives it.
 pub fn fused_loss(
-    config: &FusedLossConfig,
-    inputs: &FusedLossInputs,
+    config: &LossConfig,
+    inputs: &LossInputs,
     with_grad: bool,
-) -> Result<FusedLossOutputs, CudaError> {
-    inputs.validate()?;
-    let (min_disp, max_disp) = config.disparity_range()?;
+) -> Result<LossOutputs, CudaError> {
+    validate_for_kernels(inputs)?;
+    let (min_disp, max_disp) = disparity_range(config)?;
     let [fx, fy, cx, cy] = inputs.intrinsics;
     let p = Params {
         w: inputs.width as i32,
@@ -313,7 +223,7 @@ pub fn fused_loss(
     let n = inputs.sources.len();
     let scales = inputs.disparities.len();
     let transforms: Vec<[f32; 12]> =
-        inputs.poses.iter().zip(inputs.invert).map(|(pose, &inv)| pose_matrix(pose, inv)).collect();
+        inputs.poses.iter().map(|pose| pose_matrix(&pose.row(), pose.invert)).collect();
 
     // ld_identity_error
     let mut id_min = vec![0.0f32; hw];
@@ -429,18 +339,21 @@ pub fn fused_loss(
     };
 
     // ld_finalize (scalars)
-    let mut out = FusedLossOutputs::default();
+    let mut out = LossOutputs::default();
     for s in 0..scales {
-        out.photometric_per_scale.push((photo_sum[s] / hw as f64) as f32);
-        out.smoothness_per_scale
-            .push(config.smoothness_weight / (1u32 << s) as f32 * smooth_raw(s));
+        out.per_scale.push(ScaleLoss {
+            photometric: (photo_sum[s] / hw as f64) as f32,
+            smoothness: config.smoothness_weight / (1u32 << s) as f32 * smooth_raw(s),
+        });
     }
-    out.photometric = out.photometric_per_scale.iter().sum::<f32>() / scales as f32;
-    out.smoothness = out.smoothness_per_scale.iter().sum::<f32>() / scales as f32;
+    out.photometric = out.per_scale.iter().map(|s| s.photometric).sum::<f32>() / scales as f32;
+    out.smoothness = out.per_scale.iter().map(|s| s.smoothness).sum::<f32>() / scales as f32;
     out.total = out.photometric + out.smoothness;
     out.masked_fraction = if config.automask { (id_wins / hw as f64) as f32 } else { 0.0 };
     out.min_error = min_error;
     out.winner = winners[0].clone();
+    let identity_codes = if config.automask { n as u8 } else { 0 };
+    out.automask = out.winner.iter().map(|&c| u8::from(c >= identity_codes)).collect();
     if !with_grad {
         return Ok(out);
     }
@@ -587,7 +500,7 @@ pub fn fused_loss(
 
     // ld_finalize (gradients)
     out.grad_poses = (0..n)
-        .map(|i| pose_gradient(&inputs.poses[i], inputs.invert[i], &g_transform[i]))
+        .map(|i| pose_gradient(&inputs.poses[i].row(), inputs.poses[i].invert, &g_transform[i]))
         .collect();
     out.grad_intrinsics = g_intr.map(|v| v as f32);
     Ok(out)
