@@ -17,11 +17,14 @@ demo: setup
 # libnvinfer, both at run time); GPU and TensorRT tests skip without them, saying why.
 FEATURES ?= cuda,tensorrt
 
+# The second clippy is the deployment build: no `bench` feature (the kernels' CPU twins, the kernel
+# benchmarks and `livedepth bench` are test and benchmark code), so the product compiles alone.
 # The aarch64 check builds everything for a Jetson (CUDA 12.6 API, `jetpack6`) without linking:
 # pkg-config may answer from the x86-64 .pc files, since a check links nothing.
 test: setup
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets --features $(FEATURES) -- -D warnings
+	$(CARGO) clippy --all-targets --no-default-features --features torch,onnxruntime,$(FEATURES) -- -D warnings
 	PKG_CONFIG_ALLOW_CROSS=1 $(CARGO) check --target aarch64-unknown-linux-gnu --all-targets --features jetpack6,tensorrt
 	$(CARGO) test --features $(FEATURES)
 

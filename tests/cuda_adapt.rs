@@ -227,7 +227,8 @@ mod gpu {
 
     #[test]
     fn live_cuda_preprocessing_matches_the_twin_and_feeds_the_network() {
-        use livedepth::cuda::twin::{self, Normalization, PackedFrame, PixelFormat, Resize};
+        use livedepth::cuda::twin;
+        use livedepth::cuda::{Normalization, PackedFrame, PixelFormat, Resize};
         use livedepth::frame::RgbImage;
         use livedepth::stages::gpu_preprocess::GpuPreprocess;
         let _torch = torch_exclusive();

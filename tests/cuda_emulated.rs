@@ -80,7 +80,8 @@ fn run_emulated(exe: &Path, dir: &Path, sc: &Scene, config: &LossConfig) -> Emul
     {
         f.write_all(&v.to_le_bytes()).expect("write");
     }
-    let (min_disp, max_disp) = twin::disparity_range(config).expect("config");
+    let (min_disp, max_disp) =
+        livedepth::cuda::loss_contract::disparity_range(config).expect("config");
     let [fx, fy, cx, cy] = sc.intrinsics;
     write_floats(
         &mut f,
@@ -199,7 +200,7 @@ fn run_image(exe: &Path, dir: &Path, mode: &str, input: &[u8]) -> Vec<f32> {
 
 #[test]
 fn emulated_preprocess_and_upsample_kernels_match_the_twins() {
-    use livedepth::cuda::twin::{Normalization, PackedFrame, PixelFormat, Resize};
+    use livedepth::cuda::{Normalization, PackedFrame, PixelFormat, Resize};
     let dir = tempfile::tempdir().expect("tempdir");
     let Some(exe) = build_image_harness(dir.path()) else { return };
     let mut rng = cuda_scenes::Rng(21);

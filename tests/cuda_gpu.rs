@@ -12,7 +12,8 @@ use livedepth::cuda::CudaError;
 use livedepth::cuda::device::{
     CudaKernels, DeviceFrame, DeviceLossGrads, DeviceLossInputs, FusedLossGpu,
 };
-use livedepth::cuda::twin::{self, Normalization, PackedFrame, PixelFormat, Resize};
+use livedepth::cuda::twin;
+use livedepth::cuda::{Normalization, PackedFrame, PixelFormat, Resize};
 use livedepth::loss::LossConfig;
 use std::sync::Arc;
 

@@ -3,7 +3,8 @@
 //! and the automask, out-of-image warps and input validation. No GPU needed.
 
 use livedepth::cuda::CudaError;
-use livedepth::cuda::twin::{self, Normalization, PackedFrame, PixelFormat, Resize};
+use livedepth::cuda::twin;
+use livedepth::cuda::{Normalization, PackedFrame, PixelFormat, Resize};
 use livedepth::loss::{LossConfig, LossInputs, LossOutputs, Pose6};
 
 /// Small deterministic generator (xorshift64*), uniform in [0, 1).

@@ -1,6 +1,6 @@
 //! Command-line verbs. Each verb lives in its own file with its clap `Args` and a `run`.
 
-#[cfg(feature = "torch")]
+#[cfg(all(feature = "torch", feature = "bench"))]
 mod bench;
 #[cfg(feature = "torch")]
 mod demo;
@@ -47,8 +47,9 @@ pub enum Command {
     /// Evaluate a depth model on a dataset with ground truth (the seven standard metrics).
     #[cfg(feature = "torch")]
     Eval(eval::Args),
-    /// Benchmarks against peers measured in the same run (`infer`, `loss`).
-    #[cfg(feature = "torch")]
+    /// Benchmarks against peers measured in the same run (`infer`, `loss`, `adapt`,
+    /// `live-adapt`, `recording`); left out of a build without the `bench` feature.
+    #[cfg(all(feature = "torch", feature = "bench"))]
     Bench(bench::Args),
     /// Train the depth and pose networks offline over datasets (self-supervised, optionally
     /// with supervised depth and pose where ground truth exists).
@@ -74,7 +75,7 @@ pub fn dispatch(cli: Cli) -> livedepth::Result<()> {
         Command::Run(args) => run::run(args),
         #[cfg(feature = "torch")]
         Command::Eval(args) => eval::run(args),
-        #[cfg(feature = "torch")]
+        #[cfg(all(feature = "torch", feature = "bench"))]
         Command::Bench(args) => bench::run(args),
         #[cfg(feature = "torch")]
         Command::Train(args) => train::run(args),

@@ -290,7 +290,7 @@ pub fn bench_preprocess(
     device: usize,
 ) -> Result<BenchPreprocessReport, CudaError> {
     use super::device::FramePreprocessor;
-    use super::twin::{Normalization, PackedFrame, PixelFormat, Resize};
+    use super::{Normalization, PackedFrame, PixelFormat, Resize};
     let k = Arc::new(CudaKernels::new(device)?);
     let (fw, fh) = frame;
     let (nw, nh) = network;

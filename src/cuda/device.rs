@@ -14,7 +14,7 @@
 use super::CudaError;
 use super::nvrtc;
 use super::sources;
-use super::twin::{Normalization, PixelFormat, Resize};
+use super::{Normalization, PixelFormat, Resize};
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr, LaunchConfig,
     PushKernelArg, ValidAsZeroBits,
@@ -336,7 +336,7 @@ impl FramePreprocessor {
     /// else uses until the launch completes.
     pub unsafe fn run(
         &mut self,
-        frame: &super::twin::PackedFrame,
+        frame: &super::PackedFrame,
         dst: DevicePtrRaw,
         dst_w: usize,
         dst_h: usize,

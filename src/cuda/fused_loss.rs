@@ -5,8 +5,7 @@
 
 use super::CudaError;
 use super::device::{CudaKernels, DevicePtrRaw, driver_err};
-use super::twin::common::{MAX_SCALES, MAX_SOURCES};
-use super::twin::disparity_range;
+use super::loss_contract::{MAX_SCALES, MAX_SOURCES, disparity_range};
 use crate::loss::{LossConfig, ScaleLoss};
 use cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig};
 use std::sync::Arc;

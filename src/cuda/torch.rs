@@ -13,7 +13,7 @@ use super::CudaError;
 use super::device::{
     CudaKernels, DeviceLossGrads, DeviceLossInputs, FramePreprocessor, FusedLossGpu,
 };
-use super::twin::{Normalization, PackedFrame, Resize};
+use super::{Normalization, PackedFrame, Resize};
 use crate::loss::LossConfig;
 use std::sync::Arc;
 use tch::{Device, Kind, Tensor};

@@ -140,7 +140,7 @@ impl Stage<Frame> for PreprocessStage {
 pub mod gpu_preprocess {
     use crate::cuda::device::{CudaKernels, FramePreprocessor};
     use crate::cuda::torch::preprocess_to_tensor;
-    use crate::cuda::twin::{Normalization, PackedFrame, PixelFormat, Resize};
+    use crate::cuda::{Normalization, PackedFrame, PixelFormat, Resize};
     use crate::engine::EngineError;
     use crate::frame::RgbImage;
     use std::sync::Arc;

@@ -3,7 +3,8 @@
 //! converters to the CPU reference's (`livedepth::loss`) and the twins' input types.
 #![allow(dead_code)]
 
-use livedepth::cuda::twin::{self, Normalization, PackedFrame, PixelFormat, Resize};
+use livedepth::cuda::twin;
+use livedepth::cuda::{Normalization, PackedFrame, PixelFormat, Resize};
 use livedepth::loss::{LossConfig, LossInputs, Pose6};
 use nalgebra::{Matrix3, Matrix4, Rotation3};
 use std::path::Path;

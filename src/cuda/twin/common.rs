@@ -8,9 +8,6 @@ pub const SSIM_C2: f32 = 9.0e-4;
 pub const PROJ_EPS: f32 = 1.0e-7;
 /// Added to the disparity mean of the smoothness normalisation.
 pub const SMOOTH_EPS: f32 = 1.0e-7;
-/// Most source frames and scales a kernel launch handles.
-pub const MAX_SOURCES: usize = 4;
-pub const MAX_SCALES: usize = 4;
 
 /// Reflection padding by one pixel: -1 -> 1, n -> n - 2 (`ld_reflect`).
 #[inline]

@@ -12,7 +12,7 @@ pub mod preprocess;
 pub mod synthetic;
 pub mod upsample;
 
-pub use loss::{disparity_range, fused_loss, validate_for_kernels};
+pub use loss::fused_loss;
 pub use pose::{pose_gradient, pose_matrix};
-pub use preprocess::{Normalization, PackedFrame, PixelFormat, Resize, preprocess};
+pub use preprocess::preprocess;
 pub use upsample::{upsample_bilinear, upsample_bilinear_adjoint};
