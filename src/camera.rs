@@ -218,7 +218,7 @@ mod tests {
         let mut rgb = RgbImage::new(8, 4);
         rgb.data.iter_mut().enumerate().for_each(|(i, v)| *v = (i * 7 % 251) as u8);
         assert_eq!(map.remap_rgb(&rgb).unwrap(), rgb);
-        let depth = DepthMap { width: 8, height: 4, data: (0..32).map(|i| i as f32).collect() };
+        let depth = DepthMap::from_data(8, 4, (0..32).map(|i| i as f32).collect());
         assert_eq!(map.remap_depth(&depth).unwrap(), depth);
         assert!(map.remap_rgb(&RgbImage::new(4, 4)).is_none(), "size mismatch");
     }
@@ -229,11 +229,7 @@ mod tests {
         let map = UndistortMap::new(&k);
         // A depth map whose value encodes its pixel: after remapping, output pixel (u, v) holds
         // the source pixel nearest to project(unproject_pinhole(u, v)).
-        let depth = DepthMap {
-            width: 640,
-            height: 480,
-            data: (0..640 * 480).map(|i| i as f32 + 1.0).collect(),
-        };
+        let depth = DepthMap::from_data(640, 480, (0..640 * 480).map(|i| i as f32 + 1.0).collect());
         let out = map.remap_depth(&depth).unwrap();
         let pinhole = Intrinsics { distortion: None, ..k };
         let (su, sv) = k.project(&pinhole.unproject(600.0, 50.0)).unwrap();

@@ -1,9 +1,11 @@
 //! The frame type that flows from sources through the pipeline: packed RGB pixels plus the
 //! optional ground truth (metric depth, camera-to-world pose) and intrinsics of recorded data;
-//! and the one bilinear resize of single-channel float images (depth, disparity).
+//! the one single-channel float image type ([`FloatImage`]: [`DepthMap`] and [`Disparity`]) and
+//! its bilinear resize.
 
 use crate::camera::Intrinsics;
 use nalgebra::Isometry3;
+use std::marker::PhantomData;
 
 /// Packed 8-bit RGB image, row-major, `width * height * 3` bytes.
 #[derive(Clone, Debug, PartialEq)]
@@ -26,23 +28,56 @@ impl RgbImage {
     }
 }
 
-/// Dense metric depth in metres, row-major; 0 marks an invalid pixel.
+/// A dense single-channel float image, row-major: `width * height` values. The marker `K` says
+/// what the values are, so that a depth map and a disparity map share one type and its code
+/// (construction, access, the bilinear resize) yet cannot be mixed up: [`DepthMap`] and
+/// [`Disparity`].
 #[derive(Clone, Debug, PartialEq)]
-pub struct DepthMap {
+pub struct FloatImage<K> {
     pub width: u32,
     pub height: u32,
     pub data: Vec<f32>,
+    kind: PhantomData<K>,
 }
 
-impl DepthMap {
-    /// An all-invalid depth map of the given size.
+/// The values of a [`DepthMap`]: metres, with 0 marking an invalid pixel.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Metres;
+
+/// The values of a [`Disparity`]: a depth network's sigmoid output in \[0, 1\].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SigmoidDisparity;
+
+/// Dense metric depth in metres, row-major; 0 marks an invalid pixel.
+pub type DepthMap = FloatImage<Metres>;
+
+/// A dense disparity map (network sigmoid output in \[0, 1\]), row-major; see
+/// `crate::engine::disparity_to_depth` for depth.
+pub type Disparity = FloatImage<SigmoidDisparity>;
+
+impl<K> FloatImage<K> {
+    /// An all-zero image of the given size (for a depth map: every pixel invalid).
     pub fn new(width: u32, height: u32) -> Self {
-        Self { width, height, data: vec![0.0; width as usize * height as usize] }
+        Self::from_data(width, height, vec![0.0; width as usize * height as usize])
     }
 
-    /// Depth at (x, y) in metres (0 = invalid).
+    /// The image of `data` (row-major, `width * height` values; the caller checks the length
+    /// where it comes from outside).
+    pub fn from_data(width: u32, height: u32, data: Vec<f32>) -> Self {
+        Self { width, height, data, kind: PhantomData }
+    }
+
+    /// The value at (x, y).
     pub fn at(&self, x: u32, y: u32) -> f32 {
         self.data[y as usize * self.width as usize + x as usize]
+    }
+
+    /// Bilinear resize with half-pixel centres ([`resize_bilinear`]: OpenCV's INTER_LINEAR,
+    /// PyTorch's `align_corners=False` when upsampling), e.g. to the ground-truth size.
+    pub fn resized_bilinear(&self, width: u32, height: u32) -> Self {
+        let mut out = Self::new(width, height);
+        resize_bilinear(&self.data, (self.width, self.height), &mut out.data, (width, height));
+        out
     }
 }
 
@@ -132,5 +167,23 @@ pub fn resize_bilinear(src: &[f32], (sw, sh): (u32, u32), out: &mut [f32], (dw, 
             let b = bottom[x0] + (bottom[x1] - bottom[x0]) * wx;
             *value = t + (b - t) * wy;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upscaling_two_pixels_matches_opencv() {
+        // cv2.resize(np.array([[1, 3]], np.float32), (4, 1)) == [[1, 1.5, 2.5, 3]]
+        let src = DepthMap::from_data(2, 1, vec![1.0, 3.0]);
+        assert_eq!(src.resized_bilinear(4, 1).data, vec![1.0, 1.5, 2.5, 3.0]);
+    }
+
+    #[test]
+    fn downscaling_by_two_averages_pairs() {
+        let src = DepthMap::from_data(4, 2, vec![1.0, 3.0, 5.0, 7.0, 1.0, 3.0, 5.0, 7.0]);
+        assert_eq!(src.resized_bilinear(2, 1).data, vec![2.0, 6.0]);
     }
 }

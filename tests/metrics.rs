@@ -5,14 +5,14 @@
 mod common;
 
 use livedepth::eval::{
-    EvalError, EvalProtocol, MetricsAccumulator, bilinear_resize_depth, compute_frame_metrics,
-    format_metrics_table, garg_crop_rect,
+    EvalError, EvalProtocol, MetricsAccumulator, compute_frame_metrics, format_metrics_table,
+    garg_crop_rect,
 };
 use livedepth::frame::DepthMap;
 use livedepth::source::dataset::{Dataset, DatasetKind, KittiDataset};
 
 fn map(width: u32, height: u32, data: &[f32]) -> DepthMap {
-    DepthMap { width, height, data: data.to_vec() }
+    DepthMap::from_data(width, height, data.to_vec())
 }
 
 const METRIC: EvalProtocol =
@@ -98,15 +98,15 @@ fn prediction_is_resized_to_the_ground_truth() {
     let m = compute_frame_metrics(&pred, &gt, &METRIC).unwrap();
     assert_eq!(m.valid_pixels, 72);
     assert!(close(m.abs_rel, 0.5));
-    let resized = bilinear_resize_depth(&map(2, 1, &[1.0, 3.0]), 4, 2);
+    let resized = map(2, 1, &[1.0, 3.0]).resized_bilinear(4, 2);
     assert_eq!(resized.data, [1.0, 1.5, 2.5, 3.0, 1.0, 1.5, 2.5, 3.0]);
 }
 
 #[test]
 fn garg_crop_masks_the_expected_rectangle() {
     assert_eq!(garg_crop_rect(1242, 375), (44, 153, 1197, 371));
-    let gt = DepthMap { width: 1242, height: 375, data: vec![10.0; 1242 * 375] };
-    let pred = DepthMap { width: 640, height: 192, data: vec![10.0; 640 * 192] };
+    let gt = DepthMap::from_data(1242, 375, vec![10.0; 1242 * 375]);
+    let pred = DepthMap::from_data(640, 192, vec![10.0; 640 * 192]);
     let kitti = EvalProtocol::for_dataset(DatasetKind::Kitti);
     assert!(kitti.garg_crop && kitti.median_scaling);
     assert_eq!((kitti.min_depth, kitti.max_depth), (1e-3, 80.0));
@@ -146,7 +146,7 @@ fn bad_inputs_give_typed_errors() {
     assert!(err.to_string().contains("frame 3"), "{err}");
     let empty = DepthMap::new(0, 0);
     assert!(matches!(compute_frame_metrics(&empty, &gt, &METRIC), Err(EvalError::BadSize { .. })));
-    let short = DepthMap { width: 2, height: 2, data: vec![1.0; 3] };
+    let short = DepthMap::from_data(2, 2, vec![1.0; 3]);
     assert!(matches!(compute_frame_metrics(&gt, &short, &METRIC), Err(EvalError::BadSize { .. })));
     let scaled = EvalProtocol { median_scaling: true, ..METRIC };
     assert!(matches!(
@@ -227,7 +227,7 @@ fn bilinear_resize_matches_pytorch_half_pixel_bilinear() {
         let bytes = std::fs::read(tmp.path().join(format!("out_{ow}x{oh}.f32"))).unwrap();
         let reference: Vec<f32> =
             bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-        let ours = bilinear_resize_depth(&src, ow, oh);
+        let ours = src.resized_bilinear(ow, oh);
         assert_eq!(ours.data.len(), reference.len());
         let max_diff =
             ours.data.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
@@ -241,10 +241,8 @@ fn real_kitti_frame_scaled_prediction() {
     let dataset = KittiDataset::open(&dir).unwrap();
     let gt = dataset.frame(0).unwrap().gt_depth.unwrap();
     let protocol = EvalProtocol::for_dataset(DatasetKind::Kitti);
-    let scaled_by = |factor: f32| DepthMap {
-        width: gt.width,
-        height: gt.height,
-        data: gt.data.iter().map(|d| d * factor).collect(),
+    let scaled_by = |factor: f32| {
+        DepthMap::from_data(gt.width, gt.height, gt.data.iter().map(|d| d * factor).collect())
     };
     // 10 % too far everywhere: median scaling recovers it exactly.
     let m = compute_frame_metrics(&scaled_by(1.1), &gt, &protocol).unwrap();

@@ -67,7 +67,7 @@ fn depth_png_rejects_wrong_inputs_naming_the_file() {
         Err(e @ SinkError::Io { .. }) => assert!(e.to_string().contains("absent.png"), "{e}"),
         other => panic!("expected Io, got {other:?}"),
     }
-    let short = DepthMap { width: 4, height: 4, data: vec![1.0; 3] };
+    let short = DepthMap::from_data(4, 4, vec![1.0; 3]);
     let target = dir.path().join("short.png");
     assert!(matches!(write_depth_png(&target, &short), Err(SinkError::InvalidInput { .. })));
     assert!(!target.exists(), "a failed write must not leave a file");
@@ -79,14 +79,11 @@ fn real_kitchen_depth_round_trip() {
     let Some(kitchen) = common::shared("data/kitchen") else { return };
     let raw = image::open(kitchen.join("frame-000000.depth.png")).unwrap().into_luma16();
     let (width, height) = raw.dimensions();
-    let depth = DepthMap {
+    let depth = DepthMap::from_data(
         width,
         height,
-        data: raw
-            .pixels()
-            .map(|p| if p[0] == 65535 { 0.0 } else { f32::from(p[0]) / 1000.0 })
-            .collect(),
-    };
+        raw.pixels().map(|p| if p[0] == 65535 { 0.0 } else { f32::from(p[0]) / 1000.0 }).collect(),
+    );
     let valid = depth.data.iter().filter(|&&d| d > 0.0).count();
     assert!(valid > (width * height / 2) as usize, "the kitchen frame has mostly valid depth");
     let dir = tempfile::tempdir().unwrap();

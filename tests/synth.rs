@@ -342,11 +342,11 @@ fn read_depth(path: &std::path::Path) -> DepthMap {
     let image::DynamicImage::ImageLuma16(gray) = image else {
         panic!("{} is not a 16-bit grey PNG", path.display());
     };
-    DepthMap {
-        width: gray.width(),
-        height: gray.height(),
-        data: gray.into_raw().into_iter().map(|v| v as f32 / 256.0).collect(),
-    }
+    DepthMap::from_data(
+        gray.width(),
+        gray.height(),
+        gray.into_raw().into_iter().map(|v| v as f32 / 256.0).collect(),
+    )
 }
 
 fn numbers(line: &str) -> Vec<f64> {

@@ -298,7 +298,7 @@ pub fn evaluate_adapt_with(
         let mut net_frame = NetFrame::from_resized(position as u64, resized, &camera);
         net_frame.odometer = metric.odometer(&frame, position as u64, dataset.name())?;
         let data = adapter.predict(&net_frame)?;
-        let disparity = Disparity { width: options.width, height: options.height, data };
+        let disparity = Disparity::from_data(options.width, options.height, data);
         let serving = adapter.stats().serving;
         let scale = metric.scale_for(&disparity, &frame, serving, (0.1, 100.0))?;
         let metrics =
@@ -316,7 +316,7 @@ pub fn evaluate_adapt_with(
                 let (adapted, frozen) = adapter.predict_adapted_and_frozen(&net_frame)?;
                 let score = |data| {
                     score_disparity(
-                        &Disparity { width: options.width, height: options.height, data },
+                        &Disparity::from_data(options.width, options.height, data),
                         &frame,
                         &protocol,
                     )

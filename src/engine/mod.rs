@@ -114,41 +114,13 @@ pub(crate) fn copy_exact(dst: &mut [f32], src: &[f32], what: &str) -> Result<(),
     Ok(())
 }
 
-/// A dense disparity map (network sigmoid output in \[0, 1\]), row-major.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Disparity {
-    pub width: u32,
-    pub height: u32,
-    pub data: Vec<f32>,
-}
+pub use crate::frame::Disparity;
 
 impl Disparity {
-    /// An all-zero map.
-    pub fn new(width: u32, height: u32) -> Self {
-        Self { width, height, data: vec![0.0; width as usize * height as usize] }
-    }
-
-    /// Bilinear resize with half-pixel centres (as `cv2.resize(INTER_LINEAR)` and
-    /// `F.interpolate(mode="bilinear", align_corners=False)` when upsampling), e.g. to the
-    /// ground-truth size for evaluation.
-    pub fn resized_bilinear(&self, width: u32, height: u32) -> Disparity {
-        let mut out = Disparity::new(width, height);
-        crate::frame::resize_bilinear(
-            &self.data,
-            (self.width, self.height),
-            &mut out.data,
-            (width, height),
-        );
-        out
-    }
-
     /// Depth in metres per pixel with Monodepth2's conversion (see [`disparity_to_depth`]).
     pub fn to_depth(&self, min_depth: f32, max_depth: f32) -> DepthMap {
-        DepthMap {
-            width: self.width,
-            height: self.height,
-            data: self.data.iter().map(|&d| disparity_to_depth(d, min_depth, max_depth)).collect(),
-        }
+        let depth = self.data.iter().map(|&d| disparity_to_depth(d, min_depth, max_depth));
+        DepthMap::from_data(self.width, self.height, depth.collect())
     }
 }
 
@@ -275,7 +247,7 @@ mod tests {
 
     #[test]
     fn bilinear_resize_matches_half_pixel_convention() {
-        let d = Disparity { width: 2, height: 1, data: vec![0.0, 1.0] };
+        let d = Disparity::from_data(2, 1, vec![0.0, 1.0]);
         let r = d.resized_bilinear(4, 1);
         // Output centres at input coords -0.25, 0.25, 0.75, 1.25 → clamp, 0.25, 0.75, clamp.
         assert_eq!(r.data, vec![0.0, 0.25, 0.75, 1.0]);

@@ -266,10 +266,7 @@ impl DepthEngine for TorchDepthEngine {
         let (w, h) = (self.width, self.height);
         let plane = (w * h) as usize;
         let host = self.run_batch(images.len())?;
-        Ok(host
-            .chunks_exact(plane)
-            .map(|d| Disparity { width: w, height: h, data: d.to_vec() })
-            .collect())
+        Ok(host.chunks_exact(plane).map(|d| Disparity::from_data(w, h, d.to_vec())).collect())
     }
 }
 

@@ -6,7 +6,7 @@
 //! `rmse_log = sqrt(mean((ln g − ln p)²))`, and `a_k` = the fraction of pixels with
 //! `max(g / p, p / g) < 1.25^k`.
 
-use super::{EvalError, EvalProtocol, bilinear_resize_depth};
+use super::{EvalError, EvalProtocol};
 use crate::frame::DepthMap;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -132,7 +132,7 @@ pub fn compute_frame_metrics(
     let pred = if (pred.width, pred.height) == (gt.width, gt.height) {
         pred
     } else {
-        resized = bilinear_resize_depth(pred, gt.width, gt.height);
+        resized = pred.resized_bilinear(gt.width, gt.height);
         &resized
     };
 

@@ -5,13 +5,11 @@
 //! averaged over frames.
 
 mod metrics;
-mod resize;
 
 pub use metrics::{
     FrameMetrics, MeanMetrics, MetricsAccumulator, compute_frame_metrics, format_metrics_table,
     garg_crop_rect, median,
 };
-pub use resize::bilinear_resize_depth;
 
 use crate::source::dataset::DatasetKind;
 

@@ -200,7 +200,7 @@ mod tests {
                 }
             }
         }
-        (DepthMap { width: w, height: h, data }, k)
+        (DepthMap::from_data(w, h, data), k)
     }
 
     #[test]
@@ -217,8 +217,7 @@ mod tests {
 
     #[test]
     fn no_ground_in_view_falls_back_to_the_last_scale_then_to_none() {
-        let (wall, k) =
-            (DepthMap { width: 160, height: 96, data: vec![3.0; 160 * 96] }, floor(0.1, 5.0).1);
+        let (wall, k) = (DepthMap::from_data(160, 96, vec![3.0; 160 * 96]), floor(0.1, 5.0).1);
         let mut source = GroundScale::new(1.65);
         let first = source.update(&wall, &k);
         assert_eq!(first.fallback, Some(ScaleFallback::None));

@@ -116,7 +116,7 @@ mod tests {
             index: 0,
             timestamp: 0.0,
             image: RgbImage { width: 1, height: 1, data: vec![first_byte, 0, 0] },
-            depth: DepthMap { width: 1, height: 1, data: vec![1.0] },
+            depth: DepthMap::from_data(1, 1, vec![1.0]),
             colour: RgbImage { width: 1, height: 1, data: vec![0; 3] },
             intrinsics: None,
             scale: scale.map(|scale| crate::scale::ScaleEstimate {

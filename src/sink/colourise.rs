@@ -215,10 +215,8 @@ mod tests {
 
     #[test]
     fn shared_colours_mean_the_same_depth_in_every_image() {
-        let ramp = |scale: f32| DepthMap {
-            width: 50,
-            height: 2,
-            data: (0..100).map(|i| scale * (1.0 + (i % 50) as f32)).collect(),
+        let ramp = |scale: f32| {
+            DepthMap::from_data(50, 2, (0..100).map(|i| scale * (1.0 + (i % 50) as f32)).collect())
         };
         let (near, far) = (ramp(1.0), ramp(4.0));
         let images = colourise_depths_shared(&[&near, &far]);

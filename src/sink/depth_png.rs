@@ -61,7 +61,7 @@ pub fn read_depth_png(path: &Path) -> Result<DepthMap, SinkError> {
     };
     let (width, height) = gray.dimensions();
     let data = gray.into_raw().into_iter().map(kitti_u16_to_depth).collect();
-    Ok(DepthMap { width, height, data })
+    Ok(DepthMap::from_data(width, height, data))
 }
 
 #[cfg(test)]

@@ -280,10 +280,8 @@ mod tests {
         let (w, h) = (64, 32);
         let mut rgb = RgbImage::new(w, h);
         rgb.data.fill(77);
-        let depth = |scale: f32| DepthMap {
-            width: w,
-            height: h,
-            data: (0..w * h).map(|i| scale * (1.0 + (i % w) as f32)).collect(),
+        let depth = |scale: f32| {
+            DepthMap::from_data(w, h, (0..w * h).map(|i| scale * (1.0 + (i % w) as f32)).collect())
         };
         let (first, second) = (depth(1.0), depth(2.0));
         let frame = ComparisonFrame {

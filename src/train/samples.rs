@@ -228,11 +228,11 @@ mod tests {
 
     #[test]
     fn scatter_min_keeps_nearest_valid_sample() {
-        let src = crate::frame::DepthMap {
-            width: 4,
-            height: 2,
-            data: vec![5.0, 3.0, 0.0, 0.0, 4.0, 0.0, 0.0, f32::NAN],
-        };
+        let src = crate::frame::DepthMap::from_data(
+            4,
+            2,
+            vec![5.0, 3.0, 0.0, 0.0, 4.0, 0.0, 0.0, f32::NAN],
+        );
         assert_eq!(scatter_min_depth(&src, 2, 1), vec![3.0, 0.0]);
     }
 

@@ -68,7 +68,7 @@ pub fn read_depth_png(path: &Path, metres_per_unit: f32) -> Result<DepthMap, Dat
     };
     let (width, height) = buf.dimensions();
     let data = buf.as_raw().iter().map(|&v| v as f32 * metres_per_unit).collect();
-    Ok(DepthMap { width, height, data })
+    Ok(DepthMap::from_data(width, height, data))
 }
 
 /// A float32 `H x W` depth array `key` in metres from an npz archive; non-finite or negative
@@ -97,7 +97,7 @@ pub fn read_npz_depth(path: &Path, key: &str) -> Result<DepthMap, DatasetError> 
         return Err(npz_error(format!("array {key:?}: {} values for shape {shape:?}", data.len())));
     }
     let data = data.into_iter().map(|v| if v.is_finite() && v > 0.0 { v } else { 0.0 }).collect();
-    Ok(DepthMap { width, height, data })
+    Ok(DepthMap::from_data(width, height, data))
 }
 
 /// The non-empty, non-comment (`#`) lines of a text, with their 1-based line numbers.
