@@ -530,7 +530,7 @@ fn torch_baseline_of_the_benchmark_composes_the_same_loss() {
     let python = common::python();
     let dir = tempfile::tempdir().expect("tempdir");
     let npz = dir.path().join("check.npz");
-    let script = common::repo_root().join("src/cuda/bench_loss_torch.py");
+    let script = common::repo_root().join("scripts/bench/loss_cuda_peer.py");
     let (w, h, n, scales) = (48usize, 32usize, 2usize, 3usize);
     let status = std::process::Command::new(&python)
         .arg(&script)

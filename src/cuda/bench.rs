@@ -1,5 +1,5 @@
 //! `livedepth bench loss --device cuda`: the fused loss forward + backward on the GPU against
-//! PyTorch autograd composing the same formulation (src/cuda/bench_loss_torch.py, run with the
+//! PyTorch autograd composing the same formulation (scripts/bench/loss_cuda_peer.py, run with the
 //! venv's Python on the same GPU in the same run), with the achieved DRAM bandwidth of our passes
 //! (compulsory traffic of the byte model below) as a fraction of the device's peak.
 
@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 /// The PyTorch baseline script, written to a temporary file when the benchmark runs.
-pub const TORCH_BASELINE: &str = include_str!("bench_loss_torch.py");
+pub const TORCH_BASELINE: &str = include_str!("../../scripts/bench/loss_cuda_peer.py");
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -148,7 +148,7 @@ fn torch_baseline(
 ) -> Result<f64, String> {
     let dir = std::env::temp_dir().join(format!("livedepth-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let script = dir.join("bench_loss_torch.py");
+    let script = dir.join("loss_cuda_peer.py");
     std::fs::write(&script, TORCH_BASELINE).map_err(|e| format!("{}: {e}", script.display()))?;
     let out = std::process::Command::new(python)
         .arg(&script)

@@ -5,7 +5,7 @@
 
 use super::CudaError;
 use super::device::{CudaKernels, DevicePtrRaw, driver_err};
-use super::loss_contract::{MAX_SCALES, MAX_SOURCES, disparity_range};
+use super::loss_contract::{MAX_SCALES, MAX_SOURCES, check_geometry, disparity_range};
 use crate::loss::{LossConfig, ScaleLoss};
 use cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig};
 use std::sync::Arc;
@@ -158,12 +158,7 @@ impl FusedLossGpu {
         let (w, h) = (inputs.width, inputs.height);
         let n = inputs.sources.len();
         let scales = inputs.disparities.len();
-        if !(1..=MAX_SOURCES).contains(&n) || !(1..=MAX_SCALES).contains(&scales) {
-            return Err(CudaError::invalid("loss inputs", format!("{n} sources, {scales} scales")));
-        }
-        if (w >> (scales - 1)) < 2 || (h >> (scales - 1)) < 2 {
-            return Err(CudaError::invalid("image size", format!("{w}x{h} with {scales} scales")));
-        }
+        check_geometry(w, h, n, scales, inputs.intrinsics)?;
         if inputs.invert.len() != n || inputs.target_pyramid.len() != scales {
             return Err(CudaError::invalid(
                 "loss inputs",
@@ -184,15 +179,6 @@ impl FusedLossGpu {
             return Err(CudaError::invalid("loss inputs", "a null device pointer"));
         }
         let [fx, fy, cx, cy] = inputs.intrinsics;
-        if !(fx.is_finite()
-            && fy.is_finite()
-            && cx.is_finite()
-            && cy.is_finite()
-            && fx != 0.0
-            && fy != 0.0)
-        {
-            return Err(CudaError::invalid("intrinsics", format!("{:?}", inputs.intrinsics)));
-        }
         let (min_disp, max_disp) = disparity_range(&self.config)?;
         self.ensure(w, h, n, scales)?;
         self.n_scales = scales;

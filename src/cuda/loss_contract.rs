@@ -31,25 +31,7 @@ pub fn validate_for_kernels(inputs: &LossInputs) -> Result<(), CudaError> {
     let (w, h) = (inputs.width, inputs.height);
     let n = inputs.sources.len();
     let scales = inputs.disparities.len();
-    if !(1..=MAX_SOURCES).contains(&n) {
-        return Err(CudaError::invalid("sources", format!("{n} given, need 1..={MAX_SOURCES}")));
-    }
-    if !(1..=MAX_SCALES).contains(&scales) {
-        return Err(CudaError::invalid(
-            "disparities",
-            format!("{scales} scales given, need 1..={MAX_SCALES}"),
-        ));
-    }
-    if (w >> (scales - 1)) < 2
-        || (h >> (scales - 1)) < 2
-        || w > i32::MAX as usize / 4
-        || h > i32::MAX as usize / 4
-    {
-        return Err(CudaError::invalid(
-            "image size",
-            format!("{w}x{h} with {scales} scales: the coarsest scale must be at least 2x2"),
-        ));
-    }
+    check_geometry(w, h, n, scales, inputs.intrinsics)?;
     if inputs.poses.len() != n {
         return Err(CudaError::invalid(
             "poses",
@@ -74,7 +56,44 @@ pub fn validate_for_kernels(inputs: &LossInputs) -> Result<(), CudaError> {
     if let Some(noise) = inputs.tie_break_noise {
         check_len("tie_break_noise".into(), noise.len(), n * w * h)?;
     }
-    let [fx, fy, cx, cy] = inputs.intrinsics;
+    for (i, p) in inputs.poses.iter().enumerate() {
+        if p.row().iter().any(|v| !v.is_finite()) {
+            return Err(CudaError::invalid(format!("poses[{i}]"), format!("{p:?} is not finite")));
+        }
+    }
+    Ok(())
+}
+
+/// The checks every launch needs, on host or device inputs alike: `n` sources and `scales`
+/// scales within the kernels' limits, an image whose coarsest scale is at least 2 x 2 and whose
+/// indices fit the kernels' 32-bit arithmetic, and finite intrinsics with non-zero focal lengths.
+pub fn check_geometry(
+    w: usize,
+    h: usize,
+    n: usize,
+    scales: usize,
+    intrinsics: [f32; 4],
+) -> Result<(), CudaError> {
+    if !(1..=MAX_SOURCES).contains(&n) {
+        return Err(CudaError::invalid("sources", format!("{n} given, need 1..={MAX_SOURCES}")));
+    }
+    if !(1..=MAX_SCALES).contains(&scales) {
+        return Err(CudaError::invalid(
+            "disparities",
+            format!("{scales} scales given, need 1..={MAX_SCALES}"),
+        ));
+    }
+    if (w >> (scales - 1)) < 2
+        || (h >> (scales - 1)) < 2
+        || w > i32::MAX as usize / 4
+        || h > i32::MAX as usize / 4
+    {
+        return Err(CudaError::invalid(
+            "image size",
+            format!("{w}x{h} with {scales} scales: the coarsest scale must be at least 2x2"),
+        ));
+    }
+    let [fx, fy, cx, cy] = intrinsics;
     if !(fx.is_finite()
         && fy.is_finite()
         && cx.is_finite()
@@ -84,13 +103,8 @@ pub fn validate_for_kernels(inputs: &LossInputs) -> Result<(), CudaError> {
     {
         return Err(CudaError::invalid(
             "intrinsics",
-            format!("{:?}: need finite values, fx, fy != 0", inputs.intrinsics),
+            format!("{intrinsics:?}: need finite values, fx, fy != 0"),
         ));
-    }
-    for (i, p) in inputs.poses.iter().enumerate() {
-        if p.row().iter().any(|v| !v.is_finite()) {
-            return Err(CudaError::invalid(format!("poses[{i}]"), format!("{p:?} is not finite")));
-        }
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 # The PyTorch baseline of `livedepth bench loss --device cuda`: the same self-supervised loss as
 # kernels/loss.cu, composed from PyTorch ops and differentiated by autograd, timed on the same GPU.
-# Usage: python bench_loss_torch.py WIDTH HEIGHT SOURCES SCALES ITERATIONS WARMUP [check OUT.npz]
+# Usage: python loss_cuda_peer.py WIDTH HEIGHT SOURCES SCALES ITERATIONS WARMUP [check OUT.npz]
 # Prints one JSON line: {"ms": mean milliseconds of forward + backward, "total": loss value}.
 # With `check OUT.npz` it runs once on the CPU in float64 and saves inputs, loss and gradients,
 # so that a test can verify this baseline computes the same loss as our kernels' CPU twin.
