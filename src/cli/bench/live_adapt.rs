@@ -2,7 +2,8 @@
 //! Renders a synthetic drive with the crate's renderer to an H.264 mp4 at 30 fps, then replays
 //! it twice through real GStreamer paced by the pipeline clock (`identity sync=true`, so frames
 //! arrive at 30 fps like a camera; the appsink keeps only the newest frame) into the live path
-//! (`run`): once frozen, once with online adaptation on its own thread. Prints, for both,
+//! (`run`): after one untimed warm-up replay, once frozen, once with online adaptation on its
+//! own thread. Prints, for both,
 //! delivered fps, frames dropped and where (at the source because the path was busy, in the
 //! keep-latest queues), p50 / p99 capture-to-output latency, and for the adapted run the steps
 //! per second and publications, then the ratios. With several `--engines`, each backend gets
@@ -280,10 +281,22 @@ fn bench_in(
         .map(|e| e.trim().parse::<EngineKind>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| other(format!("--engines: {e}")))?;
+    if engines.contains(&EngineKind::Auto) {
+        return Err(other("--engines: name the backends to compare (auto is not one)"));
+    }
+    // The first replay in a process runs slower than the same replay repeated (measured with
+    // `--engines torch,torch`: 219 and 222 of 240 frames delivered by the first pair, 237 and 240
+    // by the second). One untimed replay first, so that no compared run pays the warm-up.
+    if let Some(&first) = engines.first() {
+        let out = work.join("warm-up");
+        let config = live_config(&video_path, &model, &renderer, net, &out, first, false)?;
+        let warm = run_once(config, false, &out)?;
+        println!(
+            "warm-up replay ({first}, frozen; not compared): {:.1} fps, {} of {} frames delivered",
+            warm.report.fps, warm.report.frames_delivered, args.frames
+        );
+    }
     for engine in engines {
-        if engine == EngineKind::Auto {
-            return Err(other("--engines: name the backends to compare (auto is not one)"));
-        }
         println!("engine {engine}:");
         bench_engine(args, engine, &video_path, &model, &renderer, net, work)?;
     }
