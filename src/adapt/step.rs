@@ -126,15 +126,20 @@ pub fn scale_invariant_log_loss(
     (mean_sq - mean.square() * lambda).mean(Kind::Float)
 }
 
-/// The backward pass of `objective`, then, when every gradient is finite (one read-back), a step
-/// of each optimiser; otherwise the reason the step is rejected, with the weights untouched.
-/// The caller clears the gradients ([`Adam::zero_grad`]) whatever the verdict.
+/// The backward pass of `objective`, then, when every gradient of every optimiser is finite
+/// (one read-back for all of them), a step of each optimiser; otherwise the reason the step is
+/// rejected, with the weights untouched. The caller clears the gradients ([`Adam::zero_grad`])
+/// whatever the verdict.
 pub fn apply(objective: &Tensor, optimisers: &mut [&mut Adam]) -> Result<Option<String>, TchError> {
     objective.f_backward()?;
-    let mut magnitude = 0.0;
+    let mut sums = Vec::new();
     for optimiser in optimisers.iter() {
-        magnitude += optimiser.gradient_magnitude()?;
+        optimiser.push_gradient_sums(&mut sums)?;
     }
+    let magnitude = match sums.is_empty() {
+        true => 0.0,
+        false => Tensor::f_stack(&sums, 0)?.f_sum(Kind::Double)?.f_double_value(&[])?,
+    };
     if !magnitude.is_finite() {
         return Ok(Some("non-finite parameter gradient".into()));
     }

@@ -4,7 +4,7 @@
 //! [`LossConfig`] ([`disparity_range`]). Shared by the GPU launcher and the kernels' CPU twin.
 
 use super::CudaError;
-use crate::loss::{LossConfig, LossInputs};
+use crate::loss::{LossConfig, LossError, LossInputs};
 
 /// Most source frames and scales a kernel launch handles.
 pub const MAX_SOURCES: usize = 4;
@@ -13,7 +13,13 @@ pub const MAX_SCALES: usize = 4;
 /// (min_disp, max_disp) = (1 / max_depth, 1 / min_depth) of a checked loss config, as the
 /// kernels take them.
 pub fn disparity_range(config: &LossConfig) -> Result<(f32, f32), CudaError> {
-    config.validate().map_err(|e| CudaError::invalid("loss config", e.to_string()))?;
+    config.validate().map_err(|e| match e {
+        LossError::Config { field, expected, got } => CudaError::invalid(
+            format!("loss config `{field}`"),
+            format!("expected {expected}, got {got}"),
+        ),
+        other => CudaError::invalid("loss config", other.to_string()),
+    })?;
     Ok((1.0 / config.max_depth, 1.0 / config.min_depth))
 }
 

@@ -23,20 +23,16 @@ impl Adam {
         Self { names, vars, m, v, steps: 0, lr }
     }
 
-    /// Σ |gradient| over every variable (∞ or NaN when any gradient is not finite), reduced on
-    /// the variables' device and read back once.
-    pub fn gradient_magnitude(&self) -> Result<f64, tch::TchError> {
-        let mut sums = Vec::with_capacity(self.vars.len());
+    /// Appends Σ |gradient| of each variable that has a gradient to `sums`, as scalars on the
+    /// variables' device (nothing is read back here; ∞ or NaN where a gradient is not finite).
+    pub fn push_gradient_sums(&self, sums: &mut Vec<Tensor>) -> Result<(), tch::TchError> {
         for var in &self.vars {
             let g = var.grad();
             if g.defined() {
                 sums.push(g.f_abs()?.f_sum(Kind::Double)?);
             }
         }
-        if sums.is_empty() {
-            return Ok(0.0);
-        }
-        Tensor::f_stack(&sums, 0)?.f_sum(Kind::Double)?.f_double_value(&[])
+        Ok(())
     }
 
     /// Sets the learning rate (a schedule's current value).
@@ -44,7 +40,10 @@ impl Adam {
         self.lr = lr;
     }
 
-    /// Clears every variable's gradient.
+    /// Clears every variable's gradient by filling it with zeros (tch cannot unset a gradient).
+    /// Unlike PyTorch's `zero_grad(set_to_none=True)`, a variable that then gets no gradient in
+    /// a step still moves on its moments in [`Self::step`]. Both drivers give every trained
+    /// variable a gradient in every step, so the two agree for them.
     pub fn zero_grad(&mut self) {
         for var in &mut self.vars {
             var.zero_grad();
