@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 /// Camera frames before the kill: 10 s at 30 fps.
 const FRAMES_BEFORE_KILL: usize = 300;
 /// At most this many recorded frames may be lost: one unfinished fragment at 30 fps plus the
-/// frames queued between the encoder and the file.
+/// frames still inside the encoding pipeline (the recording's filesink writes unbuffered, so
+/// nothing waits in user space between the muxer and the file).
 const MAY_LOSE: usize = (30 * RECORDING_FRAGMENT_MS as usize).div_ceil(1000) + 10;
 
 fn count_pngs(dir: &Path) -> usize {

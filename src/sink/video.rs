@@ -162,6 +162,12 @@ impl Mp4Writer {
         }
         let filesink = make("filesink")?;
         filesink.set_property("location", temp.to_string_lossy().as_ref());
+        if crash_safe {
+            // Every buffer the muxer finishes goes straight to the kernel: filesink's default
+            // 64 KiB user-space buffer held about 20 frames of a 320x192 recording, which a
+            // SIGKILL lost on top of the unfinished fragment.
+            filesink.set_property_from_str("buffer-mode", "unbuffered");
+        }
 
         let pipeline = gst::Pipeline::new();
         let chain =
