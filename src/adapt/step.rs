@@ -23,7 +23,7 @@ use super::host_batch::stack_planar;
 use crate::loss::{LossError, LossInputs, LossOutputs, SelfSupervisedLoss};
 use crate::model::ModelError;
 use crate::model::network::{DepthNetwork, PoseNetwork};
-use tch::{Device, Kind, TchError, Tensor};
+use tch::{Kind, TchError, Tensor};
 
 /// What one step did.
 #[derive(Clone, Debug, PartialEq)]
@@ -171,11 +171,6 @@ pub fn select_variables(
     chosen
 }
 
-/// A zero scalar on `device`, the start of an objective that terms are added to.
-pub fn zero_objective(device: Device) -> Result<Tensor, TchError> {
-    Tensor::f_zeros([], (Kind::Float, device))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,7 +179,7 @@ mod tests {
     fn scale_invariant_loss_is_the_masked_variance_at_lambda_one() {
         // Per-sample log differences 0, 1, 2 (masked-out pixel: 7): variance 2/3, mean² 1.
         let pred = Tensor::from_slice(&[0f32, 1.0, 2.0, 7.0]).reshape([1, 1, 2, 2]);
-        let target = Tensor::zeros([1, 1, 2, 2], (Kind::Float, Device::Cpu));
+        let target = Tensor::zeros([1, 1, 2, 2], (Kind::Float, tch::Device::Cpu));
         let mask = Tensor::from_slice(&[1f32, 1.0, 1.0, 0.0]).reshape([1, 1, 2, 2]);
         let variance = scale_invariant_log_loss(&pred, &target, &mask, 1.0).double_value(&[]);
         assert!((variance - 2.0 / 3.0).abs() < 1e-6, "{variance}");

@@ -101,6 +101,8 @@ pub struct LossScalars {
 pub struct FusedLossGpu {
     kernels: Arc<CudaKernels>,
     config: LossConfig,
+    /// (min_disp, max_disp) of `config`, checked once in [`FusedLossGpu::new`].
+    disparity_range: (f32, f32),
     layout: Option<(usize, usize, usize, usize)>,
     transforms: Option<CudaSlice<f32>>,
     winners: Option<CudaSlice<u8>>,
@@ -118,8 +120,9 @@ pub struct FusedLossGpu {
 impl FusedLossGpu {
     /// A loss evaluator on `kernels`' device.
     pub fn new(kernels: Arc<CudaKernels>, config: LossConfig) -> Result<Self, CudaError> {
-        disparity_range(&config)?;
+        let disparity_range = disparity_range(&config)?;
         Ok(Self {
+            disparity_range,
             grad_intrinsics: kernels.zeros(4)?,
             scalars: kernels.zeros(SCALARS)?,
             accum: kernels.zeros(ACC_SIZE)?,
@@ -179,7 +182,7 @@ impl FusedLossGpu {
             return Err(CudaError::invalid("loss inputs", "a null device pointer"));
         }
         let [fx, fy, cx, cy] = inputs.intrinsics;
-        let (min_disp, max_disp) = disparity_range(&self.config)?;
+        let (min_disp, max_disp) = self.disparity_range;
         self.ensure(w, h, n, scales)?;
         self.n_scales = scales;
         let k = &self.kernels;

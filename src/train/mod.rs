@@ -119,7 +119,7 @@ impl Trainer<'_> {
         let TripletForward { disps, rot, trans, .. } =
             step::forward(&self.depth, &self.pose, images, w, h, true)?;
         let mut parts = LossParts::default();
-        let mut objective = step::zero_objective(device)?;
+        let mut objective = Tensor::f_zeros([], (Kind::Float, device))?;
 
         if o.self_supervised_weight > 0.0 {
             let host = HostOutputs::copy(&disps, &rot, &trans, b, w, h)?;
@@ -165,7 +165,7 @@ impl Trainer<'_> {
             let valid = depth.gt(0.0).to_kind(Kind::Float);
             let gt = depth.clamp(f64::from(o.loss.min_depth), f64::from(o.loss.max_depth));
             let log_gt = gt.log();
-            let mut si_total = step::zero_objective(device)?;
+            let mut si_total = Tensor::f_zeros([], (Kind::Float, device))?;
             for d in &disps {
                 let d = if d.size()[2] as usize == h {
                     d.shallow_clone()

@@ -77,21 +77,20 @@ impl DeviceLoss {
     pub fn new(ordinal: usize, config: &LossConfig) -> Result<Self, AdaptError> {
         // The kernels take the tie-break noise as an input (drawn below per step), not from
         // `tie_break_std` and `seed`.
-        let fused = *config;
         let cannot_load = |e: crate::cuda::CudaError| {
             AdaptError::Cuda(format!(
                 "the loss kernels cannot load on cuda:{ordinal} ({e}); run with \
                  LIVEDEPTH_ADAPT_LOSS=cpu to use the CPU loss instead"
             ))
         };
-        let student = TorchFusedLoss::new(ordinal, fused).map_err(cannot_load)?;
+        let student = TorchFusedLoss::new(ordinal, *config).map_err(cannot_load)?;
         let teacher = TorchFusedLoss::with_kernels(
             student.kernels().clone(),
             ordinal,
-            LossConfig { automask: false, ..fused },
+            LossConfig { automask: false, ..*config },
         )
         .map_err(cannot_load)?;
-        let refiner = TorchFusedLoss::with_kernels(student.kernels().clone(), ordinal, fused)
+        let refiner = TorchFusedLoss::with_kernels(student.kernels().clone(), ordinal, *config)
             .map_err(cannot_load)?;
         Ok(Self {
             student,
