@@ -407,22 +407,6 @@ pub struct AdaptFrame {
     pub odometer: Option<f64>,
 }
 
-/// Gives the calling thread (and the libtorch worker threads it starts later) the lowest CPU
-/// priority (nice 19), so that on a machine with few cores the live path always wins the CPU and
-/// adaptation only uses what is left. Returns whether the priority was lowered.
-pub fn lower_thread_priority() -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        // On Linux nice is per thread: PRIO_PROCESS with who = 0 is the calling thread.
-        // SAFETY: setpriority has no memory-safety preconditions.
-        unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) == 0 }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        false
-    }
-}
-
 /// How often the adapter thread posts its status on a status board.
 const BOARD_EVERY: Duration = Duration::from_millis(500);
 
@@ -527,22 +511,4 @@ pub fn run_adapter_thread(
     let rate = steps_per_second(adapter.stats(), started.elapsed());
     tracing::info!("{} (final)", status_line(adapter.stats(), rate));
     Ok(adapter.stats().clone())
-}
-
-#[cfg(all(test, target_os = "linux"))]
-mod priority_tests {
-    use super::lower_thread_priority;
-
-    fn own_nice() -> i32 {
-        // SAFETY: getpriority has no memory-safety preconditions.
-        unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
-    }
-
-    #[test]
-    fn only_the_adaptation_thread_is_lowered() {
-        let before = own_nice();
-        let lowered = std::thread::spawn(|| (lower_thread_priority(), own_nice())).join().unwrap();
-        assert_eq!(lowered, (true, 19), "the calling thread runs at nice 19");
-        assert_eq!(own_nice(), before, "other threads keep their priority");
-    }
 }

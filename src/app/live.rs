@@ -6,11 +6,10 @@
 //! speed input's figures with `--speed-key`).
 
 use crate::adapt::{AdaptStats, WeightsReceiver, weights_exchange};
-use crate::app::adapt::{
-    AdaptFailurePolicy, AdaptFrame, build_adapter, lower_thread_priority, run_adapter_thread,
-};
+use crate::app::adapt::{AdaptFailurePolicy, AdaptFrame, build_adapter, run_adapter_thread};
 use crate::app::fleet::FleetShare;
 use crate::app::fleet_merges::{MergeInstaller, spawn_merge_installer};
+use crate::app::priority::run_at_lowest_priority;
 use crate::app::replay::ADAPT_REPORT_FILE;
 use crate::camera::Intrinsics;
 use crate::config::Config;
@@ -135,6 +134,11 @@ impl FrameHook for LiveAdaptHook {
             Some(odometry) => odometry.reading(frame, "the source")?,
             None => None,
         };
+        // The adapter is busy with earlier frames: skip the copy of this one.
+        if self.frames.is_full() {
+            self.offered_but_dropped += 1;
+            return Ok(());
+        }
         let offer = AdaptFrame { index: frame.index, resized: resized.clone(), camera, odometer };
         if self.frames.try_send(offer).is_err() {
             self.offered_but_dropped += 1;
@@ -299,29 +303,23 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
                 std::thread::Builder::new()
                     .name("adapt".into())
                     .spawn(move || -> crate::Result<AdaptStats> {
-                        if !lower_thread_priority() {
-                            tracing::warn!(
-                                "adapt: could not lower the adaptation thread's priority"
-                            );
-                        }
-                        let result = build_adapter(&model, arch, &adapt_options, default_device())
-                            .and_then(|adapter| {
-                                // With Zenoh, the adapted weights are shared with the fleet.
-                                let fleet = zenoh
-                                    .map(|(session, z)| {
-                                        FleetShare::new(session, &z, adapter.student())
-                                    })
-                                    .transpose()?;
-                                run_adapter_thread(
-                                    adapter,
-                                    publisher,
-                                    frames_rx,
-                                    2.0,
-                                    board,
-                                    fleet,
-                                    shared_scale,
-                                )
-                            });
+                        let result = run_at_lowest_priority(|| {
+                            let adapter =
+                                build_adapter(&model, arch, &adapt_options, default_device())?;
+                            // With Zenoh, the adapted weights are shared with the fleet.
+                            let fleet = zenoh
+                                .map(|(session, z)| FleetShare::new(session, &z, adapter.student()))
+                                .transpose()?;
+                            run_adapter_thread(
+                                adapter,
+                                publisher,
+                                frames_rx,
+                                2.0,
+                                board,
+                                fleet,
+                                shared_scale,
+                            )
+                        });
                         if let Err(e) = &result {
                             // Shown at once, not when the source ends (possibly hours later).
                             tracing::error!("adapt: FAILED: {e}");

@@ -10,4 +10,5 @@ pub mod eval;
 pub mod fleet;
 pub mod fleet_merges;
 pub mod live;
+pub mod priority;
 pub mod replay;
