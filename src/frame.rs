@@ -21,6 +21,20 @@ impl RgbImage {
         Self { width, height, data: vec![0; width as usize * height as usize * 3] }
     }
 
+    /// Makes this image `width` x `height`, keeping its allocation where it is large enough;
+    /// the pixels' values are unspecified (new ones are black).
+    pub fn reshape(&mut self, width: u32, height: u32) {
+        (self.width, self.height) = (width, height);
+        self.data.resize(width as usize * height as usize * 3, 0);
+    }
+
+    /// Makes this image a copy of `source`, keeping its allocation where it is large enough.
+    pub fn copy_from(&mut self, source: &RgbImage) {
+        (self.width, self.height) = (source.width, source.height);
+        self.data.clear();
+        self.data.extend_from_slice(&source.data);
+    }
+
     /// The RGB triple at (x, y).
     pub fn pixel(&self, x: u32, y: u32) -> [u8; 3] {
         let i = (y as usize * self.width as usize + x as usize) * 3;
@@ -65,6 +79,13 @@ impl<K> FloatImage<K> {
     /// where it comes from outside).
     pub fn from_data(width: u32, height: u32, data: Vec<f32>) -> Self {
         Self { width, height, data, kind: PhantomData }
+    }
+
+    /// Makes this image `width` x `height`, keeping its allocation where it is large enough;
+    /// the values are unspecified (new ones are 0).
+    pub fn reshape(&mut self, width: u32, height: u32) {
+        (self.width, self.height) = (width, height);
+        self.data.resize(width as usize * height as usize, 0.0);
     }
 
     /// The value at (x, y).

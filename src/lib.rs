@@ -23,6 +23,7 @@ pub mod frame;
 pub mod loss;
 pub mod model;
 pub mod pipeline;
+pub mod pool;
 pub mod python;
 pub mod scale;
 pub mod sink;

@@ -5,11 +5,12 @@
 mod common;
 
 use livedepth::camera::Intrinsics;
+use livedepth::engine::Disparity;
 use livedepth::frame::{DepthMap, RgbImage};
 use livedepth::sink::SinkError;
 use livedepth::sink::colourise::{
-    INVALID_COLOUR, colour_at, colourise_depth, colourise_disparity, luminance,
-    write_colourised_depth_png,
+    INVALID_COLOUR, colour_at, colourise_depth, colourise_depth_into, colourise_depth_ranged,
+    colourise_disparity, luminance, write_colourised_depth_png,
 };
 use livedepth::sink::depth_png::{read_depth_png, write_depth_png};
 use livedepth::sink::metrics::{MetricsCsvWriter, read_summary_json, write_summary_json};
@@ -151,6 +152,44 @@ fn colour_map_orders_near_bright_far_dark_and_blackens_invalid() {
     // Nothing valid: all black, no panic.
     let empty = colourise_depth(&DepthMap::new(8, 8));
     assert!(empty.data.iter().all(|&v| v == 0));
+}
+
+/// The live sink's allocation-free forms give exactly what the allocating ones give, into
+/// buffers that keep their allocation from frame to frame.
+#[test]
+fn live_sink_buffers_are_reused_and_give_the_same_images() {
+    let (mut colour, mut sample, mut depth) =
+        (RgbImage::new(0, 0), Vec::new(), DepthMap::new(0, 0));
+    let mut disparity = Disparity::new(64, 48);
+    for frame in 0..3u32 {
+        for (i, d) in disparity.data.iter_mut().enumerate() {
+            *d = ((i as u32 * 7 + frame * 13) % 97) as f32 / 97.0;
+        }
+        disparity.data[5] = f32::NAN;
+        disparity.to_depth_into(0.1, 100.0, &mut depth);
+        // Bit for bit (the NaN pixel included, which `==` would call different).
+        let bits = |d: &DepthMap| {
+            (d.width, d.height, d.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+        };
+        assert!(bits(&depth) == bits(&disparity.to_depth(0.1, 100.0)), "frame {frame}: depth");
+        let range = colourise_depth_into(&depth, &mut colour, &mut sample);
+        let (expected, expected_range) = colourise_depth_ranged(&depth);
+        assert!(colour == expected, "frame {frame}: colour");
+        assert!(colour == colourise_depth(&depth), "frame {frame}: colour without a range");
+        assert_eq!(range, expected_range, "frame {frame}: range");
+        if frame == 0 {
+            continue;
+        }
+        // From the second frame on, nothing is reallocated.
+        let addresses = (depth.data.as_ptr(), colour.data.as_ptr(), sample.as_ptr());
+        disparity.to_depth_into(0.1, 100.0, &mut depth);
+        colourise_depth_into(&depth, &mut colour, &mut sample);
+        assert_eq!((depth.data.as_ptr(), colour.data.as_ptr(), sample.as_ptr()), addresses);
+    }
+    // A smaller map reuses the same buffers and is not polluted by the larger one.
+    let small = DepthMap::from_data(2, 1, vec![1.0, 0.0]);
+    colourise_depth_into(&small, &mut colour, &mut sample);
+    assert!(colour == colourise_depth(&small), "the smaller map's colours");
 }
 
 #[test]

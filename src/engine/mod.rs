@@ -119,8 +119,16 @@ pub use crate::frame::Disparity;
 impl Disparity {
     /// Depth in metres per pixel with Monodepth2's conversion (see [`disparity_to_depth`]).
     pub fn to_depth(&self, min_depth: f32, max_depth: f32) -> DepthMap {
-        let depth = self.data.iter().map(|&d| disparity_to_depth(d, min_depth, max_depth));
-        DepthMap::from_data(self.width, self.height, depth.collect())
+        let mut depth = DepthMap::new(0, 0);
+        self.to_depth_into(min_depth, max_depth, &mut depth);
+        depth
+    }
+
+    /// [`Self::to_depth`] into `out` (reshaped to this size, its allocation kept).
+    pub fn to_depth_into(&self, min_depth: f32, max_depth: f32, out: &mut DepthMap) {
+        (out.width, out.height) = (self.width, self.height);
+        out.data.clear();
+        out.data.extend(self.data.iter().map(|&d| disparity_to_depth(d, min_depth, max_depth)));
     }
 }
 

@@ -90,6 +90,7 @@ fn frame_transform(odom_from_camera: &Isometry3<f64>, stamp: Timestamp) -> Frame
 mod tests {
     use super::*;
     use crate::frame::DepthMap;
+    use crate::pool::Pooled;
     use nalgebra::{Translation3, UnitQuaternion, Vector3 as V3};
 
     /// Moves 1 unit forward and turns 0.1 rad left (about -y) per image.
@@ -115,9 +116,9 @@ mod tests {
         TelemetryFrame {
             index: 0,
             timestamp: 0.0,
-            image: RgbImage { width: 1, height: 1, data: vec![first_byte, 0, 0] },
-            depth: DepthMap::from_data(1, 1, vec![1.0]),
-            colour: RgbImage { width: 1, height: 1, data: vec![0; 3] },
+            image: Pooled::detached(RgbImage { width: 1, height: 1, data: vec![first_byte, 0, 0] }),
+            depth: Pooled::detached(DepthMap::from_data(1, 1, vec![1.0])),
+            colour: Pooled::detached(RgbImage { width: 1, height: 1, data: vec![0; 3] }),
             intrinsics: None,
             scale: scale.map(|scale| crate::scale::ScaleEstimate {
                 scale,

@@ -62,12 +62,24 @@ pub fn percentile_range(
     low: f32,
     high: f32,
 ) -> Option<(f32, f32)> {
+    percentile_range_in(values, low, high, &mut Vec::new())
+}
+
+/// [`percentile_range`] with the subsample in `sample` (cleared first; its allocation is kept
+/// for the next call).
+pub fn percentile_range_in(
+    values: impl Iterator<Item = f32> + Clone,
+    low: f32,
+    high: f32,
+    sample: &mut Vec<f32>,
+) -> Option<(f32, f32)> {
     let count = values.clone().filter(|v| v.is_finite()).count();
     if count == 0 {
         return None;
     }
     let step = count.div_ceil(MAX_PERCENTILE_SAMPLES);
-    let mut sample: Vec<f32> = values.filter(|v| v.is_finite()).step_by(step).collect();
+    sample.clear();
+    sample.extend(values.filter(|v| v.is_finite()).step_by(step));
     let last = sample.len() - 1;
     let rank = |p: f32| ((p.clamp(0.0, 100.0) / 100.0) * last as f32).round() as usize;
     let lo = *sample.select_nth_unstable_by(rank(low), f32::total_cmp).1;
@@ -95,9 +107,23 @@ fn colourise_closeness_in(
     closeness: impl Iterator<Item = Option<f32>>,
     range: Option<(f32, f32)>,
 ) -> RgbImage {
-    let mut image = RgbImage::new(width, height);
+    let mut image = RgbImage::new(0, 0);
+    colourise_closeness_into(width, height, closeness, range, &mut image);
+    image
+}
+
+/// [`colourise_closeness_in`] into `image` (reshaped, its allocation kept).
+fn colourise_closeness_into(
+    width: u32,
+    height: u32,
+    closeness: impl Iterator<Item = Option<f32>>,
+    range: Option<(f32, f32)>,
+    image: &mut RgbImage,
+) {
+    image.reshape(width, height);
+    image.data.fill(0);
     let Some((lo, hi)) = range else {
-        return image;
+        return;
     };
     let span = hi - lo;
     let lut = &*LUT;
@@ -111,7 +137,6 @@ fn colourise_closeness_in(
         };
         pixel.copy_from_slice(&colour);
     }
-    image
 }
 
 /// Colourise a metric depth map through its inverse (near = bright), with the default
@@ -128,10 +153,23 @@ pub fn colourise_depth_with(depth: &DepthMap, percentiles: (f32, f32)) -> RgbIma
 /// [`colourise_depth`], and the depths at the bright and dark ends of its map: (near, far);
 /// `None` without a valid pixel. The range is found once, for both.
 pub fn colourise_depth_ranged(depth: &DepthMap) -> (RgbImage, Option<(f32, f32)>) {
+    let mut image = RgbImage::new(0, 0);
+    let range = colourise_depth_into(depth, &mut image, &mut Vec::new());
+    (image, range)
+}
+
+/// [`colourise_depth_ranged`] into `image` (reshaped to the depth map's size), with `sample`
+/// as the percentiles' scratch: both keep their allocations, so a live sink that keeps them
+/// allocates nothing per frame. Returns the (near, far) depths of the map's ends.
+pub fn colourise_depth_into(
+    depth: &DepthMap,
+    image: &mut RgbImage,
+    sample: &mut Vec<f32>,
+) -> Option<(f32, f32)> {
     let (low, high) = DEFAULT_PERCENTILES;
-    let range = percentile_range(depth_closeness(depth).flatten(), low, high);
-    let image = colourise_closeness_in(depth.width, depth.height, depth_closeness(depth), range);
-    (image, range.map(|(lo, hi)| (1.0 / hi, 1.0 / lo)))
+    let range = percentile_range_in(depth_closeness(depth).flatten(), low, high, sample);
+    colourise_closeness_into(depth.width, depth.height, depth_closeness(depth), range, image);
+    range.map(|(lo, hi)| (1.0 / hi, 1.0 / lo))
 }
 
 /// The closeness (inverse depth) of a depth map's valid pixels; `None` where invalid.

@@ -31,6 +31,7 @@ use super::zenoh_live::{ZenohConfig, ZenohSink};
 use crate::camera::Intrinsics;
 use crate::frame::{DepthMap, RgbImage};
 use crate::pipeline::StatusBoard;
+use crate::pool::Pooled;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use foxglove::messages::{
     CameraCalibration, CompressedImage, FrameTransform, PackedElementField, PointCloud, RawImage,
@@ -85,16 +86,17 @@ impl TelemetryOptions {
     }
 }
 
-/// One frame's worth of telemetry, owned (the live path hands copies over).
-#[derive(Clone, Debug)]
+/// One frame's worth of telemetry, owned: the live path hands its buffers over, and they go
+/// back to the live path's pools when the telemetry thread drops them.
+#[derive(Debug)]
 pub struct TelemetryFrame {
     pub index: u64,
     /// Source time in seconds.
     pub timestamp: f64,
     /// The frame at the network size.
-    pub image: RgbImage,
-    pub depth: DepthMap,
-    pub colour: RgbImage,
+    pub image: Pooled<RgbImage>,
+    pub depth: Pooled<DepthMap>,
+    pub colour: Pooled<RgbImage>,
     /// Intrinsics (any size; rescaled to the network size).
     pub intrinsics: Option<Intrinsics>,
     /// The metric scale applied to `depth` (None: the network's units).

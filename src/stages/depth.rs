@@ -7,13 +7,14 @@ use super::preprocess::{BufferPool, PreparedFrame};
 use crate::engine::{Disparity, LiveDepthEngine, WeightSwapStats};
 use crate::frame::{Frame, RgbImage};
 use crate::pipeline::{Stage, StageError};
+use crate::pool::Pooled;
 use std::sync::{Arc, Mutex};
 
 /// A frame with its predicted disparity at the network size.
 pub struct DepthFrame {
     pub frame: Frame,
-    pub resized: RgbImage,
-    pub disparity: Disparity,
+    pub resized: Pooled<RgbImage>,
+    pub disparity: Pooled<Disparity>,
 }
 
 /// Work done between frames on the depth stage's thread (e.g. installing adapted weights and
@@ -35,7 +36,7 @@ pub struct DepthStage {
 }
 
 impl DepthStage {
-    /// A stage serving `engine`, returning CPU input buffers to `pool`, running `hook` between
+    /// A stage serving `engine`, taking its disparity buffers from `pool`, running `hook` between
     /// frames and copying the engine's weight swaps into `swaps` after each swap.
     pub fn new(
         engine: LiveDepthEngine,
@@ -58,14 +59,15 @@ impl Stage<PreparedFrame> for DepthStage {
         {
             swaps.clone_from(self.engine.weight_swaps());
         }
-        let mut disparity = Disparity::new(resized.width, resized.height);
-        match &device_input {
-            Some(x) => self.engine.forward_device_tensor(x, &mut disparity.data)?,
-            None => self.engine.forward_planar(&input, &mut disparity.data)?,
+        let mut disparity = self.pool.disparities.get();
+        disparity.reshape(resized.width, resized.height);
+        match (&device_input, &input) {
+            (Some(x), _) => self.engine.forward_device_tensor(x, &mut disparity.data)?,
+            (None, Some(input)) => self.engine.forward_planar(input, &mut disparity.data)?,
+            (None, None) => return Err("a prepared frame holds no network input".into()),
         }
-        if device_input.is_none() {
-            self.pool.put(input);
-        }
+        // The input buffer goes back to the pool for the next frame.
+        drop(input);
         if let Some(hook) = self.hook.as_mut() {
             hook.after_frame(&frame, &resized)?;
         }

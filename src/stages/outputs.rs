@@ -8,10 +8,11 @@ use crate::config::OutputsConfig;
 use crate::eval::{EvalProtocol, MetricsAccumulator, score_disparity};
 use crate::frame::{DepthMap, RgbImage};
 use crate::pipeline::{Sink, StageError};
+use crate::pool::Recycler;
 use crate::scale::ground::GroundScale;
 use crate::scale::{MetricScale, ScaleEstimate, ScaleSummary, SharedScale};
 use crate::sink::colour_bar::draw_metric_colour_bar;
-use crate::sink::colourise::{colourise_depth, colourise_depth_ranged, write_rgb_png};
+use crate::sink::colourise::{colourise_depth_into, write_rgb_png};
 use crate::sink::depth_png::write_depth_png;
 use crate::sink::foxglove_live::{Telemetry, TelemetryFrame, TelemetryOptions};
 use crate::sink::metrics::MetricsCsvWriter;
@@ -41,7 +42,16 @@ pub struct OutputSink {
     scale: Option<(MetricScale, LiveScale)>,
     scale_estimates: Vec<ScaleEstimate>,
     scale_summary: Option<Arc<Mutex<Option<ScaleSummary>>>>,
+    /// Per-frame buffers, recycled (the telemetry thread hands its back when it drops them).
+    depths: Recycler<DepthMap>,
+    colours: Recycler<RgbImage>,
+    /// The colour map's percentile scratch, and the video's input-above-depth frame.
+    percentile_sample: Vec<f32>,
+    stacked: RgbImage,
 }
+
+/// Idle depth maps and colour images the sink keeps (the telemetry queue holds a few more).
+const SINK_POOL: usize = 4;
 
 /// How the outputs get their scale: measured here per frame, or set by another thread.
 enum LiveScale {
@@ -127,6 +137,10 @@ impl OutputSink {
             accumulator: MetricsAccumulator::new(),
             protocol,
             frames: 0,
+            depths: Recycler::new(SINK_POOL, || DepthMap::new(0, 0)),
+            colours: Recycler::new(SINK_POOL, || RgbImage::new(0, 0)),
+            percentile_sample: Vec::new(),
+            stacked: RgbImage::new(0, 0),
         })
     }
 
@@ -175,12 +189,12 @@ impl OutputSink {
             self.video = Some(Mp4Writer::create_recording(&path, w, h * 2, self.fps)?);
         }
         // The input above, its colourised depth below.
-        let mut stacked = RgbImage::new(w, h * 2);
+        self.stacked.reshape(w, h * 2);
         let half = resized.data.len();
-        stacked.data[..half].copy_from_slice(&resized.data);
-        stacked.data[half..].copy_from_slice(&colour.data);
+        self.stacked.data[..half].copy_from_slice(&resized.data);
+        self.stacked.data[half..].copy_from_slice(&colour.data);
         if let Some(video) = self.video.as_mut() {
-            video.push(&stacked, t)?;
+            video.push(&self.stacked, t)?;
         }
         Ok(())
     }
@@ -213,7 +227,8 @@ impl OutputSink {
     fn consume_frame(&mut self, item: DepthFrame) -> crate::Result<()> {
         let DepthFrame { frame, resized, disparity } = item;
         let index = frame.index;
-        let mut depth: DepthMap = disparity.to_depth(self.min_depth, self.max_depth);
+        let mut depth = self.depths.get();
+        disparity.to_depth_into(self.min_depth, self.max_depth, &mut depth);
         let intrinsics = frame.intrinsics.or(self.camera);
         let mut scale = None;
         if let Some((_, live)) = self.scale.as_mut() {
@@ -237,16 +252,14 @@ impl OutputSink {
         }
         let needs_colour =
             self.outputs.colour_png || self.outputs.video || self.telemetry.is_some();
-        let colour = needs_colour.then(|| match scale {
+        let colour = needs_colour.then(|| {
+            let mut colour = self.colours.get();
+            let range = colourise_depth_into(&depth, &mut colour, &mut self.percentile_sample);
             // In metres, the colours get a scale to read distances off.
-            Some(_) => {
-                let (mut colour, range) = colourise_depth_ranged(&depth);
-                if let Some((near, far)) = range {
-                    draw_metric_colour_bar(&mut colour, near, far);
-                }
-                colour
+            if let (Some(_), Some((near, far))) = (scale, range) {
+                draw_metric_colour_bar(&mut colour, near, far);
             }
-            None => colourise_depth(&depth),
+            colour
         });
         if self.outputs.depth_png {
             write_depth_png(&self.path("depth", index, "png"), &depth)?;
@@ -261,7 +274,7 @@ impl OutputSink {
         }
         let every = self.outputs.pointcloud_every as u64;
         if let (true, Some(k)) = (every > 0 && index % every == 0, &intrinsics) {
-            write_ply(&self.path("pointcloud", index, "ply"), &depth, k, Some(&resized))?;
+            write_ply(&self.path("pointcloud", index, "ply"), &depth, k, Some(&*resized))?;
         }
         // The last use of the frame's images: handed over, not copied.
         if let (Some(telemetry), Some(colour)) = (self.telemetry.as_mut(), colour) {

@@ -2,23 +2,25 @@
 //! normalised as the engine asks ([`crate::engine::DepthEngine::input_normalisation`]) on the
 //! CPU into a buffer from a small pool, or, with feature `cuda` and a libtorch engine on CUDA,
 //! by our CUDA kernel straight into the network's input tensor (stage `preprocess[cuda]`).
-//! The buffers go back to the pool after the depth stage, so the hot path allocates nothing
-//! once the pool is warm.
+//! The input buffers and network-size images come from [`BufferPool`] and go back to it when
+//! dropped (after the depth stage, in the outputs, or in a keep-latest queue that replaced the
+//! frame), so the hot path allocates none of them once the pools are warm
+//! (tests/live_path_allocations.rs).
 
-use crate::engine::Preprocessor;
+use crate::engine::{Disparity, Preprocessor};
 use crate::frame::{Frame, RgbImage};
 use crate::pipeline::{Stage, StageError};
-use crossbeam_channel::{Receiver, Sender};
+use crate::pool::{Pooled, Recycler};
 use serde::Serialize;
 
 /// A frame resized and normalised for the network.
 pub struct PreparedFrame {
     pub frame: Frame,
     /// The frame at the network size (8-bit), kept for the outputs.
-    pub resized: RgbImage,
-    /// Planar normalised input, 3 × H × W (returned to the pool after inference); empty when
-    /// `device_input` holds the input.
-    pub input: Vec<f32>,
+    pub resized: Pooled<RgbImage>,
+    /// Planar normalised input, 3 × H × W (back to the pool once the depth stage has run it);
+    /// None when `device_input` holds the input.
+    pub input: Option<Pooled<Vec<f32>>>,
     /// The normalised input already on the network's device, [1, 3, H, W] (CUDA preprocessing).
     pub device_input: Option<tch::Tensor>,
 }
@@ -52,30 +54,24 @@ impl PreprocessPath {
     }
 }
 
-/// Recycles input buffers between the preprocess and depth stages.
+/// The live path's recycled per-frame buffers: the network inputs (preprocess → depth), and
+/// the network-size images and disparities (→ outputs). Each goes back to its pool when
+/// dropped, also when a keep-latest queue drops its frame.
 #[derive(Clone)]
 pub struct BufferPool {
-    give: Sender<Vec<f32>>,
-    take: Receiver<Vec<f32>>,
-    len: usize,
+    pub inputs: Recycler<Vec<f32>>,
+    pub images: Recycler<RgbImage>,
+    pub disparities: Recycler<Disparity>,
 }
 
 impl BufferPool {
-    /// A pool keeping up to `capacity` buffers of `len` values.
-    pub fn new(capacity: usize, len: usize) -> Self {
-        let (give, take) = crossbeam_channel::bounded(capacity);
-        Self { give, take, len }
-    }
-
-    /// A buffer from the pool, or a new one.
-    pub fn get(&self) -> Vec<f32> {
-        self.take.try_recv().unwrap_or_else(|_| vec![0.0; self.len])
-    }
-
-    /// Returns a buffer to the pool.
-    pub fn put(&self, buffer: Vec<f32>) {
-        // A full pool simply lets the buffer go.
-        let _ = self.give.try_send(buffer);
+    /// Pools keeping up to `capacity` idle buffers each; inputs hold `input_len` values.
+    pub fn new(capacity: usize, input_len: usize) -> Self {
+        Self {
+            inputs: Recycler::new(capacity, move || vec![0.0; input_len]),
+            images: Recycler::new(capacity, || RgbImage::new(0, 0)),
+            disparities: Recycler::new(capacity, || Disparity::new(0, 0)),
+        }
     }
 }
 
@@ -123,15 +119,16 @@ impl Stage<Frame> for PreprocessStage {
             let (resized, input) = gpu.run(&frame.rgb)?;
             return Ok(PreparedFrame {
                 frame,
-                resized,
-                input: Vec::new(),
+                resized: Pooled::detached(resized),
+                input: None,
                 device_input: Some(input),
             });
         }
-        let mut input = self.pool.get();
+        let mut input = self.pool.inputs.get();
         self.preprocessor.run(&frame.rgb, &mut input)?;
-        let resized = self.preprocessor.resized().clone();
-        Ok(PreparedFrame { frame, resized, input, device_input: None })
+        let mut resized = self.pool.images.get();
+        resized.copy_from(self.preprocessor.resized());
+        Ok(PreparedFrame { frame, resized, input: Some(input), device_input: None })
     }
 }
 
