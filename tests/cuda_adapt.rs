@@ -246,7 +246,8 @@ mod gpu {
         let normalisation = Arch::RtMonoDepthS.normalisation();
         let mut gpu =
             GpuPreprocess::new(0, (w as u32, h as u32), normalisation).expect("CUDA preprocessing");
-        let (resized, input) = gpu.run(&image).expect("preprocess");
+        let mut resized = RgbImage::new(0, 0);
+        let input = gpu.run(&image, &mut resized).expect("preprocess");
         assert_eq!(input.size(), vec![1, 3, h as i64, w as i64]);
         assert_eq!(input.device(), Device::Cuda(0));
         let got = Vec::<f32>::try_from(input.to_device(Device::Cpu).flatten(0, -1)).unwrap();

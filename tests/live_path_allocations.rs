@@ -6,7 +6,9 @@
 //! the network-size image, the disparity, the depth map, the colour image and the video frame
 //! are each image-sized, so any of them allocated per frame would be counted. Allocations
 //! inside libtorch and GStreamer (C++ and GLib) do not go through Rust's allocator and are not
-//! counted; neither are per-frame PNG files (`depth_png`), whose encoder allocates.
+//! counted; neither are per-frame PNG files (`depth_png`), whose encoder allocates, nor the
+//! telemetry thread's copies (Foxglove, MCAP, Zenoh), which happen off the live path.
+#![cfg(feature = "torch")]
 
 use livedepth::config::OutputsConfig;
 use livedepth::engine::{LiveDepthEngine, Preprocessor, TorchDepthEngine, WeightSwapStats};

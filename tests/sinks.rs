@@ -154,8 +154,9 @@ fn colour_map_orders_near_bright_far_dark_and_blackens_invalid() {
     assert!(empty.data.iter().all(|&v| v == 0));
 }
 
-/// The live sink's allocation-free forms give exactly what the allocating ones give, into
-/// buffers that keep their allocation from frame to frame.
+/// The live sink's buffers are reused from frame to frame without leaking the previous frame
+/// into the next: the forms that write into kept buffers give exactly what fresh buffers give
+/// (and the depth exactly Monodepth2's conversion), and keep their allocations.
 #[test]
 fn live_sink_buffers_are_reused_and_give_the_same_images() {
     let (mut colour, mut sample, mut depth) =
@@ -172,6 +173,12 @@ fn live_sink_buffers_are_reused_and_give_the_same_images() {
             (d.width, d.height, d.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
         };
         assert!(bits(&depth) == bits(&disparity.to_depth(0.1, 100.0)), "frame {frame}: depth");
+        let (min_disp, max_disp) = (1.0f32 / 100.0, 1.0f32 / 0.1);
+        let formula = disparity
+            .data
+            .iter()
+            .map(|&d| (1.0 / (min_disp + (max_disp - min_disp) * d)).to_bits());
+        assert!(depth.data.iter().map(|v| v.to_bits()).eq(formula), "frame {frame}: conversion");
         let range = colourise_depth_into(&depth, &mut colour, &mut sample);
         let (expected, expected_range) = colourise_depth_ranged(&depth);
         assert!(colour == expected, "frame {frame}: colour");

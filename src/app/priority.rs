@@ -78,7 +78,7 @@ pub fn run_at_lowest_priority<T: Send>(work: impl FnOnce() -> T + Send) -> T {
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
-    use super::{ThreadPriority, lower_thread_priority};
+    use super::{ThreadPriority, lower_thread_priority, run_at_lowest_priority};
 
     fn own_nice() -> i32 {
         // SAFETY: getpriority has no memory-safety preconditions.
@@ -105,5 +105,25 @@ mod tests {
         assert_eq!((nice, policy), (19, libc::SCHED_IDLE), "the calling thread is lowered");
         assert_eq!(child_policy, libc::SCHED_IDLE, "threads it starts inherit SCHED_IDLE");
         assert_eq!((own_nice(), own_policy()), (nice_before, policy_before), "others keep theirs");
+    }
+
+    #[test]
+    fn the_work_and_its_rayon_workers_run_lowered() {
+        let policy_before = own_policy();
+        let policies = std::thread::spawn(|| {
+            run_at_lowest_priority(|| {
+                // Both halves of a join, wherever rayon runs them.
+                let (a, b) = rayon::join(own_policy, own_policy);
+                (own_policy(), a, b, rayon::current_thread_index().is_some())
+            })
+        })
+        .join()
+        .unwrap();
+        assert_eq!(
+            policies,
+            (libc::SCHED_IDLE, libc::SCHED_IDLE, libc::SCHED_IDLE, true),
+            "(work, join a, join b, on a pool of its own)"
+        );
+        assert_eq!(own_policy(), policy_before, "the test's thread keeps its policy");
     }
 }

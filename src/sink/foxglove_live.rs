@@ -361,7 +361,7 @@ fn publish_loop(channels: &Channels, feed: Feed<'_>) -> u64 {
     let start = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
-    for mut frame in frames {
+    for frame in frames {
         let stamp = timestamp(start + frame.timestamp);
         let (w, h) = (frame.depth.width, frame.depth.height);
         let mut jpeg = Vec::new();
@@ -399,7 +399,9 @@ fn publish_loop(channels: &Channels, feed: Feed<'_>) -> u64 {
             height: h,
             encoding: "rgb8".into(),
             step: 3 * w,
-            data: std::mem::take(&mut frame.colour.data).into(),
+            // Copied here, on the telemetry thread, so that the buffer goes back to the live
+            // path's pool whole (taking it would leave the live path to allocate a new one).
+            data: frame.colour.data.to_vec().into(),
         });
         if let Some(k) = frame.intrinsics.map(|k| k.scaled(w, h)) {
             channels.calibration.log(&calibration(&k, stamp));

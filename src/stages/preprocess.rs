@@ -116,13 +116,9 @@ impl Stage<Frame> for PreprocessStage {
     fn process(&mut self, frame: Frame) -> Result<PreparedFrame, StageError> {
         #[cfg(feature = "cuda")]
         if let Some(gpu) = self.gpu.as_mut() {
-            let (resized, input) = gpu.run(&frame.rgb)?;
-            return Ok(PreparedFrame {
-                frame,
-                resized: Pooled::detached(resized),
-                input: None,
-                device_input: Some(input),
-            });
+            let mut resized = self.pool.images.get();
+            let input = gpu.run(&frame.rgb, &mut resized)?;
+            return Ok(PreparedFrame { frame, resized, input: None, device_input: Some(input) });
         }
         let mut input = self.pool.inputs.get();
         self.preprocessor.run(&frame.rgb, &mut input)?;
@@ -183,8 +179,13 @@ pub mod gpu_preprocess {
             })
         }
 
-        /// The 8-bit image at the network size and the normalised input tensor of `image`.
-        pub fn run(&mut self, image: &RgbImage) -> Result<(RgbImage, Tensor), EngineError> {
+        /// The normalised input tensor of `image`, and its 8-bit image at the network size into
+        /// `resized` (reshaped, its allocation kept).
+        pub fn run(
+            &mut self,
+            image: &RgbImage,
+            resized: &mut RgbImage,
+        ) -> Result<Tensor, EngineError> {
             let frame = PackedFrame {
                 data: &image.data,
                 width: image.width as usize,
@@ -210,10 +211,10 @@ pub mod gpu_preprocess {
                 .f_permute([0, 2, 3, 1])?
                 .f_contiguous()?
                 .f_to_device(Device::Cpu)?;
-            let mut resized = RgbImage::new(w as u32, h as u32);
+            resized.reshape(w as u32, h as u32);
             let n = resized.data.len();
             bytes.f_copy_data_u8(&mut resized.data, n)?;
-            Ok((resized, input))
+            Ok(input)
         }
     }
 }

@@ -159,11 +159,13 @@ fn measure(args: &AdaptBenchArgs, device: Device) -> livedepth::Result<DeviceFig
         _ => None,
     };
     let mut out = livedepth::engine::Disparity::new(w as u32, h as u32);
+    #[cfg(feature = "cuda")]
+    let mut resized = livedepth::frame::RgbImage::new(w as u32, h as u32);
     for i in 0..args.frames + 2 {
         let started = Instant::now();
         #[cfg(feature = "cuda")]
         if let Some(gpu) = gpu.as_mut() {
-            let (_resized, input) = gpu.run(&frame)?;
+            let input = gpu.run(&frame, &mut resized)?;
             livedepth::engine::DepthEngine::forward_device_tensor(
                 &mut engine,
                 &input,
