@@ -369,7 +369,8 @@ fn a_fleet_of_three_devices_gets_the_merge_and_a_restarted_device_catches_up() {
     let mut car_b = Device::start("car-b", at.0, at.1, at.2, &["--adapt"]);
     let mut viewer = Device::start("viewer", at.0, at.1, at.2, &[]);
 
-    let deadline = Instant::now() + Duration::from_secs(420);
+    // A hang guard, not a timing: three live devices and the fleet share this machine's cores.
+    let deadline = Instant::now() + Duration::from_secs(900);
     let merge = loop {
         let log = || std::fs::read_to_string(&fleet_log).unwrap_or_default();
         assert!(Instant::now() < deadline, "no merge was republished; the fleet:\n{}", log());

@@ -9,7 +9,7 @@ use crate::adapt::{AdaptStats, WeightsReceiver, weights_exchange};
 use crate::app::adapt::{AdaptFailurePolicy, AdaptFrame, build_adapter, run_adapter_thread};
 use crate::app::fleet::FleetShare;
 use crate::app::fleet_merges::{MergeInstaller, spawn_merge_installer};
-use crate::app::priority::run_at_lowest_priority;
+use crate::app::priority::{AdaptPriority, run_at_lowest_priority};
 use crate::app::replay::ADAPT_REPORT_FILE;
 use crate::camera::Intrinsics;
 use crate::config::Config;
@@ -299,11 +299,12 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
             let board = status_board.clone();
             let zenoh = sink.zenoh_session().zip(config.outputs.zenoh.clone());
             let shared_scale = sink.shared_scale();
+            let priority = AdaptPriority::from_env()?;
             adapter_thread = Some(
                 std::thread::Builder::new()
                     .name("adapt".into())
                     .spawn(move || -> crate::Result<AdaptStats> {
-                        let result = run_at_lowest_priority(|| {
+                        let result = run_at_lowest_priority(priority, || {
                             let adapter =
                                 build_adapter(&model, arch, &adapt_options, default_device())?;
                             // With Zenoh, the adapted weights are shared with the fleet.
