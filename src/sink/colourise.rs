@@ -121,13 +121,16 @@ fn colourise_closeness_into(
     image: &mut RgbImage,
 ) {
     image.reshape(width, height);
-    image.data.fill(0);
     let Some((lo, hi)) = range else {
+        image.data.fill(0);
         return;
     };
     let span = hi - lo;
     let lut = &*LUT;
+    // Every pixel with a value is written below; only those past the values' end are cleared.
+    let mut written = 0;
     for (pixel, value) in image.data.chunks_exact_mut(3).zip(closeness) {
+        written += 3;
         let colour = match value {
             Some(v) => {
                 let t = if span > f32::EPSILON * hi.abs().max(1.0) { (v - lo) / span } else { 0.5 };
@@ -137,6 +140,7 @@ fn colourise_closeness_into(
         };
         pixel.copy_from_slice(&colour);
     }
+    image.data[written..].fill(0);
 }
 
 /// Colourise a metric depth map through its inverse (near = bright), with the default

@@ -3,7 +3,7 @@
 //! [`FrameHook`] (online adaptation, in `app::live`) runs between frames without ever waiting,
 //! and the engine's weight swaps are copied out for the run report.
 
-use super::preprocess::{BufferPool, PreparedFrame};
+use super::preprocess::{BufferPool, NetworkInput, PreparedFrame};
 use crate::engine::{Disparity, LiveDepthEngine, WeightSwapStats};
 use crate::frame::{Frame, RgbImage};
 use crate::pipeline::{Stage, StageError};
@@ -52,7 +52,7 @@ impl Stage<PreparedFrame> for DepthStage {
     type Out = DepthFrame;
 
     fn process(&mut self, prepared: PreparedFrame) -> Result<DepthFrame, StageError> {
-        let PreparedFrame { frame, resized, input, device_input } = prepared;
+        let PreparedFrame { frame, resized, input } = prepared;
         if let Some(hook) = self.hook.as_mut()
             && hook.before_frame(&mut self.engine)?
             && let Ok(mut swaps) = self.swaps.lock()
@@ -61,10 +61,11 @@ impl Stage<PreparedFrame> for DepthStage {
         }
         let mut disparity = self.pool.disparities.get();
         disparity.reshape(resized.width, resized.height);
-        match (&device_input, &input) {
-            (Some(x), _) => self.engine.forward_device_tensor(x, &mut disparity.data)?,
-            (None, Some(input)) => self.engine.forward_planar(input, &mut disparity.data)?,
-            (None, None) => return Err("a prepared frame holds no network input".into()),
+        match &input {
+            NetworkInput::Device(x) => self.engine.forward_device_tensor(x, &mut disparity.data)?,
+            NetworkInput::Host(planar) => {
+                self.engine.forward_planar(planar, &mut disparity.data)?
+            }
         }
         // The input buffer goes back to the pool for the next frame.
         drop(input);

@@ -11,6 +11,6 @@ pub mod preprocess;
 
 pub use depth::{DepthFrame, DepthStage, FrameHook};
 pub use outputs::OutputSink;
-pub use preprocess::{BufferPool, PreparedFrame, PreprocessPath, PreprocessStage};
+pub use preprocess::{BufferPool, NetworkInput, PreparedFrame, PreprocessPath, PreprocessStage};
 #[cfg(feature = "cuda")]
 pub use preprocess::{gpu_preprocess, gpu_preprocess_for};

@@ -18,11 +18,16 @@ pub struct PreparedFrame {
     pub frame: Frame,
     /// The frame at the network size (8-bit), kept for the outputs.
     pub resized: Pooled<RgbImage>,
-    /// Planar normalised input, 3 × H × W (back to the pool once the depth stage has run it);
-    /// None when `device_input` holds the input.
-    pub input: Option<Pooled<Vec<f32>>>,
-    /// The normalised input already on the network's device, [1, 3, H, W] (CUDA preprocessing).
-    pub device_input: Option<tch::Tensor>,
+    /// The normalised network input.
+    pub input: NetworkInput,
+}
+
+/// Where a prepared frame's normalised network input is.
+pub enum NetworkInput {
+    /// Planar, 3 × H × W, in host memory (back to the pool once the depth stage has run it).
+    Host(Pooled<Vec<f32>>),
+    /// Already on the network's device, [1, 3, H, W] (CUDA preprocessing).
+    Device(tch::Tensor),
 }
 
 /// Which preprocessing the live path runs.
@@ -118,13 +123,13 @@ impl Stage<Frame> for PreprocessStage {
         if let Some(gpu) = self.gpu.as_mut() {
             let mut resized = self.pool.images.get();
             let input = gpu.run(&frame.rgb, &mut resized)?;
-            return Ok(PreparedFrame { frame, resized, input: None, device_input: Some(input) });
+            return Ok(PreparedFrame { frame, resized, input: NetworkInput::Device(input) });
         }
         let mut input = self.pool.inputs.get();
         self.preprocessor.run(&frame.rgb, &mut input)?;
         let mut resized = self.pool.images.get();
         resized.copy_from(self.preprocessor.resized());
-        Ok(PreparedFrame { frame, resized, input: Some(input), device_input: None })
+        Ok(PreparedFrame { frame, resized, input: NetworkInput::Host(input) })
     }
 }
 
