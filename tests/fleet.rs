@@ -20,6 +20,18 @@ use zenoh::Wait;
 
 const KITTI_MODEL: &str = "models/rtmonodepth_s/m_640x192";
 
+/// The tests of this file run one at a time: each starts device or fleet processes, and together
+/// they would put up to four live devices and three fleets on this machine's cores.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// The device processes' camera: the test pattern at 10 fps, so that three devices and the fleet
+/// fit on a small machine beside their adapters.
+const TEN_FPS_CAMERA: (&str, &str) = (
+    "uri = \"test://ball\"",
+    "uri = \"gst://videotestsrc is-live=true pattern=ball ! \
+     video/x-raw,width=320,height=240,framerate=10/1 ! videoconvert ! appsink name=sink\"",
+);
+
 /// The KITTI model's variables as a checkpoint, and its fleet hash.
 fn base_checkpoint(model: &std::path::Path) -> (livedepth::model::checkpoint::Checkpoint, String) {
     let net = livedepth::model::network::DepthNetwork::load(
@@ -58,6 +70,7 @@ fn run_with_adapt_shares_its_weights_and_continues_from_the_fleets_merge() {
     else {
         return;
     };
+    let _one_at_a_time = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     // This time the device listens (the live view and the fleet share its one session) and the
     // test's peer connects to it.
     let endpoint = format!("tcp/127.0.0.1:{}", free_port());
@@ -143,6 +156,7 @@ fn fleet_merges_two_devices_validates_on_held_out_frames_and_republishes() {
     else {
         return;
     };
+    let _one_at_a_time = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let (session, endpoint) = listening_peer();
     let merged_sub =
         session.declare_subscriber("livedepth/testfleet2/weights/merged").wait().unwrap();
@@ -327,13 +341,13 @@ impl Drop for Device {
 }
 
 /// Lets a live device serve a few frames (a merge handed over is installed before the next
-/// frame of its 30 fps camera).
+/// frame of its 10 fps camera).
 fn settle() {
     std::thread::sleep(Duration::from_secs(5));
 }
 
 /// The fleet end to end on loopback: a `livedepth fleet` process and three device processes
-/// on live test cameras, all connected to a Zenoh router the test runs. Two devices adapt and
+/// on live 10 fps test cameras, all connected to a Zenoh router the test runs. Two devices adapt and
 /// share (`run --adapt --zenoh-pull-weights`), one only pulls (`run --zenoh-pull-weights`).
 /// Once both adapters shared, the fleet merges and republishes, and the merge reaches all three:
 /// the adapters continue from it and the puller's engine serves it. The puller is then stopped
@@ -341,8 +355,9 @@ fn settle() {
 #[test]
 fn a_fleet_of_three_devices_gets_the_merge_and_a_restarted_device_catches_up() {
     let Some(model) = common::shared(KITTI_MODEL) else { return };
+    let _one_at_a_time = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let config_path = common::kitchen_config_on_test_camera(dir.path(), &[]);
+    let config_path = common::kitchen_config_on_test_camera(dir.path(), &[TEN_FPS_CAMERA]);
 
     // The fleet process listens; the devices and the test connect to it.
     let port = free_port();
@@ -427,6 +442,7 @@ impl Drop for KillOnDrop {
 /// naming it.
 #[test]
 fn an_offline_merge_weights_each_devices_change_by_its_steps_and_scores_all() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     use livedepth::model::checkpoint::Checkpoint;
     let dir = tempfile::tempdir().unwrap();
     let drive = common::rendered_drive(dir.path(), 24, 6157);

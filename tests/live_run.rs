@@ -139,3 +139,70 @@ fn replayed_drive_gets_depth_for_every_frame_and_dataset_gets_metrics() {
         assert!(abs_rel > 0.0 && abs_rel < 0.6, "abs_rel {abs_rel} of a trained model on a street");
     }
 }
+
+/// An adapter that gets no CPU of its own still adapts: the whole run on one core, the adapter
+/// under `SCHED_IDLE`, and an unpaced test source that keeps the live path busy. Once the adapter
+/// has starved for 10 s the depth stage yields to it (`--adapt-min-share`,
+/// `livedepth::app::adapt_share`), so it builds its networks and steps. The run is stopped with
+/// Ctrl-C once the adapter's status line counts a step.
+#[test]
+fn a_starving_adapter_gets_time_from_the_live_path() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+    let Some(_) = common::shared("models/rtmonodepth_s/m_640x192") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let unpaced = "uri = \"gst://videotestsrc is-live=false pattern=ball ! \
+                   video/x-raw,width=320,height=240 ! videoconvert ! appsink name=sink\"";
+    let config = common::kitchen_config_on_test_camera(
+        dir.path(),
+        &[("uri = \"test://ball\"", unpaced), ("policy = \"lossless\"", "policy = \"auto\"")],
+    );
+    let out = dir.path().join("out");
+    let mut child = Command::new("taskset")
+        .args(["-c", "0", env!("CARGO_BIN_EXE_livedepth")])
+        .current_dir(common::repo_root())
+        .env(livedepth::app::priority::ADAPT_PRIORITY_ENV, "idle")
+        .args(["run", "--config", config.to_str().unwrap(), "--frames", "1000000", "--adapt"])
+        .args(["--out", out.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let lines = BufReader::new(child.stderr.take().unwrap());
+    let sink = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in lines.lines().map_while(Result::ok) {
+            let mut all = sink.lock().unwrap();
+            all.push_str(&line);
+            all.push('\n');
+        }
+    });
+    let stepped = |log: &str| {
+        log.lines()
+            .filter_map(|l| l.split("adapt: ").nth(1)?.split(" steps (").next())
+            .filter_map(|n| n.parse::<u64>().ok())
+            .any(|n| n >= 1)
+    };
+    // A hang guard, not a timing.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !stepped(&log.lock().unwrap()) {
+        let ended = child.try_wait().unwrap();
+        assert!(
+            ended.is_none() && Instant::now() < deadline,
+            "the starving adapter never stepped (ended: {ended:?}):\n{}",
+            log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let log = log.lock().unwrap().clone();
+    assert!(status.success(), "{status}\n{log}");
+    let report = std::fs::read_to_string(out.join(livedepth::app::replay::ADAPT_REPORT_FILE));
+    let report: serde_json::Value = serde_json::from_str(&report.unwrap()).unwrap();
+    assert!(report["steps"].as_u64().unwrap_or(0) >= 1, "{report}\n{log}");
+    println!("{}", log.lines().filter(|l| l.contains("yield")).collect::<Vec<_>>().join("\n"));
+}

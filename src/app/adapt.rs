@@ -7,6 +7,7 @@ use crate::adapt::metric::AdapterScale;
 use crate::adapt::{AdaptConfig, AdaptStats, Adapter, NetFrame, StepOutcome, WeightsPublisher};
 use crate::app::adapt_diagnostics::AdaptDiagnostics;
 use crate::app::adapt_scale::LockStepScale;
+use crate::app::adapt_share::AdapterPulse;
 use crate::app::eval::{EvalOptions, EvalReport, FrameRow};
 use crate::camera::Intrinsics;
 use crate::engine::{Disparity, Preprocessor, default_device};
@@ -88,6 +89,9 @@ pub struct AdaptOptions {
     pub diagnose: Option<PathBuf>,
     /// Live runs only: what happens when the adaptation thread fails.
     pub on_failure: AdaptFailurePolicy,
+    /// Live runs only: the share of the time the live path yields to a starving adapter
+    /// ([`crate::app::adapt_share`]; 0: never).
+    pub min_share: f64,
 }
 
 impl Default for AdaptOptions {
@@ -101,6 +105,7 @@ impl Default for AdaptOptions {
             print_every: 25,
             diagnose: None,
             on_failure: AdaptFailurePolicy::Continue,
+            min_share: crate::app::adapt_share::DEFAULT_MIN_SHARE,
         }
     }
 }
@@ -428,9 +433,12 @@ pub fn adapt_status(stats: &AdaptStats, running: Duration) -> serde_json::Value 
 /// Runs the adapter until `frames` disconnects: drains the newest frames (never making the
 /// sender wait: it uses `try_send` on a bounded channel), then steps as fast as it can,
 /// publishing through `publisher`; a final publish and checkpoint at the end. Prints a status
-/// line every `print_every_s` seconds.
+/// line every `print_every_s` seconds. It tells `pulse` when it waits for frames and when it
+/// got a step done, so that the live path can yield to it when it starves.
+#[allow(clippy::too_many_arguments)]
 pub fn run_adapter_thread(
     mut adapter: Adapter,
+    pulse: &AdapterPulse,
     publisher: WeightsPublisher,
     frames: Receiver<AdaptFrame>,
     print_every_s: f64,
@@ -455,7 +463,10 @@ pub fn run_adapter_thread(
             let next = if adapter.has_live() {
                 frames.try_recv()
             } else {
-                frames.recv().map_err(|_| TryRecvError::Disconnected)
+                pulse.waiting();
+                let next = frames.recv().map_err(|_| TryRecvError::Disconnected);
+                pulse.working();
+                next
             };
             match next {
                 Ok(f) => {
@@ -473,8 +484,12 @@ pub fn run_adapter_thread(
                 }
             }
         }
-        if open && let Some(StepOutcome::Rejected(reason)) = adapter.step()? {
-            tracing::info!("adapt: step rejected: {reason}");
+        if open {
+            let outcome = adapter.step()?;
+            pulse.progressed();
+            if let Some(StepOutcome::Rejected(reason)) = outcome {
+                tracing::info!("adapt: step rejected: {reason}");
+            }
         }
         if let (Some(scale), Some(shared)) = (scale.as_mut(), &metric)
             && scale.after_steps(adapter.stats())

@@ -118,13 +118,22 @@ impl FleetShare {
         let bytes = encode_weights(&checkpoint, &self.device, &self.base, steps)
             .map_err(|e| crate::Error::Other(e.to_string()))?;
         let len = bytes.len();
-        self.session
-            .put(&self.key, bytes)
-            .encoding(zenoh::bytes::Encoding::APPLICATION_OCTET_STREAM.with_schema("safetensors"))
-            .wait()
-            .map_err(|e| crate::Error::Other(format!("zenoh put: {e}")))?;
+        put_weights(&self.session, &self.key, bytes)?;
         Ok(len)
     }
+}
+
+/// Puts a weights message (safetensors) on `key`. Zenoh drops a put under congestion by
+/// default; weights are few and each one matters, so this one waits for room instead, at low
+/// priority so that it never delays the live view's frames on the same session.
+fn put_weights(session: &zenoh::Session, key: &str, bytes: Vec<u8>) -> crate::Result<()> {
+    session
+        .put(key, bytes)
+        .encoding(zenoh::bytes::Encoding::APPLICATION_OCTET_STREAM.with_schema("safetensors"))
+        .congestion_control(zenoh::qos::CongestionControl::Block)
+        .priority(zenoh::qos::Priority::DataLow)
+        .wait()
+        .map_err(|e| crate::Error::Other(format!("zenoh put {key}: {e}")))
 }
 
 /// The fleet hash of a depth network's weights (what merges are checked against).
@@ -326,13 +335,7 @@ pub fn run_fleet(options: &FleetOptions) -> crate::Result<FleetReport> {
             merge_round(options, (&base, &report.base), &devices, base_abs_rel, number)?;
         if round.republished {
             *newest_merge.lock().unwrap_or_else(|p| p.into_inner()) = Some(bytes.clone());
-            session
-                .put(&merged_key, bytes)
-                .encoding(
-                    zenoh::bytes::Encoding::APPLICATION_OCTET_STREAM.with_schema("safetensors"),
-                )
-                .wait()
-                .map_err(|e| crate::Error::Other(format!("zenoh put {merged_key}: {e}")))?;
+            put_weights(&session, &merged_key, bytes)?;
             tracing::info!(
                 "fleet: round {} merged {:?}, republished on {merged_key}",
                 round.round,
@@ -342,6 +345,8 @@ pub fn run_fleet(options: &FleetOptions) -> crate::Result<FleetReport> {
         report.rounds.push(round);
         write_summary_json(&options.out.join("fleet_report.json"), &report)?;
     }
+    // A graceful close sends what is still queued (the last merge) before the process ends.
+    session.close().wait().map_err(|e| crate::Error::Other(format!("zenoh close: {e}")))?;
     Ok(report)
 }
 

@@ -7,6 +7,7 @@
 
 use crate::adapt::{AdaptStats, WeightsReceiver, weights_exchange};
 use crate::app::adapt::{AdaptFailurePolicy, AdaptFrame, build_adapter, run_adapter_thread};
+use crate::app::adapt_share::{AdapterPulse, StarvationGuard};
 use crate::app::fleet::FleetShare;
 use crate::app::fleet_merges::{MergeInstaller, spawn_merge_installer};
 use crate::app::priority::{AdaptPriority, run_at_lowest_priority};
@@ -97,6 +98,23 @@ pub struct LiveAdaptHook {
     failure_shown: Option<Instant>,
     /// `--metric-scale speed`: the odometry read for every frame (metres travelled).
     odometry: Option<Odometry>,
+    /// Yields to the adapter while it starves (`--adapt-min-share`).
+    starvation: StarvationGuard,
+    /// When the current frame's forward pass started.
+    forward_started: Option<Instant>,
+}
+
+impl Drop for LiveAdaptHook {
+    fn drop(&mut self) {
+        if self.starvation.spells > 0 {
+            tracing::info!(
+                "adapt: the depth stage yielded {:.1} s to the starving adapter in {} spells \
+                 (--adapt-min-share)",
+                self.starvation.yielded.as_secs_f64(),
+                self.starvation.spells
+            );
+        }
+    }
 }
 
 /// How often a live run repeats that its adaptation failed.
@@ -105,12 +123,22 @@ const FAILURE_REMINDER: Duration = Duration::from_secs(2);
 impl FrameHook for LiveAdaptHook {
     /// Installs adapted weights when some wait; true when new ones went live.
     fn before_frame(&mut self, engine: &mut LiveDepthEngine) -> Result<bool, StageError> {
-        Ok(engine.refresh_weights(&self.receiver)?)
+        let refreshed = engine.refresh_weights(&self.receiver)?;
+        self.forward_started = Some(Instant::now());
+        Ok(refreshed)
     }
 
     /// Offers the frame to the adapter; once the adapter has failed, shows the failure (at once,
     /// then every [`FAILURE_REMINDER`]) and, under [`AdaptFailurePolicy::Stop`], stops the run.
+    /// While the adapter starves, it then yields the CPU ([`StarvationGuard`]).
     fn after_frame(&mut self, frame: &Frame, resized: &RgbImage) -> Result<(), StageError> {
+        if let Some(started) = self.forward_started.take() {
+            let now = Instant::now();
+            let pause = self.starvation.yield_after(now.saturating_duration_since(started), now);
+            if !pause.is_zero() {
+                std::thread::sleep(pause);
+            }
+        }
         if let Some(reason) = self.failure.get() {
             if self.on_failure == AdaptFailurePolicy::Stop {
                 return Err(format!(
@@ -300,6 +328,8 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
             let zenoh = sink.zenoh_session().zip(config.outputs.zenoh.clone());
             let shared_scale = sink.shared_scale();
             let priority = AdaptPriority::from_env()?;
+            let pulse = AdapterPulse::new();
+            let starvation = StarvationGuard::new(pulse.clone(), adapt_options.min_share)?;
             adapter_thread = Some(
                 std::thread::Builder::new()
                     .name("adapt".into())
@@ -313,6 +343,7 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
                                 .transpose()?;
                             run_adapter_thread(
                                 adapter,
+                                &pulse,
                                 publisher,
                                 frames_rx,
                                 2.0,
@@ -341,6 +372,8 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
                 on_failure,
                 failure_shown: None,
                 odometry,
+                starvation,
+                forward_started: None,
             }) as Box<dyn FrameHook>)
         }
         None => None,

@@ -5,6 +5,7 @@
 pub mod adapt;
 pub mod adapt_diagnostics;
 mod adapt_scale;
+pub mod adapt_share;
 pub mod demo;
 pub mod eval;
 pub mod fleet;

@@ -145,6 +145,11 @@ pub struct AdaptArgs {
     /// Either way the failure is shown at once and the exit code is non-zero.
     #[arg(long, default_value = "continue")]
     pub adapt_on_failure: String,
+    /// `run --adapt` only: the share of the time the live path gives the adapter once it has
+    /// got nothing done for 10 s while the live path kept the CPU (an unpaced replay, a camera
+    /// faster than the forward pass); 0 never yields, at most 0.9.
+    #[arg(long, default_value_t = livedepth::app::adapt_share::DEFAULT_MIN_SHARE)]
+    pub adapt_min_share: f64,
     /// Continue from an adaptation checkpoint.
     #[arg(long)]
     pub resume: Option<PathBuf>,
@@ -251,6 +256,10 @@ impl AdaptArgs {
             print_every: 25,
             diagnose: self.diagnose.clone(),
             on_failure: self.adapt_on_failure.parse()?,
+            min_share: {
+                livedepth::app::adapt_share::check_min_share(self.adapt_min_share)?;
+                self.adapt_min_share
+            },
         })
     }
 }

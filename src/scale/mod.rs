@@ -12,6 +12,7 @@
 pub mod ground;
 pub mod live_speed;
 pub mod speed;
+pub mod tally;
 
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -173,22 +174,11 @@ pub struct ScaleSummary {
 }
 
 impl ScaleSummary {
-    /// The summary of `estimates` from `source`.
+    /// The summary of `estimates` from `source` ([`tally::ScaleTally`]).
     pub fn of(source: MetricScale, estimates: &[ScaleEstimate]) -> Self {
-        let count =
-            |f: Option<ScaleFallback>| estimates.iter().filter(|e| e.fallback == f).count() as u64;
-        let mut scales: Vec<f64> = estimates.iter().map(|e| e.scale).collect();
-        scales.sort_by(f64::total_cmp);
-        let n = scales.len().max(1) as f64;
-        let mean = scales.iter().sum::<f64>() / n;
-        Self {
-            source,
-            measured: count(None),
-            previous: count(Some(ScaleFallback::Previous)),
-            unscaled: count(Some(ScaleFallback::None)),
-            scale_median: scales.get(scales.len() / 2).copied().unwrap_or(1.0),
-            scale_std: (scales.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / n).sqrt(),
-        }
+        let mut tally = tally::ScaleTally::new();
+        estimates.iter().for_each(|e| tally.push(e));
+        tally.summary(source)
     }
 }
 

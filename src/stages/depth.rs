@@ -1,6 +1,7 @@
 //! The `depth` stage of the live path: any [`DepthEngine`] behind
 //! [`LiveDepthEngine`] turns each prepared frame into a disparity map at the network size; a
-//! [`FrameHook`] (online adaptation, in `app::live`) runs between frames without ever waiting,
+//! [`FrameHook`] (online adaptation, in `app::live`) runs between frames without ever waiting
+//! (except to yield the CPU to an adapter that starves, `app::adapt_share`),
 //! and the engine's weight swaps are copied out for the run report.
 
 use super::preprocess::{BufferPool, NetworkInput, PreparedFrame};

@@ -10,7 +10,8 @@ use crate::frame::{DepthMap, RgbImage};
 use crate::pipeline::{Sink, StageError};
 use crate::pool::Recycler;
 use crate::scale::ground::GroundScale;
-use crate::scale::{MetricScale, ScaleEstimate, ScaleSummary, SharedScale};
+use crate::scale::tally::ScaleTally;
+use crate::scale::{MetricScale, ScaleSummary, SharedScale};
 use crate::sink::colour_bar::draw_metric_colour_bar;
 use crate::sink::colourise::{colourise_depth_into, write_rgb_png};
 use crate::sink::depth_png::write_depth_png;
@@ -40,7 +41,7 @@ pub struct OutputSink {
     /// The metric scale source, when one is active, its estimates so far, and where the
     /// summary goes at the end.
     scale: Option<(MetricScale, LiveScale)>,
-    scale_estimates: Vec<ScaleEstimate>,
+    scale_tally: ScaleTally,
     scale_summary: Option<Arc<Mutex<Option<ScaleSummary>>>>,
     /// Per-frame buffers, recycled (the telemetry thread hands its back when it drops them).
     depths: Recycler<DepthMap>,
@@ -124,7 +125,7 @@ impl OutputSink {
         };
         Ok(Self {
             scale: None,
-            scale_estimates: Vec::new(),
+            scale_tally: ScaleTally::new(),
             scale_summary: None,
             telemetry,
             outputs,
@@ -247,7 +248,7 @@ impl OutputSink {
             };
             let factor = estimate.scale as f32;
             depth.data.iter_mut().for_each(|d| *d *= factor);
-            self.scale_estimates.push(estimate);
+            self.scale_tally.push(&estimate);
             scale = Some(estimate);
         }
         let needs_colour =
@@ -331,7 +332,7 @@ impl Sink<DepthFrame> for OutputSink {
             csv.finish()?;
         }
         if let (Some((source, _)), Some(slot)) = (&self.scale, &self.scale_summary) {
-            let summary = ScaleSummary::of(source.clone(), &self.scale_estimates);
+            let summary = self.scale_tally.summary(source.clone());
             tracing::info!(
                 "metric scale ({}): median {:.3} m per unit; {} frames measured, {} \
                  used the previous scale, {} unscaled",
