@@ -1,27 +1,29 @@
 //! The adaptation thread's CPU priority: on a machine with few cores the live path must win
 //! the CPU, and adaptation use what is left. [`run_at_lowest_priority`] lowers the calling
-//! thread ([`AdaptPriority`]: nice 19 by default, or Linux's `SCHED_IDLE`) and runs its work in
-//! a rayon pool of its own, so that every worker it starts inherits the priority.
+//! thread ([`AdaptPriority`]: Linux's `SCHED_IDLE` by default, or nice 19) and runs its work in
+//! a rayon pool of its own, so that every worker it starts inherits the priority. An adapter
+//! that gets no CPU this way is given time by the live path ([`super::adapt_share`]).
 
-/// Environment variable choosing the adaptation thread's priority: `nice` (the default) or
-/// `idle`.
+/// Environment variable choosing the adaptation thread's priority: `idle` (the default) or
+/// `nice`.
 pub const ADAPT_PRIORITY_ENV: &str = "LIVEDEPTH_ADAPT_PRIORITY";
 
 /// How low the adaptation thread runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AdaptPriority {
-    /// Nice 19 (the default): the adapter gets a small share of a contended core, so it always
-    /// makes progress, but a live-path thread that wakes may wait up to a scheduler slice for it.
+    /// Nice 19: the adapter gets a small share of a contended core whatever else runs, but a
+    /// live-path thread that wakes may wait up to a scheduler slice for it.
     Nice,
-    /// Linux's `SCHED_IDLE`: a live-path thread that wakes preempts the adapter at once, so the
-    /// live path loses far fewer frames to it (docs/adapt.md, Real time); but while the live
-    /// path keeps every core busy (an unpaced replay, several devices on one machine) the
-    /// adapter gets no CPU at all and adaptation stops.
+    /// Linux's `SCHED_IDLE` (the default): a live-path thread that wakes preempts the adapter at
+    /// once, so the live path loses far fewer frames to it (docs/adapt.md, Real time). While the
+    /// live path keeps every core busy (an unpaced replay) the adapter gets no CPU of its own;
+    /// the live path then yields it time ([`super::adapt_share`]). Other processes that keep
+    /// every core busy starve it for as long as they do: choose `nice` there.
     Idle,
 }
 
 impl AdaptPriority {
-    /// The priority [`ADAPT_PRIORITY_ENV`] asks for (unset or empty: nice), or an error naming
+    /// The priority [`ADAPT_PRIORITY_ENV`] asks for (unset or empty: idle), or an error naming
     /// the variable, what it holds and what it may hold.
     pub fn from_env() -> crate::Result<Self> {
         Self::parse(std::env::var(ADAPT_PRIORITY_ENV).ok().as_deref())
@@ -30,8 +32,8 @@ impl AdaptPriority {
     /// [`Self::from_env`] on the variable's value.
     pub fn parse(value: Option<&str>) -> crate::Result<Self> {
         match value.map(str::trim) {
-            None | Some("") | Some("nice") => Ok(AdaptPriority::Nice),
-            Some("idle") => Ok(AdaptPriority::Idle),
+            None | Some("") | Some("idle") => Ok(AdaptPriority::Idle),
+            Some("nice") => Ok(AdaptPriority::Nice),
             Some(other) => Err(crate::Error::Other(format!(
                 "{ADAPT_PRIORITY_ENV}: expected `nice` or `idle`, got `{other}`"
             ))),
@@ -161,7 +163,7 @@ mod tests {
     }
 
     #[test]
-    fn the_default_is_nice_19_under_the_normal_policy() {
+    fn nice_is_nice_19_under_the_normal_policy() {
         let (lowered, nice, policy) = std::thread::spawn(|| {
             run_at_lowest_priority(AdaptPriority::Nice, || {
                 (lower_thread_priority(AdaptPriority::Nice), own_nice(), own_policy())
@@ -174,7 +176,8 @@ mod tests {
 
     #[test]
     fn the_variable_is_parsed_and_a_bad_value_named() {
-        assert_eq!(AdaptPriority::parse(None).unwrap(), AdaptPriority::Nice);
+        assert_eq!(AdaptPriority::parse(None).unwrap(), AdaptPriority::Idle);
+        assert_eq!(AdaptPriority::parse(Some("")).unwrap(), AdaptPriority::Idle);
         assert_eq!(AdaptPriority::parse(Some(" idle ")).unwrap(), AdaptPriority::Idle);
         assert_eq!(AdaptPriority::parse(Some("nice")).unwrap(), AdaptPriority::Nice);
         let e = AdaptPriority::parse(Some("realtime")).unwrap_err().to_string();
