@@ -149,6 +149,8 @@ fn a_failing_adaptation_thread_shows_at_once_and_the_run_exits_non_zero_under_ei
     assert!(!output.status.success(), "a failed adaptation must fail the run: {err}");
     assert!(err.contains("adapt: FAILED") && err.contains("--checkpoint"), "{err}");
     assert!(err.contains("live depth goes on with the last published weights"), "{err}");
+    // A failed adapter wants no CPU: the live path never yields to it, however long it runs.
+    assert!(!err.contains("the depth stage now yields"), "{err}");
     // The live path ran to the end of the stream and wrote its report.
     let report: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(out.join("run_report.json")).expect("run_report.json"),

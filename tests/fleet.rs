@@ -12,8 +12,7 @@
 mod common;
 
 use common::{free_port, listening_peer};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use zenoh::Wait;
@@ -280,25 +279,14 @@ impl Device {
         extra: &[&str],
     ) -> Self {
         let out = dir.join(name);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_livedepth"))
-            .current_dir(common::repo_root())
-            .args(["run", "--config", config.to_str().unwrap(), "--frames", "100000"])
-            .args(["--out", out.to_str().unwrap(), "--zenoh-connect", endpoint])
-            .args(["--device-name", name, "--fleet", "fleet3", "--zenoh-pull-weights"])
-            .args(extra)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let lines = BufReader::new(child.stderr.take().unwrap());
-        let sink = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            for line in lines.lines().map_while(Result::ok) {
-                let mut all = sink.lock().unwrap();
-                all.push_str(&line);
-                all.push('\n');
-            }
-        });
+        let (child, stderr) = common::spawn_collecting_stderr(
+            Command::new(env!("CARGO_BIN_EXE_livedepth"))
+                .current_dir(common::repo_root())
+                .args(["run", "--config", config.to_str().unwrap(), "--frames", "100000"])
+                .args(["--out", out.to_str().unwrap(), "--zenoh-connect", endpoint])
+                .args(["--device-name", name, "--fleet", "fleet3", "--zenoh-pull-weights"])
+                .args(extra),
+        );
         Self { name, child, stderr, out }
     }
 

@@ -147,9 +147,7 @@ fn replayed_drive_gets_depth_for_every_frame_and_dataset_gets_metrics() {
 /// Ctrl-C once the adapter's status line counts a step.
 #[test]
 fn a_starving_adapter_gets_time_from_the_live_path() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-    use std::sync::{Arc, Mutex};
+    use std::process::Command;
     use std::time::{Duration, Instant};
     let Some(_) = common::shared("models/rtmonodepth_s/m_640x192") else { return };
     let dir = tempfile::tempdir().unwrap();
@@ -160,25 +158,14 @@ fn a_starving_adapter_gets_time_from_the_live_path() {
         &[("uri = \"test://ball\"", unpaced), ("policy = \"lossless\"", "policy = \"auto\"")],
     );
     let out = dir.path().join("out");
-    let mut child = Command::new("taskset")
-        .args(["-c", "0", env!("CARGO_BIN_EXE_livedepth")])
-        .current_dir(common::repo_root())
-        .env(livedepth::app::priority::ADAPT_PRIORITY_ENV, "idle")
-        .args(["run", "--config", config.to_str().unwrap(), "--frames", "1000000", "--adapt"])
-        .args(["--out", out.to_str().unwrap()])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let lines = BufReader::new(child.stderr.take().unwrap());
-    let sink = Arc::clone(&log);
-    std::thread::spawn(move || {
-        for line in lines.lines().map_while(Result::ok) {
-            let mut all = sink.lock().unwrap();
-            all.push_str(&line);
-            all.push('\n');
-        }
-    });
+    let (mut child, log) = common::spawn_collecting_stderr(
+        Command::new("taskset")
+            .args(["-c", "0", env!("CARGO_BIN_EXE_livedepth")])
+            .current_dir(common::repo_root())
+            .env(livedepth::app::priority::ADAPT_PRIORITY_ENV, "idle")
+            .args(["run", "--config", config.to_str().unwrap(), "--frames", "1000000", "--adapt"])
+            .args(["--out", out.to_str().unwrap()]),
+    );
     let stepped = |log: &str| {
         log.lines()
             .filter_map(|l| l.split("adapt: ").nth(1)?.split(" steps (").next())

@@ -65,7 +65,8 @@ impl AdapterPulse {
         self.state.wants_cpu.store(true, Ordering::Release);
     }
 
-    /// The adapter waits for frames: it does not want the CPU, so it cannot starve.
+    /// The adapter waits for frames, or has ended: it does not want the CPU, so it cannot
+    /// starve.
     pub fn waiting(&self) {
         self.state.wants_cpu.store(false, Ordering::Release);
     }

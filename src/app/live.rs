@@ -352,6 +352,9 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
                                 shared_scale,
                             )
                         });
+                        // Ended or failed: it wants no more CPU, so the live path never yields
+                        // to it again.
+                        pulse.waiting();
                         if let Err(e) = &result {
                             // Shown at once, not when the source ends (possibly hours later).
                             tracing::error!("adapt: FAILED: {e}");

@@ -142,3 +142,23 @@ pub fn kitchen_config_on_test_camera(dir: &std::path::Path, edits: &[(&str, &str
     std::fs::write(&path, config).unwrap();
     path
 }
+
+/// Starts `command` with its stderr piped and collected line by line as it comes, for a test
+/// that waits for what a long-running process says.
+pub fn spawn_collecting_stderr(
+    command: &mut Command,
+) -> (std::process::Child, std::sync::Arc<std::sync::Mutex<String>>) {
+    use std::io::{BufRead, BufReader};
+    let mut child = command.stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let lines = BufReader::new(child.stderr.take().unwrap());
+    let sink = std::sync::Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in lines.lines().map_while(Result::ok) {
+            let mut all = sink.lock().unwrap();
+            all.push_str(&line);
+            all.push('\n');
+        }
+    });
+    (child, log)
+}
