@@ -449,6 +449,8 @@ pub fn run_adapter_thread(
     // `--metric-scale speed`: the scale the outputs use comes from the fresh triplets.
     let mut scale = metric.as_ref().map(|_| AdapterScale::new());
     adapter = adapter.with_publisher(publisher);
+    // Built: that counts as getting something done.
+    pulse.progressed();
     let started = Instant::now();
     let mut last_print = Instant::now();
     let mut last_post = Instant::now();

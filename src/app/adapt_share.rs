@@ -6,8 +6,10 @@
 //! [`StarvationGuard`] is the live side: once the adapter has wanted the CPU for
 //! [`STARVING_AFTER`] without getting anything done, the depth stage yields after each forward
 //! pass, for as long as the pass took times `share / (1 − share)`, until the adapter gets
-//! something done again. A camera that paces the live path with time to spare never starves
-//! the adapter, so there the guard never yields.
+//! something done again. `share` is the adapter's share during such a spell only; a spell ends
+//! at the next step, and the next may start [`STARVING_AFTER`] later. An adapter that steps at
+//! least that often is never yielded to; one step that takes longer for another reason (the
+//! first CUDA step compiling its kernels) is yielded to until it ends.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -71,11 +73,20 @@ impl AdapterPulse {
         self.state.wants_cpu.store(false, Ordering::Release);
     }
 
-    /// The adapter has frames again: its wait for the CPU starts now.
+    /// The adapter has frames again: its wait for the CPU starts now. (The adapter thread is
+    /// the pulse's only writer: the time is written before the flag, so a reader never pairs
+    /// "wants the CPU" with an older time.)
     pub fn working(&self) {
-        if !self.state.wants_cpu.swap(true, Ordering::AcqRel) {
+        if !self.state.wants_cpu.load(Ordering::Acquire) {
             self.state.last_progress_ms.store(self.millis(Instant::now()), Ordering::Release);
+            self.state.wants_cpu.store(true, Ordering::Release);
         }
+    }
+
+    /// A guard that tells the pulse the adapter ended when it is dropped, also when the
+    /// adapter thread unwinds from a panic: the live path then never yields to it again.
+    pub fn ended_on_drop(&self) -> PulseEndsOnDrop {
+        PulseEndsOnDrop(self.clone())
     }
 
     /// How long the adapter has wanted the CPU without getting anything done, at `now`; zero
@@ -86,6 +97,15 @@ impl AdapterPulse {
         }
         let last = self.state.last_progress_ms.load(Ordering::Acquire);
         Duration::from_millis(self.millis(now).saturating_sub(last))
+    }
+}
+
+/// See [`AdapterPulse::ended_on_drop`].
+pub struct PulseEndsOnDrop(AdapterPulse);
+
+impl Drop for PulseEndsOnDrop {
+    fn drop(&mut self) {
+        self.0.waiting();
     }
 }
 
@@ -202,6 +222,21 @@ mod tests {
         assert!(
             pulse.starved_for(Instant::now() + Duration::from_secs(1)) < Duration::from_secs(2)
         );
+    }
+
+    #[test]
+    fn an_adapter_that_ended_or_panicked_is_never_yielded_to() {
+        let pulse = AdapterPulse::new();
+        let mut guard = StarvationGuard::new(pulse.clone(), 0.5).unwrap();
+        let ended = pulse.clone();
+        let panicked = std::thread::spawn(move || {
+            let _ended = ended.ended_on_drop();
+            panic!("a libtorch error");
+        })
+        .join();
+        assert!(panicked.is_err());
+        let much_later = Instant::now() + Duration::from_secs(60);
+        assert_eq!(guard.yield_after(FORWARD, much_later), Duration::ZERO);
     }
 
     #[test]

@@ -82,7 +82,7 @@ impl FleetShare {
         if self.shared_steps == Some(steps) || !(due || last) {
             return;
         }
-        match self.share(adapter, steps) {
+        match self.share(adapter, steps, last) {
             Ok(bytes) => {
                 tracing::info!("fleet: shared {} steps ({bytes} bytes) on {}", steps, self.key);
                 self.shared_steps = Some(steps);
@@ -108,7 +108,9 @@ impl FleetShare {
         }
     }
 
-    fn share(&self, adapter: &Adapter, steps: u64) -> crate::Result<usize> {
+    /// Puts the weights; `last` (the final share) waits for room under congestion, a periodic
+    /// share is dropped instead (the next one replaces it).
+    fn share(&self, adapter: &Adapter, steps: u64, last: bool) -> crate::Result<usize> {
         let student = adapter.student();
         let arch = student.arch().name();
         let scene = scene_statistics(adapter);
@@ -118,19 +120,42 @@ impl FleetShare {
         let bytes = encode_weights(&checkpoint, &self.device, &self.base, steps)
             .map_err(|e| crate::Error::Other(e.to_string()))?;
         let len = bytes.len();
-        put_weights(&self.session, &self.key, bytes)?;
+        let congestion = match last {
+            true => Congestion::Wait,
+            false => Congestion::Drop,
+        };
+        put_weights(&self.session, &self.key, bytes, congestion)?;
         Ok(len)
     }
 }
 
-/// Puts a weights message (safetensors) on `key`. Zenoh drops a put under congestion by
-/// default; weights are few and each one matters, so this one waits for room instead, at low
-/// priority so that it never delays the live view's frames on the same session.
-fn put_weights(session: &zenoh::Session, key: &str, bytes: Vec<u8>) -> crate::Result<()> {
+/// What a weights put does when the link is congested.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Congestion {
+    /// Dropped (Zenoh's default for a put): a device's periodic share, replaced by the next.
+    Drop,
+    /// Waits for room: the fleet's merge and a device's final share, which nothing replaces.
+    /// (Zenoh closes a link that stays full for its `wait_before_close`, 5 s by default, so
+    /// only these few puts wait.)
+    Wait,
+}
+
+/// Puts a weights message (safetensors) on `key`, at low priority so that it never delays the
+/// live view's frames on the same session.
+fn put_weights(
+    session: &zenoh::Session,
+    key: &str,
+    bytes: Vec<u8>,
+    congestion: Congestion,
+) -> crate::Result<()> {
+    let congestion = match congestion {
+        Congestion::Drop => zenoh::qos::CongestionControl::Drop,
+        Congestion::Wait => zenoh::qos::CongestionControl::Block,
+    };
     session
         .put(key, bytes)
         .encoding(zenoh::bytes::Encoding::APPLICATION_OCTET_STREAM.with_schema("safetensors"))
-        .congestion_control(zenoh::qos::CongestionControl::Block)
+        .congestion_control(congestion)
         .priority(zenoh::qos::Priority::DataLow)
         .wait()
         .map_err(|e| crate::Error::Other(format!("zenoh put {key}: {e}")))
@@ -335,7 +360,7 @@ pub fn run_fleet(options: &FleetOptions) -> crate::Result<FleetReport> {
             merge_round(options, (&base, &report.base), &devices, base_abs_rel, number)?;
         if round.republished {
             *newest_merge.lock().unwrap_or_else(|p| p.into_inner()) = Some(bytes.clone());
-            put_weights(&session, &merged_key, bytes)?;
+            put_weights(&session, &merged_key, bytes, Congestion::Wait)?;
             tracing::info!(
                 "fleet: round {} merged {:?}, republished on {merged_key}",
                 round.round,

@@ -334,6 +334,9 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
                 std::thread::Builder::new()
                     .name("adapt".into())
                     .spawn(move || -> crate::Result<AdaptStats> {
+                        // Ended, failed or panicked: it wants no more CPU, so the live path
+                        // never yields to it again.
+                        let _ended = pulse.ended_on_drop();
                         let result = run_at_lowest_priority(priority, || {
                             let adapter =
                                 build_adapter(&model, arch, &adapt_options, default_device())?;
@@ -352,9 +355,6 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
                                 shared_scale,
                             )
                         });
-                        // Ended or failed: it wants no more CPU, so the live path never yields
-                        // to it again.
-                        pulse.waiting();
                         if let Err(e) = &result {
                             // Shown at once, not when the source ends (possibly hours later).
                             tracing::error!("adapt: FAILED: {e}");

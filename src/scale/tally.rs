@@ -9,8 +9,11 @@ use std::collections::BTreeMap;
 /// Width of a median bin in ln(scale): 0.1 %.
 const BIN: f64 = 0.001;
 
-/// Bin of scales that have no logarithm (zero, negative, not finite).
+/// Bin of scales below every logarithm (zero, negative).
 const NO_LOG: i64 = i64::MIN;
+
+/// Bin of scales above every logarithm (+infinity, NaN), which sort last as before.
+const ABOVE_ALL: i64 = i64::MAX;
 
 /// See the module docs.
 #[derive(Clone, Debug, Default)]
@@ -45,9 +48,10 @@ impl ScaleTally {
         let delta = scale - self.mean;
         self.mean += delta / self.count as f64;
         self.m2 += delta * (scale - self.mean);
-        let bin = match scale > 0.0 && scale.is_finite() {
-            true => (scale.ln() / BIN).round() as i64,
-            false => NO_LOG,
+        let bin = match scale {
+            s if s > 0.0 && s.is_finite() => (s.ln() / BIN).round() as i64,
+            s if s <= 0.0 => NO_LOG,
+            _ => ABOVE_ALL,
         };
         *self.bins.entry(bin).or_insert(0) += 1;
     }
@@ -62,6 +66,7 @@ impl ScaleTally {
             if seen > rank {
                 return match bin {
                     NO_LOG => 0.0,
+                    ABOVE_ALL => f64::INFINITY,
                     _ => (bin as f64 * BIN).exp(),
                 };
             }
@@ -126,6 +131,12 @@ mod tests {
             tally.push(&estimate(s, None));
         }
         assert_eq!(tally.summary(MetricScale::None).scale_median, 0.0);
+        // Infinite and NaN scales sort above every other, as a sorted list has them.
+        let mut above = ScaleTally::new();
+        for s in [f64::INFINITY, f64::NAN, 2.0] {
+            above.push(&estimate(s, None));
+        }
+        assert_eq!(above.summary(MetricScale::None).scale_median, f64::INFINITY);
         // A day of frames at 30 fps keeps a handful of bins, not 2.6 million scales.
         let mut long = ScaleTally::new();
         for i in 0..2_592_000u64 {
