@@ -146,8 +146,8 @@ impl StarvationGuard {
     /// How long to yield after a forward pass that took `forward`, at `now`; counts the time
     /// and the spells.
     pub fn yield_after(&mut self, forward: Duration, now: Instant) -> Duration {
-        let starving = self.share > 0.0 && self.pulse.starved_for(now) >= self.starving_after;
-        if !starving {
+        let starved = self.pulse.starved_for(now);
+        if self.share <= 0.0 || starved < self.starving_after {
             self.in_spell = false;
             return Duration::ZERO;
         }
@@ -158,7 +158,7 @@ impl StarvationGuard {
                 "adapt: nothing done for {:.0} s while the live path kept the CPU; the depth \
                  stage now yields {:.0}% of its time until the adapter steps \
                  (--adapt-min-share {})",
-                self.pulse.starved_for(now).as_secs_f64(),
+                starved.as_secs_f64(),
                 100.0 * self.share,
                 self.share
             );

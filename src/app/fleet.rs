@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use zenoh::Wait;
+use zenoh::qos::CongestionControl;
 
 /// How often a device shares its adapted weights at most.
 pub const SHARE_EVERY: Duration = Duration::from_secs(10);
@@ -108,8 +109,9 @@ impl FleetShare {
         }
     }
 
-    /// Puts the weights; `last` (the final share) waits for room under congestion, a periodic
-    /// share is dropped instead (the next one replaces it).
+    /// Puts the weights. Under congestion the final share (`last`), which nothing replaces,
+    /// waits for room; a periodic share is dropped (Zenoh's default for a put), since the next
+    /// one replaces it and Zenoh closes a link that stays full for 5 s while a put waits.
     fn share(&self, adapter: &Adapter, steps: u64, last: bool) -> crate::Result<usize> {
         let student = adapter.student();
         let arch = student.arch().name();
@@ -121,23 +123,12 @@ impl FleetShare {
             .map_err(|e| crate::Error::Other(e.to_string()))?;
         let len = bytes.len();
         let congestion = match last {
-            true => Congestion::Wait,
-            false => Congestion::Drop,
+            true => CongestionControl::Block,
+            false => CongestionControl::Drop,
         };
         put_weights(&self.session, &self.key, bytes, congestion)?;
         Ok(len)
     }
-}
-
-/// What a weights put does when the link is congested.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Congestion {
-    /// Dropped (Zenoh's default for a put): a device's periodic share, replaced by the next.
-    Drop,
-    /// Waits for room: the fleet's merge and a device's final share, which nothing replaces.
-    /// (Zenoh closes a link that stays full for its `wait_before_close`, 5 s by default, so
-    /// only these few puts wait.)
-    Wait,
 }
 
 /// Puts a weights message (safetensors) on `key`, at low priority so that it never delays the
@@ -146,12 +137,8 @@ fn put_weights(
     session: &zenoh::Session,
     key: &str,
     bytes: Vec<u8>,
-    congestion: Congestion,
+    congestion: CongestionControl,
 ) -> crate::Result<()> {
-    let congestion = match congestion {
-        Congestion::Drop => zenoh::qos::CongestionControl::Drop,
-        Congestion::Wait => zenoh::qos::CongestionControl::Block,
-    };
     session
         .put(key, bytes)
         .encoding(zenoh::bytes::Encoding::APPLICATION_OCTET_STREAM.with_schema("safetensors"))
@@ -360,7 +347,8 @@ pub fn run_fleet(options: &FleetOptions) -> crate::Result<FleetReport> {
             merge_round(options, (&base, &report.base), &devices, base_abs_rel, number)?;
         if round.republished {
             *newest_merge.lock().unwrap_or_else(|p| p.into_inner()) = Some(bytes.clone());
-            put_weights(&session, &merged_key, bytes, Congestion::Wait)?;
+            // Nothing replaces a merge: under congestion it waits for room.
+            put_weights(&session, &merged_key, bytes, CongestionControl::Block)?;
             tracing::info!(
                 "fleet: round {} merged {:?}, republished on {merged_key}",
                 round.round,

@@ -19,7 +19,8 @@ pub struct DepthFrame {
 }
 
 /// Work done between frames on the depth stage's thread (e.g. installing adapted weights and
-/// offering frames to the adapter); it must never wait.
+/// offering frames to the adapter); it never waits on other work, and sleeps only to yield the
+/// CPU to an adapter that starves (`app::adapt_share`).
 pub trait FrameHook: Send {
     /// Before the frame's forward pass; true when new weights went live.
     fn before_frame(&mut self, engine: &mut LiveDepthEngine) -> Result<bool, StageError>;
