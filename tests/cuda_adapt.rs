@@ -272,4 +272,51 @@ mod gpu {
             assert!((f32::from(byte) - value).abs() <= 1.0, "byte {i}: {byte} vs {value}");
         }
     }
+
+    /// `livedepth train` on a GPU runs the self-supervised loss on our CUDA kernels (the
+    /// adapter's backend) and its first step's loss matches the CPU loss's on the same networks.
+    #[test]
+    fn train_on_cuda_runs_the_fused_loss_and_matches_the_cpu_loss() {
+        use livedepth::train::TrainSidecar;
+        let _torch = torch_exclusive();
+        if !livedepth::engine::torch_cuda_available() {
+            eprintln!("SKIP: libtorch sees no CUDA device; `train` runs the CUDA loss on a GPU");
+            return;
+        }
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let drive = super::common::rendered_drive(tmp.path(), 8, 23);
+        let dataset = format!("kitti:{}", drive.display());
+        let run = |backend: &str| -> TrainSidecar {
+            let out = tmp.path().join(backend);
+            let output = std::process::Command::new(env!("CARGO_BIN_EXE_livedepth"))
+                .args(["train", "--dataset", &dataset, "--out"])
+                .arg(&out)
+                .args(["--width", "64", "--height", "32", "--batch-size", "2", "--epochs", "1"])
+                .args(["--max-steps", "3", "--seed", "11", "--quiet"])
+                .env("LIVEDEPTH_ADAPT_LOSS", backend)
+                .output()
+                .expect("the livedepth binary runs");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(output.status.success(), "train with the {backend} loss failed: {stderr}");
+            TrainSidecar::read(&out).expect("the sidecar")
+        };
+        let (cpu, cuda) = (run("cpu"), run("cuda"));
+        assert_eq!(cpu.loss_backend, Some(LossBackendKind::Cpu));
+        assert_eq!(cuda.loss_backend, Some(LossBackendKind::Cuda));
+        for sidecar in [&cpu, &cuda] {
+            assert_eq!((sidecar.steps, sidecar.rejected_steps), (3, 0), "{sidecar:?}");
+            assert!(sidecar.final_losses.total.is_finite(), "{sidecar:?}");
+        }
+        // The first step (same seed, same fresh networks on the GPU): the same loss.
+        let (c, g) = (&cpu.first_losses, &cuda.first_losses);
+        eprintln!(
+            "first step, CPU loss vs CUDA loss: photometric {} / {}, smoothness {} / {}",
+            c.photometric, g.photometric, c.smoothness, g.smoothness
+        );
+        assert!((c.photometric - g.photometric).abs() <= 1e-3 * c.photometric.abs(), "{c:?} {g:?}");
+        assert!(
+            (c.smoothness - g.smoothness).abs() <= 1e-3 * c.smoothness.abs() + 1e-6,
+            "{c:?} {g:?}"
+        );
+    }
 }

@@ -6,6 +6,7 @@
 
 mod common;
 
+use livedepth::adapt::loss_backend::LossBackendKind;
 use livedepth::app::eval::{EvalOptions, evaluate};
 use livedepth::model::network::{DepthNetwork, PoseNetwork};
 use livedepth::model::{Arch, PoseArch};
@@ -84,6 +85,10 @@ fn a_few_steps_lower_the_loss_and_write_loadable_weights_with_a_sidecar() {
     assert_eq!(read.pose_arch, "rtmonodepth-s-pose");
     assert_eq!((read.width, read.height), (64, 32));
     assert_eq!(read.seed, 11);
+    // The loss ran where the adapter's would: our CUDA kernels on a GPU, else the CPU loss.
+    let on_gpu = cfg!(feature = "cuda") && livedepth::engine::torch_cuda_available();
+    let backend = if on_gpu { LossBackendKind::Cuda } else { LossBackendKind::Cpu };
+    assert_eq!(read.loss_backend, Some(backend));
     assert_eq!(read.command, "livedepth train (test)");
     assert_eq!(read.datasets.len(), 1);
     assert_eq!(read.datasets[0].frames, 12);
@@ -181,6 +186,20 @@ fn the_cli_rejects_bad_flags_naming_them() {
     assert!(err.contains("--batch-size"), "{err}");
     let err = run(&["--dataset", "kitti:/nonexistent", "--out", out_dir]);
     assert!(err.contains("/nonexistent"), "{err}");
+    // Asking for the CUDA loss where the networks run on the CPU names the variable and why.
+    if !livedepth::engine::torch_cuda_available() {
+        let drive = render(&tmp.path().join("drive"), 6, 64, 32, 3);
+        let dataset = format!("kitti:{}", drive.display());
+        let out = std::process::Command::new(exe)
+            .args(["train", "--dataset", &dataset, "--out", out_dir, "--width", "64"])
+            .args(["--height", "32", "--max-steps", "1", "--quiet"])
+            .env("LIVEDEPTH_ADAPT_LOSS", "cuda")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "train with LIVEDEPTH_ADAPT_LOSS=cuda on the CPU ran");
+        assert!(err.contains("LIVEDEPTH_ADAPT_LOSS") && err.contains("cuda"), "{err}");
+    }
 }
 
 /// The committed base model against an untrained network of the same architecture on a drive

@@ -15,17 +15,15 @@
 
 use super::AdaptError;
 use super::step::StepOutcome;
-use super::triplet::Triplet;
 use crate::loss::LossConfig;
-use serde::Serialize;
-use std::sync::Arc;
+use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 /// Environment variable overriding the loss backend: `cpu`, `cuda` or `auto` (the default).
 pub const LOSS_BACKEND_ENV: &str = "LIVEDEPTH_ADAPT_LOSS";
 
 /// Which loss implementation a step runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LossBackendKind {
     /// Our CPU loss on host copies of the network outputs.
@@ -205,8 +203,8 @@ pub struct DeviceBatch<'a> {
     /// Pose outputs for the pairs (prev, target) × B then (target, next) × B, 3 values each.
     pub rot: &'a Tensor,
     pub trans: &'a Tensor,
-    /// The batch's triplets (for their intrinsics).
-    pub triplets: &'a [Arc<Triplet>],
+    /// Each sample's intrinsics (fx, fy, cx, cy) at the network input size.
+    pub intrinsics: &'a [[f32; 4]],
     /// Teacher disparity at scale 0 [B, 1, H, W] and the consistency threshold, when the
     /// multi-view distillation mask is on.
     pub multiview: Option<(&'a Tensor, f32)>,

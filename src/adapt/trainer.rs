@@ -387,6 +387,7 @@ impl Adapter {
         let attempt = self.stats.steps + self.stats.rejected + self.stats.skipped_stationary;
         let (norm_mean, norm_std) = self.student.arch().normalisation();
         // CUDA backend: the loss runs on the device tensors, the host loop below is skipped.
+        let intrinsics: Vec<[f32; 4]> = batch.iter().map(|t| t.intrinsics).collect();
         let device_terms = self.backend.device_terms(&DeviceBatch {
             x_target: &x_target,
             x_prev: &x_prev,
@@ -395,7 +396,7 @@ impl Adapter {
             disps: &disps,
             rot: &rot,
             trans: &trans,
-            triplets: batch,
+            intrinsics: &intrinsics,
             multiview: teacher_disp
                 .as_ref()
                 .filter(|_| distill.multiview_mask)

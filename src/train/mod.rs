@@ -16,7 +16,10 @@
 //!   axis-angle and the translation in metres (`pose_supervised_weight`).
 //!
 //! As in Monodepth2 the networks see the colour-jittered images while the photometric loss
-//! compares the un-jittered ones. Weights are written as safetensors (depth and pose) with a
+//! compares the un-jittered ones. The self-supervised loss runs where the adapter's would
+//! ([`LossBackend::new`]): our CPU loss on host copies, or our fused CUDA kernels on the device
+//! tensors when the networks are on a GPU (`LIVEDEPTH_ADAPT_LOSS` overrides it, and the
+//! sidecar records which one ran). Weights are written as safetensors (depth and pose) with a
 //! JSON sidecar ([`TrainSidecar`]) atomically, every `checkpoint_every` steps, at the end and
 //! on Ctrl-C.
 
@@ -25,7 +28,10 @@ mod samples;
 pub mod saved_set;
 mod sidecar;
 use crate::adapt::host_batch::{HostGradients, HostOutputs, stack_planar};
+use crate::adapt::loss_backend::{DeviceBatch, LossBackend, LossBackendKind};
+use crate::adapt::pose_refine::Refinement;
 use crate::adapt::step::{self, Adam, TripletForward, select_variables};
+use crate::adapt::{AdaptError, StepOutcome};
 use crate::loss::{LossConfig, LossError, LossInputs, SelfSupervisedLoss, target_pyramid};
 use crate::model::network::{DepthNetwork, PoseNetwork};
 use crate::model::{ModelError, PoseArch};
@@ -69,6 +75,9 @@ pub enum TrainError {
     Model(#[from] ModelError),
     #[error(transparent)]
     Loss(#[from] LossError),
+    /// Choosing or running the loss backend (names `LIVEDEPTH_ADAPT_LOSS` when it is at fault).
+    #[error(transparent)]
+    LossBackend(#[from] AdaptError),
     #[error("libtorch: {0}")]
     Torch(String),
 }
@@ -96,14 +105,24 @@ struct Trainer<'a> {
     depth_opt: Adam,
     pose_opt: Adam,
     loss: SelfSupervisedLoss,
+    /// Where the self-supervised loss runs: [`SelfSupervisedLoss`] on host copies, or our CUDA
+    /// kernels on the device tensors.
+    backend: LossBackend,
+    /// Steps tried so far: the CUDA loss's tie-break noise stream.
+    attempts: u64,
     /// This run's id, part of every save's generation.
     run_id: String,
 }
+
+/// A batch's self-supervised loss: (surrogate to backward, mean photometric, mean smoothness),
+/// or why the step is rejected.
+type SelfSupervised = Result<(Tensor, f64, f64), String>;
 
 impl Trainer<'_> {
     /// One step on `batch`; the gradients are cleared afterwards whatever the verdict.
     fn step(&mut self, batch: &[Prepared]) -> Result<StepResult, TrainError> {
         let result = self.step_terms(batch);
+        self.attempts += 1;
         self.depth_opt.zero_grad();
         self.pose_opt.zero_grad();
         result
@@ -122,39 +141,20 @@ impl Trainer<'_> {
         let mut objective = Tensor::f_zeros([], (Kind::Float, device))?;
 
         if o.self_supervised_weight > 0.0 {
-            let host = HostOutputs::copy(&disps, &rot, &trans, b, w, h)?;
-            let mut grads = HostGradients::zeros_like(&host);
-            let inv_b = 1.0 / b as f32;
-            for (i, sample) in batch.iter().enumerate() {
-                let pyramid = target_pyramid(&sample.clean[1], w, h, disps.len());
-                let pyramid_refs: Vec<&[f32]> = pyramid.iter().map(Vec::as_slice).collect();
-                let disp_refs = host.sample_disparities(i);
-                let poses = host.sample_poses(i);
-                let sources: [&[f32]; 2] = [&sample.clean[0], &sample.clean[2]];
-                let inputs = LossInputs {
-                    width: w,
-                    height: h,
-                    target: &sample.clean[1],
-                    sources: &sources,
-                    disparities: &disp_refs,
-                    target_pyramid: &pyramid_refs,
-                    poses: &poses,
-                    intrinsics: sample.intrinsics,
-                    tie_break_noise: None,
-                };
-                let out = match step::sample_loss(&mut self.loss, &inputs)? {
-                    Ok(out) => out,
-                    Err(reason) => return Ok(StepResult::Rejected(reason)),
-                };
-                parts.photometric += f64::from(out.photometric) / b as f64;
-                parts.smoothness += f64::from(out.smoothness) / b as f64;
-                grads.set_sample(i, out, inv_b);
-            }
-            if !grads.all_finite() {
-                return Ok(StepResult::Rejected("non-finite loss gradient".into()));
-            }
-            // Surrogate whose gradient is the self-supervised loss gradient.
-            let surrogate = grads.surrogate(&disps, &rot, &trans)?;
+            let outcome = match self.backend.kind() {
+                LossBackendKind::Cpu => {
+                    self.self_supervised_on_host(batch, &disps, &rot, &trans)?
+                }
+                LossBackendKind::Cuda => {
+                    self.self_supervised_on_device(batch, &disps, &rot, &trans)?
+                }
+            };
+            let (surrogate, photometric, smoothness) = match outcome {
+                Ok(terms) => terms,
+                Err(reason) => return Ok(StepResult::Rejected(reason)),
+            };
+            parts.photometric = photometric;
+            parts.smoothness = smoothness;
             objective += surrogate * o.self_supervised_weight;
             parts.total += o.self_supervised_weight * (parts.photometric + parts.smoothness);
         }
@@ -215,6 +215,103 @@ impl Trainer<'_> {
         match step::apply(&objective, &mut [&mut self.depth_opt, &mut self.pose_opt])? {
             Some(reason) => Ok(StepResult::Rejected(reason)),
             None => Ok(StepResult::Done(parts)),
+        }
+    }
+
+    /// The self-supervised loss with [`SelfSupervisedLoss`] on host copies of the outputs, one
+    /// sample at a time (the un-jittered images as the photometric targets).
+    fn self_supervised_on_host(
+        &mut self,
+        batch: &[Prepared],
+        disps: &[Tensor],
+        rot: &Tensor,
+        trans: &Tensor,
+    ) -> Result<SelfSupervised, TrainError> {
+        let (w, h) = (self.options.width as usize, self.options.height as usize);
+        let b = batch.len();
+        let host = HostOutputs::copy(disps, rot, trans, b, w, h)?;
+        let mut grads = HostGradients::zeros_like(&host);
+        let inv_b = 1.0 / b as f32;
+        let (mut photometric, mut smoothness) = (0.0, 0.0);
+        for (i, sample) in batch.iter().enumerate() {
+            let pyramid = target_pyramid(&sample.clean[1], w, h, disps.len());
+            let pyramid_refs: Vec<&[f32]> = pyramid.iter().map(Vec::as_slice).collect();
+            let disp_refs = host.sample_disparities(i);
+            let poses = host.sample_poses(i);
+            let sources: [&[f32]; 2] = [&sample.clean[0], &sample.clean[2]];
+            let inputs = LossInputs {
+                width: w,
+                height: h,
+                target: &sample.clean[1],
+                sources: &sources,
+                disparities: &disp_refs,
+                target_pyramid: &pyramid_refs,
+                poses: &poses,
+                intrinsics: sample.intrinsics,
+                tie_break_noise: None,
+            };
+            let out = match step::sample_loss(&mut self.loss, &inputs)? {
+                Ok(out) => out,
+                Err(reason) => return Ok(Err(reason)),
+            };
+            photometric += f64::from(out.photometric) / b as f64;
+            smoothness += f64::from(out.smoothness) / b as f64;
+            grads.set_sample(i, out, inv_b);
+        }
+        if !grads.all_finite() {
+            return Ok(Err("non-finite loss gradient".into()));
+        }
+        // Surrogate whose gradient is the self-supervised loss gradient.
+        let surrogate = grads.surrogate(disps, rot, trans)?;
+        Ok(Ok((surrogate, photometric, smoothness)))
+    }
+
+    /// The self-supervised loss with our fused CUDA kernels on the device tensors: the loss the
+    /// adapter runs on a GPU, with no pose refinement, no distillation and no stationary skip
+    /// (training has none of them), and one small read to the host per step.
+    fn self_supervised_on_device(
+        &mut self,
+        batch: &[Prepared],
+        disps: &[Tensor],
+        rot: &Tensor,
+        trans: &Tensor,
+    ) -> Result<SelfSupervised, TrainError> {
+        let (w, h) = (self.options.width as usize, self.options.height as usize);
+        // The kernels compare the un-jittered images, normalised as the network inputs are.
+        let clean = |k: usize| {
+            let images: Vec<&[f32]> = batch.iter().map(|p| &p.clean[k][..]).collect();
+            step::normalised(&self.depth, &images, w, h)
+        };
+        let (x_prev, x_target, x_next) = (clean(0)?, clean(1)?, clean(2)?);
+        let intrinsics: Vec<[f32; 4]> = batch.iter().map(|p| p.intrinsics).collect();
+        let (mean, std) = self.depth.arch().normalisation();
+        let terms = self.backend.device_terms(&DeviceBatch {
+            x_target: &x_target,
+            x_prev: &x_prev,
+            x_next: &x_next,
+            normalisation: (mean[0], std[0]),
+            disps,
+            rot,
+            trans,
+            intrinsics: &intrinsics,
+            multiview: None,
+            attempt: self.attempts,
+            // Never stationary: a masked fraction above 1 and a translation below 0 never occur.
+            stationary_masked_fraction: f32::INFINITY,
+            stationary_translation: 0.0,
+            pose_refinement: Refinement { iterations: 0, mirrored_start: false },
+            measure_live_length: false,
+        })?;
+        let Some(terms) = terms else {
+            return Err(AdaptError::Cuda("the CUDA loss backend computed no terms".into()).into());
+        };
+        match terms.verdict {
+            Some(StepOutcome::Rejected(reason)) => Ok(Err(reason)),
+            Some(other) => Ok(Err(format!("the CUDA loss decided {other:?}"))),
+            None => {
+                let b = batch.len() as f64;
+                Ok(Ok((terms.surrogate, terms.sums.1 / b, terms.sums.2 / b)))
+            }
         }
     }
 
@@ -295,6 +392,8 @@ pub fn train(options: &TrainOptions) -> Result<TrainSidecar, TrainError> {
         depth_opt,
         pose_opt,
         loss: SelfSupervisedLoss::new(loss_config),
+        backend: LossBackend::new(device, &loss_config)?,
+        attempts: 0,
         run_id: saved_set::new_run_id(),
     };
 
@@ -324,6 +423,7 @@ pub fn train(options: &TrainOptions) -> Result<TrainSidecar, TrainError> {
         supervised_weight: options.supervised_weight,
         pose_supervised_weight: options.pose_supervised_weight,
         loss: options.loss,
+        loss_backend: Some(trainer.backend.kind()),
         augmentation: options.augmentation,
         first_losses: LossParts::default(),
         final_losses: LossParts::default(),

@@ -2,6 +2,7 @@
 //! datasets used and the final loss parts) and [`TrainedModel`], which opens such a folder.
 
 use super::{Augmentation, SIDECAR_FILE, SIDECAR_FORMAT, TrainError, saved_set};
+use crate::adapt::loss_backend::LossBackendKind;
 use crate::loss::LossConfig;
 use crate::model::Arch;
 use serde::{Deserialize, Serialize};
@@ -76,6 +77,10 @@ pub struct TrainSidecar {
     /// Absent in folders written before it existed.
     #[serde(default)]
     pub generation: Option<String>,
+    /// Where the self-supervised loss ran (`cpu` or `cuda`); absent in folders written before
+    /// it was recorded.
+    #[serde(default)]
+    pub loss_backend: Option<LossBackendKind>,
 }
 
 impl TrainSidecar {

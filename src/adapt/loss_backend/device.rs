@@ -190,10 +190,10 @@ impl DeviceLoss {
             return Err(AdaptError::Frame(format!("target batch shape {size:?}")));
         };
         let (hw, bu) = ((w * h) as usize, b as usize);
-        if batch.triplets.len() != bu {
+        if batch.intrinsics.len() != bu {
             return Err(AdaptError::Frame(format!(
-                "{} triplets for a batch of {b} network inputs",
-                batch.triplets.len()
+                "{} intrinsics for a batch of {b} network inputs",
+                batch.intrinsics.len()
             )));
         }
         let (mean, std) = (f64::from(batch.normalisation.0), f64::from(batch.normalisation.1));
@@ -226,7 +226,7 @@ impl DeviceLoss {
                 Tensor::f_cat(&[rot.f_narrow(0, j, 1)?, trans.f_narrow(0, j, 1)?], 1)
             };
             let network_poses = Tensor::f_cat(&[pose_row(i)?, pose_row(b + i)?], 0)?;
-            let intrinsics = batch.triplets[i as usize].intrinsics;
+            let intrinsics = batch.intrinsics[i as usize];
             // With refinement the loss sees the refined poses (constants), and the pose
             // network is pulled toward them: the gradient of ½‖r − r*‖² + ½‖t − t*‖² / m²
             // (m the median depth), as the CPU path's pose targets.
