@@ -277,7 +277,7 @@ mod gpu {
     /// adapter's backend) and its first step's loss matches the CPU loss's on the same networks.
     #[test]
     fn train_on_cuda_runs_the_fused_loss_and_matches_the_cpu_loss() {
-        use livedepth::train::TrainSidecar;
+        use livedepth::train::{TrainOptions, TrainSidecar, train};
         let _torch = torch_exclusive();
         if !livedepth::engine::torch_cuda_available() {
             eprintln!("SKIP: libtorch sees no CUDA device; `train` runs the CUDA loss on a GPU");
@@ -285,22 +285,23 @@ mod gpu {
         }
         let tmp = tempfile::tempdir().expect("temp dir");
         let drive = super::common::rendered_drive(tmp.path(), 8, 23);
-        let dataset = format!("kitti:{}", drive.display());
-        let run = |backend: &str| -> TrainSidecar {
-            let out = tmp.path().join(backend);
-            let output = std::process::Command::new(env!("CARGO_BIN_EXE_livedepth"))
-                .args(["train", "--dataset", &dataset, "--out"])
-                .arg(&out)
-                .args(["--width", "64", "--height", "32", "--batch-size", "2", "--epochs", "1"])
-                .args(["--max-steps", "3", "--seed", "11", "--quiet"])
-                .env("LIVEDEPTH_ADAPT_LOSS", backend)
-                .output()
-                .expect("the livedepth binary runs");
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            assert!(output.status.success(), "train with the {backend} loss failed: {stderr}");
-            TrainSidecar::read(&out).expect("the sidecar")
+        let run = |backend: LossBackendKind| -> TrainSidecar {
+            let options = TrainOptions {
+                datasets: vec![format!("kitti:{}", drive.display())],
+                out: tmp.path().join(backend.name()),
+                width: 64,
+                height: 32,
+                epochs: 1,
+                batch_size: 2,
+                max_steps: Some(3),
+                seed: 11,
+                progress: false,
+                loss_backend: Some(backend),
+                ..TrainOptions::default()
+            };
+            train(&options).unwrap_or_else(|e| panic!("train with the {backend} loss: {e}"))
         };
-        let (cpu, cuda) = (run("cpu"), run("cuda"));
+        let (cpu, cuda) = (run(LossBackendKind::Cpu), run(LossBackendKind::Cuda));
         assert_eq!(cpu.loss_backend, Some(LossBackendKind::Cpu));
         assert_eq!(cuda.loss_backend, Some(LossBackendKind::Cuda));
         for sidecar in [&cpu, &cuda] {

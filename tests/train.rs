@@ -161,6 +161,21 @@ fn bad_options_and_files_give_typed_errors_naming_them() {
     .unwrap_err();
     assert!(matches!(err, TrainError::Data { .. }), "{err:?}");
     assert!(err.to_string().contains("no triplet"), "{err}");
+    // The CUDA loss asked for where the networks run on the CPU: an error naming why.
+    if !livedepth::engine::torch_cuda_available() {
+        let data = render(&tmp.path().join("six"), 6, 64, 32, 1);
+        let err = train(&TrainOptions {
+            datasets: vec![format!("kitti:{}", data.display())],
+            width: 64,
+            height: 32,
+            max_steps: Some(1),
+            loss_backend: Some(LossBackendKind::Cuda),
+            ..base.clone()
+        })
+        .unwrap_err();
+        assert!(matches!(err, TrainError::LossBackend(_)), "{err:?}");
+        assert!(err.to_string().contains("cuda"), "{err}");
+    }
     // A corrupt sidecar names the file.
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join(SIDECAR_FILE), b"{ not json").unwrap();

@@ -94,7 +94,17 @@ impl LossBackend {
     /// [`LOSS_BACKEND_ENV`]). `config` must already be validated.
     pub fn new(device: Device, config: &LossConfig) -> Result<Self, AdaptError> {
         let request = std::env::var(LOSS_BACKEND_ENV).ok();
-        match choose_loss_backend(device, cfg!(feature = "cuda"), request.as_deref())? {
+        Self::requested(device, config, request.as_deref())
+    }
+
+    /// The backend `request` names (`cpu`, `cuda`, `auto`; None is `auto`), as
+    /// [`choose_loss_backend`] decides it for a student on `device`.
+    pub fn requested(
+        device: Device,
+        config: &LossConfig,
+        request: Option<&str>,
+    ) -> Result<Self, AdaptError> {
+        match choose_loss_backend(device, cfg!(feature = "cuda"), request)? {
             LossBackendKind::Cpu => Ok(LossBackend::Cpu),
             LossBackendKind::Cuda => Self::cuda(device, config),
         }

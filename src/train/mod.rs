@@ -18,8 +18,8 @@
 //! As in Monodepth2 the networks see the colour-jittered images while the photometric loss
 //! compares the un-jittered ones. The self-supervised loss runs where the adapter's would
 //! ([`LossBackend::new`]): our CPU loss on host copies, or our fused CUDA kernels on the device
-//! tensors when the networks are on a GPU (`LIVEDEPTH_ADAPT_LOSS` overrides it, and the
-//! sidecar records which one ran). Weights are written as safetensors (depth and pose) with a
+//! tensors when the networks are on a GPU (`LIVEDEPTH_ADAPT_LOSS` or
+//! [`TrainOptions::loss_backend`] overrides it, and the sidecar records which one ran). Weights are written as safetensors (depth and pose) with a
 //! JSON sidecar ([`TrainSidecar`]) atomically, every `checkpoint_every` steps, at the end and
 //! on Ctrl-C.
 
@@ -392,7 +392,10 @@ pub fn train(options: &TrainOptions) -> Result<TrainSidecar, TrainError> {
         depth_opt,
         pose_opt,
         loss: SelfSupervisedLoss::new(loss_config),
-        backend: LossBackend::new(device, &loss_config)?,
+        backend: match options.loss_backend {
+            Some(kind) => LossBackend::requested(device, &loss_config, Some(kind.name()))?,
+            None => LossBackend::new(device, &loss_config)?,
+        },
         attempts: 0,
         run_id: saved_set::new_run_id(),
     };

@@ -2,6 +2,7 @@
 //! weights) with [`Augmentation`], and their validation, which names the flag at fault.
 
 use super::{TrainError, flag};
+use crate::adapt::loss_backend::LossBackendKind;
 use crate::loss::LossConfig;
 use crate::model::{Arch, check_input_size};
 use serde::{Deserialize, Serialize};
@@ -65,6 +66,9 @@ pub struct TrainOptions {
     pub log_every: usize,
     /// Stop (and save) on Ctrl-C.
     pub stop_on_ctrl_c: bool,
+    /// Where the self-supervised loss runs; None chooses as `--adapt` does (the
+    /// `LIVEDEPTH_ADAPT_LOSS` variable, else the CUDA kernels when the networks are on a GPU).
+    pub loss_backend: Option<LossBackendKind>,
     /// libtorch intra-op threads (1 avoids spin-wait contention on a busy small CPU).
     pub threads: usize,
     /// The command line, recorded in the sidecar.
@@ -97,6 +101,7 @@ impl Default for TrainOptions {
             progress: true,
             log_every: 0,
             stop_on_ctrl_c: false,
+            loss_backend: None,
             threads: 1,
             command: String::new(),
         }
