@@ -115,8 +115,8 @@ struct Trainer<'a> {
 }
 
 /// A batch's self-supervised loss: (surrogate to backward, mean photometric, mean smoothness),
-/// or why the step is rejected.
-type SelfSupervised = Result<(Tensor, f64, f64), String>;
+/// or (inner error) why the step is rejected.
+type SelfSupervised = Result<Result<(Tensor, f64, f64), String>, TrainError>;
 
 impl Trainer<'_> {
     /// One step on `batch`; the gradients are cleared afterwards whatever the verdict.
@@ -135,19 +135,15 @@ impl Trainer<'_> {
         let device = self.depth.device();
         let pick = |k: usize| -> Vec<&[f32]> { batch.iter().map(|p| &p.jittered[k][..]).collect() };
         let images = [&pick(0)[..], &pick(1)[..], &pick(2)[..]];
-        let TripletForward { disps, rot, trans, .. } =
-            step::forward(&self.depth, &self.pose, images, w, h, true)?;
+        let forward = step::forward(&self.depth, &self.pose, images, w, h, true)?;
+        let TripletForward { disps, rot, trans, .. } = &forward;
         let mut parts = LossParts::default();
         let mut objective = Tensor::f_zeros([], (Kind::Float, device))?;
 
         if o.self_supervised_weight > 0.0 {
             let outcome = match self.backend.kind() {
-                LossBackendKind::Cpu => {
-                    self.self_supervised_on_host(batch, &disps, &rot, &trans)?
-                }
-                LossBackendKind::Cuda => {
-                    self.self_supervised_on_device(batch, &disps, &rot, &trans)?
-                }
+                LossBackendKind::Cpu => self.host_loss(batch, &forward)?,
+                LossBackendKind::Cuda => self.device_loss(batch, &forward)?,
             };
             let (surrogate, photometric, smoothness) = match outcome {
                 Ok(terms) => terms,
@@ -166,7 +162,7 @@ impl Trainer<'_> {
             let gt = depth.clamp(f64::from(o.loss.min_depth), f64::from(o.loss.max_depth));
             let log_gt = gt.log();
             let mut si_total = Tensor::f_zeros([], (Kind::Float, device))?;
-            for d in &disps {
+            for d in disps {
                 let d = if d.size()[2] as usize == h {
                     d.shallow_clone()
                 } else {
@@ -201,8 +197,8 @@ impl Trainer<'_> {
             let gt_trans =
                 Tensor::f_from_slice(&gt_trans)?.f_reshape(trans.size())?.f_to_device(device)?;
             // Rotations are small angles (radians): weight them like centimetres of motion.
-            let l1 = (&rot - gt_rot).abs().mean(Kind::Float) * 10.0
-                + (&trans - gt_trans).abs().mean(Kind::Float);
+            let l1 = (rot - gt_rot).abs().mean(Kind::Float) * 10.0
+                + (trans - gt_trans).abs().mean(Kind::Float);
             let value = l1.double_value(&[]);
             if !value.is_finite() {
                 return Ok(StepResult::Rejected("non-finite supervised pose loss".into()));
@@ -220,13 +216,8 @@ impl Trainer<'_> {
 
     /// The self-supervised loss with [`SelfSupervisedLoss`] on host copies of the outputs, one
     /// sample at a time (the un-jittered images as the photometric targets).
-    fn self_supervised_on_host(
-        &mut self,
-        batch: &[Prepared],
-        disps: &[Tensor],
-        rot: &Tensor,
-        trans: &Tensor,
-    ) -> Result<SelfSupervised, TrainError> {
+    fn host_loss(&mut self, batch: &[Prepared], out: &TripletForward) -> SelfSupervised {
+        let (disps, rot, trans) = (&out.disps, &out.rot, &out.trans);
         let (w, h) = (self.options.width as usize, self.options.height as usize);
         let b = batch.len();
         let host = HostOutputs::copy(disps, rot, trans, b, w, h)?;
@@ -269,13 +260,8 @@ impl Trainer<'_> {
     /// The self-supervised loss with our fused CUDA kernels on the device tensors: the loss the
     /// adapter runs on a GPU, with no pose refinement, no distillation and no stationary skip
     /// (training has none of them), and one small read to the host per step.
-    fn self_supervised_on_device(
-        &mut self,
-        batch: &[Prepared],
-        disps: &[Tensor],
-        rot: &Tensor,
-        trans: &Tensor,
-    ) -> Result<SelfSupervised, TrainError> {
+    fn device_loss(&mut self, batch: &[Prepared], out: &TripletForward) -> SelfSupervised {
+        let (disps, rot, trans) = (&out.disps, &out.rot, &out.trans);
         let (w, h) = (self.options.width as usize, self.options.height as usize);
         // The kernels compare the un-jittered images, normalised as the network inputs are.
         let clean = |k: usize| {
