@@ -17,16 +17,17 @@ demo: setup
 # libnvinfer, both at run time); GPU and TensorRT tests skip without them, saying why.
 FEATURES ?= cuda,tensorrt
 
-# The second clippy is the deployment build: no `bench` feature (the kernels' CPU twins, the kernel
-# benchmarks and `livedepth bench` are test and benchmark code), so the product compiles alone.
+# The tests, the first clippy and the aarch64 check turn on `bench` (the kernels' CPU twins, the
+# kernel benchmarks and `livedepth bench`: test and benchmark code, off by default); the second
+# clippy is the deployment build without it, so the product compiles alone.
 # The aarch64 check builds everything for a Jetson (CUDA 12.6 API, `jetpack6`) without linking:
 # pkg-config may answer from the x86-64 .pc files, since a check links nothing.
 test: setup
 	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets --features $(FEATURES) -- -D warnings
+	$(CARGO) clippy --all-targets --features bench,$(FEATURES) -- -D warnings
 	$(CARGO) clippy --all-targets --no-default-features --features torch,onnxruntime,$(FEATURES) -- -D warnings
-	PKG_CONFIG_ALLOW_CROSS=1 $(CARGO) check --target aarch64-unknown-linux-gnu --all-targets --features jetpack6,tensorrt
-	$(CARGO) test --features $(FEATURES)
+	PKG_CONFIG_ALLOW_CROSS=1 $(CARGO) check --target aarch64-unknown-linux-gnu --all-targets --features bench,jetpack6,tensorrt
+	$(CARGO) test --features bench,$(FEATURES)
 
 fmt:
 	$(CARGO) fmt
@@ -40,7 +41,7 @@ jetson: setup
 # compares GPU and CPU and says so where there is no GPU).
 BENCHES ?= infer loss live-adapt recording adapt
 bench: setup
-	$(CARGO) build --release
+	$(CARGO) build --release --features bench
 	@set -e; for b in $(BENCHES); do echo "== livedepth bench $$b"; target/release/livedepth bench $$b; done
 
 # Our own base model (see docs/adapt.md): renders BASE_DRIVES synthetic car drives (fixed seeds,

@@ -51,13 +51,13 @@ SHARED_SRC=${LIVEDEPTH_SHARED:-$ROOT/../shared}
 pack() {
   command -v cargo >/dev/null || { echo "gpu_check --pack: cargo is not installed here; pack on the build machine" >&2; exit 1; }
   rm -rf "$PACK" && mkdir -p "$PACK/bin" "$PACK/lib" "$PACK/shared"
-  echo "== building the release CLI with --features cuda,tensorrt"
-  cargo build --release --features cuda,tensorrt || exit 1
+  echo "== building the release CLI with --features bench,cuda,tensorrt"
+  cargo build --release --features bench,cuda,tensorrt || exit 1
   strip -o "$PACK/bin/livedepth" target/release/livedepth
   echo "== building the GPU test binaries"
   local args=() t
   for t in "${GPU_TESTS[@]}"; do args+=(--test "$t"); done
-  cargo test --features cuda,tensorrt --no-run --message-format=json "${args[@]}" >"$PACK/build.json" || exit 1
+  cargo test --features bench,cuda,tensorrt --no-run --message-format=json "${args[@]}" >"$PACK/build.json" || exit 1
   python3 - "$PACK" "${GPU_TESTS[@]}" <<'EOF' || exit 1
 import json, subprocess, sys
 pack, wanted = sys.argv[1], set(sys.argv[2:])

@@ -120,7 +120,7 @@ done
 # --- the cross build -------------------------------------------------------------------------
 # First the x86-64 peer of the comparisons, from the same sources (a no-op when up to date), with
 # the host's libtorch: the exports below point LIBTORCH at the aarch64 one.
-cargo build --release
+cargo build --release --features bench
 export LIBTORCH=$A64/torch LIBTORCH_CXX11_ABI=1
 export PKG_CONFIG_ALLOW_CROSS=1
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
@@ -130,9 +130,9 @@ RPATH_LINK="$A64/torch/lib:$CUDART_DIR:$A64/stub:/usr/lib/aarch64-linux-gnu"
 # time where a driver is present); its CUDA libraries (cuDNN, cuBLAS, ...) are not unpacked here, so
 # the linker must not insist on resolving its symbols.
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-L $LINKDIR -C link-arg=-Wl,-rpath-link,$RPATH_LINK -C link-arg=-Wl,--allow-shlib-undefined"
-log "cargo build --release --target $TARGET --features jetpack6,tensorrt"
+log "cargo build --release --target $TARGET --features bench,jetpack6,tensorrt"
 build_start=$(date +%s)
-cargo build --release --target "$TARGET" --features jetpack6,tensorrt
+cargo build --release --target "$TARGET" --features bench,jetpack6,tensorrt
 build_secs=$(( $(date +%s) - build_start ))
 BIN=target/$TARGET/release/livedepth
 X86=target/release/livedepth
@@ -229,7 +229,7 @@ no_driver() {
 step no_cuda "bench loss --device cuda says there is no CUDA driver" no_driver
 
 {
-  echo "aarch64 release build (--features jetpack6,tensorrt): ${build_secs} s; suite under qemu-aarch64 on $(uname -m):"
+  echo "aarch64 release build (--features bench,jetpack6,tensorrt): ${build_secs} s; suite under qemu-aarch64 on $(uname -m):"
   echo
   echo "| step | checks | wall time | result |"
   echo "|---|---|---|---|"

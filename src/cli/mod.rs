@@ -51,6 +51,9 @@ pub enum Command {
     /// `live-adapt`, `recording`); left out of a build without the `bench` feature.
     #[cfg(all(feature = "torch", feature = "bench"))]
     Bench(bench::Args),
+    /// Benchmarks: not in this build, which was made without the `bench` feature.
+    #[cfg(not(all(feature = "torch", feature = "bench")))]
+    Bench(NoBench),
     /// Train the depth and pose networks offline over datasets (self-supervised, optionally
     /// with supervised depth and pose where ground truth exists).
     #[cfg(feature = "torch")]
@@ -62,6 +65,22 @@ pub enum Command {
     /// merge on a held-out replay and republish it.
     #[cfg(feature = "torch")]
     Fleet(fleet::Args),
+}
+
+/// What `livedepth bench` says in a build without the benchmarks.
+#[cfg(not(all(feature = "torch", feature = "bench")))]
+const NO_BENCH: &str = "livedepth bench: this binary was built without the `bench` feature \
+    (benchmarks and the kernels' CPU twins are test code, left out of the product by default); \
+    build it with `cargo build --release --features bench` (add `cuda` for the GPU benchmarks) \
+    or run `make bench`";
+
+/// The arguments of `livedepth bench` in a build without the benchmarks: taken whatever they
+/// are, so that the answer is [`NO_BENCH`] rather than a parse error.
+#[cfg(not(all(feature = "torch", feature = "bench")))]
+#[derive(clap::Args, Debug)]
+pub struct NoBench {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    _args: Vec<String>,
 }
 
 pub fn dispatch(cli: Cli) -> livedepth::Result<()> {
@@ -77,6 +96,8 @@ pub fn dispatch(cli: Cli) -> livedepth::Result<()> {
         Command::Eval(args) => eval::run(args),
         #[cfg(all(feature = "torch", feature = "bench"))]
         Command::Bench(args) => bench::run(args),
+        #[cfg(not(all(feature = "torch", feature = "bench")))]
+        Command::Bench(_) => Err(livedepth::Error::Other(NO_BENCH.into())),
         #[cfg(feature = "torch")]
         Command::Train(args) => train::run(args),
         #[cfg(feature = "torch")]
