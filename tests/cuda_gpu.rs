@@ -1,7 +1,7 @@
 //! GPU tests: every kernel against its CPU twin on random and real inputs (preprocessing of
 //! RGB / RGBA / NV12 frames, upsampling and its adjoint, the fused loss forward and backward
 //! including ties and out-of-image warps). Each test prints SKIP and returns when no CUDA driver
-//! or device is present. Run with `cargo test --features cuda --test cuda_gpu`.
+//! or device is present. Run with `cargo test --features bench,cuda --test cuda_gpu`.
 #![cfg(feature = "cuda")]
 
 mod common;

@@ -6,7 +6,7 @@
 
 mod common;
 
-use livedepth::adapt::loss_backend::LossBackendKind;
+use livedepth::adapt::loss_backend::{LossBackendKind, choose_loss_backend};
 use livedepth::app::eval::{EvalOptions, evaluate};
 use livedepth::model::network::{DepthNetwork, PoseNetwork};
 use livedepth::model::{Arch, PoseArch};
@@ -85,10 +85,12 @@ fn a_few_steps_lower_the_loss_and_write_loadable_weights_with_a_sidecar() {
     assert_eq!(read.pose_arch, "rtmonodepth-s-pose");
     assert_eq!((read.width, read.height), (64, 32));
     assert_eq!(read.seed, 11);
-    // The loss ran where the adapter's would: our CUDA kernels on a GPU, else the CPU loss.
-    let on_gpu = cfg!(feature = "cuda") && livedepth::engine::torch_cuda_available();
-    let backend = if on_gpu { LossBackendKind::Cuda } else { LossBackendKind::Cpu };
-    assert_eq!(read.loss_backend, Some(backend));
+    // The loss ran where the adapter's would: our CUDA kernels on a GPU, else the CPU loss
+    // (or what LIVEDEPTH_ADAPT_LOSS asks for).
+    let request = std::env::var(livedepth::adapt::loss_backend::LOSS_BACKEND_ENV).ok();
+    let device = livedepth::engine::default_device();
+    let backend = choose_loss_backend(device, cfg!(feature = "cuda"), request.as_deref());
+    assert_eq!(read.loss_backend, Some(backend.expect("a backend this machine runs")));
     assert_eq!(read.command, "livedepth train (test)");
     assert_eq!(read.datasets.len(), 1);
     assert_eq!(read.datasets[0].frames, 12);
@@ -173,8 +175,21 @@ fn bad_options_and_files_give_typed_errors_naming_them() {
             ..base.clone()
         })
         .unwrap_err();
-        assert!(matches!(err, TrainError::LossBackend(_)), "{err:?}");
+        assert!(matches!(err, TrainError::Flag { flag: "loss_backend", .. }), "{err:?}");
         assert!(err.to_string().contains("cuda"), "{err}");
+        // With the loss off, nothing asks for a backend: supervised-only training runs.
+        let sidecar = train(&TrainOptions {
+            datasets: vec![format!("kitti:{}", data.display())],
+            width: 64,
+            height: 32,
+            max_steps: Some(1),
+            self_supervised_weight: 0.0,
+            supervised_weight: 1.0,
+            loss_backend: Some(LossBackendKind::Cuda),
+            ..base.clone()
+        })
+        .expect("supervised-only training needs no loss backend");
+        assert_eq!(sidecar.loss_backend, None);
     }
     // A corrupt sidecar names the file.
     std::fs::create_dir_all(&out).unwrap();

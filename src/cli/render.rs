@@ -31,7 +31,8 @@ pub struct Args {
     /// Seed of the scene and trajectory [default: 0].
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Camera trajectory: car or drone [default: car].
+    /// Camera trajectory: car, drone or orbit (circling a point on the road at 3 m while facing
+    /// it, at 0.5 m/s unless --speed says otherwise) [default: car].
     #[arg(long)]
     pub trajectory: Option<TrajectoryKind>,
     /// Number of independently moving vehicles [default: 0].
@@ -43,7 +44,7 @@ pub struct Args {
     /// Supersampling factor per axis, K x K samples per pixel [default: 2].
     #[arg(long)]
     pub supersample: Option<u32>,
-    /// Speed along the road in metres per second [default: 8].
+    /// Speed along the road (along the circle for an orbit) in metres per second [default: 8].
     #[arg(long, allow_negative_numbers = true)]
     pub speed: Option<f64>,
     /// Also encode the frames to this mp4 (H.264 through GStreamer) at the drive's fps.
@@ -70,6 +71,13 @@ impl Args {
         config.trajectory = self.trajectory.unwrap_or(config.trajectory);
         config.supersample = self.supersample.unwrap_or(config.supersample);
         config.speed_mps = self.speed.unwrap_or(config.speed_mps);
+        // The car's 8 m/s would take an orbit round its 3 m circle in 2.4 s.
+        if self.speed.is_none()
+            && self.config.is_none()
+            && config.trajectory == TrajectoryKind::Orbit
+        {
+            config.speed_mps = livedepth::synth::ORBIT_WALKING_SPEED_MPS;
+        }
         config.stops |= self.stops;
         config.scene.moving_objects = self.moving_objects.unwrap_or(config.scene.moving_objects);
         Ok(config)

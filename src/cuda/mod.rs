@@ -3,7 +3,7 @@
 //!
 //! - [`sources`] embeds the kernel sources; [`frame_format`] describes what the preprocessing
 //!   kernel takes and [`loss_contract`] what the loss kernels accept (both checked on the host).
-//! - With the `bench` feature (on by default; off in a deployment build), `twin` holds the CPU
+//! - With the `bench` feature (off by default, so not in a deployment build), `twin` holds the CPU
 //!   twin of every kernel, which mirrors its per-pixel indexing and arithmetic: the GPU parity
 //!   tests compare the kernels with it and the benchmarks measure it as a peer. It is test and
 //!   benchmark code, so the product leaves it out.

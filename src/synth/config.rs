@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
 /// How the camera moves through the scene.
+/// The narrowest road an orbit fits on: its circle (3 m, swaying 0.2 m) and a margin.
+const ORBIT_MIN_ROAD_HALF_WIDTH_M: f64 = 3.5;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TrajectoryKind {
@@ -14,6 +17,11 @@ pub enum TrajectoryKind {
     Car,
     /// A drone flying above the road at varying altitude, with yaw and lateral motion.
     Drone,
+    /// A camera about 1.5 m up circling a point on the road at 3 m while looking at it (someone
+    /// walking around an object, an inspection orbit): sideways motion with a matching turn,
+    /// where a reversed translation plus a compensating rotation explains the images almost as
+    /// well. `speed_mps` is the speed along the circle (a walking pace is 0.5).
+    Orbit,
 }
 
 impl FromStr for TrajectoryKind {
@@ -23,7 +31,10 @@ impl FromStr for TrajectoryKind {
         match s.to_ascii_lowercase().as_str() {
             "car" => Ok(Self::Car),
             "drone" => Ok(Self::Drone),
-            other => Err(format!("unknown trajectory `{other}`: expected `car` or `drone`")),
+            "orbit" => Ok(Self::Orbit),
+            other => {
+                Err(format!("unknown trajectory `{other}`: expected `car`, `drone` or `orbit`"))
+            }
         }
     }
 }
@@ -33,6 +44,7 @@ impl std::fmt::Display for TrajectoryKind {
         f.write_str(match self {
             Self::Car => "car",
             Self::Drone => "drone",
+            Self::Orbit => "orbit",
         })
     }
 }
@@ -208,6 +220,23 @@ impl RenderConfig {
             )?;
             check_finite_in("intrinsics.cx", k.cx, |_| true, "a finite principal point in pixels")?;
             check_finite_in("intrinsics.cy", k.cy, |_| true, "a finite principal point in pixels")?;
+        }
+        if self.trajectory == TrajectoryKind::Orbit {
+            // The circle stays on the asphalt, where nothing stands, only when nothing drives.
+            if self.scene.moving_objects > 0 {
+                return Err(invalid(
+                    "scene.moving_objects",
+                    "0 for the orbit trajectory (vehicles would drive through the camera)",
+                    self.scene.moving_objects,
+                ));
+            }
+            if self.scene.road_half_width_m < ORBIT_MIN_ROAD_HALF_WIDTH_M {
+                return Err(invalid(
+                    "scene.road_half_width_m",
+                    "at least 3.5 m for the orbit trajectory (its circle must stay on the road)",
+                    self.scene.road_half_width_m,
+                ));
+            }
         }
         let total_m = self.frames as f64 / self.fps * self.speed_mps;
         if total_m > 200_000.0 {

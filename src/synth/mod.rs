@@ -1,7 +1,7 @@
 //! Synthetic drives with exact ground truth: a CPU ray caster (rayon over rows) renders a
 //! procedurally textured street — road with lane markings, sidewalks, grass and gravel,
 //! building facades, walls, boxes, lamp posts, trees and optionally moving vehicles — seen
-//! from a car or drone trajectory, with exact z-depth and camera-to-world poses.
+//! from a car, drone or orbit trajectory, with exact z-depth and camera-to-world poses.
 //!
 //! Entry points: [`RenderConfig`] → [`Renderer::new`] → [`Renderer::render_frame`] (one
 //! [`RenderedFrame`] at a time, e.g. for an encoder), [`SyntheticSource`] (a frame
@@ -31,7 +31,9 @@ pub use geometry::{OrientedBox, SurfaceHit, VerticalCylinder};
 pub use render::{RenderedFrame, Renderer, ViewOptions, render_view};
 pub use scene::{Lighting, Material, MovingObject, Road, Scene, SceneObject, Shape};
 pub use source::SyntheticSource;
-pub use trajectory::{CAR_CAMERA_HEIGHT_M, camera_rotation};
+pub use trajectory::{
+    CAR_CAMERA_HEIGHT_M, ORBIT_RADIUS_M, ORBIT_WALKING_SPEED_MPS, camera_rotation,
+};
 
 use std::path::PathBuf;
 

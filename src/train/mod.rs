@@ -19,9 +19,10 @@
 //! compares the un-jittered ones. The self-supervised loss runs where the adapter's would
 //! ([`LossBackend::new`]): our CPU loss on host copies, or our fused CUDA kernels on the device
 //! tensors when the networks are on a GPU (`LIVEDEPTH_ADAPT_LOSS` or
-//! [`TrainOptions::loss_backend`] overrides it, and the sidecar records which one ran). Weights are written as safetensors (depth and pose) with a
-//! JSON sidecar ([`TrainSidecar`]) atomically, every `checkpoint_every` steps, at the end and
-//! on Ctrl-C.
+//! [`TrainOptions::loss_backend`] overrides it, and the sidecar records which one ran).
+//!
+//! Weights are written as safetensors (depth and pose) with a JSON sidecar ([`TrainSidecar`])
+//! atomically, every `checkpoint_every` steps, at the end and on Ctrl-C.
 
 mod options;
 mod samples;
@@ -378,10 +379,7 @@ pub fn train(options: &TrainOptions) -> Result<TrainSidecar, TrainError> {
         depth_opt,
         pose_opt,
         loss: SelfSupervisedLoss::new(loss_config),
-        backend: match options.loss_backend {
-            Some(kind) => LossBackend::requested(device, &loss_config, Some(kind.name()))?,
-            None => LossBackend::new(device, &loss_config)?,
-        },
+        backend: loss_backend(options, device, &loss_config)?,
         attempts: 0,
         run_id: saved_set::new_run_id(),
     };
@@ -412,7 +410,7 @@ pub fn train(options: &TrainOptions) -> Result<TrainSidecar, TrainError> {
         supervised_weight: options.supervised_weight,
         pose_supervised_weight: options.pose_supervised_weight,
         loss: options.loss,
-        loss_backend: Some(trainer.backend.kind()),
+        loss_backend: (options.self_supervised_weight > 0.0).then(|| trainer.backend.kind()),
         augmentation: options.augmentation,
         first_losses: LossParts::default(),
         final_losses: LossParts::default(),
@@ -531,6 +529,29 @@ pub fn train(options: &TrainOptions) -> Result<TrainSidecar, TrainError> {
 /// default (uniform ±1/√fan_in) shrinks the signal about six-fold per layer, so a deep network
 /// without normalisation (RT-MonoDepth-S has none) starts with a constant output and learns
 /// structure very slowly.
+/// Where the self-supervised loss runs: as `--adapt` chooses, or as
+/// [`TrainOptions::loss_backend`] asks (an error naming that option where it cannot run);
+/// the CPU (nothing to set up) when the loss is off.
+fn loss_backend(
+    options: &TrainOptions,
+    device: tch::Device,
+    config: &LossConfig,
+) -> Result<LossBackend, TrainError> {
+    if options.self_supervised_weight <= 0.0 {
+        return Ok(LossBackend::Cpu);
+    }
+    match options.loss_backend {
+        None => Ok(LossBackend::new(device, config)?),
+        Some(kind) => LossBackend::requested(device, config, Some(kind.name())).map_err(|e| {
+            flag(
+                "loss_backend",
+                "a loss backend this build and machine can run",
+                format!("{kind}: {e}"),
+            )
+        }),
+    }
+}
+
 fn kaiming_init(vs: &nn::VarStore) -> Result<(), TrainError> {
     let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));

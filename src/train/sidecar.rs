@@ -77,8 +77,8 @@ pub struct TrainSidecar {
     /// Absent in folders written before it existed.
     #[serde(default)]
     pub generation: Option<String>,
-    /// Where the self-supervised loss ran (`cpu` or `cuda`); absent in folders written before
-    /// it was recorded.
+    /// Where the self-supervised loss ran (`cpu` or `cuda`); absent when it was off, and in
+    /// folders written before it was recorded.
     #[serde(default)]
     pub loss_backend: Option<LossBackendKind>,
 }
