@@ -18,6 +18,10 @@
 # up to 12 instead of 6), fixed-k6 (k = 6 always, the default before session 10), no-distill, no-replay, no-forgetting-guard, and
 # anchor-R (the forgetting guard's anchor pull set to R instead of 0.2), steps-S (S adaptation
 # steps per frame instead of 1).
+# Sets: dev, val, and orbit: a rendered street circled at 3 m by a hand-held camera
+# (scripts/orbit_450.json, 450 frames at 30 fps with kitchen-like intrinsics, rendered into
+# OUT/orbit on first use), the sideways-with-a-turn motion under which the pose turns around;
+# settings may be tuned on it, it shares no frame with val.
 # The summary (OUT/summary.md) has, per run and seed: abs_rel on the acceptance window
 # (dev 200-299, val 400-549) for frozen / adapted / served, abs_rel per 50-frame window, the
 # worst 50-frame window after the first 50 relative to frozen, and KITTI tiny after.
@@ -45,6 +49,12 @@ for path in "$DATA/kitchen" "$DATA/kitchen_val" "$DATA/kitti_tiny" "$MODEL"; do
 done
 if [ "$BIN" = target/release/livedepth ]; then cargo build --release --quiet; fi
 mkdir -p "$OUT"
+case " $SETS " in
+    *" orbit "*)
+        if [ ! -f "$OUT/orbit/render.json" ]; then
+            "$BIN" render --config scripts/orbit_450.json --out "$OUT/orbit" --quiet > /dev/null
+        fi ;;
+esac
 
 flags_of() {
     case "$1" in
@@ -69,6 +79,7 @@ dataset_of() {
     case "$1" in
         dev) echo "kitchen:$DATA/kitchen" ;;
         val) echo "kitchen:$DATA/kitchen_val" ;;
+        orbit) echo "kitti:$OUT/orbit" ;;
         *) echo "unknown set $1" >&2; exit 1 ;;
     esac
 }

@@ -11,9 +11,10 @@ import math
 import os
 import sys
 
-# Acceptance windows, as positions in each run: dev = kitchen 200-299, val = kitchen_val 400-549.
-WINDOWS = {"dev": (200, 300), "val": (100, 250)}
-FIRST_FRAME = {"dev": 0, "val": 300}
+# Acceptance windows, as positions in each run: dev = kitchen 200-299, val = kitchen_val 400-549,
+# orbit = the rendered orbit's last 200 frames (250-449).
+WINDOWS = {"dev": (200, 300), "val": (100, 250), "orbit": (250, 450)}
+FIRST_FRAME = {"dev": 0, "val": 300, "orbit": 0}
 
 
 def mean(values):
@@ -66,7 +67,13 @@ def main(out):
         print(f"| {run} | {set_name} | {seed[1:]} | {f:.3f} | {ad:.3f} ({pct(ad, f)}) | "
               f"**{sv:.3f}** ({pct(sv, f)}) | {', '.join(windows)} | {100 * worst:+.0f} % | "
               f"{kitti:.3f} ({pct(kitti, start)}) |")
-        if run == "default":
+        if run == "default" and set_name == "orbit":
+            # No gain is asked of the orbit (the KITTI model already does well on a street);
+            # never worse is asked of every sequence.
+            verdicts.append(f"orbit seed {seed[1:]}: served {sv:.3f} vs frozen {f:.3f} "
+                            f"({pct(sv, f)}), worst window {100 * worst:+.0f} % (goal <= +5 %): "
+                            f"{'PASS' if worst <= 0.05 else 'FAIL'}")
+        elif run == "default":
             goal = 0.70 if set_name == "dev" else 0.75
             kitti_known = kitti == kitti and start == start
             ok = sv <= goal * f and (set_name == "dev" or sv <= 0.32) and worst <= 0.05 \
