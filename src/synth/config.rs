@@ -7,9 +7,6 @@ use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
 /// How the camera moves through the scene.
-/// The narrowest road an orbit fits on: its circle (3 m, swaying 0.2 m) and a margin.
-const ORBIT_MIN_ROAD_HALF_WIDTH_M: f64 = 3.5;
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TrajectoryKind {
@@ -230,7 +227,7 @@ impl RenderConfig {
                     self.scene.moving_objects,
                 ));
             }
-            if self.scene.road_half_width_m < ORBIT_MIN_ROAD_HALF_WIDTH_M {
+            if self.scene.road_half_width_m < super::trajectory::ORBIT_MIN_ROAD_HALF_WIDTH_M {
                 return Err(invalid(
                     "scene.road_half_width_m",
                     "at least 3.5 m for the orbit trajectory (its circle must stay on the road)",

@@ -14,9 +14,13 @@ use std::f64::consts::{PI, TAU};
 pub const START_ARC_LENGTH_M: f64 = 40.0;
 /// Height of the car camera above the road, metres.
 pub const CAR_CAMERA_HEIGHT_M: f64 = 1.6;
-/// Radius of the orbit, metres: with its sway (0.2 m) the camera stays on the asphalt (half
-/// width 3.5 m by default), clear of the lamp posts and boxes on the sidewalks.
+/// Radius of the orbit, metres: with its sway the camera stays on the asphalt (half width
+/// 3.5 m by default), clear of the lamp posts and boxes on the sidewalks.
 pub const ORBIT_RADIUS_M: f64 = 3.0;
+/// How far the hand-held orbit's radius sways either way, metres.
+const ORBIT_SWAY_M: f64 = 0.2;
+/// The narrowest road an orbit fits on: its circle, its sway and a margin (3.5 m).
+pub(crate) const ORBIT_MIN_ROAD_HALF_WIDTH_M: f64 = ORBIT_RADIUS_M + ORBIT_SWAY_M + 0.3;
 /// Arc length of the orbit's centre on the road's centre line, metres: far enough along that
 /// the street behind the camera reaches the far clip (255 m at most; the scene starts 60 m
 /// before the road's start).
@@ -159,7 +163,7 @@ fn orbit_pose(road: &Road, circled: f64, t: f64, phases: &[f64; 6]) -> Isometry3
     let (centre, road_heading) = road.point(ORBIT_CENTRE_ARC_LENGTH_M, 0.0);
     let angle = road_heading - 0.5 * PI + circled / ORBIT_RADIUS_M;
     let wave = |period: f64, phase: usize| (TAU * t / period + phases[phase]).sin();
-    let radius = ORBIT_RADIUS_M + 0.2 * wave(6.0, 0);
+    let radius = ORBIT_RADIUS_M + ORBIT_SWAY_M * wave(6.0, 0);
     let position = centre + radius * Vector2::new(angle.cos(), angle.sin());
     let yaw = angle + PI + 3f64.to_radians() * wave(4.0, 2);
     let pitch = -(12f64.to_radians()) + 2f64.to_radians() * wave(3.1, 3);

@@ -107,8 +107,8 @@ struct Trainer<'a> {
     pose_opt: Adam,
     loss: SelfSupervisedLoss,
     /// Where the self-supervised loss runs: [`SelfSupervisedLoss`] on host copies, or our CUDA
-    /// kernels on the device tensors.
-    backend: LossBackend,
+    /// kernels on the device tensors; None when it is off.
+    backend: Option<LossBackend>,
     /// Steps tried so far: the CUDA loss's tie-break noise stream.
     attempts: u64,
     /// This run's id, part of every save's generation.
@@ -141,8 +141,8 @@ impl Trainer<'_> {
         let mut parts = LossParts::default();
         let mut objective = Tensor::f_zeros([], (Kind::Float, device))?;
 
-        if o.self_supervised_weight > 0.0 {
-            let outcome = match self.backend.kind() {
+        if let Some(kind) = self.backend.as_ref().map(LossBackend::kind) {
+            let outcome = match kind {
                 LossBackendKind::Cpu => self.host_loss(batch, &forward)?,
                 LossBackendKind::Cuda => self.device_loss(batch, &forward)?,
             };
@@ -264,19 +264,22 @@ impl Trainer<'_> {
     fn device_loss(&mut self, batch: &[Prepared], out: &TripletForward) -> SelfSupervised {
         let (disps, rot, trans) = (&out.disps, &out.rot, &out.trans);
         let (w, h) = (self.options.width as usize, self.options.height as usize);
-        // The kernels compare the un-jittered images, normalised as the network inputs are.
+        // The kernels compare the un-jittered images, as they are: normalisation (0, 1).
+        let device = self.depth.device();
         let clean = |k: usize| {
             let images: Vec<&[f32]> = batch.iter().map(|p| &p.clean[k][..]).collect();
-            step::normalised(&self.depth, &images, w, h)
+            stack_planar(&images, 3, w, h, device)
         };
         let (x_prev, x_target, x_next) = (clean(0)?, clean(1)?, clean(2)?);
         let intrinsics: Vec<[f32; 4]> = batch.iter().map(|p| p.intrinsics).collect();
-        let (mean, std) = self.depth.arch().normalisation();
-        let terms = self.backend.device_terms(&DeviceBatch {
+        let Some(backend) = self.backend.as_mut() else {
+            return Err(AdaptError::Cuda("the CUDA loss backend is not set up".into()).into());
+        };
+        let terms = backend.device_terms(&DeviceBatch {
             x_target: &x_target,
             x_prev: &x_prev,
             x_next: &x_next,
-            normalisation: (mean[0], std[0]),
+            normalisation: (0.0, 1.0),
             disps,
             rot,
             trans,
@@ -410,7 +413,7 @@ pub fn train(options: &TrainOptions) -> Result<TrainSidecar, TrainError> {
         supervised_weight: options.supervised_weight,
         pose_supervised_weight: options.pose_supervised_weight,
         loss: options.loss,
-        loss_backend: (options.self_supervised_weight > 0.0).then(|| trainer.backend.kind()),
+        loss_backend: trainer.backend.as_ref().map(LossBackend::kind),
         augmentation: options.augmentation,
         first_losses: LossParts::default(),
         final_losses: LossParts::default(),
@@ -524,34 +527,35 @@ pub fn train(options: &TrainOptions) -> Result<TrainSidecar, TrainError> {
     Ok(sidecar)
 }
 
-/// Re-initialises a fresh network for training from scratch: convolution weights N(0, 2/fan_in)
-/// (He et al.), biases 0, drawn in name order so that one seed gives one network. PyTorch's
-/// default (uniform ±1/√fan_in) shrinks the signal about six-fold per layer, so a deep network
-/// without normalisation (RT-MonoDepth-S has none) starts with a constant output and learns
-/// structure very slowly.
 /// Where the self-supervised loss runs: as `--adapt` chooses, or as
 /// [`TrainOptions::loss_backend`] asks (an error naming that option where it cannot run);
-/// the CPU (nothing to set up) when the loss is off.
+/// nowhere (None, nothing set up) when the loss is off.
 fn loss_backend(
     options: &TrainOptions,
     device: tch::Device,
     config: &LossConfig,
-) -> Result<LossBackend, TrainError> {
+) -> Result<Option<LossBackend>, TrainError> {
     if options.self_supervised_weight <= 0.0 {
-        return Ok(LossBackend::Cpu);
+        return Ok(None);
     }
-    match options.loss_backend {
-        None => Ok(LossBackend::new(device, config)?),
+    let backend = match options.loss_backend {
+        None => LossBackend::new(device, config)?,
         Some(kind) => LossBackend::requested(device, config, Some(kind.name())).map_err(|e| {
             flag(
                 "loss_backend",
                 "a loss backend this build and machine can run",
                 format!("{kind}: {e}"),
             )
-        }),
-    }
+        })?,
+    };
+    Ok(Some(backend))
 }
 
+/// Re-initialises a fresh network for training from scratch: convolution weights N(0, 2/fan_in)
+/// (He et al.), biases 0, drawn in name order so that one seed gives one network. PyTorch's
+/// default (uniform ±1/√fan_in) shrinks the signal about six-fold per layer, so a deep network
+/// without normalisation (RT-MonoDepth-S has none) starts with a constant output and learns
+/// structure very slowly.
 fn kaiming_init(vs: &nn::VarStore) -> Result<(), TrainError> {
     let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
