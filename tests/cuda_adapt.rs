@@ -96,6 +96,17 @@ mod gpu {
     const W: usize = 96;
     const H: usize = 64;
 
+    /// The torch lock, or None (after printing SKIP and why `needs` was not run) where libtorch
+    /// sees no CUDA device.
+    fn gpu_exclusive(needs: &str) -> Option<std::sync::MutexGuard<'static, ()>> {
+        let torch = torch_exclusive();
+        if !livedepth::engine::torch_cuda_available() {
+            eprintln!("SKIP: libtorch sees no CUDA device; {needs}");
+            return None;
+        }
+        Some(torch)
+    }
+
     fn texture(shift: f32) -> Vec<f32> {
         super::common::texture(W, H, shift)
     }
@@ -130,11 +141,9 @@ mod gpu {
     /// Two adaptation steps on the CPU and on CUDA from the same weights, with
     /// `pose_refine_iterations` of test-time pose refinement (0: off).
     fn compare_cpu_and_cuda_steps(pose_refine_iterations: usize) {
-        let _torch = torch_exclusive();
-        if !livedepth::engine::torch_cuda_available() {
-            eprintln!("SKIP: libtorch sees no CUDA device; the CUDA adaptation step needs a GPU");
+        let Some(_torch) = gpu_exclusive("the CUDA adaptation step needs a GPU") else {
             return;
-        }
+        };
         let mut config = AdaptConfig { seed: 7, pose_refine_iterations, ..AdaptConfig::default() };
         config.stationary_masked_fraction = 1.0;
         config.stationary_translation = 0.0;
@@ -192,11 +201,9 @@ mod gpu {
     #[test]
     fn a_seed_gives_the_same_start_weights_on_cuda_as_on_the_cpu() {
         use livedepth::app::adapt::{AdaptOptions, build_adapter};
-        let _torch = torch_exclusive();
-        if !livedepth::engine::torch_cuda_available() {
-            eprintln!("SKIP: libtorch sees no CUDA device; this compares CPU and CUDA adapters");
+        let Some(_torch) = gpu_exclusive("this compares CPU and CUDA adapters") else {
             return;
-        }
+        };
         let Some(model) = super::common::shared("models/rtmonodepth_s/m_640x192") else {
             return;
         };
@@ -231,13 +238,9 @@ mod gpu {
         use livedepth::cuda::{Normalization, PackedFrame, PixelFormat, Resize};
         use livedepth::frame::RgbImage;
         use livedepth::stages::gpu_preprocess::GpuPreprocess;
-        let _torch = torch_exclusive();
-        if !livedepth::engine::torch_cuda_available() {
-            eprintln!(
-                "SKIP: libtorch sees no CUDA device; the live CUDA preprocessing needs a GPU"
-            );
+        let Some(_torch) = gpu_exclusive("the live CUDA preprocessing needs a GPU") else {
             return;
-        }
+        };
         let (src_w, src_h, w, h) = (200usize, 90usize, 96usize, 64usize);
         let mut image = RgbImage::new(src_w as u32, src_h as u32);
         for (i, v) in image.data.iter_mut().enumerate() {
@@ -278,11 +281,9 @@ mod gpu {
     #[test]
     fn train_on_cuda_runs_the_fused_loss_and_matches_the_cpu_loss() {
         use livedepth::train::{TrainOptions, TrainSidecar, train};
-        let _torch = torch_exclusive();
-        if !livedepth::engine::torch_cuda_available() {
-            eprintln!("SKIP: libtorch sees no CUDA device; `train` runs the CUDA loss on a GPU");
+        let Some(_torch) = gpu_exclusive("`train` runs the CUDA loss on a GPU") else {
             return;
-        }
+        };
         let tmp = tempfile::tempdir().expect("temp dir");
         let drive = super::common::rendered_drive(tmp.path(), 8, 23);
         let run = |backend: LossBackendKind| -> TrainSidecar {
