@@ -36,6 +36,7 @@ const COLUMNS: &[&str] = &[
     "win_fraction",
     "changed_ratio",
     "deviation",
+    "log_depth_correlation",
     "parallax_px",
     "gt_parallax_px",
     "gt_translation_mm",
@@ -99,7 +100,7 @@ impl AdaptDiagnostics {
         });
         let fresh = stats.fresh;
         let is_new = stats.fresh.k > 0 && self.last_fresh != Some(fresh.target_index);
-        let mut fresh_columns = [f64::NAN; 20];
+        let mut fresh_columns = [f64::NAN; 21];
         if is_new {
             self.last_fresh = Some(fresh.target_index);
             fresh_columns = self.fresh_columns(stats);
@@ -123,7 +124,7 @@ impl AdaptDiagnostics {
     }
 
     /// The fresh-triplet columns: target .. pose_scale_consistency.
-    fn fresh_columns(&self, stats: &AdaptStats) -> [f64; 20] {
+    fn fresh_columns(&self, stats: &AdaptStats) -> [f64; 21] {
         let fresh = stats.fresh;
         let target = fresh.target_index as usize;
         let k = fresh.k as usize;
@@ -174,6 +175,7 @@ impl AdaptDiagnostics {
             fresh.win_fraction,
             fresh.changed_ratio,
             fresh.deviation,
+            fresh.log_depth_correlation,
             fresh.parallax_px,
             gt_parallax,
             gt_mm,

@@ -10,6 +10,56 @@ use crate::loss::{Pose6, target_pyramid};
 use crate::model::network::DepthNetwork;
 use tch::Tensor;
 
+/// How the adapted depth's shape agrees with the frozen depth's on one target.
+struct LogDepthAgreement {
+    /// σ of log D_adapted − log D_frozen (scale-invariant deviation).
+    deviation: f64,
+    /// Pearson correlation of log D_adapted and log D_frozen.
+    correlation: f64,
+}
+
+/// How two depth maps agree in shape, over the pixels where both log depths are finite: the
+/// scale-invariant deviation (standard deviation of the difference of their log depths) and the
+/// Pearson correlation of their log depths (1: the same ordering of near and far at any scale;
+/// −1: one is the other's relief turned inside out; NaN where either map is flat).
+/// `depth_of` turns a network output into a depth.
+fn log_depth_agreement(a: &[f32], b: &[f32], depth_of: impl Fn(f32) -> f64) -> LogDepthAgreement {
+    // Sums of d = la − lb (the deviation, as the guard has always measured it) and of the two
+    // log depths (their correlation).
+    let (mut sum, mut sum_sq, mut n) = (0f64, 0f64, 0usize);
+    let (mut sa, mut sb, mut saa, mut sbb, mut sab) = (0f64, 0f64, 0f64, 0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        let (la, lb) = (depth_of(x).ln(), depth_of(y).ln());
+        let d = la - lb;
+        if d.is_finite() {
+            sum += d;
+            sum_sq += d * d;
+            sa += la;
+            sb += lb;
+            saa += la * la;
+            sbb += lb * lb;
+            sab += la * lb;
+            n += 1;
+        }
+    }
+    if n == 0 {
+        return LogDepthAgreement { deviation: f64::NAN, correlation: f64::NAN };
+    }
+    let n = n as f64;
+    let mean = sum / n;
+    let deviation = (sum_sq / n - mean * mean).max(0.0).sqrt();
+    let (ma, mb) = (sa / n, sb / n);
+    let (va, vb) = (saa / n - ma * ma, sbb / n - mb * mb);
+    // Below this variance of log depth a map counts as flat (what is left is rounding).
+    const FLAT: f64 = 1e-12;
+    let correlation = if va > FLAT && vb > FLAT {
+        ((sab / n - ma * mb) / (va * vb).sqrt()).clamp(-1.0, 1.0)
+    } else {
+        f64::NAN
+    };
+    LogDepthAgreement { deviation, correlation }
+}
+
 impl Adapter {
     /// The current pose network's two poses for a triplet (prev inverted, next), no gradients.
     fn triplet_poses(&self, t: &Triplet) -> Result<[Pose6; 2], AdaptError> {
@@ -85,26 +135,6 @@ impl Adapter {
         Ok(f64::from(refined.loss_after))
     }
 
-    /// Scale-invariant deviation of two scale-0 disparity maps: the standard deviation over the
-    /// pixels of the difference of their log depths.
-    fn log_depth_deviation(&self, a: &[f32], b: &[f32]) -> f64 {
-        let log_depth = |d: f32| self.depth_of(d).ln();
-        let (mut sum, mut sum_sq, mut n) = (0f64, 0f64, 0usize);
-        for (&x, &y) in a.iter().zip(b) {
-            let d = log_depth(x) - log_depth(y);
-            if d.is_finite() {
-                sum += d;
-                sum_sq += d * d;
-                n += 1;
-            }
-        }
-        if n == 0 {
-            return f64::NAN;
-        }
-        let mean = sum / n as f64;
-        (sum_sq / n as f64 - mean * mean).max(0.0).sqrt()
-    }
-
     /// Depth (loss units) of a sigmoid disparity, with the loss's depth range.
     fn depth_of(&self, disparity: f32) -> f64 {
         let (min_disp, max_disp) = (
@@ -164,7 +194,8 @@ impl Adapter {
             }
         }
         let before = self.serve.serving();
-        let deviation = self.log_depth_deviation(&adapted[0], &frozen[0]);
+        let LogDepthAgreement { deviation, correlation } =
+            log_depth_agreement(&adapted[0], &frozen[0], |d| self.depth_of(d));
         let now = self.serve.record(adapted_loss, frozen_loss, deviation);
         let motion = poses.each_ref().map(Pose6::row);
         let largest_translation = motion
@@ -182,6 +213,7 @@ impl Adapter {
             win_fraction: if changed > 0 { wins as f64 / changed as f64 } else { f64::NAN },
             changed_ratio: if sum_f > 0.0 { sum_a / sum_f } else { f64::NAN },
             deviation,
+            log_depth_correlation: correlation,
             // Filled by the step that trains on this triplet.
             refined_motion: [[0.0; 6]; 2],
             refine_loss: [0.0; 2],
@@ -235,5 +267,41 @@ impl Adapter {
             self.good_pose.copy_weights_from(&self.pose)?;
             Ok(false)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_depth_agreement;
+
+    /// A ramp of depths 1..=4 m over 16 pixels; the maps hold depths directly.
+    fn ramp() -> Vec<f32> {
+        (0..16).map(|i| 1.0 + 0.2 * i as f32).collect()
+    }
+
+    #[test]
+    fn agreement_is_scale_invariant_and_sees_an_inverted_relief() {
+        let depth = |d: f32| f64::from(d);
+        let a = ramp();
+        let same = log_depth_agreement(&a, &a, depth);
+        assert!(same.deviation.abs() < 1e-9 && (same.correlation - 1.0).abs() < 1e-9);
+        // Twice as far everywhere: the same shape.
+        let scaled: Vec<f32> = a.iter().map(|d| 2.0 * d).collect();
+        let twice = log_depth_agreement(&a, &scaled, depth);
+        assert!(twice.deviation < 1e-6, "{}", twice.deviation);
+        assert!((twice.correlation - 1.0).abs() < 1e-6, "{}", twice.correlation);
+        // Near and far swapped (D -> 4 / D): log depths mirrored, correlation -1.
+        let inverted: Vec<f32> = a.iter().map(|d| 4.0 / d).collect();
+        let turned = log_depth_agreement(&a, &inverted, depth);
+        assert!((turned.correlation + 1.0).abs() < 1e-6, "{}", turned.correlation);
+        assert!(turned.deviation > 0.5, "{}", turned.deviation);
+        // A flat map has no ordering to agree with; non-finite pixels are left out.
+        let flat = vec![2.0f32; 16];
+        assert!(log_depth_agreement(&a, &flat, depth).correlation.is_nan());
+        let mut holes = a.clone();
+        holes[3] = 0.0;
+        let with_holes = log_depth_agreement(&holes, &a, depth);
+        assert!((with_holes.correlation - 1.0).abs() < 1e-9 && with_holes.deviation < 1e-9);
+        assert!(log_depth_agreement(&[], &[], depth).deviation.is_nan());
     }
 }

@@ -93,6 +93,9 @@ pub struct FreshScore {
     /// σ of log D_adapted − log D_frozen over the target's pixels (scale-invariant deviation).
     #[serde(deserialize_with = "nan_if_null")]
     pub deviation: f64,
+    /// Pearson correlation of log D_adapted and log D_frozen over the target's pixels.
+    #[serde(default, deserialize_with = "nan_if_null")]
+    pub log_depth_correlation: f64,
     /// The live sample's refined motion (same layout as `motion`) and the refinement's
     /// photometric loss before / after, from the last step (zero without refinement).
     pub refined_motion: [[f32; 6]; 2],
