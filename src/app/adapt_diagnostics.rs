@@ -2,7 +2,8 @@
 //! shows why adaptation helps or hurts, against the dataset's ground truth: abs_rel of the
 //! served, the adapted and the frozen weights on the same frame; what the never-worse guard
 //! serves; and, for the fresh triplet scored at that frame, its spacing k, the adapted and frozen
-//! photometric losses, the parallax the pose network implies versus the ground-truth parallax,
+//! photometric losses, how far the adapted depth's shape is from the frozen one's (deviation and
+//! log-depth correlation), the parallax the pose network implies versus the ground-truth parallax,
 //! the pose network's rotation and translation-direction errors and its scale consistency with
 //! the depth network; plus the masked fraction, distillation coverage, drift and rollbacks.
 //!
@@ -14,6 +15,9 @@ use crate::frame::Frame;
 use crate::sink::metrics::MetricsCsvWriter;
 use nalgebra::{Isometry3, Vector3};
 use std::path::Path;
+
+/// How many of [`COLUMNS`] describe the fresh triplet: `fresh_target` .. `refine_loss_ratio`.
+const FRESH_COLUMN_COUNT: usize = 21;
 
 const COLUMNS: &[&str] = &[
     "position",
@@ -100,7 +104,7 @@ impl AdaptDiagnostics {
         });
         let fresh = stats.fresh;
         let is_new = stats.fresh.k > 0 && self.last_fresh != Some(fresh.target_index);
-        let mut fresh_columns = [f64::NAN; 21];
+        let mut fresh_columns = [f64::NAN; FRESH_COLUMN_COUNT];
         if is_new {
             self.last_fresh = Some(fresh.target_index);
             fresh_columns = self.fresh_columns(stats);
@@ -123,8 +127,8 @@ impl AdaptDiagnostics {
         Ok(())
     }
 
-    /// The fresh-triplet columns: target .. pose_scale_consistency.
-    fn fresh_columns(&self, stats: &AdaptStats) -> [f64; 21] {
+    /// The fresh-triplet columns: fresh_target .. refine_loss_ratio.
+    fn fresh_columns(&self, stats: &AdaptStats) -> [f64; FRESH_COLUMN_COUNT] {
         let fresh = stats.fresh;
         let target = fresh.target_index as usize;
         let k = fresh.k as usize;
