@@ -190,6 +190,22 @@ mod tests {
     }
 
     #[test]
+    fn the_orbit_road_width_error_states_the_limit_the_check_applies() {
+        let orbit_on = |road_half_width_m| RenderConfig {
+            trajectory: TrajectoryKind::Orbit,
+            scene: super::super::SceneConfig { road_half_width_m, ..Default::default() },
+            ..RenderConfig::default()
+        };
+        assert!(orbit_on(ORBIT_MIN_ROAD_HALF_WIDTH_M).validate().is_ok());
+        let err = orbit_on(ORBIT_MIN_ROAD_HALF_WIDTH_M - 0.01)
+            .validate()
+            .expect_err("a road narrower than the limit is refused")
+            .to_string();
+        let limit = format!("at least {ORBIT_MIN_ROAD_HALF_WIDTH_M:.1} m");
+        assert!(err.contains(&limit), "the message should say {limit:?}: {err}");
+    }
+
+    #[test]
     fn stops_hold_the_camera_still() {
         let mut rng = Pcg64Mcg::seed_from_u64(3);
         let f = speed_profile(200, 10.0, true, &mut rng);
