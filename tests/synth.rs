@@ -272,6 +272,19 @@ fn an_orbit_refuses_vehicles_and_narrow_roads_naming_the_field() {
 }
 
 #[test]
+fn an_orbit_file_without_a_speed_walks_and_a_named_speed_is_kept() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let speed_from = |json: &str| {
+        let path = dir.path().join("render.json");
+        std::fs::write(&path, json).expect("write render.json");
+        RenderConfig::from_json_file(&path).expect("valid render.json").speed_mps
+    };
+    assert_eq!(speed_from(r#"{"trajectory": "orbit"}"#), livedepth::synth::ORBIT_WALKING_SPEED_MPS);
+    assert_eq!(speed_from(r#"{"trajectory": "orbit", "speed_mps": 1.25}"#), 1.25);
+    assert_eq!(speed_from(r#"{"trajectory": "car"}"#), RenderConfig::default().speed_mps);
+}
+
+#[test]
 fn same_seed_same_bytes_different_seed_different_images() {
     let config = small_config(5, TrajectoryKind::Car);
     let first = Renderer::new(&config).expect("valid").render_frame(2).expect("in range");

@@ -163,14 +163,26 @@ fn check_finite_in(
 
 impl RenderConfig {
     /// Reads a JSON render config (such as a dataset's render.json; missing fields take their
-    /// defaults) and validates it.
+    /// defaults, except that an orbit with no `speed_mps` walks at
+    /// [`ORBIT_WALKING_SPEED_MPS`](super::ORBIT_WALKING_SPEED_MPS)) and validates it.
     pub fn from_json_file(path: &std::path::Path) -> Result<Self, SynthError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| SynthError::Io { path: path.to_path_buf(), source })?;
-        let config: Self = serde_json::from_str(&text).map_err(|e| SynthError::ConfigFile {
+        let parse_error = |e: serde_json::Error| SynthError::ConfigFile {
             path: path.to_path_buf(),
             reason: e.to_string(),
-        })?;
+        };
+        let mut config: Self = serde_json::from_str(&text).map_err(parse_error)?;
+        // The default speed is a car's 8 m/s, which would take an orbit round its 3 m circle in
+        // 2.4 s: an orbit file that names no speed walks.
+        #[derive(Deserialize)]
+        struct NamedSpeed {
+            speed_mps: Option<serde::de::IgnoredAny>,
+        }
+        let named: NamedSpeed = serde_json::from_str(&text).map_err(parse_error)?;
+        if config.trajectory == TrajectoryKind::Orbit && named.speed_mps.is_none() {
+            config.speed_mps = super::trajectory::ORBIT_WALKING_SPEED_MPS;
+        }
         config.validate()?;
         Ok(config)
     }
