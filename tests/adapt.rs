@@ -555,6 +555,18 @@ fn config_errors_name_the_field_and_partial_toml_keeps_defaults() {
     assert!(bad.validate().unwrap_err().to_string().contains("distill.gamma"));
     let bad = AdaptConfig { k_min: 3, k_max: 2, ..AdaptConfig::default() };
     assert!(bad.validate().unwrap_err().to_string().contains("k_min"));
+    for step in [0.0, -1e-3, 0.5, f32::NAN] {
+        let bad = AdaptConfig { pose_refine_rotation_step: step, ..AdaptConfig::default() };
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(err.contains("pose_refine_rotation_step") && err.contains("radians"), "{err}");
+    }
+    let parsed: AdaptConfig = toml::from_str(
+        &std::fs::read_to_string(common::repo_root().join("scripts/adapt_rotation_step_2e-3.toml"))
+            .expect("scripts/adapt_rotation_step_2e-3.toml"),
+    )
+    .unwrap();
+    assert_eq!(parsed.pose_refinement().first_rotation_step, 2e-3);
+    assert_eq!(parsed.pose_refine_iterations, AdaptConfig::default().pose_refine_iterations);
     let parsed: AdaptConfig =
         toml::from_str("learning_rate = 0.001\n[distill]\nteacher = \"ema\"\n").unwrap();
     assert_eq!(parsed.learning_rate, 1e-3);

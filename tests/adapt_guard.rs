@@ -127,6 +127,7 @@ fn the_adaptation_defaults_are_the_documented_ones() {
         ("target_parallax_px", d.target_parallax_px.to_string()),
         ("pose_refine_iterations", d.pose_refine_iterations.to_string()),
         ("pose_refine_mirrored", d.pose_refine_mirrored.to_string()),
+        ("pose_refine_rotation_step", d.pose_refine_rotation_step.to_string()),
         ("steps_per_frame", d.steps_per_frame.to_string()),
         ("replay_per_step", d.replay_per_step.to_string()),
         ("guards.anchor_pull", d.guards.anchor_pull.to_string()),

@@ -201,6 +201,9 @@ pub struct AdaptConfig {
     /// A second refinement walk starts from the network's translations reversed, and the lower
     /// loss wins (see [`crate::adapt::pose_refine`]).
     pub pose_refine_mirrored: bool,
+    /// The refinement's first rotation step (radians); with 8 iterations, 1e-3 reaches 0.95°
+    /// and 2e-3 1.9° (see [`crate::adapt::pose_refine::DEFAULT_FIRST_ROTATION_STEP`]).
+    pub pose_refine_rotation_step: f32,
     /// Velocity supervision (`--metric-scale speed`): weight of the L1 distance between the
     /// length of the pose network's translation and the metres the odometry travelled between
     /// the same frames, on the triplets that carry it. It makes the pose network, and through
@@ -232,6 +235,7 @@ impl Default for AdaptConfig {
             pose_init_seed: None,
             pose_refine_iterations: 8,
             pose_refine_mirrored: true,
+            pose_refine_rotation_step: crate::adapt::pose_refine::DEFAULT_FIRST_ROTATION_STEP,
             velocity_weight: 0.1,
         }
     }
@@ -243,6 +247,7 @@ impl AdaptConfig {
         crate::adapt::pose_refine::Refinement {
             iterations: self.pose_refine_iterations,
             mirrored_start: self.pose_refine_mirrored,
+            first_rotation_step: self.pose_refine_rotation_step,
         }
     }
 
@@ -303,6 +308,14 @@ impl AdaptConfig {
                 "replay_capacity",
                 "at least 1 when replay_per_step > 0",
                 0,
+            ));
+        }
+        let step = self.pose_refine_rotation_step;
+        if !(step.is_finite() && step > 0.0 && step <= 0.1) {
+            return Err(AdaptError::config(
+                "pose_refine_rotation_step",
+                "radians in (0, 0.1]",
+                step,
             ));
         }
         if self.publish_every == 0 {

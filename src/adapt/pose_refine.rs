@@ -23,18 +23,29 @@
 
 use crate::loss::{LossError, LossInputs, Pose6, SelfSupervisedLoss};
 
-/// Starting step sizes: rotation in radians, translation as a fraction of the median depth.
-const ROTATION_STEP: f32 = 1e-3;
+/// The first rotation step by default, radians. Rprop grows a step by [`GROW`] per iteration
+/// while the gradient keeps its sign, so a walk of n iterations moves a rotation coordinate by at
+/// most step·(GROWⁿ − 1)/(GROW − 1): 0.95° for 8 iterations from 1e-3.
+pub const DEFAULT_FIRST_ROTATION_STEP: f32 = 1e-3;
+/// The first translation step, as a fraction of the median depth.
 const TRANSLATION_STEP: f32 = 2e-3;
 const GROW: f32 = 1.2;
 const SHRINK: f32 = 0.5;
 
-/// How poses are refined: Rprop iterations per walk (0: off), and whether a second walk starts
-/// from the network's translations reversed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// How poses are refined: Rprop iterations per walk (0: off), whether a second walk starts
+/// from the network's translations reversed, and the first rotation step (radians).
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Refinement {
     pub iterations: usize,
     pub mirrored_start: bool,
+    pub first_rotation_step: f32,
+}
+
+impl Refinement {
+    /// `iterations` per walk from the network's poses only, at the default first steps.
+    pub fn one_walk(iterations: usize) -> Self {
+        Self { iterations, mirrored_start: false, first_rotation_step: DEFAULT_FIRST_ROTATION_STEP }
+    }
 }
 
 /// The outcome of one refinement.
@@ -82,12 +93,12 @@ pub fn refine_poses_with<E>(
     median_depth: f32,
     mut evaluate: impl FnMut(&[Pose6]) -> Result<(f32, [[f32; 6]; 2]), E>,
 ) -> Result<RefinedPoses, E> {
-    let first = walk(start, refinement.iterations, median_depth, &mut evaluate)?;
+    let first = walk(start, refinement, median_depth, &mut evaluate)?;
     if !refinement.mirrored_start || refinement.iterations == 0 {
         return Ok(first);
     }
     let reversed = start.map(|p| Pose6 { translation: p.translation.map(|v| -v), ..p });
-    let second = walk(reversed, refinement.iterations, median_depth, &mut evaluate)?;
+    let second = walk(reversed, refinement, median_depth, &mut evaluate)?;
     Ok(if second.loss_after < first.loss_after {
         RefinedPoses { loss_before: first.loss_before, mirrored: true, ..second }
     } else {
@@ -131,18 +142,20 @@ pub fn translation_length_factor<E>(
     Ok(e.exp2())
 }
 
-/// One Rprop walk from `start`; the lowest-loss poses seen are kept.
+/// One Rprop walk from `start` (`refinement`'s iterations and first rotation step); the
+/// lowest-loss poses seen are kept.
 fn walk<E>(
     start: [Pose6; 2],
-    iterations: usize,
+    refinement: Refinement,
     median_depth: f32,
     evaluate: &mut impl FnMut(&[Pose6]) -> Result<(f32, [[f32; 6]; 2]), E>,
 ) -> Result<RefinedPoses, E> {
     let depth = if median_depth.is_finite() && median_depth > 0.0 { median_depth } else { 1.0 };
+    let iterations = refinement.iterations;
     let mut current = start;
     let mut steps = [[0f32; 6]; 2];
     for step in &mut steps {
-        step[..3].fill(ROTATION_STEP);
+        step[..3].fill(refinement.first_rotation_step);
         step[3..].fill(TRANSLATION_STEP * depth);
     }
     let mut previous_gradient = [[0f32; 6]; 2];
@@ -205,7 +218,7 @@ mod tests {
     const H: usize = 48;
 
     fn walk_of(iterations: usize) -> Refinement {
-        Refinement { iterations, mirrored_start: false }
+        Refinement::one_walk(iterations)
     }
 
     /// A smooth planar RGB texture sampled at x + shift.
@@ -257,8 +270,17 @@ mod tests {
 
         /// Refines from both poses translating by `start_tx` along x.
         fn refine(&self, start_tx: f32, refinement: Refinement) -> (RefinedPoses, [Pose6; 2]) {
-            let pose =
-                |invert| Pose6 { axis_angle: [0.0; 3], translation: [start_tx, 0.0, 0.0], invert };
+            self.refine_from([0.0; 3], start_tx, refinement)
+        }
+
+        /// Refines from both poses rotated by `axis_angle` and translating by `start_tx` along x.
+        fn refine_from(
+            &self,
+            axis_angle: [f32; 3],
+            start_tx: f32,
+            refinement: Refinement,
+        ) -> (RefinedPoses, [Pose6; 2]) {
+            let pose = |invert| Pose6 { axis_angle, translation: [start_tx, 0.0, 0.0], invert };
             let start = [pose(true), pose(false)];
             let sources: [&[f32]; 2] = [&self.prev, &self.next];
             let inputs = LossInputs {
@@ -302,12 +324,32 @@ mod tests {
     }
 
     #[test]
+    fn the_first_rotation_step_sets_how_far_a_walk_reaches() {
+        // Both network poses have the true translation and a 1.5° roll too many. Eight
+        // iterations move a coordinate by at most 0.95° from the default first step, 1.9° from
+        // twice that. The loss takes the per-pixel minimum over the two sources, so once one
+        // pose is right the other barely counts: the walk's reach is the best pose's error.
+        let scene = PlaneScene::new();
+        let roll = 1.5f32.to_radians();
+        let best_error_deg = |step: f32| {
+            let refinement = Refinement { first_rotation_step: step, ..walk_of(8) };
+            let (refined, _) = scene.refine_from([0.0, 0.0, roll], TRUE_TX, refinement);
+            let errors = refined.poses.map(|p| p.axis_angle[2].abs().to_degrees());
+            errors[0].min(errors[1])
+        };
+        let short = best_error_deg(DEFAULT_FIRST_ROTATION_STEP);
+        let long = best_error_deg(2.0 * DEFAULT_FIRST_ROTATION_STEP);
+        assert!(short > 0.4, "the default walk should fall short: {short}° left");
+        assert!(long < 0.3, "twice the first step should reach: {long}° left");
+    }
+
+    #[test]
     fn a_mirrored_start_escapes_a_reversed_translation() {
         // The network's translation points the wrong way and is too large for a short walk to
         // turn round: the walk from the reversed start ends lower.
         let scene = PlaneScene::new();
         let (one_way, _) = scene.refine(-TRUE_TX, walk_of(4));
-        let both = Refinement { iterations: 4, mirrored_start: true };
+        let both = Refinement { mirrored_start: true, ..walk_of(4) };
         let (mirrored, _) = scene.refine(-TRUE_TX, both);
         assert!(!one_way.mirrored);
         assert!(mirrored.mirrored, "the reversed start should win: {mirrored:?}");

@@ -289,7 +289,7 @@ impl Trainer<'_> {
             // Never stationary: a masked fraction above 1 and a translation below 0 never occur.
             stationary_masked_fraction: f32::INFINITY,
             stationary_translation: 0.0,
-            pose_refinement: Refinement { iterations: 0, mirrored_start: false },
+            pose_refinement: Refinement::one_walk(0),
             measure_live_length: false,
         })?;
         let Some(terms) = terms else {
