@@ -55,6 +55,7 @@ fn triplet() -> Arc<Triplet> {
         next: Arc::new(texture(2.0)),
         intrinsics: [0.6 * W as f32, 0.9 * H as f32, W as f32 / 2.0, H as f32 / 2.0],
         travel: None,
+        rotation_prior: None,
     })
 }
 
@@ -298,6 +299,7 @@ fn triplets_need_motion() {
         planar: Arc::new(texture(shift)),
         intrinsics: [50.0, 50.0, 48.0, 32.0],
         odometer: None,
+        orientation: None,
     };
     let mut selector = TripletSelector::new(1, 2, 0.01);
     for i in 0..6 {
@@ -320,6 +322,7 @@ fn triplet_spacing_follows_the_measured_parallax() {
         planar: Arc::new(texture(3.0 * i as f32)),
         intrinsics: [50.0, 50.0, 48.0, 32.0],
         odometer: None,
+        orientation: None,
     };
     let pose = |tx: f32| Pose6 { axis_angle: [0.0; 3], translation: [tx, 0.0, 0.0], invert: false };
     // fx 50 · ‖t‖ 0.1 / depth 10 = 0.5 px at k = 1: a slow hand-held camera.
@@ -478,6 +481,7 @@ fn adaptation_on_real_kitchen_frames_lowers_the_self_supervised_loss() {
         next: Arc::clone(&frames[2].planar),
         intrinsics: frames[1].intrinsics,
         travel: None,
+        rotation_prior: None,
     })];
     // Eight steps with and without test-time pose refinement, from the same start.
     let losses = |refine: usize| {
@@ -680,6 +684,7 @@ fn forgetting_guard_bounds_the_drift_and_keeps_the_home_domain() {
                 next: Arc::clone(&frames[j + 2].planar),
                 intrinsics: frames[j + 1].intrinsics,
                 travel: None,
+                rotation_prior: None,
             })
         })
         .collect();

@@ -122,6 +122,7 @@ mod gpu {
             next: Arc::new(texture(shift + 2.0)),
             intrinsics: [0.6 * W as f32, 0.9 * H as f32, W as f32 / 2.0, H as f32 / 2.0],
             travel: None,
+            rotation_prior: None,
         })
     }
 

@@ -215,6 +215,8 @@ pub struct DeviceBatch<'a> {
     pub trans: &'a Tensor,
     /// Each sample's intrinsics (fx, fy, cx, cy) at the network input size.
     pub intrinsics: &'a [[f32; 4]],
+    /// Each sample's measured rotations, where its refinement starts (`Triplet::rotation_prior`).
+    pub rotation_priors: &'a [Option<[[f32; 3]; 2]>],
     /// Teacher disparity at scale 0 [B, 1, H, W] and the consistency threshold, when the
     /// multi-view distillation mask is on.
     pub multiview: Option<(&'a Tensor, f32)>,

@@ -61,6 +61,22 @@ pub struct RefinedPoses {
     pub median_depth: f32,
 }
 
+/// Where a refinement starts: the network's poses, with their rotations replaced by a measured
+/// prior (a gyro's, [`crate::adapt::Triplet::rotation_prior`]) when there is one. The pose
+/// network of a hand-held indoor sequence predicts a fraction of the true rotation, and over a
+/// short baseline the photometric loss lets a sideways translation stand in for the rest
+/// (docs/adapt.md, "A gyro starts the rotation").
+pub fn start_at_rotation_prior(network: [Pose6; 2], prior: Option<[[f32; 3]; 2]>) -> [Pose6; 2] {
+    let Some(rotations) = prior else { return network };
+    let mut start = network;
+    for (pose, axis_angle) in start.iter_mut().zip(rotations) {
+        if axis_angle.iter().all(|v| v.is_finite()) {
+            pose.axis_angle = axis_angle;
+        }
+    }
+    start
+}
+
 /// Refines `inputs.poses` (two sources) as `refinement` says; `median_depth` (in the loss's
 /// depth units) scales the translation steps. `inputs` should hold the finest scale only
 /// and no tie-break noise, so that the result is deterministic and cheap.

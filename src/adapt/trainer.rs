@@ -388,6 +388,7 @@ impl Adapter {
         let (norm_mean, norm_std) = self.student.arch().normalisation();
         // CUDA backend: the loss runs on the device tensors, the host loop below is skipped.
         let intrinsics: Vec<[f32; 4]> = batch.iter().map(|t| t.intrinsics).collect();
+        let rotation_priors: Vec<_> = batch.iter().map(|t| t.rotation_prior).collect();
         let device_terms = self.backend.device_terms(&DeviceBatch {
             x_target: &x_target,
             x_prev: &x_prev,
@@ -397,6 +398,7 @@ impl Adapter {
             rot: &rot,
             trans: &trans,
             intrinsics: &intrinsics,
+            rotation_priors: &rotation_priors,
             multiview: teacher_disp
                 .as_ref()
                 .filter(|_| distill.multiview_mask)

@@ -5,6 +5,7 @@
 use crate::camera::Intrinsics;
 use crate::frame::RgbImage;
 use crate::loss::{LossInputs, Pose6};
+use nalgebra::UnitQuaternion;
 use rand::RngExt;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -23,6 +24,10 @@ pub struct NetFrame {
     /// Metres travelled up to this frame by the vehicle's odometry (`--metric-scale speed`),
     /// when known: it supervises the pose network's translation (velocity supervision).
     pub odometer: Option<f64>,
+    /// The camera's orientation (camera-to-world rotation) from a gyro or attitude estimator
+    /// (`--gyro`), when known: the relative rotations of a triplet's frames start the pose
+    /// refinement (see [`Triplet::rotation_prior`]).
+    pub orientation: Option<UnitQuaternion<f64>>,
 }
 
 impl NetFrame {
@@ -45,7 +50,15 @@ impl NetFrame {
             ((camera.cx + 0.5) * sx - 0.5) as f32,
             ((camera.cy + 0.5) * sy - 0.5) as f32,
         ];
-        Self { index, width: w, height: h, planar: Arc::new(planar), intrinsics, odometer: None }
+        Self {
+            index,
+            width: w,
+            height: h,
+            planar: Arc::new(planar),
+            intrinsics,
+            odometer: None,
+            orientation: None,
+        }
     }
 }
 
@@ -63,6 +76,9 @@ pub struct Triplet {
     /// Metres travelled between (prev, target) and (target, next), when the frames carry an
     /// odometer reading.
     pub travel: Option<[f32; 2]>,
+    /// The rotations of the two poses (previous, next) as the loss takes them, axis-angle, when
+    /// the frames carry an orientation: where the pose refinement starts its rotations.
+    pub rotation_prior: Option<[[f32; 3]; 2]>,
 }
 
 impl Triplet {
@@ -233,6 +249,7 @@ impl TripletSelector {
                     next: Arc::clone(&newest.planar),
                     intrinsics: middle.intrinsics,
                     travel: travel_between(oldest, middle, newest),
+                    rotation_prior: rotations_between(oldest, middle, newest),
                 });
             }
         }
@@ -259,6 +276,16 @@ pub fn lengths(poses: &[Pose6; 2]) -> [f32; 2] {
 }
 
 /// Metres travelled between the frames of a triplet, from their odometer readings.
+/// A triplet's two rotations from its frames' orientations (camera-to-world `Q`), in the
+/// loss's convention: the next pose is the target → next motion, `Q_next⁻¹ · Q_target`; the
+/// previous pose is inverted before use (as the pose network's output for (prev, target) is),
+/// so it holds `Q_target⁻¹ · Q_prev`, whose inverse is the target → previous motion.
+fn rotations_between(prev: &NetFrame, target: &NetFrame, next: &NetFrame) -> Option<[[f32; 3]; 2]> {
+    let (p, t, n) = (prev.orientation?, target.orientation?, next.orientation?);
+    let axis_angle = |q: UnitQuaternion<f64>| q.scaled_axis().map(|v| v as f32).into();
+    Some([axis_angle(t.inverse() * p), axis_angle(n.inverse() * t)])
+}
+
 fn travel_between(prev: &NetFrame, target: &NetFrame, next: &NetFrame) -> Option<[f32; 2]> {
     let (a, b, c) = (prev.odometer?, target.odometer?, next.odometer?);
     Some([(b - a).abs() as f32, (c - b).abs() as f32])
@@ -314,5 +341,51 @@ impl ReplayBuffer {
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Triplet>> {
         self.items.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nalgebra::Vector3;
+
+    fn frame_facing(index: u64, orientation: UnitQuaternion<f64>) -> NetFrame {
+        NetFrame {
+            index,
+            width: 2,
+            height: 2,
+            planar: Arc::new(vec![0.0; 12]),
+            intrinsics: [1.0, 1.0, 0.5, 0.5],
+            odometer: None,
+            orientation: Some(orientation),
+        }
+    }
+
+    #[test]
+    fn the_rotation_prior_is_the_motion_the_loss_applies() {
+        // Camera-to-world orientations of three frames, turning about all three axes.
+        let q = |x: f64, y: f64, z: f64| UnitQuaternion::from_scaled_axis(Vector3::new(x, y, z));
+        let (p, t, n) = (q(0.02, -0.31, 0.05), q(0.01, -0.27, 0.04), q(-0.02, -0.22, 0.06));
+        let prior =
+            rotations_between(&frame_facing(0, p), &frame_facing(1, t), &frame_facing(2, n))
+                .expect("all three frames have an orientation");
+        let loss_rotation = |axis_angle: [f32; 3], invert| {
+            let w = axis_angle.map(f64::from);
+            crate::loss::geometry::transform(w, [0.0; 3], invert).0
+        };
+        // The loss maps target-camera points into each source camera: Q_source⁻¹ · Q_target.
+        for (m, source, invert) in [(prior[0], p, true), (prior[1], n, false)] {
+            let applied = loss_rotation(m, invert);
+            let truth = (source.inverse() * t).to_rotation_matrix();
+            for (i, row) in applied.iter().enumerate() {
+                for (j, value) in row.iter().enumerate() {
+                    let want = truth[(i, j)];
+                    assert!((value - want).abs() < 1e-6, "({i}, {j}): {value} vs {want}");
+                }
+            }
+        }
+        let mut without = frame_facing(0, p);
+        without.orientation = None;
+        assert!(rotations_between(&without, &frame_facing(1, t), &frame_facing(2, n)).is_none());
     }
 }

@@ -87,6 +87,9 @@ pub struct AdaptOptions {
     /// Lock-step only: write the per-frame diagnosis CSV here (adapted, frozen and served
     /// abs_rel, the guard's fresh-triplet scores against the ground-truth motion).
     pub diagnose: Option<PathBuf>,
+    /// Lock-step only: the camera's orientation per frame (`--gyro`), where the pose
+    /// refinement starts its rotations ([`crate::app::gyro`]).
+    pub gyro: Option<crate::app::gyro::GyroSource>,
     /// Live runs only: what happens when the adaptation thread fails.
     pub on_failure: AdaptFailurePolicy,
     /// Live runs only: the share of the time the live path yields to a starving adapter
@@ -104,6 +107,7 @@ impl Default for AdaptOptions {
             resume: None,
             print_every: 25,
             diagnose: None,
+            gyro: None,
             on_failure: AdaptFailurePolicy::Continue,
             min_share: crate::app::adapt_share::DEFAULT_MIN_SHARE,
         }
@@ -291,6 +295,7 @@ pub fn evaluate_adapt_with(
     let steps_at_start = adapter.stats().steps;
     let mut diagnostics = adapt.diagnose.as_deref().map(AdaptDiagnostics::create).transpose()?;
     let mut metric = LockStepScale::new(&options.metric_scale)?;
+    let orientations = adapt.gyro.as_ref().map(crate::app::gyro::Orientations::open).transpose()?;
     for (position, &index) in indices.iter().enumerate() {
         let frame = dataset.frame(index).map_err(crate::source::SourceError::from)?;
         let camera = frame.intrinsics.ok_or_else(|| {
@@ -302,6 +307,9 @@ pub fn evaluate_adapt_with(
         let resized = preprocessor.resize(&frame.rgb)?;
         let mut net_frame = NetFrame::from_resized(position as u64, resized, &camera);
         net_frame.odometer = metric.odometer(&frame, position as u64, dataset.name())?;
+        if let Some(orientations) = &orientations {
+            net_frame.orientation = Some(orientations.at(&frame, dataset.name())?);
+        }
         let data = adapter.predict(&net_frame)?;
         let disparity = Disparity::from_data(options.width, options.height, data);
         let serving = adapter.stats().serving;

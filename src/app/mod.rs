@@ -10,6 +10,7 @@ pub mod demo;
 pub mod eval;
 pub mod fleet;
 pub mod fleet_merges;
+pub mod gyro;
 pub mod live;
 pub mod priority;
 pub mod replay;

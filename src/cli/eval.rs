@@ -171,6 +171,12 @@ pub struct AdaptArgs {
     /// Turn the never-worse guard off (always serve the adapted weights).
     #[arg(long)]
     pub no_serve_guard: bool,
+    /// `eval --adapt` only: the camera's orientation per frame, where the pose refinement
+    /// starts its rotations: a CSV `time,qw,qx,qy,qz` (camera-to-world, camera axes, seconds
+    /// on the frames' clock) from a gyro's attitude estimate, or `ground-truth` (the dataset's
+    /// poses standing in for one).
+    #[arg(long, value_name = "FILE|ground-truth")]
+    pub gyro: Option<String>,
 }
 
 impl AdaptArgs {
@@ -255,6 +261,7 @@ impl AdaptArgs {
             resume: self.resume.clone(),
             print_every: 25,
             diagnose: self.diagnose.clone(),
+            gyro: self.gyro.as_deref().map(livedepth::app::gyro::GyroSource::from_flag),
             on_failure: self.adapt_on_failure.parse()?,
             min_share: {
                 livedepth::app::adapt_share::check_min_share(self.adapt_min_share)?;
@@ -336,6 +343,11 @@ pub fn run(args: Args) -> livedepth::Result<()> {
         )
         .map_err(livedepth::Error::Other)?,
     };
+    if let (Some(gyro), false) = (&args.adapt.gyro, args.adapt.adapt) {
+        return Err(livedepth::Error::Other(format!(
+            "--gyro {gyro}: the orientations start the adapter's pose refinement; add --adapt"
+        )));
+    }
     if args.adapt.adapt && args.engine != livedepth::engine::EngineKind::Torch {
         return Err(livedepth::Error::Other(format!(
             "--engine {} with --adapt: the lock-step evaluation scores the adapting libtorch              network itself; drop --engine, or use `run --adapt --engine {}`, where adapted              weights reach that backend",

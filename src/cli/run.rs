@@ -139,6 +139,12 @@ pub fn run(args: Args) -> livedepth::Result<()> {
     // The overrides are checked like the file was.
     config.validate(&args.config)?;
     let dir = config.outputs.dir.clone();
+    if let Some(gyro) = &args.adapt.gyro {
+        return Err(livedepth::Error::Other(format!(
+            "--gyro {gyro}: read by the lock-step `eval --adapt` only; a live run has no \
+             orientation input yet (drop --gyro)"
+        )));
+    }
     let adapt = if args.adapt.adapt { Some(args.adapt.options()?) } else { None };
     let options = LiveOptions { config, model: args.model, max_frames: args.frames, adapt };
     run_live(&options)?;

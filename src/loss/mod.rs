@@ -14,7 +14,7 @@
 //! [identity_0 … identity_{n−1}, warped_0 … warped_{n−1}], and the gradient flows only through
 //! the winning warped error.
 
-mod geometry;
+pub(crate) mod geometry;
 mod kernels;
 mod noise;
 pub mod probe;

@@ -284,6 +284,7 @@ impl Trainer<'_> {
             rot,
             trans,
             intrinsics: &intrinsics,
+            rotation_priors: &[],
             multiview: None,
             attempt: self.attempts,
             // Never stationary: a masked fraction above 1 and a translation below 0 never occur.

@@ -6,7 +6,7 @@
 use super::{AdaptError, DeviceBatch, DeviceTerms, summarise_step, tie_break_noise_tensor};
 use crate::adapt::host_batch::tensor_to_host;
 use crate::adapt::pose_refine::{
-    RefinedPoses, Refinement, refine_poses_with, translation_length_factor,
+    RefinedPoses, Refinement, refine_poses_with, start_at_rotation_prior, translation_length_factor,
 };
 use crate::adapt::triplet::lengths;
 use crate::cuda::torch::{TorchFusedLoss, TorchLossInputs, TorchLossStep};
@@ -117,6 +117,7 @@ impl DeviceLoss {
         network_poses: &Tensor,
         intrinsics: [f32; 4],
         refinement: Refinement,
+        rotation_prior: Option<[[f32; 3]; 2]>,
     ) -> Result<(Tensor, RefinedPoses), AdaptError> {
         let device = Device::Cuda(self.ordinal);
         let disparity = disparity.f_detach()?.f_contiguous()?;
@@ -130,7 +131,8 @@ impl DeviceLoss {
         let (median, _) = depth.f_kthvalue(k, 0, false)?;
         let median = tensor_to_host(&median)?.first().copied().unwrap_or(f32::NAN);
         let rows = tensor_to_host(network_poses)?;
-        let start = [Pose6::from_row(&rows[..6], true), Pose6::from_row(&rows[6..], false)];
+        let network = [Pose6::from_row(&rows[..6], true), Pose6::from_row(&rows[6..], false)];
+        let start = start_at_rotation_prior(network, rotation_prior);
         let sample = FinestScale {
             target,
             sources,
@@ -238,6 +240,7 @@ impl DeviceLoss {
                     &network_poses,
                     intrinsics,
                     batch.pose_refinement,
+                    batch.rotation_priors.get(i as usize).copied().flatten(),
                 )?;
                 let median = record.median_depth;
                 if i == 0 {

@@ -4,7 +4,7 @@
 //! sets the next triplet's spacing), and metric conditioning of the refined translations.
 
 use super::{AdaptError, Adapter, StepOutcome};
-use crate::adapt::pose_refine::{refine_poses, translation_length_factor};
+use crate::adapt::pose_refine::{refine_poses, start_at_rotation_prior, translation_length_factor};
 use crate::adapt::triplet::{Triplet, lengths, parallax_px};
 use crate::loss::{LossError, LossInputs, Pose6};
 
@@ -63,11 +63,12 @@ impl Adapter {
         let hw = triplet.width * triplet.height;
         self.zero_noise.resize(2 * hw, 0.0);
         let sources: [&[f32]; 2] = [&triplet.prev, &triplet.next];
+        let start = start_at_rotation_prior(network, triplet.rotation_prior);
         let refine_inputs = triplet.loss_inputs(
             &sources,
             &disparities[..1],
             &pyramid[..1],
-            &network,
+            &start,
             Some(&self.zero_noise),
         );
         let refined = match refine_poses(

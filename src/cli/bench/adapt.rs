@@ -68,6 +68,7 @@ fn triplet(w: usize, h: usize, shift: f32) -> Arc<Triplet> {
         next: Arc::new(texture(w, h, shift + 3.0)),
         intrinsics: [0.58 * w as f32, 1.92 * h as f32, w as f32 / 2.0, h as f32 / 2.0],
         travel: None,
+        rotation_prior: None,
     })
 }
 
