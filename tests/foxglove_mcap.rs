@@ -222,7 +222,10 @@ fn the_status_channel_carries_stage_statistics_and_the_adaptation_status() {
 /// folder, so its pose network is known) records one `foxglove.FrameTransform` (`odom →
 /// camera`) with every depth image, and the camera's last position lies where the drive went:
 /// the ground truth's direction in the first camera's frame within 25°, and its distance within
-/// 20 % (the base model's units are metres).
+/// 20 % (the base model's units are metres). The replay is paced at 5 fps: the telemetry thread
+/// drops frames it has no time for and then measures the motion across the gap, which the pose
+/// network (trained on consecutive frames) underestimates; unpaced, beside the other tests of
+/// this file on two cores, a run once ended at 0.796 of the distance.
 #[test]
 fn the_camera_pose_from_the_pose_network_follows_the_drive() {
     let dir = tempfile::tempdir().unwrap();
@@ -232,7 +235,7 @@ fn the_camera_pose_from_the_pose_network_follows_the_drive() {
     std::fs::write(
         &config,
         format!(
-            "[source]\nuri = \"kitti:{}\"\n[network]\narch = \"rtmonodepth-s\"\nwidth = 320\n\
+            "[source]\nuri = \"kitti:{}\"\nfps = 5.0\n[network]\narch = \"rtmonodepth-s\"\nwidth = 320\n\
              height = 96\nmodel = \"{}\"\n[outputs]\ndir = \"{}\"\n",
             drive.display(),
             model.display(),
