@@ -383,20 +383,12 @@ fn the_default_spacing_is_short_on_a_car_and_long_on_a_hand_held_camera() {
     })
     .unwrap();
     livedepth::synth::write_dataset(&renderer, dir.path(), false).unwrap();
-    let drive = EvalOptions {
-        dataset: format!("kitti:{}", dir.path().display()),
-        model: base.depth.clone(),
-        arch: Arch::RtMonoDepthS,
-        width: 320,
-        height: 96,
-        selection: FrameSelection::parse("0..16").unwrap(),
-        no_median_scaling: false,
-        json: None,
-        plot: None,
-        progress: false,
-        engine: livedepth::engine::EngineKind::Torch,
-        metric_scale: Default::default(),
-    };
+    let drive = common::eval_options(
+        format!("kitti:{}", dir.path().display()),
+        base.depth.clone(),
+        (320, 96),
+        FrameSelection::parse("0..16").unwrap(),
+    );
     let adapt = AdaptOptions {
         pose_model: Some(base.pose.clone()),
         pose_init: PoseInit::DepthEncoder,
@@ -431,20 +423,12 @@ fn the_default_spacing_is_short_on_a_car_and_long_on_a_hand_held_camera() {
 fn kitchen_eval(seed: u64, frames: &str, steps: usize) -> Option<livedepth::app::eval::EvalReport> {
     let data = common::shared("data/kitchen")?;
     let model = common::shared("models/rtmonodepth_s/m_640x192")?;
-    let options = EvalOptions {
-        dataset: format!("kitchen:{}", data.display()),
+    let options = common::eval_options(
+        format!("kitchen:{}", data.display()),
         model,
-        arch: Arch::RtMonoDepthS,
-        width: W as u32,
-        height: H as u32,
-        selection: FrameSelection::parse(frames).unwrap(),
-        no_median_scaling: false,
-        json: None,
-        plot: None,
-        progress: false,
-        engine: livedepth::engine::EngineKind::Torch,
-        metric_scale: Default::default(),
-    };
+        (W as u32, H as u32),
+        FrameSelection::parse(frames).unwrap(),
+    );
     let mut config = AdaptConfig { seed, steps_per_frame: steps, ..AdaptConfig::default() };
     config.guards.check_every = 2;
     let adapt = AdaptOptions { config, print_every: 0, ..AdaptOptions::default() };
@@ -640,20 +624,12 @@ fn ema_teacher_with_decoder_only_steps_and_round_trips_through_a_checkpoint() {
 
 /// KITTI tiny abs_rel (frame 0, 640x192) of a model folder or checkpoint file.
 fn kitti_first_frame(kitti: &std::path::Path, model: &std::path::Path) -> f64 {
-    let options = EvalOptions {
-        dataset: format!("kitti:{}", kitti.display()),
-        model: model.to_path_buf(),
-        arch: Arch::RtMonoDepthS,
-        width: 640,
-        height: 192,
-        selection: FrameSelection::parse("0..1").unwrap(),
-        no_median_scaling: false,
-        json: None,
-        plot: None,
-        progress: false,
-        engine: livedepth::engine::EngineKind::Torch,
-        metric_scale: Default::default(),
-    };
+    let options = common::eval_options(
+        format!("kitti:{}", kitti.display()),
+        model.to_path_buf(),
+        (640, 192),
+        FrameSelection::parse("0..1").unwrap(),
+    );
     livedepth::app::eval::evaluate(&options).expect("KITTI eval").mean.abs_rel
 }
 

@@ -8,8 +8,7 @@ mod common;
 
 use livedepth::adapt::{AdaptConfig, AdaptStats, Served};
 use livedepth::app::adapt::{AdaptOptions, PoseInit, evaluate_adapt};
-use livedepth::app::eval::{EvalOptions, EvalReport};
-use livedepth::model::Arch;
+use livedepth::app::eval::EvalReport;
 use livedepth::source::dataset::FrameSelection;
 use livedepth::synth::{RenderConfig, Renderer, write_dataset};
 use livedepth::train::TrainedModel;
@@ -22,20 +21,12 @@ fn abs_rel_from(report: &EvalReport, from: usize) -> f64 {
 }
 
 fn lock_step(data: &Path, model: &TrainedModel, config: AdaptConfig) -> (EvalReport, AdaptStats) {
-    let options = EvalOptions {
-        dataset: format!("kitti:{}", data.display()),
-        model: model.depth.clone(),
-        arch: Arch::RtMonoDepthS,
-        width: model.sidecar.width,
-        height: model.sidecar.height,
-        selection: FrameSelection::all(),
-        no_median_scaling: false,
-        json: None,
-        plot: None,
-        progress: false,
-        engine: livedepth::engine::EngineKind::Torch,
-        metric_scale: Default::default(),
-    };
+    let options = common::eval_options(
+        format!("kitti:{}", data.display()),
+        model.depth.clone(),
+        (model.sidecar.width, model.sidecar.height),
+        FrameSelection::all(),
+    );
     let adapt = AdaptOptions {
         config,
         pose_model: Some(model.pose.clone()),

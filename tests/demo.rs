@@ -276,20 +276,12 @@ fn with_shared_the_demo_replays_the_real_recording_at_the_adaptation_defaults() 
     assert_eq!((decoded[0].width, decoded[0].height), (3 * 640, 480 + STRIP_HEIGHT));
 
     // The lock-step runs score exactly what `eval --adapt` without flags scores.
-    let eval = EvalOptions {
-        dataset: format!("kitchen:{}", recording.display()),
-        model: kitti_model,
-        arch: report.model.arch,
-        width: 128,
-        height: 96,
-        selection: FrameSelection { start: 0, end: Some(frames), step: 1 },
-        no_median_scaling: false,
-        json: None,
-        plot: None,
-        progress: false,
-        engine: EngineKind::Torch,
-        metric_scale: Default::default(),
-    };
+    let eval = common::eval_options(
+        format!("kitchen:{}", recording.display()),
+        kitti_model,
+        (128, 96),
+        FrameSelection { start: 0, end: Some(frames), step: 1 },
+    );
     let (reference, stats) =
         evaluate_adapt(&eval, &AdaptOptions { print_every: 0, ..AdaptOptions::default() }).unwrap();
     assert!(stats.steps > 0, "{stats:?}");

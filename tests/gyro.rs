@@ -32,20 +32,12 @@ fn a_gyro_starts_the_refinement_at_the_true_rotation_on_the_kitchen() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let options = livedepth::app::eval::EvalOptions {
-        dataset: format!("kitchen:{}", kitchen.display()),
+    let options = common::eval_options(
+        format!("kitchen:{}", kitchen.display()),
         model,
-        arch: livedepth::model::Arch::RtMonoDepthS,
-        width: 128,
-        height: 96,
-        selection: livedepth::source::dataset::FrameSelection::parse("0..40").unwrap(),
-        no_median_scaling: false,
-        json: None,
-        plot: None,
-        progress: false,
-        engine: livedepth::engine::EngineKind::Torch,
-        metric_scale: livedepth::scale::MetricScale::None,
-    };
+        (128, 96),
+        livedepth::source::dataset::FrameSelection::parse("0..40").unwrap(),
+    );
     let refined_rotation_error = |gyro: Option<GyroSource>, name: &str| {
         let csv = dir.path().join(name);
         let adapt = AdaptOptions {

@@ -182,18 +182,14 @@ fn speed_scale_turns_the_kitti_networks_units_into_metres_on_the_kitchen() {
         return;
     };
     let options = livedepth::app::eval::EvalOptions {
-        dataset: format!("kitchen:{}", kitchen.display()),
-        model,
-        arch: livedepth::model::Arch::RtMonoDepthS,
-        width: 128,
-        height: 96,
-        selection: livedepth::source::dataset::FrameSelection::parse("0..80").unwrap(),
         no_median_scaling: true,
-        json: None,
-        plot: None,
-        progress: false,
-        engine: livedepth::engine::EngineKind::Torch,
         metric_scale: MetricScale::Speed { speed_file: None, speed_key: None },
+        ..common::eval_options(
+            format!("kitchen:{}", kitchen.display()),
+            model,
+            (128, 96),
+            livedepth::source::dataset::FrameSelection::parse("0..80").unwrap(),
+        )
     };
     let adapt = AdaptOptions { print_every: 0, ..AdaptOptions::default() };
     let (report, _) = evaluate_adapt(&options, &adapt).expect("lock-step evaluation");

@@ -7,7 +7,7 @@
 mod common;
 
 use livedepth::adapt::loss_backend::{LossBackendKind, choose_loss_backend};
-use livedepth::app::eval::{EvalOptions, evaluate};
+use livedepth::app::eval::evaluate;
 use livedepth::model::network::{DepthNetwork, PoseNetwork};
 use livedepth::model::{Arch, PoseArch};
 use livedepth::source::dataset::FrameSelection;
@@ -247,20 +247,12 @@ fn the_committed_base_model_beats_an_untrained_network_on_an_unseen_drive() {
     tch::manual_seed(1);
     DepthNetwork::new(Arch::RtMonoDepthS, Device::Cpu).save_safetensors(&untrained).unwrap();
     let score = |model: &Path| {
-        evaluate(&EvalOptions {
-            dataset: format!("kitti:{}", data.display()),
-            model: model.to_path_buf(),
-            arch: Arch::RtMonoDepthS,
-            width: w,
-            height: h,
-            selection: FrameSelection::all(),
-            no_median_scaling: false,
-            json: None,
-            plot: None,
-            progress: false,
-            engine: livedepth::engine::EngineKind::Torch,
-            metric_scale: Default::default(),
-        })
+        evaluate(&common::eval_options(
+            format!("kitti:{}", data.display()),
+            model.to_path_buf(),
+            (w, h),
+            FrameSelection::all(),
+        ))
         .expect("evaluation runs")
         .mean
     };

@@ -39,6 +39,31 @@ pub fn shared(rel: &str) -> Option<PathBuf> {
     }
 }
 
+/// The options of a quiet RT-MonoDepth-S evaluation with libtorch and per-frame median scaling
+/// of `selection` of `dataset` (a `kind:path` spec) at `width` x `height`: the options most data
+/// tests share. A test that needs another setting changes it by struct update.
+pub fn eval_options(
+    dataset: String,
+    model: PathBuf,
+    (width, height): (u32, u32),
+    selection: livedepth::source::dataset::FrameSelection,
+) -> livedepth::app::eval::EvalOptions {
+    livedepth::app::eval::EvalOptions {
+        dataset,
+        model,
+        arch: livedepth::model::Arch::RtMonoDepthS,
+        width,
+        height,
+        selection,
+        no_median_scaling: false,
+        json: None,
+        plot: None,
+        progress: false,
+        engine: livedepth::engine::EngineKind::Torch,
+        metric_scale: Default::default(),
+    }
+}
+
 /// The Python interpreter of the torch venv that scripts/setup.sh makes (found as the library
 /// finds it: `$LIVEDEPTH_PYTHON`, `$LIVEDEPTH_TORCH_VENV`, `~/.cache/livedepth/torch-2.11`).
 /// Setup installs it, so a test that needs it fails, saying what to run, where it is missing:
