@@ -1,7 +1,8 @@
-//! `eval --adapt --gyro`: the camera's orientation starts the pose refinement's rotations. On
-//! real kitchen frames, with the dataset's poses standing in for a gyro, the refined rotation
-//! is far closer to the truth than the pose network's start; bad input is refused naming the
-//! flag and the file.
+//! `eval --adapt --gyro` and `run --adapt --gyro`: the camera's orientation starts the pose
+//! refinement's rotations. On real kitchen frames, with the dataset's poses standing in for a
+//! gyro, the refined rotation is far closer to the truth than the pose network's start; a live
+//! run hands every frame's orientation to its adapter; bad input is refused naming the flag,
+//! the file and the frame.
 
 mod common;
 
@@ -46,7 +47,11 @@ fn a_gyro_starts_the_refinement_at_the_true_rotation_on_the_kitchen() {
             gyro,
             ..Default::default()
         };
-        evaluate_adapt(&options, &adapt).expect("lock-step evaluation");
+        let (_, stats) = evaluate_adapt(&options, &adapt).expect("lock-step evaluation");
+        // Every triplet carries the prior with a gyro (all its frames have an orientation),
+        // none without.
+        let expected = if adapt.gyro.is_some() { stats.triplets } else { 0 };
+        assert!(stats.triplets > 0 && stats.rotation_priors == expected, "{stats:?}");
         column_mean(&csv, "refined_rotation_error_deg")
     };
     let without = refined_rotation_error(None, "without.csv");
@@ -82,4 +87,61 @@ fn gyro_input_that_cannot_be_used_is_refused_naming_the_flag() {
     let stderr = eval(&["--adapt", "--gyro", file.to_str().unwrap()]);
     let at = format!("{}:3:", file.display());
     assert!(stderr.contains(&at) && stderr.contains("expected 5"), "{stderr}");
+}
+
+/// A live run over real kitchen frames: with `--gyro ground-truth` every triplet the adapter
+/// forms carries the rotation prior; with a gyro file whose times end before the stream, the
+/// run stops at the first frame after the file, naming the file and the frame.
+#[cfg(feature = "torch")]
+#[test]
+fn a_live_run_hands_each_frames_orientation_to_the_adapter() {
+    use livedepth::app::adapt::AdaptOptions;
+    use livedepth::app::gyro::GyroSource;
+    let (Some(model), Some(kitchen)) =
+        (common::shared("models/rtmonodepth_s/m_640x192"), common::shared("data/kitchen"))
+    else {
+        return;
+    };
+    let live = |gyro: GyroSource, out: &Path| {
+        let text = format!(
+            "[source]\nuri = \"kitchen:{}\"\n[network]\narch = \"rtmonodepth-s\"\nwidth = 128\n\
+             height = 96\nmodel = \"{}\"\n[pipeline]\npolicy = \"lossless\"\n\
+             stats_interval_s = 60.0\n[outputs]\ndir = \"{}\"\ndepth_png = false\nvideo = false\n\
+             metrics = false\n",
+            kitchen.display(),
+            model.display(),
+            out.display()
+        );
+        let config = livedepth::config::Config::from_toml_str(&text, "gyro-test.toml").unwrap();
+        let mut adapt = AdaptOptions { print_every: 0, gyro: Some(gyro), ..Default::default() };
+        adapt.config.publish_every = 1;
+        let options = livedepth::app::live::LiveOptions {
+            config,
+            model: None,
+            max_frames: Some(24),
+            adapt: Some(adapt),
+        };
+        livedepth::app::live::run_live(&options)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ground-truth");
+    live(GyroSource::GroundTruth, &out).expect("run --adapt --gyro ground-truth");
+    let report = std::fs::read_to_string(out.join("adapt_report.json")).expect("adapt report");
+    let stats: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let (triplets, priors) = (stats["triplets"].as_u64(), stats["rotation_priors"].as_u64());
+    assert!(triplets.is_some_and(|t| t > 0) && priors == triplets, "{stats}");
+
+    // The kitchen's clock starts at its first frame's timestamp; a track that ends there
+    // covers the first frame only.
+    let first = livedepth::source::dataset::open_dataset(&format!("kitchen:{}", kitchen.display()))
+        .and_then(|d| d.frame(0))
+        .expect("kitchen frame 0")
+        .timestamp;
+    let file = dir.path().join("attitude.csv");
+    std::fs::write(&file, format!("time,qw,qx,qy,qz\n{},1,0,0,0\n{first},1,0,0,0\n", first - 1.0))
+        .unwrap();
+    let error = live(GyroSource::File(file.clone()), &dir.path().join("short"))
+        .expect_err("frames after the gyro file's end must stop the run")
+        .to_string();
+    assert!(error.contains(&file.display().to_string()) && error.contains("frame 1"), "{error}");
 }

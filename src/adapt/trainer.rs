@@ -237,6 +237,7 @@ impl Adapter {
             return false;
         };
         self.stats.triplets += 1;
+        self.stats.rotation_priors += u64::from(triplet.rotation_prior.is_some());
         let triplet = Arc::new(triplet);
         let guards = self.config.guards;
         if guards.rollback

@@ -87,8 +87,8 @@ pub struct AdaptOptions {
     /// Lock-step only: write the per-frame diagnosis CSV here (adapted, frozen and served
     /// abs_rel, the guard's fresh-triplet scores against the ground-truth motion).
     pub diagnose: Option<PathBuf>,
-    /// Lock-step only: the camera's orientation per frame (`--gyro`), where the pose
-    /// refinement starts its rotations ([`crate::app::gyro`]).
+    /// The camera's orientation per frame (`--gyro`), where the pose refinement starts its
+    /// rotations ([`crate::app::gyro`]).
     pub gyro: Option<crate::app::gyro::GyroSource>,
     /// Live runs only: what happens when the adaptation thread fails.
     pub on_failure: AdaptFailurePolicy,
@@ -418,6 +418,8 @@ pub struct AdaptFrame {
     pub camera: Intrinsics,
     /// Metres travelled up to this frame (`--metric-scale speed`).
     pub odometer: Option<f64>,
+    /// The camera's orientation at this frame (`--gyro`).
+    pub orientation: Option<nalgebra::UnitQuaternion<f64>>,
 }
 
 /// How often the adapter thread posts its status on a status board.
@@ -482,6 +484,7 @@ pub fn run_adapter_thread(
                 Ok(f) => {
                     let mut frame = NetFrame::from_resized(f.index, &f.resized, &f.camera);
                     frame.odometer = f.odometer;
+                    frame.orientation = f.orientation;
                     if let (Some(scale), Some(odometer)) = (scale.as_mut(), f.odometer) {
                         scale.record(f.index, odometer);
                     }

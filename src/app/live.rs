@@ -98,6 +98,8 @@ pub struct LiveAdaptHook {
     failure_shown: Option<Instant>,
     /// `--metric-scale speed`: the odometry read for every frame (metres travelled).
     odometry: Option<Odometry>,
+    /// `--gyro`: the camera's orientation, read for each frame offered to the adapter.
+    orientations: Option<crate::app::gyro::Orientations>,
     /// Yields to the adapter while it starves (`--adapt-min-share`).
     starvation: StarvationGuard,
     /// When the current frame's forward pass started.
@@ -162,12 +164,26 @@ impl FrameHook for LiveAdaptHook {
             Some(odometry) => odometry.reading(frame, "the source")?,
             None => None,
         };
+        // Looked up for every frame too, so that a gyro file that ends early stops the run at
+        // the same frame whatever the adapter is doing.
+        let orientation = match &self.orientations {
+            Some(orientations) => {
+                Some(orientations.at(frame, "the source").map_err(|e| e.to_string())?)
+            }
+            None => None,
+        };
         // The adapter is busy with earlier frames: skip the copy of this one.
         if self.frames.is_full() {
             self.offered_but_dropped += 1;
             return Ok(());
         }
-        let offer = AdaptFrame { index: frame.index, resized: resized.clone(), camera, odometer };
+        let offer = AdaptFrame {
+            index: frame.index,
+            resized: resized.clone(),
+            camera,
+            odometer,
+            orientation,
+        };
         if self.frames.try_send(offer).is_err() {
             self.offered_but_dropped += 1;
         }
@@ -305,6 +321,12 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
     let mut adapter_thread = None;
     let adapt = match &options.adapt {
         Some(adapt_options) => {
+            // A gyro file is read and checked before anything starts.
+            let orientations = adapt_options
+                .gyro
+                .as_ref()
+                .map(crate::app::gyro::Orientations::open)
+                .transpose()?;
             let camera = config.camera.as_ref().map(|c| c.intrinsics()).unwrap_or_else(|| {
                 // No calibration: a generic 60-degree-wide pinhole at the network size.
                 Intrinsics {
@@ -375,6 +397,7 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
                 on_failure,
                 failure_shown: None,
                 odometry,
+                orientations,
                 starvation,
                 forward_started: None,
             }) as Box<dyn FrameHook>)

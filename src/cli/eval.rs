@@ -171,10 +171,10 @@ pub struct AdaptArgs {
     /// Turn the never-worse guard off (always serve the adapted weights).
     #[arg(long)]
     pub no_serve_guard: bool,
-    /// `eval --adapt` only: the camera's orientation per frame, where the pose refinement
-    /// starts its rotations: a CSV `time,qw,qx,qy,qz` (camera-to-world, camera axes, seconds
-    /// on the frames' clock) from a gyro's attitude estimate, or `ground-truth` (the dataset's
-    /// poses standing in for one).
+    /// With --adapt: the camera's orientation per frame, where the pose refinement starts its
+    /// rotations: a CSV `time,qw,qx,qy,qz` (camera-to-world, camera axes, seconds on the
+    /// frames' clock) from a gyro's attitude estimate, or `ground-truth` (a dataset's poses
+    /// standing in for one).
     #[arg(long, value_name = "FILE|ground-truth")]
     pub gyro: Option<String>,
 }

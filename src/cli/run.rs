@@ -139,10 +139,9 @@ pub fn run(args: Args) -> livedepth::Result<()> {
     // The overrides are checked like the file was.
     config.validate(&args.config)?;
     let dir = config.outputs.dir.clone();
-    if let Some(gyro) = &args.adapt.gyro {
+    if let (Some(gyro), false) = (&args.adapt.gyro, args.adapt.adapt) {
         return Err(livedepth::Error::Other(format!(
-            "--gyro {gyro}: read by the lock-step `eval --adapt` only; a live run has no \
-             orientation input yet (drop --gyro)"
+            "--gyro {gyro}: the orientations start the adapter's pose refinement; add --adapt"
         )));
     }
     let adapt = if args.adapt.adapt { Some(args.adapt.options()?) } else { None };

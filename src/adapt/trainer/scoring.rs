@@ -4,7 +4,7 @@
 
 use super::{Adapter, FreshScore, to_host};
 use crate::adapt::AdaptError;
-use crate::adapt::pose_refine::{Refinement, refine_poses};
+use crate::adapt::pose_refine::{Refinement, refine_poses, start_at_rotation_prior};
 use crate::adapt::triplet::Triplet;
 use crate::loss::{Pose6, target_pyramid};
 use crate::model::network::DepthNetwork;
@@ -161,7 +161,11 @@ impl Adapter {
     /// shape is compared), recorded in the guard's window; publishes at once when what is
     /// served changes.
     pub(super) fn score_fresh(&mut self, t: &Triplet) -> Result<(), AdaptError> {
-        let poses = self.triplet_poses(t)?;
+        let network_poses = self.triplet_poses(t)?;
+        // Both depth maps are judged from the motion training starts at: a gyro's rotations
+        // where there are some, as in the refinement (docs/adapt.md, "A gyro starts the
+        // rotation").
+        let poses = start_at_rotation_prior(network_poses, t.rotation_prior);
         let adapted = self.target_disparities(t, &self.student)?;
         let frozen = self.target_disparities(t, &self.anchor)?;
         let adapted_median = self.median_depth(&adapted[0]);
@@ -197,7 +201,7 @@ impl Adapter {
         let LogDepthAgreement { deviation, correlation } =
             log_depth_agreement(&adapted[0], &frozen[0], |d| self.depth_of(d));
         let now = self.serve.record(adapted_loss, frozen_loss, deviation);
-        let motion = poses.each_ref().map(Pose6::row);
+        let motion = network_poses.each_ref().map(Pose6::row);
         let largest_translation = motion
             .iter()
             .map(|m| f64::from(m[3] * m[3] + m[4] * m[4] + m[5] * m[5]).sqrt())

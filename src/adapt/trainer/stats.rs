@@ -19,6 +19,10 @@ pub struct AdaptStats {
     pub checkpoints: u64,
     /// Triplets formed so far.
     pub triplets: u64,
+    /// Of those, triplets whose three frames carried a gyro's orientation (`--gyro`): their
+    /// pose refinement and the never-worse guard's scoring start at the measured rotations.
+    #[serde(default)]
+    pub rotation_priors: u64,
     pub last_total: f64,
     pub last_photometric: f64,
     pub last_smoothness: f64,
