@@ -54,7 +54,9 @@ pub struct SourceConfig {
     /// Overrides whether the source is treated as live (frames dropped, never queued).
     #[serde(default)]
     pub live: Option<bool>,
-    /// Requested frame rate (live cameras) or playback rate (files, datasets).
+    /// Frame rate: recordings (datasets, bags, files not marked live) are played at this rate
+    /// by `run` ([`crate::source::paced::Paced`]); recorded outputs (the mp4) are written at
+    /// it. A live camera delivers at its own rate.
     #[serde(default)]
     pub fps: Option<f64>,
     /// Seconds without a frame before the source counts as stalled (default 10): the run ends

@@ -188,15 +188,25 @@ fn speed_rows(path: &std::path::Path) -> Vec<(f64, f64)> {
 /// The vehicle: once a subscriber matches `key`, puts one malformed message and then every
 /// `(time, speed)` row as JSON, in order.
 fn publish_speed_when_matched(vehicle: &zenoh::Session, key: &str, rows: Vec<(f64, f64)>) {
+    let messages =
+        rows.iter().map(|(time, speed)| format!("{{\"time\": {time}, \"speed\": {speed}}}"));
+    publish_when_matched(vehicle, key, std::iter::once("fast".to_owned()).chain(messages));
+}
+
+/// Once a subscriber matches `key`, puts `messages` in order.
+fn publish_when_matched(
+    vehicle: &zenoh::Session,
+    key: &str,
+    messages: impl IntoIterator<Item = String>,
+) {
     let publisher = vehicle.declare_publisher(key.to_owned()).wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     while !publisher.matching_status().wait().unwrap().matching() {
         assert!(Instant::now() < deadline, "nothing subscribed to {key}");
         std::thread::sleep(Duration::from_millis(20));
     }
-    publisher.put("fast").wait().unwrap();
-    for (time, speed) in rows {
-        publisher.put(format!("{{\"time\": {time}, \"speed\": {speed}}}")).wait().unwrap();
+    for message in messages {
+        publisher.put(message).wait().unwrap();
     }
 }
 
@@ -330,4 +340,113 @@ device = "test-car"
 
     let stderr = run_refused(&["--adapt", "--metric-scale", "speed", "--speed-key", "car/*/speed"]);
     assert!(stderr.contains("--speed-key") && stderr.contains("wildcard"), "{stderr}");
+}
+
+/// `run --adapt --gyro zenoh:KEY` on a rendered drive, with the vehicle publishing the camera's
+/// attitude (the renderer's camera orientations, as an attitude estimator would) on a real
+/// Zenoh peer: every message but a malformed one is taken, every frame is read between two
+/// samples, and every triplet the adapter forms carries the rotation prior. The replay is paced
+/// at 5 fps, so that the adapter, built while the first frames play, sees frames to form
+/// triplets from. A key with a
+/// wildcard, and a Zenoh key for the lock-step `eval`, are refused naming the flag.
+#[test]
+fn run_reads_the_cameras_attitude_from_a_zenoh_key() {
+    use livedepth::app::adapt::{AdaptOptions, PoseInit};
+    use livedepth::app::gyro::GyroSource;
+    use livedepth::app::live::{LiveOptions, run_live};
+    use livedepth::train::TrainedModel;
+    let model = TrainedModel::open(&common::repo_root().join(livedepth::app::demo::BASE_MODEL_DIR))
+        .expect("the committed base model opens");
+    let dir = tempfile::tempdir().unwrap();
+    let frames = 24;
+    let drive = common::rendered_drive(dir.path(), frames, 6156);
+    let dataset = livedepth::source::dataset::open_dataset(&format!("kitti:{}", drive.display()))
+        .expect("the rendered drive opens");
+    let attitude: Vec<String> = (0..frames)
+        .map(|i| {
+            let frame = dataset.frame(i).expect("a rendered frame");
+            let q = frame.gt_pose.expect("the renderer's camera pose").rotation;
+            let time = frame.timestamp;
+            format!(
+                "{{\"time\": {time}, \"qw\": {}, \"qx\": {}, \"qy\": {}, \"qz\": {}}}",
+                q.w, q.i, q.j, q.k
+            )
+        })
+        .collect();
+    let (vehicle, endpoint) = listening_peer();
+    let key = "vehicle/test-car/attitude";
+    let out = dir.path().join("out");
+    let config_text = format!(
+        r#"
+[source]
+uri = "kitti:{drive}"
+fps = 5.0
+[network]
+arch = "rtmonodepth-s"
+width = 320
+height = 96
+model = "{model}"
+[pipeline]
+policy = "lossless"
+[outputs]
+dir = "{out}"
+[outputs.zenoh]
+connect = ["{endpoint}"]
+device = "test-car"
+"#,
+        drive = drive.display(),
+        model = model.depth.display(),
+        out = out.display()
+    );
+    let config = livedepth::config::Config::from_toml_str(&config_text, std::path::Path::new("t"))
+        .expect("config");
+    let publishing = {
+        let messages = std::iter::once("1.0,2,0,0,0".to_owned()).chain(attitude.clone());
+        std::thread::spawn(move || publish_when_matched(&vehicle, key, messages))
+    };
+    let adapt = AdaptOptions {
+        pose_model: Some(model.pose.clone()),
+        pose_init: PoseInit::DepthEncoder,
+        gyro: Some(GyroSource::from_flag(&format!("zenoh:{key}"))),
+        ..AdaptOptions::default()
+    };
+    let report =
+        run_live(&LiveOptions { config, model: None, max_frames: None, adapt: Some(adapt) })
+            .expect("run --adapt --gyro zenoh:KEY");
+    publishing.join().expect("the vehicle published");
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(out.join(name)).unwrap()).unwrap()
+    };
+    let gyro = &read("run_report.json")["gyro_input"];
+    println!("{gyro}");
+    assert_eq!(report.frames_delivered, frames as u64);
+    assert_eq!(gyro["key"], key, "{gyro}");
+    assert_eq!(gyro["received"].as_u64(), Some(frames as u64 + 1), "{gyro}");
+    assert_eq!(gyro["refused"].as_u64(), Some(1), "{gyro}");
+    let refusal = gyro["last_refusal"].as_str().unwrap_or_default();
+    assert!(refusal.contains(key) && refusal.contains("unit quaternion"), "{gyro}");
+    assert_eq!(gyro["frames_read"].as_u64(), Some(frames as u64), "{gyro}");
+    assert_eq!(gyro["frames_without"].as_u64(), Some(0), "{gyro}");
+    let adapt = read("adapt_report.json");
+    let (triplets, priors) = (adapt["triplets"].as_u64(), adapt["rotation_priors"].as_u64());
+    println!("adapter: {triplets:?} triplets, {priors:?} with the rotation prior");
+    assert!(triplets.is_some_and(|t| t > 0) && priors == triplets, "{adapt}");
+
+    let stderr = run_refused(&["--adapt", "--gyro", "zenoh:car/*/attitude"]);
+    assert!(
+        stderr.contains("--gyro zenoh:car/*/attitude") && stderr.contains("wildcard"),
+        "{stderr}"
+    );
+    let output = common::livedepth(&[
+        "eval",
+        "--dataset",
+        &format!("kitti:{}", drive.display()),
+        "--model",
+        model.depth.to_str().unwrap(),
+        "--adapt",
+        "--gyro",
+        "zenoh:car/attitude",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("run --adapt"), "{stderr}");
 }

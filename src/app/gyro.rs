@@ -20,13 +20,17 @@ use std::path::{Path, PathBuf};
 pub enum GyroSource {
     GroundTruth,
     File(PathBuf),
+    /// A Zenoh key the camera's attitude is published on (`run --adapt` only;
+    /// [`crate::app::gyro_live`]).
+    Zenoh(String),
 }
 
 impl GyroSource {
-    /// `ground-truth` or a file path, as `--gyro` takes it.
+    /// `ground-truth`, `zenoh:KEY` or a file path, as `--gyro` takes it.
     pub fn from_flag(value: &str) -> Self {
         match value {
             "ground-truth" => Self::GroundTruth,
+            key if key.starts_with("zenoh:") => Self::Zenoh(key["zenoh:".len()..].to_owned()),
             path => Self::File(PathBuf::from(path)),
         }
     }
@@ -48,6 +52,10 @@ impl Orientations {
     pub fn open(source: &GyroSource) -> crate::Result<Self> {
         match source {
             GyroSource::GroundTruth => Ok(Self::GroundTruth),
+            GyroSource::Zenoh(key) => Err(crate::Error::Other(format!(
+                "--gyro zenoh:{key}: a live topic is read by `run --adapt` only; a lock-step \
+                 replay takes a recorded track: --gyro FILE (time,qw,qx,qy,qz)"
+            ))),
             GyroSource::File(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| crate::Error::Other(format!("--gyro {}: {e}", path.display())))?;
@@ -72,29 +80,7 @@ impl Orientations {
             {
                 continue;
             }
-            let cells: Vec<&str> = row.split(',').map(str::trim).collect();
-            if cells.len() != 5 {
-                let got = cells.len();
-                return Err(row_error(
-                    n + 1,
-                    format!("{got} fields, expected 5 (time,qw,qx,qy,qz)"),
-                ));
-            }
-            let mut values = [0f64; 5];
-            for ((value, cell), name) in values.iter_mut().zip(&cells).zip(COLUMNS) {
-                *value = cell.parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| {
-                    row_error(n + 1, format!("{name} `{cell}`: expected a finite number"))
-                })?;
-            }
-            let [time, w, x, y, z] = values;
-            let q = Quaternion::new(w, x, y, z);
-            if (q.norm() - 1.0).abs() > 1e-3 {
-                let norm = q.norm();
-                return Err(row_error(
-                    n + 1,
-                    format!("quaternion of length {norm:.4}: expected a unit quaternion"),
-                ));
-            }
+            let (time, orientation) = parse_row(row).map_err(|e| row_error(n + 1, e))?;
             if let Some(&(last, _)) = samples.last()
                 && time <= last
             {
@@ -103,7 +89,7 @@ impl Orientations {
                     format!("time {time} after {last}: expected strictly increasing times"),
                 ));
             }
-            samples.push((time, UnitQuaternion::new_normalize(q)));
+            samples.push((time, orientation));
         }
         if samples.is_empty() {
             return Err(crate::Error::Other(format!(
@@ -126,25 +112,57 @@ impl Orientations {
             }),
             Self::Track { path, samples } => {
                 let t = frame.timestamp;
-                let after = samples.partition_point(|&(time, _)| time < t);
-                let (first, last) = (samples[0].0, samples[samples.len() - 1].0);
-                if after == samples.len() || (after == 0 && t < first) {
-                    return Err(crate::Error::Other(format!(
+                interpolate(samples, t).ok_or_else(|| {
+                    let (first, last) = (samples[0].0, samples[samples.len() - 1].0);
+                    crate::Error::Other(format!(
                         "--gyro {}: {dataset} frame {} at {t} s is outside the file's times \
                          {first}..{last} s (the frames' clock)",
                         path.display(),
                         frame.index
-                    )));
-                }
-                let (t1, q1) = samples[after];
-                if after == 0 || t1 == t {
-                    return Ok(q1);
-                }
-                let (t0, q0) = samples[after - 1];
-                Ok(q0.slerp(&q1, (t - t0) / (t1 - t0)))
+                    ))
+                })
             }
         }
     }
+}
+
+/// The orientation at time `t` between `samples` (time strictly increasing) by spherical
+/// interpolation; None outside their times.
+pub(crate) fn interpolate(
+    samples: &[(f64, UnitQuaternion<f64>)],
+    t: f64,
+) -> Option<UnitQuaternion<f64>> {
+    let after = samples.partition_point(|&(time, _)| time < t);
+    let &(t1, q1) = samples.get(after)?;
+    if t1 == t {
+        return Some(q1);
+    }
+    let &(t0, q0) = samples.get(after.checked_sub(1)?)?;
+    Some(q0.slerp(&q1, (t - t0) / (t1 - t0)))
+}
+
+/// One `time,qw,qx,qy,qz` row: finite numbers and a quaternion of length 1 ± 1e-3. The error
+/// names the field and what was expected.
+pub(crate) fn parse_row(row: &str) -> Result<(f64, UnitQuaternion<f64>), String> {
+    let cells: Vec<&str> = row.split(',').map(str::trim).collect();
+    if cells.len() != 5 {
+        return Err(format!("{} fields, expected 5 (time,qw,qx,qy,qz)", cells.len()));
+    }
+    let mut values = [0f64; 5];
+    for ((value, cell), name) in values.iter_mut().zip(&cells).zip(COLUMNS) {
+        *value = cell
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .ok_or_else(|| format!("{name} `{cell}`: expected a finite number"))?;
+    }
+    let [time, w, x, y, z] = values;
+    let q = Quaternion::new(w, x, y, z);
+    if (q.norm() - 1.0).abs() > 1e-3 {
+        let norm = q.norm();
+        return Err(format!("quaternion of length {norm:.4}: expected a unit quaternion"));
+    }
+    Ok((time, UnitQuaternion::new_normalize(q)))
 }
 
 const COLUMNS: [&str; 5] = ["time", "qw", "qx", "qy", "qz"];

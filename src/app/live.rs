@@ -10,6 +10,8 @@ use crate::app::adapt::{AdaptFailurePolicy, AdaptFrame, build_adapter, run_adapt
 use crate::app::adapt_share::{AdapterPulse, StarvationGuard};
 use crate::app::fleet::FleetShare;
 use crate::app::fleet_merges::{MergeInstaller, spawn_merge_installer};
+use crate::app::gyro::{GyroSource, Orientations};
+use crate::app::gyro_live::{LiveGyroReport, LiveOrientations, OrientationInput};
 use crate::app::priority::{AdaptPriority, run_at_lowest_priority};
 use crate::app::replay::ADAPT_REPORT_FILE;
 use crate::camera::Intrinsics;
@@ -80,6 +82,9 @@ struct LiveRunReport<'a> {
     /// The live speed input's figures (`--speed-key`).
     #[serde(skip_serializing_if = "Option::is_none")]
     speed_input: Option<LiveSpeedReport>,
+    /// The live orientation input's figures (`--gyro zenoh:KEY`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gyro_input: Option<LiveGyroReport>,
 }
 
 /// The live side of `--adapt`: installs published weights between frames and offers each
@@ -98,8 +103,8 @@ pub struct LiveAdaptHook {
     failure_shown: Option<Instant>,
     /// `--metric-scale speed`: the odometry read for every frame (metres travelled).
     odometry: Option<Odometry>,
-    /// `--gyro`: the camera's orientation, read for each frame offered to the adapter.
-    orientations: Option<crate::app::gyro::Orientations>,
+    /// `--gyro`: the camera's orientation, read for each frame.
+    orientations: Option<OrientationInput>,
     /// Yields to the adapter while it starves (`--adapt-min-share`).
     starvation: StarvationGuard,
     /// When the current frame's forward pass started.
@@ -166,10 +171,8 @@ impl FrameHook for LiveAdaptHook {
         };
         // Looked up for every frame too, so that a gyro file that ends early stops the run at
         // the same frame whatever the adapter is doing.
-        let orientation = match &self.orientations {
-            Some(orientations) => {
-                Some(orientations.at(frame, "the source").map_err(|e| e.to_string())?)
-            }
+        let orientation = match self.orientations.as_mut() {
+            Some(input) => input.read(frame)?,
             None => None,
         };
         // The adapter is busy with earlier frames: skip the copy of this one.
@@ -290,6 +293,10 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
     if let Some(limit) = options.max_frames {
         source = Box::new(crate::source::Limited::new(source, limit));
     }
+    // A recording with `[source] fps` plays at that rate, as its camera delivered it.
+    if let (Some(fps), false) = (config.source.fps, source.is_live()) {
+        source = Box::new(crate::source::paced::Paced::new(source, fps));
+    }
     let fps = config.source.fps.unwrap_or(30.0);
     let sink = OutputSink::new(
         config.outputs.clone(),
@@ -303,7 +310,7 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
     if sink.has_telemetry() {
         publish_camera_pose(&sink, options, &model)?;
     }
-    let mut speed_stats = None;
+    let (mut speed_stats, mut gyro_stats) = (None, None);
     if let Some(key) = speed_key {
         let session = sink.zenoh_session().ok_or_else(|| {
             crate::Error::Other(format!(
@@ -322,11 +329,22 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
     let adapt = match &options.adapt {
         Some(adapt_options) => {
             // A gyro file is read and checked before anything starts.
-            let orientations = adapt_options
-                .gyro
-                .as_ref()
-                .map(crate::app::gyro::Orientations::open)
-                .transpose()?;
+            let orientations = match &adapt_options.gyro {
+                Some(GyroSource::Zenoh(key)) => {
+                    let session = sink.zenoh_session().ok_or_else(|| {
+                        crate::Error::Other(format!(
+                            "--gyro zenoh:{key}: needs a Zenoh session to read it on: add \
+                             --zenoh (or an [outputs.zenoh] table)"
+                        ))
+                    })?;
+                    let live = LiveOrientations::subscribe_at_start(&session, key)
+                        .map_err(crate::Error::Other)?;
+                    gyro_stats = Some(live.stats());
+                    Some(OrientationInput::Live(live))
+                }
+                Some(source) => Some(OrientationInput::Recorded(Orientations::open(source)?)),
+                None => None,
+            };
             let camera = config.camera.as_ref().map(|c| c.intrinsics()).unwrap_or_else(|| {
                 // No calibration: a generic 60-degree-wide pinhole at the network size.
                 Intrinsics {
@@ -466,6 +484,7 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
             weight_swaps: swaps.lock().map(|s| s.clone()).unwrap_or_default(),
             metric_scale: scale_summary.lock().ok().and_then(|s| s.clone()),
             speed_input: speed_stats.map(|stats| stats.report()),
+            gyro_input: gyro_stats.map(|stats| stats.report()),
         },
     )?;
     // The live outputs are complete; a failed adaptation still makes the run fail.

@@ -173,13 +173,36 @@ pub struct AdaptArgs {
     pub no_serve_guard: bool,
     /// With --adapt: the camera's orientation per frame, where the pose refinement starts its
     /// rotations: a CSV `time,qw,qx,qy,qz` (camera-to-world, camera axes, seconds on the
-    /// frames' clock) from a gyro's attitude estimate, or `ground-truth` (a dataset's poses
-    /// standing in for one).
+    /// frames' clock) from a gyro's attitude estimate, `ground-truth` (a dataset's poses
+    /// standing in for one), or, for `run`, `zenoh:KEY` (the same samples published live).
     #[arg(long, value_name = "FILE|ground-truth")]
     pub gyro: Option<String>,
 }
 
 impl AdaptArgs {
+    /// Refuses a `--gyro` that cannot be used, naming the flag: one without `--adapt`, a Zenoh
+    /// key in a lock-step replay (`live` false) or a key that is not one key.
+    pub fn check_gyro(&self, live: bool) -> livedepth::Result<()> {
+        let Some(gyro) = &self.gyro else { return Ok(()) };
+        let refuse = |why: String| Err(livedepth::Error::Other(format!("--gyro {gyro}: {why}")));
+        if !self.adapt {
+            return refuse(
+                "the orientations start the adapter's pose refinement; add --adapt".into(),
+            );
+        }
+        match (livedepth::app::gyro::GyroSource::from_flag(gyro), live) {
+            (livedepth::app::gyro::GyroSource::Zenoh(_), false) => refuse(
+                "a live topic is read by `run --adapt` only; a lock-step replay takes a recorded \
+                 track: --gyro FILE (time,qw,qx,qy,qz)"
+                    .into(),
+            ),
+            (livedepth::app::gyro::GyroSource::Zenoh(key), true) => {
+                livedepth::scale::live_speed::check_speed_key(&key).or_else(refuse)
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The adaptation options these flags describe.
     pub fn options(&self) -> livedepth::Result<AdaptOptions> {
         let mut config = match &self.adapt_config {
@@ -343,11 +366,7 @@ pub fn run(args: Args) -> livedepth::Result<()> {
         )
         .map_err(livedepth::Error::Other)?,
     };
-    if let (Some(gyro), false) = (&args.adapt.gyro, args.adapt.adapt) {
-        return Err(livedepth::Error::Other(format!(
-            "--gyro {gyro}: the orientations start the adapter's pose refinement; add --adapt"
-        )));
-    }
+    args.adapt.check_gyro(false)?;
     if args.adapt.adapt && args.engine != livedepth::engine::EngineKind::Torch {
         return Err(livedepth::Error::Other(format!(
             "--engine {} with --adapt: the lock-step evaluation scores the adapting libtorch              network itself; drop --engine, or use `run --adapt --engine {}`, where adapted              weights reach that backend",

@@ -139,11 +139,7 @@ pub fn run(args: Args) -> livedepth::Result<()> {
     // The overrides are checked like the file was.
     config.validate(&args.config)?;
     let dir = config.outputs.dir.clone();
-    if let (Some(gyro), false) = (&args.adapt.gyro, args.adapt.adapt) {
-        return Err(livedepth::Error::Other(format!(
-            "--gyro {gyro}: the orientations start the adapter's pose refinement; add --adapt"
-        )));
-    }
+    args.adapt.check_gyro(true)?;
     let adapt = if args.adapt.adapt { Some(args.adapt.options()?) } else { None };
     let options = LiveOptions { config, model: args.model, max_frames: args.frames, adapt };
     run_live(&options)?;

@@ -4,11 +4,12 @@
 //! from a URI (`file://`, `v4l2://`, `rtsp://`, `csi://`, `test://`, `gst://`);
 //! [`bag::BagSource`] replays the image topic of an MCAP file (ROS 2 bags and Foxglove
 //! recordings, `mcap://PATH?topic=…`); [`dataset::DatasetSource`] reads recorded datasets with
-//! ground truth.
+//! ground truth. [`paced::Paced`] plays a recording at a set frame rate.
 
 pub mod bag;
 pub mod gst;
 pub mod gst_uri;
+pub mod paced;
 pub mod reconnect;
 
 pub mod dataset;
