@@ -185,6 +185,27 @@ fn speed_rows(path: &std::path::Path) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// A `run` config for a rendered drive at 320x96 with `model`, writing into `out` and on Zenoh
+/// through `endpoint` as device `test-car`; `source` and `network` are added to those tables.
+fn drive_config(
+    drive: &std::path::Path,
+    model: &std::path::Path,
+    out: &std::path::Path,
+    endpoint: &str,
+    source: &str,
+    network: &str,
+) -> livedepth::config::Config {
+    let text = format!(
+        "[source]\nuri = \"kitti:{}\"\n{source}\n[network]\narch = \"rtmonodepth-s\"\nwidth = 320\n\
+         height = 96\nmodel = \"{}\"\n{network}\n[outputs]\ndir = \"{}\"\n[outputs.zenoh]\n\
+         connect = [\"{endpoint}\"]\ndevice = \"test-car\"\n",
+        drive.display(),
+        model.display(),
+        out.display()
+    );
+    livedepth::config::Config::from_toml_str(&text, std::path::Path::new("t")).expect("config")
+}
+
 /// The vehicle: once a subscriber matches `key`, puts one malformed message and then every
 /// `(time, speed)` row as JSON, in order.
 fn publish_speed_when_matched(vehicle: &zenoh::Session, key: &str, rows: Vec<(f64, f64)>) {
@@ -286,29 +307,8 @@ fn run_reads_the_vehicles_speed_from_a_zenoh_key() {
     let (vehicle, endpoint) = listening_peer();
     let key = "vehicle/test-car/speed";
     let out = dir.path().join("out");
-    let config_text = format!(
-        r#"
-[source]
-uri = "kitti:{drive}"
-[network]
-arch = "rtmonodepth-s"
-width = 320
-height = 96
-model = "{model}"
-metric_scale = "speed"
-speed_key = "{key}"
-[outputs]
-dir = "{out}"
-[outputs.zenoh]
-connect = ["{endpoint}"]
-device = "test-car"
-"#,
-        drive = drive.display(),
-        model = model.depth.display(),
-        out = out.display()
-    );
-    let config = livedepth::config::Config::from_toml_str(&config_text, std::path::Path::new("t"))
-        .expect("config");
+    let network = format!("metric_scale = \"speed\"\nspeed_key = \"{key}\"");
+    let config = drive_config(&drive, &model.depth, &out, &endpoint, "", &network);
     let publishing = {
         let rows = rows.clone();
         std::thread::spawn(move || publish_speed_when_matched(&vehicle, key, rows))
@@ -376,30 +376,7 @@ fn run_reads_the_cameras_attitude_from_a_zenoh_key() {
     let (vehicle, endpoint) = listening_peer();
     let key = "vehicle/test-car/attitude";
     let out = dir.path().join("out");
-    let config_text = format!(
-        r#"
-[source]
-uri = "kitti:{drive}"
-fps = 5.0
-[network]
-arch = "rtmonodepth-s"
-width = 320
-height = 96
-model = "{model}"
-[pipeline]
-policy = "lossless"
-[outputs]
-dir = "{out}"
-[outputs.zenoh]
-connect = ["{endpoint}"]
-device = "test-car"
-"#,
-        drive = drive.display(),
-        model = model.depth.display(),
-        out = out.display()
-    );
-    let config = livedepth::config::Config::from_toml_str(&config_text, std::path::Path::new("t"))
-        .expect("config");
+    let config = drive_config(&drive, &model.depth, &out, &endpoint, "fps = 5.0", "");
     let publishing = {
         let messages = std::iter::once("1.0,2,0,0,0".to_owned()).chain(attitude.clone());
         std::thread::spawn(move || publish_when_matched(&vehicle, key, messages))
