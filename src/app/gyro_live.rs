@@ -82,7 +82,7 @@ impl LiveOrientations {
     /// Subscribes to `key` on `session`, then waits up to [`FIRST_SAMPLE_WAIT`] for the first
     /// sample, saying on the console what it waits for and what came.
     pub fn subscribe_at_start(session: &zenoh::Session, key: &str) -> Result<Self, String> {
-        crate::scale::live_speed::check_speed_key(key).map_err(|e| format!("--gyro zenoh:{e}"))?;
+        crate::sink::zenoh_live::check_input_key(key).map_err(|e| format!("--gyro zenoh:{e}"))?;
         let state = Arc::new(Mutex::new(State {
             samples: Vec::new(),
             report: LiveGyroReport { key: key.to_owned(), ..LiveGyroReport::default() },

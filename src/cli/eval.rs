@@ -197,7 +197,7 @@ impl AdaptArgs {
                     .into(),
             ),
             (livedepth::app::gyro::GyroSource::Zenoh(key), true) => {
-                livedepth::scale::live_speed::check_speed_key(&key).or_else(refuse)
+                livedepth::sink::zenoh_live::check_input_key(&key).or_else(refuse)
             }
             _ => Ok(()),
         }

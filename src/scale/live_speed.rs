@@ -22,6 +22,7 @@
 
 use super::speed::{SpeedTrack, parse_sample};
 use crate::frame::Frame;
+use crate::sink::zenoh_live::check_input_key;
 use serde::Serialize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -103,21 +104,10 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A key the speed can be read from: a valid Zenoh key expression naming one key (no
-/// wildcards). The error says what was expected.
-pub fn check_speed_key(key: &str) -> Result<(), String> {
-    let expected = "one Zenoh key, e.g. vehicle/car-1/speed (no wildcards `*`, `$*`)";
-    match zenoh::key_expr::KeyExpr::try_from(key) {
-        Ok(k) if !k.is_wild() => Ok(()),
-        Ok(_) => Err(format!("`{key}` has a wildcard: expected {expected}")),
-        Err(e) => Err(format!("`{key}` is not a key expression ({e}): expected {expected}")),
-    }
-}
-
 impl LiveSpeed {
     /// Subscribes to `key` on `session`; samples are taken in from now on.
     pub fn subscribe(session: &zenoh::Session, key: &str) -> Result<Self, String> {
-        check_speed_key(key).map_err(|e| format!("--speed-key {e}"))?;
+        check_input_key(key).map_err(|e| format!("--speed-key {e}"))?;
         let state = Arc::new(Mutex::new(State {
             track: None,
             report: LiveSpeedReport { key: key.to_owned(), ..LiveSpeedReport::default() },
@@ -304,12 +294,5 @@ mod tests {
         assert_eq!(s.report.clock, Some(SpeedClock::Arrival));
         assert!(s.report.last_refusal.as_deref().unwrap().contains("expected none"));
         assert_eq!(s.track.as_ref().unwrap().span(), (10.0, 10.0));
-    }
-
-    #[test]
-    fn keys_with_wildcards_or_bad_syntax_are_refused() {
-        assert!(check_speed_key("vehicle/car-1/speed").is_ok());
-        assert!(check_speed_key("vehicle/*/speed").unwrap_err().contains("wildcard"));
-        assert!(check_speed_key("vehicle//speed").unwrap_err().contains("not a key expression"));
     }
 }

@@ -64,7 +64,8 @@ impl MetricScale {
                     file.display()
                 ));
             }
-            live_speed::check_speed_key(key).map_err(|e| format!("--speed-key {e}"))?;
+            crate::sink::zenoh_live::check_input_key(key)
+                .map_err(|e| format!("--speed-key {e}"))?;
         }
         match name {
             "speed" => Ok(MetricScale::Speed {

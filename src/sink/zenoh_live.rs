@@ -92,6 +92,17 @@ pub fn check_device_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A key an input is read from (`--speed-key`, `--gyro zenoh:KEY`): a valid Zenoh key
+/// expression naming one key (no wildcards). The error says what was expected.
+pub fn check_input_key(key: &str) -> Result<(), String> {
+    let expected = "one Zenoh key, e.g. vehicle/car-1/speed (no wildcards `*`, `$*`)";
+    match zenoh::key_expr::KeyExpr::try_from(key) {
+        Ok(k) if !k.is_wild() => Ok(()),
+        Ok(_) => Err(format!("`{key}` has a wildcard: expected {expected}")),
+        Err(e) => Err(format!("`{key}` is not a key expression ({e}): expected {expected}")),
+    }
+}
+
 /// A failed check: the field (with its flag), what was expected, what was found.
 pub type ConfigProblem = (&'static str, String, String);
 
@@ -225,6 +236,13 @@ impl Sink for ZenohSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn input_keys_with_wildcards_or_bad_syntax_are_refused() {
+        assert!(check_input_key("vehicle/car-1/speed").is_ok());
+        assert!(check_input_key("vehicle/*/speed").unwrap_err().contains("wildcard"));
+        assert!(check_input_key("vehicle//speed").unwrap_err().contains("not a key expression"));
+    }
 
     #[test]
     fn fields_are_checked_and_errors_name_them() {
