@@ -543,6 +543,8 @@ fn config_errors_name_the_field_and_partial_toml_keeps_defaults() {
     assert!(bad.validate().unwrap_err().to_string().contains("distill.gamma"));
     let bad = AdaptConfig { k_min: 3, k_max: 2, ..AdaptConfig::default() };
     assert!(bad.validate().unwrap_err().to_string().contains("k_min"));
+    let bad = AdaptConfig { target_parallax_px_with_gyro: -1.0, ..AdaptConfig::default() };
+    assert!(bad.validate().unwrap_err().to_string().contains("target_parallax_px_with_gyro"));
     for step in [0.0, -1e-3, 0.5, f32::NAN] {
         let bad = AdaptConfig { pose_refine_rotation_step: step, ..AdaptConfig::default() };
         let err = bad.validate().unwrap_err().to_string();

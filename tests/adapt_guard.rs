@@ -116,6 +116,7 @@ fn the_adaptation_defaults_are_the_documented_ones() {
         ("k_min", d.k_min.to_string()),
         ("k_max", d.k_max.to_string()),
         ("target_parallax_px", d.target_parallax_px.to_string()),
+        ("target_parallax_px_with_gyro", d.target_parallax_px_with_gyro.to_string()),
         ("pose_refine_iterations", d.pose_refine_iterations.to_string()),
         ("pose_refine_mirrored", d.pose_refine_mirrored.to_string()),
         ("pose_refine_rotation_step", d.pose_refine_rotation_step.to_string()),

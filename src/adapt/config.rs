@@ -173,6 +173,10 @@ pub struct AdaptConfig {
     pub k_max: usize,
     pub motion_threshold: f32,
     pub target_parallax_px: f32,
+    /// The parallax target while the frames carry a gyro's orientation (`--gyro`): with the
+    /// turn measured, the translation no longer takes a share of it, so the same baseline
+    /// measures less parallax (docs/adapt.md, "Spacing with a gyro").
+    pub target_parallax_px_with_gyro: f32,
     /// Skip a step whose live sample has more than this fraction of pixels auto-masked...
     pub stationary_masked_fraction: f32,
     /// ... or whose predicted translations are all shorter than this (network units).
@@ -222,6 +226,7 @@ impl Default for AdaptConfig {
             k_max: 6,
             motion_threshold: 0.01,
             target_parallax_px: 3.0,
+            target_parallax_px_with_gyro: 2.0,
             stationary_masked_fraction: 0.95,
             stationary_translation: 1e-4,
             replay_capacity: 16,
@@ -282,12 +287,17 @@ impl AdaptConfig {
                 format!("{}..{}", self.k_min, self.k_max),
             ));
         }
-        if !(self.target_parallax_px.is_finite() && self.target_parallax_px >= 0.0) {
-            return Err(AdaptError::config(
-                "target_parallax_px",
-                "a finite number of pixels >= 0 (0 = spacing from k_min by motion only)",
-                self.target_parallax_px,
-            ));
+        for (field, target) in [
+            ("target_parallax_px", self.target_parallax_px),
+            ("target_parallax_px_with_gyro", self.target_parallax_px_with_gyro),
+        ] {
+            if !(target.is_finite() && target >= 0.0) {
+                return Err(AdaptError::config(
+                    field,
+                    "a finite number of pixels >= 0 (0 = spacing from k_min by motion only)",
+                    target,
+                ));
+            }
         }
         if !(self.motion_threshold.is_finite() && self.motion_threshold >= 0.0) {
             return Err(AdaptError::config(

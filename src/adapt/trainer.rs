@@ -165,7 +165,8 @@ impl Adapter {
                 config.k_max,
                 config.motion_threshold,
                 config.target_parallax_px,
-            ),
+            )
+            .with_gyro_target(config.target_parallax_px_with_gyro),
             replay: ReplayBuffer::new(config.replay_capacity),
             holdout: Vec::new(),
             live: None,

@@ -135,6 +135,10 @@ pub struct TripletSelector {
     k_max: usize,
     motion_threshold: f32,
     target_parallax_px: f32,
+    /// The target while the newest frame carries a gyro's orientation.
+    target_parallax_px_with_gyro: f32,
+    /// Whether the newest frame carried one.
+    gyro: bool,
     /// Parallax per frame of spacing (pixels) at the last steps.
     parallax_per_frame: VecDeque<f32>,
     /// The spacing the next triplet starts from, updated with each parallax report.
@@ -171,10 +175,30 @@ impl TripletSelector {
             } else {
                 0.0
             },
+            target_parallax_px_with_gyro: if target_parallax_px.is_finite() {
+                target_parallax_px
+            } else {
+                0.0
+            },
+            gyro: false,
             parallax_per_frame: VecDeque::with_capacity(PARALLAX_HISTORY),
             k_start: k_min,
             stationary: 0,
         }
+    }
+
+    /// The parallax target for frames that carry a gyro's orientation (by default the same as
+    /// without).
+    pub fn with_gyro_target(mut self, target_parallax_px: f32) -> Self {
+        if target_parallax_px.is_finite() {
+            self.target_parallax_px_with_gyro = target_parallax_px;
+        }
+        self
+    }
+
+    /// The target that applies to the newest frame.
+    fn target(&self) -> f32 {
+        if self.gyro { self.target_parallax_px_with_gyro } else { self.target_parallax_px }
     }
 
     /// Reports the parallax (pixels at the median depth) measured on a triplet of spacing `k`.
@@ -187,7 +211,7 @@ impl TripletSelector {
             self.parallax_per_frame.pop_front();
         }
         self.parallax_per_frame.push_back(parallax_px / k as f32);
-        if self.target_parallax_px > 0.0 {
+        if self.target() > 0.0 {
             self.k_start = self.spacing_for_target();
         }
     }
@@ -207,7 +231,7 @@ impl TripletSelector {
         let rates = &mut buffer[..self.parallax_per_frame.len()];
         let mid = rates.len() / 2;
         let rate = *rates.select_nth_unstable_by(mid, f32::total_cmp).1;
-        let k = (self.target_parallax_px / rate).ceil();
+        let k = (self.target() / rate).ceil();
         if k.is_finite() { (k as usize).clamp(self.k_min, self.k_max) } else { self.k_max }
     }
 
@@ -222,6 +246,7 @@ impl TripletSelector {
         if self.history.len() == 2 * self.k_max + 1 {
             self.history.pop_front();
         }
+        self.gyro = frame.orientation.is_some();
         self.history.push_back(frame);
         let n = self.history.len();
         let k_start = self.k_start;
@@ -387,5 +412,20 @@ mod tests {
         let mut without = frame_facing(0, p);
         without.orientation = None;
         assert!(rotations_between(&without, &frame_facing(1, t), &frame_facing(2, n)).is_none());
+    }
+
+    #[test]
+    fn frames_with_a_gyro_follow_the_gyro_parallax_target() {
+        let mut selector =
+            TripletSelector::with_parallax_target(1, 6, 0.0, 3.0).with_gyro_target(1.5);
+        let mut without = frame_facing(0, UnitQuaternion::identity());
+        without.orientation = None;
+        selector.push(without);
+        // 0.5 px per frame of spacing: 3 px needs k = 6, 1.5 px needs k = 3.
+        selector.observe_parallax(2, 1.0);
+        assert_eq!(selector.preferred_k(), 6);
+        selector.push(frame_facing(1, UnitQuaternion::identity()));
+        selector.observe_parallax(2, 1.0);
+        assert_eq!(selector.preferred_k(), 3);
     }
 }

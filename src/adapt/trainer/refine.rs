@@ -19,7 +19,11 @@ impl Adapter {
     /// Whether the live sample's translation lengths are measured at the photometric optimum
     /// (33 extra loss evaluations): for the metric scale and for the parallax-driven spacing.
     pub(super) fn measures_live_length(&self, live: &Triplet) -> bool {
-        live.travel.is_some() || self.config.target_parallax_px > 0.0
+        let target = match live.rotation_prior {
+            Some(_) => self.config.target_parallax_px_with_gyro,
+            None => self.config.target_parallax_px,
+        };
+        live.travel.is_some() || target > 0.0
     }
 
     /// What the live sample's motion tells the rest of the loop, on either loss backend: its
