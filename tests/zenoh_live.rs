@@ -358,7 +358,7 @@ fn run_reads_the_cameras_attitude_from_a_zenoh_key() {
     let model = TrainedModel::open(&common::repo_root().join(livedepth::app::demo::BASE_MODEL_DIR))
         .expect("the committed base model opens");
     let dir = tempfile::tempdir().unwrap();
-    let frames = 24;
+    let frames = 40;
     let drive = common::rendered_drive(dir.path(), frames, 6156);
     let dataset = livedepth::source::dataset::open_dataset(&format!("kitti:{}", drive.display()))
         .expect("the rendered drive opens");

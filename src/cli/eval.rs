@@ -175,7 +175,7 @@ pub struct AdaptArgs {
     /// rotations: a CSV `time,qw,qx,qy,qz` (camera-to-world, camera axes, seconds on the
     /// frames' clock) from a gyro's attitude estimate, `ground-truth` (a dataset's poses
     /// standing in for one), or, for `run`, `zenoh:KEY` (the same samples published live).
-    #[arg(long, value_name = "FILE|ground-truth")]
+    #[arg(long, value_name = "FILE|ground-truth|zenoh:KEY")]
     pub gyro: Option<String>,
 }
 
@@ -369,7 +369,9 @@ pub fn run(args: Args) -> livedepth::Result<()> {
     args.adapt.check_gyro(false)?;
     if args.adapt.adapt && args.engine != livedepth::engine::EngineKind::Torch {
         return Err(livedepth::Error::Other(format!(
-            "--engine {} with --adapt: the lock-step evaluation scores the adapting libtorch              network itself; drop --engine, or use `run --adapt --engine {}`, where adapted              weights reach that backend",
+            "--engine {} with --adapt: the lock-step evaluation scores the adapting libtorch \
+             network itself; drop --engine, or use `run --adapt --engine {}`, where adapted \
+             weights reach that backend",
             args.engine, args.engine
         )));
     }
