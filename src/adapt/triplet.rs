@@ -165,21 +165,14 @@ impl TripletSelector {
     ) -> Self {
         let k_min = k_min.max(1);
         let k_max = k_max.max(k_min);
+        let target = if target_parallax_px.is_finite() { target_parallax_px } else { 0.0 };
         Self {
             history: VecDeque::with_capacity(2 * k_max + 1),
             k_min,
             k_max,
             motion_threshold,
-            target_parallax_px: if target_parallax_px.is_finite() {
-                target_parallax_px
-            } else {
-                0.0
-            },
-            target_parallax_px_with_gyro: if target_parallax_px.is_finite() {
-                target_parallax_px
-            } else {
-                0.0
-            },
+            target_parallax_px: target,
+            target_parallax_px_with_gyro: target,
             gyro: false,
             parallax_per_frame: VecDeque::with_capacity(PARALLAX_HISTORY),
             k_start: k_min,

@@ -156,6 +156,12 @@ pub(crate) fn parse_row(row: &str) -> Result<(f64, UnitQuaternion<f64>), String>
             .filter(|v| v.is_finite())
             .ok_or_else(|| format!("{name} `{cell}`: expected a finite number"))?;
     }
+    sample_from(values)
+}
+
+/// A sample from its five numbers `time, qw, qx, qy, qz` (finite): the quaternion must have
+/// length 1 ± 1e-3.
+pub(crate) fn sample_from(values: [f64; 5]) -> Result<(f64, UnitQuaternion<f64>), String> {
     let [time, w, x, y, z] = values;
     let q = Quaternion::new(w, x, y, z);
     if (q.norm() - 1.0).abs() > 1e-3 {
@@ -165,7 +171,7 @@ pub(crate) fn parse_row(row: &str) -> Result<(f64, UnitQuaternion<f64>), String>
     Ok((time, UnitQuaternion::new_normalize(q)))
 }
 
-const COLUMNS: [&str; 5] = ["time", "qw", "qx", "qy", "qz"];
+pub(crate) const COLUMNS: [&str; 5] = ["time", "qw", "qx", "qy", "qz"];
 
 #[cfg(test)]
 mod tests {

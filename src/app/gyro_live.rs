@@ -14,7 +14,7 @@
 //! [`WARNING_EVERY`] says why and what to do. Samples arrive on Zenoh's own threads; the live
 //! path reads under a mutex held for a binary search, never waiting on the network.
 
-use super::gyro::{interpolate, parse_row};
+use super::gyro::{COLUMNS, interpolate, parse_row, sample_from};
 use crate::frame::Frame;
 use nalgebra::UnitQuaternion;
 use serde::Serialize;
@@ -181,14 +181,14 @@ fn parse_message(text: &str) -> Result<(f64, UnitQuaternion<f64>), String> {
     if !text.starts_with('{') {
         return parse_row(text);
     }
-    let value: serde_json::Value =
+    let json: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("not a JSON object: {e}"))?;
-    let mut cells = Vec::with_capacity(5);
-    for name in ["time", "qw", "qx", "qy", "qz"] {
-        let number = value.get(name).and_then(serde_json::Value::as_f64);
-        cells.push(number.ok_or_else(|| format!("expected a number in field `{name}`"))?);
+    let mut values = [0f64; 5];
+    for (value, name) in values.iter_mut().zip(COLUMNS) {
+        let number = json.get(name).and_then(serde_json::Value::as_f64);
+        *value = number.ok_or_else(|| format!("expected a number in field `{name}`"))?;
     }
-    parse_row(&cells.iter().map(f64::to_string).collect::<Vec<_>>().join(","))
+    sample_from(values)
 }
 
 /// One message into the track: a sample, or a refusal recorded with its reason.
