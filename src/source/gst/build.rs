@@ -188,12 +188,35 @@ fn add_file_decoder(
         .property("location", path.to_string_lossy().as_ref())
         .build()
         .map_err(|e| pipeline_error(uri, e.to_string()))?;
+    answer_allocation_queries(&filesrc);
     let queue = make_element(uri, "queue")?;
     let decode = make_element(uri, "decodebin")?;
     pipeline.add_many([&filesrc, &queue]).map_err(|e| pipeline_error(uri, e.to_string()))?;
     filesrc.link(&queue).map_err(|e| pipeline_error(uri, e.to_string()))?;
     link_decoder(uri, pipeline, &decode, tail_sink)?;
     queue.link(&decode).map_err(|e| pipeline_error(uri, e.to_string()))
+}
+
+/// Answer `filesrc`'s allocation queries at its own pad, so that none waits in `queue`.
+///
+/// The query is serialized: `queue` holds it behind the buffers already queued, and `filesrc`'s
+/// thread waits for the answer. When the demuxer has returned EOS for those buffers (it has every
+/// sample of the file), GStreamer's `queue` (1.22 here; Jetson ships 1.20) drops the query without
+/// waking that thread, so `filesrc` never sends its EOS and the decoder never drains its last
+/// frames: the replay stalls until our timeout. `filesrc` asks again whenever a RECONFIGURE
+/// reaches it, and decodebin sends one each time it links a pad while the file is read, so a
+/// short file that `filesrc` had already pushed whole hit it (about 1 run in 150 under load). A
+/// byte stream needs no downstream pool or allocator, so answering "nothing proposed" loses
+/// nothing: `filesrc` keeps its default allocator.
+fn answer_allocation_queries(filesrc: &gst::Element) {
+    if let Some(pad) = filesrc.static_pad("src") {
+        pad.add_probe(gst::PadProbeType::QUERY_DOWNSTREAM, |_, info| match info.query() {
+            Some(query) if query.type_() == gst::QueryType::Allocation => {
+                gst::PadProbeReturn::Handled
+            }
+            _ => gst::PadProbeReturn::Ok,
+        });
+    }
 }
 
 /// Decode `media_uri` (a camera or network stream) with uridecodebin.
@@ -303,4 +326,36 @@ fn build_described_pipeline(
         .ok_or_else(no_appsink)?;
     configure_appsink(&appsink, Some(&rgb_caps(options)), live);
     Ok((pipeline, appsink, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filesrc_allocation_queries_are_answered_before_the_queue() {
+        gst::init().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clip.mp4");
+        std::fs::write(&path, b"not decoded here").unwrap();
+        let uri = format!("file://{}", path.display());
+        let parsed = SourceUri::File(path);
+        let (pipeline, _, _) =
+            build_pipeline(&uri, &parsed, &GstOptions::default(), false).unwrap();
+        let filesrc = pipeline
+            .iterate_elements()
+            .into_iter()
+            .flatten()
+            .find(|e| e.factory().is_some_and(|f| f.name() == "filesrc"))
+            .expect("the file pipeline has a filesrc");
+        let pad = filesrc.static_pad("src").unwrap();
+        // Stopped, the queue refuses every serialized query (its pads flush), so `true` can
+        // only be the answer given at filesrc's pad: no allocation query waits in the queue.
+        let mut query = gst::query::Allocation::new(None, false);
+        assert!(pad.peer_query(&mut query));
+        assert_eq!(query.allocation_pools().len(), 0);
+        // Other queries still go through (a position query is answered by nobody while stopped).
+        let mut position = gst::query::Position::new(gst::Format::Time);
+        assert!(!pad.peer_query(&mut position));
+    }
 }
