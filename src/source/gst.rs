@@ -3,7 +3,9 @@
 //! with gstreamer-video (respecting the row stride) and time-stamped with the buffer PTS.
 //!
 //! Pipelines built here:
-//! - `file://`: `filesrc ! queue ! decodebin` (any container and codec installed) → tail;
+//! - `file://`: `filesrc ! queue ! decodebin` (any container and codec installed) → tail; the
+//!   queue keeps the demuxer in push mode, and filesrc's allocation queries are answered at its
+//!   own pad (a GStreamer `queue` can drop one without an answer and stall the file's end);
 //! - `v4l2://`, `rtsp://`: `uridecodebin` (rtspsrc with a small latency) → tail;
 //! - `csi://N`: `nvarguscamerasrc sensor-id=N ! nvvidconv` → tail (Jetson only);
 //! - `test://`: `videotestsrc` → tail;
