@@ -2,9 +2,11 @@
 //! refinement's rotations. On real kitchen frames, with the dataset's poses standing in for a
 //! gyro, the refined rotation is far closer to the truth than the pose network's start; a live
 //! run hands every frame's orientation to its adapter; bad input is refused naming the flag,
-//! the file and the frame.
+//! the file and the frame. A ROS 2 bag's IMU topic (written by mcap-ros2-support, not by us)
+//! gives the same orientations on the frames' clock, in camera axes.
 
 mod common;
+mod model_support;
 
 use std::path::Path;
 
@@ -147,4 +149,133 @@ fn a_live_run_hands_each_frames_orientation_to_the_adapter() {
         .expect_err("frames after the gyro file's end must stop the run")
         .to_string();
     assert!(error.contains(&file.display().to_string()) && error.contains("frame 1"), "{error}");
+}
+
+/// A ROS 2 bag of the first `n` real kitchen frames with an IMU topic carrying the orientation
+/// an IMU in ROS body axes would report for the ground-truth poses (tests/python/write_ros2_bag.py).
+fn kitchen_bag_with_imu(kitchen: &Path, dir: &Path, n: usize) -> std::path::PathBuf {
+    let bag = dir.join("kitchen_imu.mcap");
+    let (bag_arg, kitchen_arg, n_arg) =
+        (bag.to_str().unwrap(), kitchen.to_str().unwrap(), n.to_string());
+    model_support::run_python(
+        &common::python(),
+        "write_ros2_bag.py",
+        &["imu", bag_arg, kitchen_arg, &n_arg],
+    );
+    bag
+}
+
+/// `--gyro mcap:TOPIC`: each replayed frame reads the IMU's orientation at its stamp, turned
+/// into the camera's axes, which is the kitchen's ground-truth camera orientation; the clock
+/// starts at the first image, not at the IMU's first sample 10 ms before it. Topics that
+/// cannot serve are refused naming the topic and what it carries.
+#[test]
+fn a_bags_imu_topic_gives_each_frame_the_cameras_orientation() {
+    use livedepth::app::gyro_bag::{ImuTopic, read_track};
+    use livedepth::source::Source;
+    let Some(kitchen) = common::shared("data/kitchen") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let frames = 12;
+    let bag = kitchen_bag_with_imu(&kitchen, dir.path(), frames);
+    let uri = format!("mcap://{}?topic=/camera/image_raw/compressed", bag.display());
+    let track = read_track(&uri, &ImuTopic::parse("/imu/data").unwrap()).expect("the IMU track");
+    let dataset =
+        livedepth::source::dataset::open_dataset(&format!("kitchen:{}", kitchen.display()))
+            .unwrap();
+    let mut images = livedepth::source::bag::BagSource::open(&uri).unwrap();
+    // The writer and we turn the pose files' rotation matrices (printed to a few decimals, so
+    // not exactly orthonormal) into quaternions differently: 3e-5 rad apart. A clock 10 ms off
+    // (the IMU's first sample taken as the origin) is 100 times that on the kitchen's turns.
+    let tolerance = 2e-4;
+    let (mut read, mut shifted_worst) = (0, 0f64);
+    while let Some(mut frame) = images.next_frame().unwrap() {
+        let truth = dataset.frame(frame.index as usize).unwrap().gt_pose.unwrap().rotation;
+        let camera = track.at(&frame, "the bag").unwrap();
+        let error = camera.angle_to(&truth);
+        assert!(error < tolerance, "frame {}: {error} rad from the ground truth", frame.index);
+        frame.timestamp += 0.010;
+        if let Ok(shifted) = track.at(&frame, "the bag") {
+            shifted_worst = shifted_worst.max(shifted.angle_to(&truth));
+        }
+        read += 1;
+    }
+    assert_eq!(read, frames);
+    assert!(shifted_worst > tolerance, "a 10 ms clock error would go unseen: {shifted_worst}");
+
+    let refusal = |source: &str, spec: &str| {
+        let imu = ImuTopic::parse(spec).unwrap();
+        read_track(source, &imu).expect_err(spec).to_string()
+    };
+    let raw = refusal(&uri, "/imu/raw");
+    assert!(raw.contains("/imu/raw") && raw.contains("no orientation"), "{raw}");
+    let info = refusal(&uri, "/camera/camera_info");
+    assert!(info.contains("sensor_msgs/msg/CameraInfo") && info.contains("Imu"), "{info}");
+    let missing = refusal(&uri, "/imu/missing");
+    assert!(missing.contains("/imu/data, /imu/raw"), "{missing}");
+    let not_a_bag = refusal(&format!("kitchen:{}", kitchen.display()), "/imu/data");
+    assert!(not_a_bag.contains("--source mcap://"), "{not_a_bag}");
+}
+
+/// `run --adapt --source mcap://BAG --gyro mcap:/imu/data` over real kitchen frames: every
+/// triplet the adapter forms carries the IMU's rotation prior; `eval` refuses the flag.
+#[cfg(feature = "torch")]
+#[test]
+fn a_live_bag_replay_hands_the_imus_orientation_to_the_adapter() {
+    use livedepth::app::adapt::AdaptOptions;
+    use livedepth::app::gyro::GyroSource;
+    let (Some(model), Some(kitchen)) =
+        (common::shared("models/rtmonodepth_s/m_640x192"), common::shared("data/kitchen"))
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let frames = 40;
+    let bag = kitchen_bag_with_imu(&kitchen, dir.path(), frames);
+    let out = dir.path().join("run");
+    // Paced at 5 fps (8 s), as the kitchen live test, so that the adapter is ready in time.
+    let text = format!(
+        "[source]\nuri = \"mcap://{}?topic=/camera/image_raw/compressed\"\nfps = 5.0\n\
+         [network]\narch = \"rtmonodepth-s\"\nwidth = 128\nheight = 96\nmodel = \"{}\"\n\
+         [pipeline]\npolicy = \"lossless\"\nstats_interval_s = 60.0\n[outputs]\ndir = \"{}\"\n\
+         depth_png = false\nvideo = false\nmetrics = false\n",
+        bag.display(),
+        model.display(),
+        out.display()
+    );
+    let config = livedepth::config::Config::from_toml_str(&text, "bag-gyro.toml").unwrap();
+    let mut adapt = AdaptOptions {
+        print_every: 0,
+        gyro: Some(GyroSource::from_flag("mcap:/imu/data")),
+        ..Default::default()
+    };
+    adapt.config.publish_every = 1;
+    let options = livedepth::app::live::LiveOptions {
+        config,
+        model: None,
+        max_frames: Some(frames),
+        adapt: Some(adapt),
+    };
+    livedepth::app::live::run_live(&options).expect("run --adapt --gyro mcap:/imu/data");
+    let report = std::fs::read_to_string(out.join("adapt_report.json")).expect("adapt report");
+    let stats: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let (triplets, priors) = (stats["triplets"].as_u64(), stats["rotation_priors"].as_u64());
+    assert!(triplets.is_some_and(|t| t > 0) && priors == triplets, "{stats}");
+
+    let output = common::livedepth(&[
+        "eval",
+        "--quiet",
+        "--dataset",
+        &format!("kitchen:{}", kitchen.display()),
+        "--model",
+        model.to_str().unwrap(),
+        "--frames",
+        "0..3",
+        "--adapt",
+        "--gyro",
+        "mcap:/imu/data",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("--source mcap://FILE"), "{stderr}");
 }

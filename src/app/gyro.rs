@@ -23,14 +23,18 @@ pub enum GyroSource {
     /// A Zenoh key the camera's attitude is published on (`run --adapt` only;
     /// [`crate::app::gyro_live`]).
     Zenoh(String),
+    /// An IMU topic of the bag a live run replays, as `--gyro mcap:` gives it
+    /// (`TOPIC[?camera_in_imu=qw,qx,qy,qz]`; [`crate::app::gyro_bag`]).
+    Bag(String),
 }
 
 impl GyroSource {
-    /// `ground-truth`, `zenoh:KEY` or a file path, as `--gyro` takes it.
+    /// `ground-truth`, `zenoh:KEY`, `mcap:TOPIC` or a file path, as `--gyro` takes it.
     pub fn from_flag(value: &str) -> Self {
         match value {
             "ground-truth" => Self::GroundTruth,
             key if key.starts_with("zenoh:") => Self::Zenoh(key["zenoh:".len()..].to_owned()),
+            spec if spec.starts_with("mcap:") => Self::Bag(spec["mcap:".len()..].to_owned()),
             path => Self::File(PathBuf::from(path)),
         }
     }
@@ -55,6 +59,11 @@ impl Orientations {
             GyroSource::Zenoh(key) => Err(crate::Error::Other(format!(
                 "--gyro zenoh:{key}: a live topic is read by `run --adapt` only; a lock-step \
                  replay takes a recorded track: --gyro FILE (time,qw,qx,qy,qz)"
+            ))),
+            GyroSource::Bag(spec) => Err(crate::Error::Other(format!(
+                "--gyro mcap:{spec}: reads an IMU topic of the bag a live run replays (`run \
+                 --adapt --source mcap://FILE`); a lock-step replay takes a recorded track: \
+                 --gyro FILE (time,qw,qx,qy,qz) or ground-truth"
             ))),
             GyroSource::File(path) => {
                 let text = std::fs::read_to_string(path)

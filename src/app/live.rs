@@ -11,6 +11,7 @@ use crate::app::adapt_share::{AdapterPulse, StarvationGuard};
 use crate::app::fleet::FleetShare;
 use crate::app::fleet_merges::{MergeInstaller, spawn_merge_installer};
 use crate::app::gyro::{GyroSource, Orientations};
+use crate::app::gyro_bag::{ImuTopic, read_track};
 use crate::app::gyro_live::{LiveGyroReport, LiveOrientations, OrientationInput};
 use crate::app::priority::{AdaptPriority, run_at_lowest_priority};
 use crate::app::replay::ADAPT_REPORT_FILE;
@@ -341,6 +342,11 @@ pub fn run_live(options: &LiveOptions) -> crate::Result<RunReport> {
                         .map_err(crate::Error::Other)?;
                     gyro_stats = Some(live.stats());
                     Some(OrientationInput::Live(live))
+                }
+                Some(GyroSource::Bag(spec)) => {
+                    let imu = ImuTopic::parse(spec)
+                        .map_err(|e| crate::Error::Other(format!("--gyro mcap:{spec}: {e}")))?;
+                    Some(OrientationInput::Recorded(read_track(&uri, &imu)?))
                 }
                 Some(source) => Some(OrientationInput::Recorded(Orientations::open(source)?)),
                 None => None,

@@ -11,6 +11,7 @@ pub mod eval;
 pub mod fleet;
 pub mod fleet_merges;
 pub mod gyro;
+pub mod gyro_bag;
 pub mod gyro_live;
 pub mod live;
 pub mod priority;

@@ -174,8 +174,10 @@ pub struct AdaptArgs {
     /// With --adapt: the camera's orientation per frame, where the pose refinement starts its
     /// rotations: a CSV `time,qw,qx,qy,qz` (camera-to-world, camera axes, seconds on the
     /// frames' clock) from a gyro's attitude estimate, `ground-truth` (a dataset's poses
-    /// standing in for one), or, for `run`, `zenoh:KEY` (the same samples published live).
-    #[arg(long, value_name = "FILE|ground-truth|zenoh:KEY")]
+    /// standing in for one), or, for `run`, `zenoh:KEY` (the same samples published live) or
+    /// `mcap:TOPIC[?camera_in_imu=qw,qx,qy,qz]` (a sensor_msgs/msg/Imu attitude topic of the
+    /// replayed bag; by default the camera looks along the IMU's x axis).
+    #[arg(long, value_name = "FILE|ground-truth|zenoh:KEY|mcap:TOPIC")]
     pub gyro: Option<String>,
 }
 
@@ -198,6 +200,15 @@ impl AdaptArgs {
             ),
             (livedepth::app::gyro::GyroSource::Zenoh(key), true) => {
                 livedepth::sink::zenoh_live::check_input_key(&key).or_else(refuse)
+            }
+            (livedepth::app::gyro::GyroSource::Bag(_), false) => refuse(
+                "reads an IMU topic of the bag a live run replays (`run --adapt --source \
+                 mcap://FILE`); a lock-step replay takes a recorded track: --gyro FILE \
+                 (time,qw,qx,qy,qz) or ground-truth"
+                    .into(),
+            ),
+            (livedepth::app::gyro::GyroSource::Bag(spec), true) => {
+                livedepth::app::gyro_bag::ImuTopic::parse(&spec).map(|_| ()).or_else(refuse)
             }
             _ => Ok(()),
         }

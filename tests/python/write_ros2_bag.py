@@ -6,6 +6,11 @@ usage:
       on /camera/image_raw/compressed (sensor_msgs/msg/CompressedImage), with
       /camera/camera_info (sensor_msgs/msg/CameraInfo) and an unrelated /imu/temperature topic,
       stamped at 30 Hz;
+  write_ros2_bag.py imu OUT.mcap FRAMES_DIR N
+      the same, plus /imu/data (sensor_msgs/msg/Imu) carrying the orientation an IMU mounted
+      in ROS body axes (x forward, y left, z up) with the camera looking along its x axis would
+      report, from the folder's ground-truth poses: one sample 10 ms before the first frame and
+      one at each frame's stamp; and /imu/raw, an IMU without orientation (covariance[0] = -1);
   write_ros2_bag.py raw OUT.mcap
       one 4x2 sensor_msgs/msg/Image per encoding (rgb8, bgr8, rgba8, bgra8, mono8, yuv422),
       each on /raw/<encoding>, of the pixels printed as JSON (the RGB each should decode to).
@@ -48,6 +53,72 @@ CAMERA_INFO = with_deps(
         )
     ],
 )
+VECTOR3 = "float64 x\nfloat64 y\nfloat64 z"
+IMU = with_deps(
+    "std_msgs/Header header\ngeometry_msgs/Quaternion orientation\n"
+    "float64[9] orientation_covariance\ngeometry_msgs/Vector3 angular_velocity\n"
+    "float64[9] angular_velocity_covariance\ngeometry_msgs/Vector3 linear_acceleration\n"
+    "float64[9] linear_acceleration_covariance",
+    HEADER_DEPS
+    + [
+        ("geometry_msgs/Quaternion", "float64 x\nfloat64 y\nfloat64 z\nfloat64 w"),
+        ("geometry_msgs/Vector3", VECTOR3),
+    ],
+)
+# The camera's axes in the IMU's: camera z (forward) = IMU x, camera x (right) = IMU -y,
+# camera y (down) = IMU -z. Rows of the camera-to-IMU rotation.
+CAMERA_IN_IMU = [[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]
+
+
+def matmul(a, b):
+    return [[sum(a[i][k] * b[k][j] for k in range(3)) for j in range(3)] for i in range(3)]
+
+
+def transpose(a):
+    return [[a[j][i] for j in range(3)] for i in range(3)]
+
+
+def quaternion(m):
+    """(x, y, z, w) of a rotation matrix."""
+    trace = m[0][0] + m[1][1] + m[2][2]
+    if trace > 0:
+        s = 2.0 * (trace + 1.0) ** 0.5
+        return ((m[2][1] - m[1][2]) / s, (m[0][2] - m[2][0]) / s, (m[1][0] - m[0][1]) / s, s / 4)
+    if m[0][0] > m[1][1] and m[0][0] > m[2][2]:
+        s = 2.0 * (1.0 + m[0][0] - m[1][1] - m[2][2]) ** 0.5
+        return (s / 4, (m[0][1] + m[1][0]) / s, (m[0][2] + m[2][0]) / s, (m[2][1] - m[1][2]) / s)
+    if m[1][1] > m[2][2]:
+        s = 2.0 * (1.0 + m[1][1] - m[0][0] - m[2][2]) ** 0.5
+        return ((m[0][1] + m[1][0]) / s, s / 4, (m[1][2] + m[2][1]) / s, (m[0][2] - m[2][0]) / s)
+    s = 2.0 * (1.0 + m[2][2] - m[0][0] - m[1][1]) ** 0.5
+    return ((m[0][2] + m[2][0]) / s, (m[1][2] + m[2][1]) / s, s / 4, (m[1][0] - m[0][1]) / s)
+
+
+def imu_orientation(frames_dir, i):
+    """The IMU's orientation in the world at frame i, from the camera-to-world pose."""
+    with open(f"{frames_dir}/frame-{i:06d}.pose.txt") as f:
+        pose = [[float(v) for v in line.split()] for line in f if line.strip()]
+    camera_in_world = [row[:3] for row in pose[:3]]
+    return quaternion(matmul(camera_in_world, transpose(CAMERA_IN_IMU)))
+
+
+def stamp(t):
+    return {"sec": int(t), "nanosec": int(round((t - int(t)) * 1e9))}
+
+
+def imu_message(t, q, covariance0=0.0):
+    zeros = [0.0] * 9
+    return {
+        "header": {"stamp": stamp(t), "frame_id": "imu"},
+        "orientation": {"x": q[0], "y": q[1], "z": q[2], "w": q[3]},
+        "orientation_covariance": [covariance0] + [0.0] * 8,
+        "angular_velocity": {"x": 0.0, "y": 0.0, "z": 0.0},
+        "angular_velocity_covariance": zeros,
+        "linear_acceleration": {"x": 0.0, "y": 0.0, "z": 9.81},
+        "linear_acceleration_covariance": zeros,
+    }
+
+
 TEMPERATURE = with_deps(
     "std_msgs/Header header\nfloat64 temperature\nfloat64 variance", HEADER_DEPS
 )
@@ -58,12 +129,20 @@ def header(i, frame_id="camera"):
     return {"stamp": {"sec": int(t), "nanosec": int(round((t - int(t)) * 1e9))}, "frame_id": frame_id}
 
 
-def compressed(out, frames_dir, n):
+def compressed(out, frames_dir, n, with_imu=False):
     with open(out, "wb") as f:
         writer = Writer(f)
         image = writer.register_msgdef("sensor_msgs/msg/CompressedImage", COMPRESSED)
         info = writer.register_msgdef("sensor_msgs/msg/CameraInfo", CAMERA_INFO)
         temp = writer.register_msgdef("sensor_msgs/msg/Temperature", TEMPERATURE)
+        imu = writer.register_msgdef("sensor_msgs/msg/Imu", IMU) if with_imu else None
+        if with_imu:
+            t = 1_700_000_000 - 0.010
+            ns = int(t * 1e9)
+            q = imu_orientation(frames_dir, 0)
+            for topic, covariance0 in (("/imu/data", 0.0), ("/imu/raw", -1.0)):
+                message = imu_message(t, q, covariance0)
+                writer.write_message(topic, imu, message, log_time=ns, publish_time=ns)
         for i in range(n):
             with open(f"{frames_dir}/frame-{i:06d}.color.jpg", "rb") as jpg:
                 data = jpg.read()
@@ -95,6 +174,10 @@ def compressed(out, frames_dir, n):
                 log_time=ns,
                 publish_time=ns,
             )
+            if with_imu:
+                t = 1_700_000_000 + i / 30.0
+                message = imu_message(t, imu_orientation(frames_dir, i))
+                writer.write_message("/imu/data", imu, message, log_time=ns, publish_time=ns)
             writer.write_message(
                 "/imu/temperature",
                 temp,
@@ -158,7 +241,7 @@ def raw(out):
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "compressed":
-        compressed(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    if sys.argv[1] in ("compressed", "imu"):
+        compressed(sys.argv[2], sys.argv[3], int(sys.argv[4]), with_imu=sys.argv[1] == "imu")
     else:
         raw(sys.argv[2])

@@ -249,6 +249,12 @@ impl BagSource {
         })
     }
 
+    /// The stamp (seconds, as the messages carry it) of the first frame, once it was read:
+    /// frames' timestamps count from it.
+    pub fn first_stamp(&self) -> Option<f64> {
+        self.first_stamp
+    }
+
     fn corrupt(&self, reason: String) -> SourceError {
         SourceError::Truncated {
             uri: self.uri.clone(),
