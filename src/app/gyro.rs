@@ -168,9 +168,13 @@ pub(crate) fn parse_row(row: &str) -> Result<(f64, UnitQuaternion<f64>), String>
     sample_from(values)
 }
 
-/// A sample from its five numbers `time, qw, qx, qy, qz` (finite): the quaternion must have
-/// length 1 ± 1e-3.
+/// A sample from its five numbers `time, qw, qx, qy, qz`: all finite, and the quaternion of
+/// length 1 ± 1e-3. Every reader of orientations (CSV rows, Zenoh messages, IMU messages, a
+/// mount given on the command line) ends here.
 pub(crate) fn sample_from(values: [f64; 5]) -> Result<(f64, UnitQuaternion<f64>), String> {
+    if let Some((name, value)) = COLUMNS.iter().zip(values).find(|(_, v)| !v.is_finite()) {
+        return Err(format!("{name} {value}: expected a finite number"));
+    }
     let [time, w, x, y, z] = values;
     let q = Quaternion::new(w, x, y, z);
     if (q.norm() - 1.0).abs() > 1e-3 {
@@ -208,6 +212,13 @@ mod tests {
             err.contains("gyro.csv") && err.contains("frame 7") && err.contains("outside"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_sample_that_is_not_finite_is_refused_naming_the_field() {
+        let err = sample_from([0.0, f64::NAN, 0.0, 0.0, 0.0]).unwrap_err();
+        assert!(err.contains("qw NaN") && err.contains("finite"), "{err}");
+        assert!(sample_from([0.0, 1.0, 0.0, 0.0, 0.0]).is_ok());
     }
 
     #[test]

@@ -18,11 +18,11 @@ use super::gyro::Orientations;
 use crate::source::SourceError;
 use crate::source::bag::decode::CdrReader;
 use crate::source::bag::{BagSource, SCHEME, parse_uri};
-use nalgebra::{Matrix3, Quaternion, Rotation3, UnitQuaternion};
+use nalgebra::{Matrix3, Rotation3, UnitQuaternion};
 use std::fs::File;
 use std::io::BufReader;
 
-/// The schema and encoding a topic must have.
+/// The schema an IMU topic must have (in the `cdr` encoding).
 const IMU_SCHEMA: &str = "sensor_msgs/msg/Imu";
 
 /// What `--gyro mcap:…` names: the IMU topic and how the camera sits on the IMU.
@@ -64,15 +64,9 @@ impl ImuTopic {
             let [w, x, y, z] = parts[..] else {
                 return Err(format!("camera_in_imu=`{value}`: expected four numbers qw,qx,qy,qz"));
             };
-            let q = Quaternion::new(w, x, y, z);
-            if !q.norm().is_finite() || (q.norm() - 1.0).abs() > 1e-3 {
-                return Err(format!(
-                    "camera_in_imu=`{value}`: a quaternion of length {:.4}, expected a unit \
-                     quaternion",
-                    q.norm()
-                ));
-            }
-            camera_in_imu = UnitQuaternion::new_normalize(q);
+            camera_in_imu = super::gyro::sample_from([0.0, w, x, y, z])
+                .map_err(|e| format!("camera_in_imu=`{value}`: {e}"))?
+                .1;
         }
         Ok(Self { topic: topic.to_owned(), camera_in_imu })
     }

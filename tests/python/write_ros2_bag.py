@@ -125,8 +125,7 @@ TEMPERATURE = with_deps(
 
 
 def header(i, frame_id="camera"):
-    t = 1_700_000_000 + i / 30.0
-    return {"stamp": {"sec": int(t), "nanosec": int(round((t - int(t)) * 1e9))}, "frame_id": frame_id}
+    return {"stamp": stamp(1_700_000_000 + i / 30.0), "frame_id": frame_id}
 
 
 def compressed(out, frames_dir, n, with_imu=False):
